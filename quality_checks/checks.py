@@ -1,0 +1,139 @@
+"""Dagster asset checks over the stored tables. Critical ones block downstream assets.
+
+Each check recomputes its fact from the stored data rather than trusting the producing
+asset's own bookkeeping, so a bug in a stage shows up here.
+"""
+
+
+import dagster as dg
+import polars as pl
+
+from synth_assets.core.curation import heldout_ngrams, heldout_texts_of, word_ngrams
+from synth_assets.resources import WarehouseResource
+
+DECONTAMINATION_N = 13
+
+
+@dg.asset_check(
+    asset="filtered_set",
+    additional_deps=["filter_drops", "raw_candidates", "verified_set"],
+    blocking=True,
+    description="Every raw candidate of this generation is verified once and then either kept or dropped with a reason.",
+)
+def candidates_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    wh = warehouse.get()
+    g = wh.current_generation()
+    n = {
+        t: int(wh.sql(f"select count(*) as n from {wh.schema}.{t} where generation = ?", [g])["n"][0])
+        for t in ("raw_candidates", "verified_set", "filtered_set", "filter_drops")
+    }
+    missing_reason = int(
+        wh.sql(
+            f"select count(*) as n from {wh.schema}.filter_drops where generation = ? "
+            "and (drop_reason is null or drop_reason = '')",
+            [g],
+        )["n"][0]
+    )
+    stray = wh.sql(
+        f"""select count(*) as n from (
+              select candidate_id from {wh.schema}.raw_candidates where generation = $1
+              except
+              (select candidate_id from {wh.schema}.filtered_set where generation = $1
+               union all select candidate_id from {wh.schema}.filter_drops where generation = $1))""",
+        [g],
+    )["n"][0]
+    ok = (
+        n["raw_candidates"] == n["verified_set"] == n["filtered_set"] + n["filter_drops"]
+        and missing_reason == 0
+        and stray == 0
+    )
+    return dg.AssetCheckResult(
+        passed=bool(ok),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"generation": g, **n, "drops_without_reason": missing_reason, "unaccounted_candidates": int(stray)},
+    )
+
+
+@dg.asset_check(
+    asset="mixed_training_set",
+    blocking=True,
+    description="The human share of the mix is at or above the configured floor.",
+)
+def human_share_at_or_above_floor(
+    context: dg.AssetCheckExecutionContext, mixed_training_set: pl.DataFrame
+) -> dg.AssetCheckResult:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("mixed_training_set"))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    floor = float(meta["human_floor"].value) if "human_floor" in meta else 0.35
+    total = mixed_training_set.height
+    human = int((mixed_training_set["source"] == "human").sum()) if total else 0
+    share = human / total if total else 0.0
+    return dg.AssetCheckResult(
+        passed=total > 0 and share + 1e-9 >= floor,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"human_share": round(share, 4), "human_floor": floor, "human_rows": human, "rows": total},
+    )
+
+
+@dg.asset_check(
+    asset="mixed_training_set",
+    additional_ins={"heldout_eval": dg.AssetIn("heldout_eval")},
+    blocking=True,
+    description=f"No mixed row (synthetic or human) shares a {DECONTAMINATION_N}-word sequence with a held-out item.",
+)
+def no_heldout_contamination(mixed_training_set: pl.DataFrame, heldout_eval: pl.DataFrame) -> dg.AssetCheckResult:
+    banned = heldout_ngrams(heldout_texts_of(heldout_eval), DECONTAMINATION_N)
+    held_ids = set(heldout_eval["ref_id"].to_list())
+    bad = []
+    for r in mixed_training_set.select("row_id", "task_id", "prompt", "response").iter_rows(named=True):
+        if r["task_id"] in held_ids or word_ngrams(f"{r['prompt']}\n{r['response']}", DECONTAMINATION_N) & banned:
+            bad.append(r["row_id"])
+    return dg.AssetCheckResult(
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"contaminated_rows": len(bad), "sample_row_ids": dg.MetadataValue.json(bad[:20])},
+    )
+
+
+@dg.asset_check(
+    asset="mixed_training_set",
+    blocking=True,
+    description="No task has rows in both train and validation.",
+)
+def train_validation_disjoint(mixed_training_set: pl.DataFrame) -> dg.AssetCheckResult:
+    both = (
+        mixed_training_set.group_by("task_id").agg(pl.col("split").n_unique().alias("k")).filter(pl.col("k") > 1)
+        if mixed_training_set.height
+        else pl.DataFrame({"task_id": []})
+    )
+    return dg.AssetCheckResult(
+        passed=both.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"tasks_in_both_splits": both.height, "sample": dg.MetadataValue.json(both["task_id"].head(20).to_list())},
+    )
+
+
+@dg.asset_check(
+    asset="drift_report",
+    description="No diversity metric changed past its fail threshold in the collapse direction.",
+)
+def no_failed_drift_metric(drift_report: pl.DataFrame) -> dg.AssetCheckResult:
+    failed = drift_report.filter(pl.col("status") == "fail")
+    warned = drift_report.filter(pl.col("status") == "warn")
+    return dg.AssetCheckResult(
+        passed=failed.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "failed_metrics": dg.MetadataValue.json(failed["metric"].to_list()),
+            "warned_metrics": dg.MetadataValue.json(warned["metric"].to_list()),
+        },
+    )
+
+
+ALL_CHECKS = [
+    candidates_accounted_for,
+    human_share_at_or_above_floor,
+    no_heldout_contamination,
+    train_validation_disjoint,
+    no_failed_drift_metric,
+]

@@ -1,0 +1,62 @@
+"""What every asset shares: table metadata for the UI and turning user errors into Failures."""
+
+
+import contextlib
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from synth_assets.core.errors import SynthConfigError
+
+KINDS = {"polars", "duckdb"}
+GENERATIONAL = {"storage": "generational"}
+SNAPSHOT = {"storage": "snapshot"}
+
+
+def markdown_preview(df: pl.DataFrame, rows: int = 5, width: int = 60) -> str:
+    if df.height == 0:
+        return "_empty_"
+    cols = [c for c in df.columns if c not in ("verifier_spec", "messages")][:10]
+
+    def cell(v: object) -> str:
+        s = "" if v is None else str(v)
+        s = s.replace("\n", "⏎").replace("|", "\\|")
+        return s if len(s) <= width else s[: width - 1] + "…"
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in df.head(rows).select(cols).iter_rows():
+        lines.append("| " + " | ".join(cell(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
+def table_meta(df: pl.DataFrame, **extra: object) -> dict:
+    """Row count and column schema under Dagster's standard keys, plus a preview."""
+    meta: dict = {
+        "dagster/row_count": df.height,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, str(dtype)) for name, dtype in df.schema.items()]
+        ),
+        "preview": dg.MetadataValue.md(markdown_preview(df)),
+    }
+    for k, v in extra.items():
+        if isinstance(v, (dict, list)):
+            meta[k] = dg.MetadataValue.json(v)
+        else:
+            meta[k] = v
+    return meta
+
+
+def counts(df: pl.DataFrame, col: str) -> dict[str, int]:
+    if df.height == 0:
+        return {}
+    return {str(k): int(v) for k, v in df.group_by(col).len().sort(col).iter_rows()}
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """A SynthConfigError becomes a Failure whose message is the whole story, no traceback."""
+    try:
+        yield
+    except SynthConfigError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None

@@ -1,0 +1,205 @@
+"""The generation stages: raw candidates -> verified -> filtered (+ drop log) -> mixed.
+
+Each asset is a thin shell: read config, call the Dagster-free core, return the frame (the
+IO manager writes it to DuckDB by generation) with metadata the UI shows.
+"""
+
+
+import time
+from pathlib import Path
+from typing import Literal, Optional
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta, user_errors
+from synth_assets.core.curation import CurationSettings, curate, decontaminate_references, heldout_texts_of
+from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
+from synth_assets.core.mixing import MixSettings, build_mix, export_mix
+from synth_assets.core.verification import verify_candidates
+from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
+
+
+class RawCandidatesConfig(dg.Config):
+    samples_per_task: int = Field(default=4, ge=1, description="samples drawn for every task")
+    temperatures: list[float] = Field(
+        default=[0.7, 1.0], description="sampling temperatures, cycled over a task's samples"
+    )
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    seed: int = Field(default=0, description="base seed; each sample's seed derives from it, the generation and the task")
+    few_shot: int = Field(default=3, ge=0, description="solved examples in answer prompts (the model is a base model)")
+    answer_max_tokens: int = Field(default=24, ge=1)
+    code_max_tokens: int = Field(default=160, ge=1)
+
+
+@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
+def raw_candidates(
+    context: dg.AssetExecutionContext,
+    config: RawCandidatesConfig,
+    task_pool: pl.DataFrame,
+    generator: GeneratorResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """Several samples per task from the generator; every row carries its full provenance.
+    Materializing this asset starts a new generation."""
+    generation = warehouse.get().next_generation()
+    plan = SamplingPlan(
+        samples_per_task=config.samples_per_task,
+        temperatures=tuple(config.temperatures),
+        top_p=config.top_p,
+        seed=config.seed,
+        prompts=PromptSettings(few_shot=config.few_shot, answer_max_tokens=config.answer_max_tokens,
+                               code_max_tokens=config.code_max_tokens),
+    )
+    with user_errors():
+        gen = generator.build()
+        context.log.info(f"generation {generation}: {task_pool.height} tasks x {config.samples_per_task} samples "
+                         f"with {gen.name} ({gen.model})")
+        t0 = time.perf_counter()
+        df = run_generation(task_pool, gen, plan, generation, log=context.log.info)
+    wall = time.perf_counter() - t0
+    return dg.MaterializeResult(
+        value=df,
+        metadata=table_meta(
+            df,
+            generation=generation,
+            generator=gen.name,
+            model=gen.model,
+            wall_seconds=round(wall, 2),
+            candidates_per_minute=round(60 * df.height / max(wall, 1e-9), 1),
+            completion_tokens=int(df["completion_tokens"].sum()),
+            prompt_tokens=int(df["prompt_tokens"].sum()),
+            candidates_by_family=counts(df, "family"),
+        ),
+    )
+
+
+class VerifiedSetConfig(dg.Config):
+    pass_threshold: float = Field(
+        default=1.0, ge=0, le=1, description="a scorer's score at or above which a candidate passes"
+    )
+
+
+@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
+def verified_set(
+    context: dg.AssetExecutionContext,
+    config: VerifiedSetConfig,
+    raw_candidates: pl.DataFrame,
+    sandbox: SandboxResource,
+) -> dg.MaterializeResult:
+    """Every candidate with its verdict: reasoning-gym scorers, math-verify, exact match, and
+    code run against its tests in a bubblewrap sandbox."""
+    with user_errors():
+        box = sandbox.build()
+    if not box.enabled:
+        context.log.warning("the code sandbox is OFF: model-written code ran without isolation")
+    df = verify_candidates(raw_candidates, box, config.pass_threshold, log=context.log.info)
+    by_family = (
+        df.group_by("family").agg(pl.len().alias("n"), (pl.col("verdict") == "pass").mean().alias("pass_rate")).sort("family")
+        if df.height else pl.DataFrame({"family": [], "n": [], "pass_rate": []})
+    )
+    pass_rates = {r["family"]: round(float(r["pass_rate"]), 4) for r in by_family.iter_rows(named=True)}
+    context.log.info(f"verdicts {counts(df, 'verdict')}; pass rate by family {pass_rates}")
+    return dg.MaterializeResult(
+        value=df,
+        metadata=table_meta(
+            df,
+            generation=int(raw_candidates["generation"][0]) if raw_candidates.height else 0,
+            pass_rate=round(float((df["verdict"] == "pass").mean()), 4) if df.height else 0.0,
+            verdicts=counts(df, "verdict"),
+            pass_rate_by_family=pass_rates,
+            sandbox="bubblewrap" if box.enabled else "OFF (unsafe)",
+        ),
+    )
+
+
+class FilteredSetConfig(dg.Config):
+    decontamination_ngram: int = Field(
+        default=13, ge=3, description="word n-gram length for overlap with held-out items"
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "filtered_set": dg.AssetOut(group_name="synth", kinds=KINDS, metadata=GENERATIONAL,
+                                    description="Verified candidates that survived every filter."),
+        "filter_drops": dg.AssetOut(group_name="synth", kinds=KINDS, metadata=GENERATIONAL,
+                                    description="Every candidate that did not survive, with its reason code."),
+    },
+)
+def filtered_set(
+    context: dg.AssetExecutionContext, config: FilteredSetConfig, verified_set: pl.DataFrame, heldout_eval: pl.DataFrame
+):
+    """Passing, deduplicated, decontaminated candidates; the rest go to filter_drops with a reason."""
+    held_texts = heldout_texts_of(heldout_eval)
+    with user_errors():
+        kept, dropped = curate(verified_set, held_texts, CurationSettings(config.decontamination_ngram))
+    reasons = counts(dropped, "drop_reason")
+    context.log.info(f"kept {kept.height} of {verified_set.height}; dropped by reason {reasons}")
+    gen = int(verified_set["generation"][0]) if verified_set.height else 0
+    yield dg.Output(kept, output_name="filtered_set",
+                    metadata=table_meta(kept, generation=gen, kept_by_family=counts(kept, "family"),
+                                        input_rows=verified_set.height))
+    yield dg.Output(dropped, output_name="filter_drops",
+                    metadata=table_meta(dropped, generation=gen, drops_by_reason=reasons))
+
+
+class MixConfig(dg.Config):
+    human_floor: float = Field(
+        default=0.35, gt=0, le=1, description="the human share the mix may never fall under"
+    )
+    on_floor_violation: Literal["fail", "downsample"] = Field(
+        default="fail", description="fail the run, or keep an even sample of synthetic rows that respects the floor"
+    )
+    validation_fraction: float = Field(default=0.1, ge=0, lt=1, description="share of tasks in validation")
+    decontamination_ngram: int = Field(
+        default=13, ge=3, description="human rows sharing a word n-gram this long with a held-out item are left out"
+    )
+    export_dir: Optional[str] = Field(
+        default=None, description="where train/validation JSONL go; default exports/ beside the DuckDB file"
+    )
+
+
+@dg.asset(
+    group_name="synth",
+    kinds=KINDS,
+    metadata=GENERATIONAL,
+    ins={"filtered_set": dg.AssetIn(metadata={"generations": "all"})},
+)
+def mixed_training_set(
+    context: dg.AssetExecutionContext,
+    config: MixConfig,
+    filtered_set: pl.DataFrame,
+    human_reference: pl.DataFrame,
+    heldout_eval: pl.DataFrame,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """Synthetic rows of every generation so far plus human rows, in chat format, split by task
+    into train/validation, with a human share never under the floor; exported as JSONL."""
+    wh = warehouse.get()
+    generation = wh.current_generation()
+    human, leaked = decontaminate_references(
+        human_reference, heldout_texts_of(heldout_eval), config.decontamination_ngram
+    )
+    if leaked:
+        context.log.warning(f"left out {len(leaked)} human rows that overlap held-out items: {leaked[:10]}")
+    with user_errors():
+        mix, stats = build_mix(
+            filtered_set, human, generation,
+            MixSettings(config.human_floor, config.on_floor_violation, config.validation_fraction),
+        )
+    out_dir = Path(config.export_dir) if config.export_dir else Path(wh.path).parent / "exports"
+    paths = export_mix(mix, out_dir / f"generation_{generation:04d}")
+    context.log.info(f"mix of generation {generation}: {stats}; exported to {paths}")
+    return dg.MaterializeResult(
+        value=mix,
+        metadata=table_meta(
+            mix, generation=generation, **stats,
+            human_rows_left_out_contaminated=len(leaked),
+            human_rows_left_out=leaked[:50],
+            rows_by_origin_generation={str(k): v for k, v in counts(mix.filter(pl.col("source") == "synthetic"), "origin_generation").items()},
+            train_jsonl=dg.MetadataValue.path(paths["train"]),
+            validation_jsonl=dg.MetadataValue.path(paths["validation"]),
+        ),
+    )

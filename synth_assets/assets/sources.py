@@ -1,0 +1,88 @@
+"""Root assets: the tasks to generate for, human data for the mix, and held-out evaluation."""
+
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from synth_assets.assets._common import KINDS, SNAPSHOT, counts, table_meta, user_errors
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.tasks import (
+    TASK_SCHEMA,
+    REFERENCE_SCHEMA,
+    conform,
+    humaneval_references,
+    humaneval_tasks,
+    reasoning_gym_tasks,
+    user_references,
+    user_tasks,
+)
+from synth_assets.resources import HumanEvalSplitResource
+
+DEFAULT_FAMILIES = ["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting"]
+
+
+class TaskPoolConfig(dg.Config):
+    reasoning_gym_families: list[str] = Field(
+        default=DEFAULT_FAMILIES, description="reasoning-gym dataset names to draw procedural tasks from"
+    )
+    tasks_per_family: int = Field(default=10, ge=0, description="tasks drawn from each family")
+    seed: int = Field(default=42, description="seed of the reasoning-gym datasets")
+    humaneval_tasks: int = Field(
+        default=10, ge=0, description="HumanEval tasks from the generation split (0 = none)"
+    )
+    user_task_files: list[str] = Field(
+        default=[], description="JSONL, Parquet or CSV task files (schema in the README)"
+    )
+
+
+@dg.asset(group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
+def task_pool(
+    context: dg.AssetExecutionContext, config: TaskPoolConfig, humaneval_split: HumanEvalSplitResource
+) -> dg.MaterializeResult:
+    """Prompts to generate for, each with what its verifier needs (answer, tests, scorer)."""
+    with user_errors():
+        humaneval_split.validate_split()
+        parts = [
+            reasoning_gym_tasks(config.reasoning_gym_families, config.tasks_per_family, config.seed),
+            humaneval_tasks(config.humaneval_tasks, humaneval_split.human_fraction, humaneval_split.heldout_fraction),
+            *[user_tasks(p) for p in config.user_task_files],
+        ]
+        df = pl.concat(parts) if parts else conform([], TASK_SCHEMA)
+        dupes = df.filter(pl.col("task_id").is_duplicated())["task_id"].unique().to_list()
+        if dupes:
+            raise SynthConfigError(f"task_pool: task ids repeat across sources: {dupes[:5]}")
+        if df.height == 0:
+            raise SynthConfigError(
+                "task_pool: no tasks; set task_pool.tasks_per_family, humaneval_tasks or user_task_files"
+            )
+    context.log.info(f"task pool: {df.height} tasks, by family {counts(df, 'family')}")
+    return dg.MaterializeResult(value=df, metadata=table_meta(df, tasks_by_family=counts(df, "family")))
+
+
+class ReferenceConfig(dg.Config):
+    include_humaneval: bool = Field(default=True, description="use this asset's HumanEval split")
+    user_files: list[str] = Field(default=[], description="JSONL/Parquet/CSV files with prompt and response")
+
+
+def _references(part: str, config: ReferenceConfig, split: HumanEvalSplitResource, what: str) -> pl.DataFrame:
+    with user_errors():
+        split.validate_split()
+        parts = [humaneval_references(part, split.human_fraction, split.heldout_fraction)] if config.include_humaneval else []
+        parts += [user_references(p, what) for p in config.user_files]
+        return pl.concat(parts) if parts else conform([], REFERENCE_SCHEMA)
+
+
+@dg.asset(group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
+def human_reference(config: ReferenceConfig, humaneval_split: HumanEvalSplitResource) -> dg.MaterializeResult:
+    """Human-written examples mixed into every training set (default: HumanEval's human split,
+    prompt plus canonical solution)."""
+    df = _references("human", config, humaneval_split, "human_reference.user_files")
+    return dg.MaterializeResult(value=df, metadata=table_meta(df, rows_by_source=counts(df, "source")))
+
+
+@dg.asset(group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
+def heldout_eval(config: ReferenceConfig, humaneval_split: HumanEvalSplitResource) -> dg.MaterializeResult:
+    """Evaluation items no generated or mixed row may contain (default: HumanEval's held-out split)."""
+    df = _references("heldout", config, humaneval_split, "heldout_eval.user_files")
+    return dg.MaterializeResult(value=df, metadata=table_meta(df, rows_by_source=counts(df, "source")))

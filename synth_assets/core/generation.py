@@ -1,0 +1,228 @@
+"""Sampling candidates for tasks: the generator interface, prompts and provenance.
+
+Every backend (the embedded llama.cpp model, OpenAI-compatible servers, imports) implements
+``TextGenerator``: it turns ``SampleRequest`` objects into ``Sample`` objects. Everything
+else here (which requests to make, which prompt, what provenance to keep) is shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import polars as pl
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.tasks import few_shot_examples
+
+CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
+    "candidate_id": pl.String,
+    "generation": pl.Int64,
+    "task_id": pl.String,
+    "source": pl.String,
+    "family": pl.String,
+    "domain": pl.String,
+    "prompt": pl.String,  # the task as a person would read it
+    "answer": pl.String,
+    "verifier": pl.String,
+    "verifier_spec": pl.String,
+    "license": pl.String,
+    "completion": pl.String,
+    "finish_reason": pl.String,
+    "generator": pl.String,
+    "model": pl.String,
+    "prompt_template": pl.String,
+    "temperature": pl.Float64,
+    "top_p": pl.Float64,
+    "max_tokens": pl.Int64,
+    "seed": pl.Int64,
+    "sample_index": pl.Int64,
+    "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+    "latency_s": pl.Float64,
+    "generation_key": pl.String,
+    "created_at": pl.Datetime("us", "UTC"),
+}
+
+CODE_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```", "\nassert ")
+ANSWER_STOP = ("\n",)
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    task_id: str
+    prompt: str  # the full text sent to the model
+    prompt_template: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: tuple[str, ...]
+    seed: int
+    sample_index: int
+
+    def key(self, model: str) -> str:
+        """Identity of a sample: same model, prompt, sampling and index => same request."""
+        payload = {"model": model, **{k: v for k, v in asdict(self).items() if k != "task_id"}}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass
+class Sample:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+
+
+class TextGenerator(Protocol):
+    """What every generator backend provides."""
+
+    name: str  # the backend, e.g. "llama_cpp"
+    model: str  # the model identity recorded on every row
+
+    def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        """One Sample per request, in order."""
+        ...
+
+
+# ------------------------------------------------------------------ prompts
+@dataclass(frozen=True)
+class PromptSettings:
+    few_shot: int = 3
+    answer_max_tokens: int = 24
+    code_max_tokens: int = 160
+    few_shot_seed: int = 7
+
+
+def answer_prompt(question: str, examples: Sequence[tuple[str, str]]) -> str:
+    """Few-shot completion prompt: the base model continues after 'Answer:'."""
+    parts = ["Answer each question with the final answer only.\n"]
+    for q, a in examples:
+        parts.append(f"Question: {q}\nAnswer: {a}\n")
+    parts.append(f"Question: {question}\nAnswer:")
+    return "\n".join(parts)
+
+
+def build_prompt(task: dict, settings: PromptSettings) -> tuple[str, str, int, tuple[str, ...]]:
+    """(prompt text, template name, max tokens, stop sequences) for one task row."""
+    if task["verifier"] == "python_tests":
+        # HumanEval style: the model continues the function body after the signature+docstring
+        return task["prompt"], "code_completion_v1", settings.code_max_tokens, CODE_STOP
+    examples: list[tuple[str, str]] = []
+    if task["source"] == "reasoning_gym" and settings.few_shot:
+        examples = few_shot_examples(task["family"], settings.few_shot, settings.few_shot_seed)
+    return answer_prompt(task["prompt"], examples), f"answer_{len(examples)}shot_v1", settings.answer_max_tokens, ANSWER_STOP
+
+
+# ------------------------------------------------------------------ planning and running
+@dataclass(frozen=True)
+class SamplingPlan:
+    samples_per_task: int = 4
+    temperatures: tuple[float, ...] = (0.7,)
+    top_p: float = 0.95
+    seed: int = 0
+    prompts: PromptSettings = field(default_factory=PromptSettings)
+
+    def validate(self) -> None:
+        if self.samples_per_task < 1:
+            raise SynthConfigError("raw_candidates.samples_per_task must be >= 1")
+        if not self.temperatures:
+            raise SynthConfigError("raw_candidates.temperatures must list at least one temperature")
+        for t in self.temperatures:
+            if not 0.0 <= t <= 2.0:
+                raise SynthConfigError(f"raw_candidates.temperatures: {t} is outside [0, 2]")
+        if not 0.0 < self.top_p <= 1.0:
+            raise SynthConfigError(f"raw_candidates.top_p: {self.top_p} is outside (0, 1]")
+
+
+def _sample_seed(base: int, generation: int, task_id: str, index: int) -> int:
+    h = hashlib.sha256(f"{base}/{generation}/{task_id}/{index}".encode()).hexdigest()
+    return int(h[:8], 16)
+
+
+def plan_requests(tasks: pl.DataFrame, plan: SamplingPlan, generation: int) -> list[tuple[dict, SampleRequest]]:
+    """Requests ordered so samples of one prompt run back to back (llama.cpp reuses the KV cache)."""
+    plan.validate()
+    out = []
+    for task in tasks.iter_rows(named=True):
+        prompt, template, max_tokens, stop = build_prompt(task, plan.prompts)
+        for i in range(plan.samples_per_task):
+            temperature = plan.temperatures[i % len(plan.temperatures)]
+            out.append(
+                (
+                    task,
+                    SampleRequest(
+                        task_id=task["task_id"],
+                        prompt=prompt,
+                        prompt_template=template,
+                        temperature=float(temperature),
+                        top_p=plan.top_p,
+                        max_tokens=max_tokens,
+                        stop=stop,
+                        seed=_sample_seed(plan.seed, generation, task["task_id"], i),
+                        sample_index=i,
+                    ),
+                )
+            )
+    return out
+
+
+def run_generation(
+    tasks: pl.DataFrame,
+    generator: TextGenerator,
+    plan: SamplingPlan,
+    generation: int,
+    log: Callable[[str], None] = lambda _m: None,
+    log_every_s: float = 15.0,
+) -> pl.DataFrame:
+    """Sample every task; one row per sample with full provenance."""
+    planned = plan_requests(tasks, plan, generation)
+    if not planned:
+        raise SynthConfigError(
+            "raw_candidates: the task pool is empty; configure task_pool "
+            "(reasoning_gym_families, tasks_per_family, humaneval_tasks or user_task_files)"
+        )
+    rows, started, last_log = [], time.monotonic(), time.monotonic()
+    requests = [r for _t, r in planned]
+    for n, ((task, req), sample) in enumerate(zip(planned, generator.generate(requests), strict=True), start=1):
+        key = req.key(generator.model)
+        rows.append(
+            {
+                "candidate_id": f"g{generation}/{key[:16]}",
+                "generation": generation,
+                **{k: task[k] for k in ("task_id", "source", "family", "domain", "prompt", "answer", "verifier", "verifier_spec", "license")},
+                "completion": sample.text,
+                "finish_reason": sample.finish_reason,
+                "generator": generator.name,
+                "model": generator.model,
+                "prompt_template": req.prompt_template,
+                "temperature": req.temperature,
+                "top_p": req.top_p,
+                "max_tokens": req.max_tokens,
+                "seed": req.seed,
+                "sample_index": req.sample_index,
+                "prompt_tokens": sample.prompt_tokens,
+                "completion_tokens": sample.completion_tokens,
+                "latency_s": sample.latency_s,
+                "generation_key": key,
+                "created_at": _now(),
+            }
+        )
+        if time.monotonic() - last_log >= log_every_s or n == len(planned):
+            elapsed = time.monotonic() - started
+            log(f"generated {n}/{len(planned)} samples in {elapsed:.0f}s ({60 * n / max(elapsed, 1e-9):.1f}/min)")
+            last_log = time.monotonic()
+    from synth_assets.core.tasks import conform
+
+    return conform(rows, CANDIDATE_SCHEMA)
+
+
+def _now():  # noqa: ANN202
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)

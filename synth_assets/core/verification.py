@@ -1,0 +1,177 @@
+"""Checking every candidate with something stronger than the generator.
+
+Verdicts: ``pass`` (the verifier vouches for it), ``fail`` (wrong), ``timeout`` and ``error``
+(the check could not complete). Every candidate keeps its verdict, score, verifier name and
+version, detail and the time the check took: failures are evidence, and later they are the
+rejected halves of preference pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+
+import polars as pl
+
+from synth_assets.core.generation import CANDIDATE_SCHEMA
+from synth_assets.core.sandbox import Sandbox
+from synth_assets.core.tasks import conform, reasoning_gym_dataset
+
+VERDICT_SCHEMA: dict[str, pl.DataType] = {
+    **CANDIDATE_SCHEMA,
+    "extracted_answer": pl.String,
+    "verdict": pl.String,
+    "score": pl.Float64,
+    "verifier_name": pl.String,
+    "verifier_version": pl.String,
+    "verdict_detail": pl.String,
+    "verify_seconds": pl.Float64,
+}
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    score: float
+    verifier_name: str
+    verifier_version: str
+    detail: str
+    seconds: float = 0.0
+    extracted_answer: str | None = None
+
+
+def _pkg_version(name: str) -> str:
+    try:
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def extract_short_answer(completion: str) -> str:
+    """The answer a few-shot prompt asks for: the completion's first non-empty line."""
+    for line in completion.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+_ANSWER_IS = re.compile(r"(?:final answer|answer)\s*(?:is|:)\s*(.+)", re.IGNORECASE)
+
+
+def extract_math_answer(completion: str) -> str:
+    """Boxed answer, else 'Answer: x', else the last line."""
+    boxed = _BOXED.findall(completion)
+    if boxed:
+        return boxed[-1].strip()
+    m = _ANSWER_IS.findall(completion)
+    if m:
+        return m[-1].strip().rstrip(".")
+    lines = [ln.strip() for ln in completion.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+# ------------------------------------------------------------------ verifiers
+def verify_reasoning_gym(row: dict, pass_threshold: float) -> Verdict:
+    spec = json.loads(row["verifier_spec"])
+    ds = reasoning_gym_dataset(spec["name"], spec["size"], spec["seed"])
+    entry = ds[spec["index"]]
+    answer = extract_short_answer(row["completion"] or "")
+    t0 = time.perf_counter()
+    try:
+        score = float(ds.score_answer(answer=answer, entry=entry))
+    except Exception as exc:  # noqa: BLE001 - a scorer crash is an error verdict, not a crash of the run
+        return Verdict("error", 0.0, f"reasoning_gym:{spec['name']}", _pkg_version("reasoning-gym"),
+                       f"scorer raised {type(exc).__name__}: {exc}", time.perf_counter() - t0, answer)
+    ok = score >= pass_threshold
+    return Verdict(
+        "pass" if ok else "fail", score, f"reasoning_gym:{spec['name']}", _pkg_version("reasoning-gym"),
+        f"score {score:.3f} (threshold {pass_threshold}); expected {str(entry['answer'])[:80]!r}",
+        time.perf_counter() - t0, answer,
+    )
+
+
+def verify_math(row: dict) -> Verdict:
+    from math_verify import parse, verify
+
+    t0 = time.perf_counter()
+    answer = extract_math_answer(row["completion"] or "")
+    try:
+        gold, pred = parse(row["answer"]), parse(answer)
+        ok = bool(verify(gold, pred))
+    except Exception as exc:  # noqa: BLE001
+        return Verdict("error", 0.0, "math_verify", _pkg_version("math-verify"),
+                       f"math-verify raised {type(exc).__name__}: {exc}", time.perf_counter() - t0, answer)
+    return Verdict("pass" if ok else "fail", 1.0 if ok else 0.0, "math_verify", _pkg_version("math-verify"),
+                   f"expected {row['answer']!r}, got {answer!r}", time.perf_counter() - t0, answer)
+
+
+def _normalise(s: str) -> str:
+    return " ".join(s.strip().lower().split()).rstrip(".")
+
+
+def verify_exact(row: dict) -> Verdict:
+    answer = extract_short_answer(row["completion"] or "")
+    ok = _normalise(answer) == _normalise(row["answer"] or "")
+    return Verdict("pass" if ok else "fail", 1.0 if ok else 0.0, "exact_match", "1",
+                   f"expected {row['answer']!r}, got {answer!r}", 0.0, answer)
+
+
+def code_program(row: dict) -> str:
+    """HumanEval-style: prompt + completion, then the tests, then check(entry_point)."""
+    spec = json.loads(row["verifier_spec"])
+    return (
+        f"{row['prompt']}{row['completion'] or ''}\n\n\n{spec['test']}\n\n\ncheck({spec['entry_point']})\n"
+    )
+
+
+# ------------------------------------------------------------------ driver
+def verify_candidates(
+    candidates: pl.DataFrame,
+    sandbox: Sandbox,
+    pass_threshold: float = 1.0,
+    log: Callable[[str], None] = lambda _m: None,
+) -> pl.DataFrame:
+    """A verdict for every candidate; code runs in the sandbox, ``sandbox.workers`` at a time."""
+    rows = candidates.to_dicts()
+    verdicts: list[Verdict | None] = [None] * len(rows)
+    code_idx = [i for i, r in enumerate(rows) if r["verifier"] == "python_tests"]
+    sandbox_version = f"bwrap+{sandbox.python}" if sandbox.enabled else "UNSANDBOXED"
+    if code_idx:
+        log(f"running {len(code_idx)} code candidates in the sandbox ({sandbox.workers} at a time)")
+        t0 = time.perf_counter()
+        results = sandbox.run_many([code_program(rows[i]) for i in code_idx])
+        for i, res in zip(code_idx, results):
+            verdicts[i] = Verdict(res.status, 1.0 if res.status == "pass" else 0.0, "python_tests",
+                                  sandbox_version, res.detail, res.seconds)
+        log(f"code verified in {time.perf_counter() - t0:.1f}s")
+    for i, row in enumerate(rows):
+        if verdicts[i] is not None:
+            continue
+        kind = row["verifier"]
+        if kind == "reasoning_gym":
+            verdicts[i] = verify_reasoning_gym(row, pass_threshold)
+        elif kind == "math":
+            verdicts[i] = verify_math(row)
+        elif kind == "exact":
+            verdicts[i] = verify_exact(row)
+        else:
+            verdicts[i] = Verdict("error", 0.0, kind or "none", "-", f"no verifier named {kind!r}")
+    out = []
+    for row, v in zip(rows, verdicts):
+        assert v is not None
+        out.append({
+            **row,
+            "extracted_answer": v.extracted_answer,
+            "verdict": v.verdict,
+            "score": v.score,
+            "verifier_name": v.verifier_name,
+            "verifier_version": v.verifier_version,
+            "verdict_detail": v.detail[:500],
+            "verify_seconds": v.seconds,
+        })
+    return conform(out, VERDICT_SCHEMA) if out else conform([], VERDICT_SCHEMA)
