@@ -22,7 +22,7 @@ from synth_assets.resources import GeneratorResource, SandboxResource, Warehouse
 
 
 class RawCandidatesConfig(dg.Config):
-    samples_per_task: int = Field(default=4, ge=1, description="samples drawn for every task")
+    samples_per_task: int = Field(default=6, ge=1, description="samples drawn for every task")
     temperatures: list[float] = Field(
         default=[0.7, 1.0], description="sampling temperatures, cycled over a task's samples"
     )

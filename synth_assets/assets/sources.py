@@ -26,10 +26,10 @@ class TaskPoolConfig(dg.Config):
     reasoning_gym_families: list[str] = Field(
         default=DEFAULT_FAMILIES, description="reasoning-gym dataset names to draw procedural tasks from"
     )
-    tasks_per_family: int = Field(default=10, ge=0, description="tasks drawn from each family")
+    tasks_per_family: int = Field(default=20, ge=0, description="tasks drawn from each family")
     seed: int = Field(default=42, description="seed of the reasoning-gym datasets")
     humaneval_tasks: int = Field(
-        default=10, ge=0, description="HumanEval tasks from the generation split (0 = none)"
+        default=8, ge=0, description="HumanEval tasks from the generation split (0 = none)"
     )
     user_task_files: list[str] = Field(
         default=[], description="JSONL, Parquet or CSV task files (schema in the README)"

@@ -182,10 +182,14 @@ class Sandbox:
         if rc == 0:
             return RunResult("pass", rc, stdout, stderr, seconds, "all tests passed")
         last = _last_line(stderr)
-        if rc == -signal.SIGXCPU or rc == -signal.SIGKILL and seconds >= lim.cpu_s:
+        # a signal kills the program: Popen reports -sig, bwrap exits with 128 + sig
+        sig = -rc if rc < 0 else rc - 128 if self.enabled and 128 < rc < 160 else None
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and seconds >= lim.cpu_s):
             return RunResult("timeout", rc, stdout, stderr, seconds, f"CPU limit of {lim.cpu_s}s exceeded")
-        if rc is not None and rc < 0:
-            return RunResult("error", rc, stdout, stderr, seconds, f"killed by signal {signal.Signals(-rc).name}")
+        if sig == signal.SIGXFSZ:
+            return RunResult("error", rc, stdout, stderr, seconds, f"output or file size limit of {lim.max_file_mb} MB")
+        if sig is not None:
+            return RunResult("error", rc, stdout, stderr, seconds, f"killed by signal {signal.Signals(sig).name}")
         if "MemoryError" in last:
             return RunResult("error", rc, stdout, stderr, seconds, f"memory limit of {lim.memory_mb} MB: {last}")
         if last.startswith("bwrap:"):
@@ -199,12 +203,17 @@ class Sandbox:
 
 
 def _read_capped(f, limit: int) -> str:  # noqa: ANN001
+    """The head and the last KB of a captured stream (the tail holds tracebacks and markers)."""
     f.seek(0, os.SEEK_END)
     size = f.tell()
     f.seek(0)
-    data = f.read(limit)
-    text = data.decode("utf-8", "replace")
-    return text + (f"\n...[truncated {size - limit} bytes]" if size > limit else "")
+    if size <= limit:
+        return f.read().decode("utf-8", "replace")
+    tail_n = min(1024, limit // 2)
+    head = f.read(limit - tail_n).decode("utf-8", "replace")
+    f.seek(size - tail_n)
+    tail = f.read().decode("utf-8", "replace")
+    return f"{head}\n...[truncated {size - limit} bytes]...\n{tail}"
 
 
 def _last_line(text: str) -> str:

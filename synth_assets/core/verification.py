@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,11 +122,13 @@ def verify_exact(row: dict) -> Verdict:
                    f"expected {row['answer']!r}, got {answer!r}", 0.0, answer)
 
 
-def code_program(row: dict) -> str:
-    """HumanEval-style: prompt + completion, then the tests, then check(entry_point)."""
+def code_program(row: dict, nonce: str) -> str:
+    """HumanEval-style: prompt + completion, then the tests, then check(entry_point), then a
+    nonce printed only if check() returned, so exiting early with status 0 is not a pass."""
     spec = json.loads(row["verifier_spec"])
     return (
         f"{row['prompt']}{row['completion'] or ''}\n\n\n{spec['test']}\n\n\ncheck({spec['entry_point']})\n"
+        f"print({nonce!r}, flush=True)\n"
     )
 
 
@@ -144,10 +147,14 @@ def verify_candidates(
     if code_idx:
         log(f"running {len(code_idx)} code candidates in the sandbox ({sandbox.workers} at a time)")
         t0 = time.perf_counter()
-        results = sandbox.run_many([code_program(rows[i]) for i in code_idx])
-        for i, res in zip(code_idx, results):
-            verdicts[i] = Verdict(res.status, 1.0 if res.status == "pass" else 0.0, "python_tests",
-                                  sandbox_version, res.detail, res.seconds)
+        nonces = [f"__synth_tests_done_{secrets.token_hex(8)}__" for _ in code_idx]
+        results = sandbox.run_many([code_program(rows[i], n) for i, n in zip(code_idx, nonces)])
+        for i, res, nonce in zip(code_idx, results, nonces):
+            status, detail = res.status, res.detail
+            if status == "pass" and nonce not in res.stdout:
+                status, detail = "fail", "exited with status 0 before the tests finished"
+            verdicts[i] = Verdict(status, 1.0 if status == "pass" else 0.0, "python_tests",
+                                  sandbox_version, detail, res.seconds)
         log(f"code verified in {time.perf_counter() - t0:.1f}s")
     for i, row in enumerate(rows):
         if verdicts[i] is not None:

@@ -1,0 +1,59 @@
+"""Diversity metrics and the drift report."""
+
+import polars as pl
+from hypothesis import given, settings, strategies as st
+
+from quality_checks.drift import DriftSettings, drift_report
+from quality_checks.metrics import compression_ratio, distinct_n, lexical_profile, take_budget
+
+words = st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "h"]), min_size=1, max_size=30)
+texts = st.lists(words.map(" ".join), min_size=1, max_size=30)
+
+
+@given(texts, st.integers(1, 3))
+@settings(max_examples=100, deadline=None)
+def test_distinct_n_is_a_share(corpus, n):
+    d = distinct_n(take_budget(corpus, 10_000), n)
+    assert 0.0 <= d <= 1.0
+
+
+@given(texts, st.integers(1, 500))
+@settings(max_examples=100, deadline=None)
+def test_budget_is_respected_and_order_free(corpus, budget):
+    docs = take_budget(corpus, budget)
+    assert sum(map(len, docs)) <= budget
+    assert docs == take_budget(list(reversed(corpus)), budget)
+
+
+def test_repetition_lowers_distinct_2_and_raises_compression():
+    varied = [f"sentence number {i} talks about topic {i * 7 % 13} and item {i * 3}" for i in range(200)]
+    repetitive = ["the same sentence again and again"] * 200
+    v, r = lexical_profile(varied, 1000), lexical_profile(repetitive, 1000)
+    assert r["distinct_2"] < v["distinct_2"] / 3
+    assert r["compression_ratio"] > v["compression_ratio"]
+    assert compression_ratio([]) == 0.0
+
+
+def mix_for(gen_texts: dict[int, list[str]], human: list[str]) -> pl.DataFrame:
+    rows = [{"source": "synthetic", "origin_generation": g, "response": t} for g, ts in gen_texts.items() for t in ts]
+    rows += [{"source": "human", "origin_generation": None, "response": t} for t in human]
+    return pl.DataFrame(rows, schema={"source": pl.String, "origin_generation": pl.Int64, "response": pl.String})
+
+
+def test_drift_report_flags_a_collapsed_generation_and_baselines_the_first():
+    varied = [f"sentence number {i} talks about topic {i * 7 % 13} and item {i * 3}" for i in range(300)]
+    collapsed = ["the same sentence again and again"] * 300
+    human = [f"a person wrote note {i} on subject {i % 17}" for i in range(300)]
+    first = drift_report(mix_for({1: varied}, human), 1, DriftSettings(token_budget=2000))
+    d2 = first.filter(pl.col("metric") == "distinct_2").row(0, named=True)
+    assert d2["status"] == "baseline" and "fidelity gap" in d2["note"]
+    second = drift_report(mix_for({1: varied, 2: collapsed}, human), 2, DriftSettings(token_budget=2000))
+    d2 = second.filter(pl.col("metric") == "distinct_2").row(0, named=True)
+    assert d2["status"] == "fail" and d2["previous_generation"] == 1 and d2["change_vs_previous"] < -0.2
+    same = drift_report(mix_for({1: varied, 2: list(varied)}, human), 2, DriftSettings(token_budget=2000))
+    assert set(same.filter(pl.col("warn_threshold").is_not_null())["status"]) == {"ok"}
+
+
+def test_tiny_corpora_are_insufficient_not_alarming():
+    rep = drift_report(mix_for({1: ["4"], 2: ["5"]}, ["x y z"]), 2, DriftSettings())
+    assert set(rep.filter(pl.col("warn_threshold").is_not_null())["status"]) == {"insufficient_data"}

@@ -1,0 +1,134 @@
+"""The whole graph through dagster.materialize() on a temp DuckDB, with the real local model."""
+
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from quality_checks.checks import ALL_CHECKS
+from synth_assets.assets.pipeline import MixConfig, RawCandidatesConfig
+from synth_assets.assets.sources import TaskPoolConfig
+from synth_assets.core.warehouse import Warehouse
+from synth_assets.definitions import ALL_ASSETS, defs
+
+SMALL = {
+    "task_pool": TaskPoolConfig(reasoning_gym_families=["gcd", "letter_counting"], tasks_per_family=3, humaneval_tasks=2),
+    "raw_candidates": RawCandidatesConfig(samples_per_task=2, code_max_tokens=48),
+}
+TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "filtered_set",
+          "filter_drops", "mixed_training_set", "drift_report"]
+
+
+def run(resources, instance, **overrides):
+    return dg.materialize(ALL_ASSETS + ALL_CHECKS, resources=resources, instance=instance,
+                          run_config=dg.RunConfig({**SMALL, **overrides}), raise_on_error=False)
+
+
+def failure_messages(result) -> str:
+    out = []
+    for ev in result.all_events:
+        if ev.event_type == dg.DagsterEventType.STEP_FAILURE:
+            data = ev.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                out.append(data.user_failure_data.description)
+            err = data.error
+            while err is not None:  # the UI shows the whole chain of causes
+                out.append(err.message)
+                err = err.cause
+    return "\n".join(out)
+
+
+def test_definitions_load_with_job_and_schedule():
+    dg.Definitions.validate_loadable(defs)
+    assert defs.get_job_def("nightly_regeneration")
+    sched = defs.get_schedule_def("nightly_regeneration_schedule")
+    assert sched.cron_schedule == "0 3 * * *" and sched.default_status == dg.DefaultScheduleStatus.RUNNING
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert set(TABLES) <= keys
+
+
+@pytest.mark.slow
+def test_two_generations_end_to_end(resources, instance, db_path):
+    first = run(resources, instance)
+    assert first.success, failure_messages(first)
+    second = run(resources, instance)
+    assert second.success, failure_messages(second)
+
+    wh = Warehouse(db_path)
+    for t in TABLES:
+        assert wh.table_exists(t), t
+    for g in (1, 2):
+        n = {t: wh.read(t, generation=g).height for t in ("raw_candidates", "verified_set", "filtered_set", "filter_drops")}
+        assert n["raw_candidates"] == 2 * (3 * 2 + 2) == n["verified_set"] == n["filtered_set"] + n["filter_drops"]
+        ids = set(wh.read("raw_candidates", generation=g)["candidate_id"])
+        kept_or_dropped = set(wh.read("filtered_set", generation=g)["candidate_id"]) | set(wh.read("filter_drops", generation=g)["candidate_id"])
+        assert ids == kept_or_dropped
+    raw = wh.read("raw_candidates")
+    for col in ("generator", "model", "prompt_template", "temperature", "seed", "completion_tokens", "latency_s", "generation_key"):
+        assert raw[col].null_count() == 0, col
+    assert raw["model"][0].startswith("google/gemma-3-270m")
+    assert raw.filter(pl.col("family") != "humaneval")["prompt_template"][0] == "answer_3shot_v1"
+
+    verdicts = wh.read("verified_set", generation=2)
+    assert set(verdicts["verdict"]) <= {"pass", "fail", "timeout", "error"}
+    assert verdicts.filter(pl.col("family") == "humaneval")["verifier_name"].unique().to_list() == ["python_tests"]
+
+    mix = wh.read("mixed_training_set", generation=2)
+    assert (mix["source"] == "human").mean() >= 0.35
+    assert json.loads(mix["messages"][0])[0]["role"] == "user"
+
+    report = wh.read("drift_report", generation=2)
+    assert set(report["corpus"]) == {"accepted", "generated"}
+    gen = report.filter((pl.col("corpus") == "generated") & (pl.col("metric") == "distinct_2")).row(0, named=True)
+    assert gen["previous_generation"] == 1 and gen["previous"] is not None and gen["status"] in ("ok", "warn", "fail")
+    assert wh.read("drift_report", generation=1).filter(pl.col("corpus") == "generated")["status"][0] == "baseline"
+
+    checks = {e.check_name: e.passed for e in second.get_asset_check_evaluations()}
+    assert checks == {"candidates_accounted_for": True, "human_share_at_or_above_floor": True,
+                      "no_heldout_contamination": True, "train_validation_disjoint": True,
+                      "no_failed_drift_metric": checks["no_failed_drift_metric"]}
+    meta = second.asset_materializations_for_node("raw_candidates")[0].metadata
+    assert meta["dagster/row_count"].value == 16 and meta["generation"].value == 2
+    assert "dagster/column_schema" in meta
+
+
+def test_bad_configuration_fails_with_the_field_named(resources, instance):
+    bad = run(resources, instance, task_pool=TaskPoolConfig(reasoning_gym_families=["no_such_family"]))
+    assert not bad.success
+    assert "task_pool.reasoning_gym_families: unknown family 'no_such_family'" in failure_messages(bad)
+
+
+def test_malformed_task_file_fails_with_file_and_field(resources, instance, tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(json.dumps({"task_id": "x", "prompt": "2+2?", "verifier": "math"}) + "\n")
+    bad = run(resources, instance, task_pool=TaskPoolConfig(reasoning_gym_families=[], user_task_files=[str(path)]))
+    msg = failure_messages(bad)
+    assert not bad.success and str(path) in msg and "field 'answer' is missing" in msg
+
+
+def test_out_of_range_config_is_rejected_naming_the_field(resources, instance):
+    with pytest.raises(ValueError, match=r"human_floor\s+Input should be less than or equal to 1"):
+        MixConfig(human_floor=1.5)
+    # the same value from YAML/Launchpad config fails the step with the field named
+    bad = run(resources, instance, mixed_training_set={"config": {"human_floor": 1.5}})
+    assert not bad.success and "human_floor" in failure_messages(bad)
+
+
+@pytest.mark.slow
+def test_floor_violation_fails_the_run_and_keeps_the_previous_mix(resources, instance, db_path, tmp_path):
+    first = run(resources, instance)
+    assert first.success, failure_messages(first)
+    wh = Warehouse(db_path)
+    refs = tmp_path / "tiny_human.jsonl"
+    refs.write_text(json.dumps({"prompt": "p", "response": "one human row"}) + "\n")
+    # a run whose mix would be almost all synthetic: generous samples, one human row
+    bad = run(resources, instance,
+              human_reference={"config": {"include_humaneval": False, "user_files": [str(refs)]}},
+              mixed_training_set=MixConfig(human_floor=0.9))
+    msg = failure_messages(bad)
+    if wh.read("filtered_set", upto=2).height == 0:
+        pytest.skip("the model produced no accepted candidate in either generation; nothing to exceed the floor")
+    assert not bad.success and "below the floor of 90%" in msg
+    assert wh.read("mixed_training_set", generation=1).height > 0  # the earlier mix is untouched
+    assert wh.read("mixed_training_set", generation=2).height == 0

@@ -1,0 +1,112 @@
+"""Task sources: reasoning-gym, the HumanEval split, and validation of user task files."""
+
+import json
+
+import polars as pl
+import pytest
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.tasks import (
+    TASK_SCHEMA,
+    humaneval_references,
+    humaneval_split,
+    humaneval_tasks,
+    reasoning_gym_tasks,
+    user_references,
+    user_tasks,
+)
+
+
+def test_reasoning_gym_tasks_are_deterministic_and_scorable():
+    a = reasoning_gym_tasks(["gcd", "letter_counting"], 3, seed=5)
+    b = reasoning_gym_tasks(["gcd", "letter_counting"], 3, seed=5)
+    assert a.equals(b) and a.height == 6 and a.schema == pl.Schema(TASK_SCHEMA)
+    assert a["task_id"].n_unique() == 6
+    spec = json.loads(a["verifier_spec"][0])
+    assert spec == {"name": "gcd", "size": 3, "seed": 5, "index": 0}
+
+
+def test_unknown_family_names_the_field_and_suggests():
+    with pytest.raises(SynthConfigError, match=r"task_pool.reasoning_gym_families: unknown family 'gcdd'"):
+        reasoning_gym_tasks(["gcdd"], 2, seed=1)
+
+
+def test_humaneval_split_is_disjoint_complete_and_stable():
+    parts = {p: humaneval_references(p, 0.3, 0.2) for p in ("generation", "human", "heldout")}
+    ids = [set(df["ref_id"].to_list()) for df in parts.values()]
+    assert sum(len(s) for s in ids) == 164
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert 0.1 < len(ids[2]) / 164 < 0.3  # about the configured 20 % held out
+    assert humaneval_split("HumanEval/7", 0.3, 0.2) == humaneval_split("HumanEval/7", 0.3, 0.2)
+    gen = humaneval_tasks(1000, 0.3, 0.2)
+    assert set(gen["task_id"].to_list()) == ids[0]
+
+
+def test_humaneval_split_fractions_are_validated():
+    with pytest.raises(SynthConfigError, match="sum to less than 1"):
+        humaneval_split("x", 0.6, 0.5)
+
+
+def write_jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_user_task_file_jsonl_csv_parquet(tmp_path):
+    rows = [
+        {"task_id": "a", "prompt": "What is 2+2?", "verifier": "math", "answer": "4"},
+        {"task_id": "b", "prompt": "Capital of France?", "verifier": "exact", "answer": "Paris", "family": "geo"},
+    ]
+    j = user_tasks(write_jsonl(tmp_path / "mine.jsonl", rows))
+    pl.DataFrame(rows).write_csv(tmp_path / "mine.csv")
+    pl.DataFrame(rows).write_parquet(tmp_path / "mine.parquet")
+    for df in (j, user_tasks(tmp_path / "mine.csv"), user_tasks(tmp_path / "mine.parquet")):
+        assert df["task_id"].to_list() == ["user/mine/a", "user/mine/b"]
+        assert df["family"].to_list() == ["mine", "geo"]
+        assert df["domain"].to_list() == ["math", "text"]
+        assert df["license"].to_list() == ["user-declared"] * 2
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([{"task_id": "a", "verifier": "math", "answer": "1"}], r"has no 'prompt' column"),
+        ([{"task_id": "a", "prompt": "p", "verifier": "magic"}], r"row 1 \(task a\): field 'verifier' is 'magic'"),
+        ([{"task_id": "a", "prompt": "p", "verifier": "math"}], r"field 'answer' is missing"),
+        ([{"task_id": "a", "prompt": "p", "verifier": "math", "answer": "1"},
+          {"task_id": "b", "prompt": "", "verifier": "math", "answer": "1"}], r"row 2 \(task b\): field 'prompt'"),
+        ([{"task_id": "a", "prompt": "p", "verifier": "python_tests", "test": "def check(c): pass"}],
+         r"field 'entry_point' is missing"),
+        ([{"task_id": "a", "prompt": "p", "verifier": "exact", "answer": "1"},
+          {"task_id": "a", "prompt": "q", "verifier": "exact", "answer": "2"}], r"task_id must be unique"),
+    ],
+)
+def test_malformed_task_files_get_errors_naming_file_row_and_field(tmp_path, rows, message):
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(SynthConfigError, match=message) as info:
+        user_tasks(path)
+    assert str(path) in str(info.value)
+
+
+def test_invalid_json_line_is_located(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_text('{"task_id": "a", "prompt": "p", "verifier": "exact", "answer": "x"}\n{"task_id": \n')
+    with pytest.raises(SynthConfigError, match=r"broken.jsonl line 2 is not valid JSON"):
+        user_tasks(path)
+
+
+def test_missing_file_and_unknown_suffix(tmp_path):
+    with pytest.raises(SynthConfigError, match="does not exist"):
+        user_tasks(tmp_path / "nope.jsonl")
+    (tmp_path / "t.xlsx").write_text("x")
+    with pytest.raises(SynthConfigError, match="use .jsonl, .parquet or .csv"):
+        user_tasks(tmp_path / "t.xlsx")
+
+
+def test_user_reference_file(tmp_path):
+    path = write_jsonl(tmp_path / "refs.jsonl", [{"prompt": "Say hi", "response": "Hi!"}])
+    df = user_references(path, "human_reference.user_files")
+    assert df["ref_id"].to_list() == ["user/refs/0"] and df["response"].to_list() == ["Hi!"]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Say hi"}])
+    with pytest.raises(SynthConfigError, match="human_reference.user_files: .*bad.jsonl has no 'response' column"):
+        user_references(bad, "human_reference.user_files")
