@@ -42,7 +42,8 @@ case "${1:-}" in
     setup
     log "materializing every asset (a new generation) into ${SYNTH_DUCKDB_PATH:-$DAGSTER_HOME/warehouse.duckdb}"
     start=$(date +%s)
-    dagster asset materialize -m synth_assets.definitions --select '*'
+    dagster asset materialize -m synth_assets.definitions --select '*' \
+      --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
     log "done in $(( $(date +%s) - start ))s"
     synth summary
     cat <<MSG
