@@ -132,6 +132,42 @@ def code_program(row: dict, nonce: str) -> str:
     )
 
 
+def broken_variants(solution: str) -> list[str]:
+    """Deterministic wrong versions of a solution, for agreement tests and benchmarks."""
+    out = ["    return None\n"]
+    if "return " in solution:
+        out.append(solution.replace("return ", "return not ", 1))
+    return out
+
+
+def humaneval_candidates(problems: list[dict]) -> list[tuple[dict, str]]:
+    """(problem, completion) pairs: each canonical solution and its broken variants."""
+    return [(p, c) for p in problems for c in [p["canonical_solution"], *broken_variants(p["canonical_solution"])]]
+
+
+def sandbox_verdicts(sandbox: Sandbox, candidates: list[tuple[dict, str]]) -> list[str]:
+    """Verdicts for HumanEval-shaped (problem, completion) pairs, as the pipeline computes them."""
+    rows = [
+        {"prompt": p["prompt"], "completion": c,
+         "verifier_spec": json.dumps({"test": p["test"], "entry_point": p["entry_point"]}), "verifier": "python_tests"}
+        for p, c in candidates
+    ]
+    return [v.verdict for v in _code_verdicts(rows, sandbox)]
+
+
+def _code_verdicts(rows: list[dict], sandbox: Sandbox) -> list[Verdict]:
+    sandbox_version = f"bwrap+{sandbox.python}" if sandbox.enabled else "UNSANDBOXED"
+    nonces = [f"__synth_tests_done_{secrets.token_hex(8)}__" for _ in rows]
+    results = sandbox.run_many([code_program(r, n) for r, n in zip(rows, nonces)])
+    out = []
+    for res, nonce in zip(results, nonces):
+        status, detail = res.status, res.detail
+        if status == "pass" and nonce not in res.stdout:
+            status, detail = "fail", "exited with status 0 before the tests finished"
+        out.append(Verdict(status, 1.0 if status == "pass" else 0.0, "python_tests", sandbox_version, detail, res.seconds))
+    return out
+
+
 # ------------------------------------------------------------------ driver
 def verify_candidates(
     candidates: pl.DataFrame,
@@ -143,18 +179,11 @@ def verify_candidates(
     rows = candidates.to_dicts()
     verdicts: list[Verdict | None] = [None] * len(rows)
     code_idx = [i for i, r in enumerate(rows) if r["verifier"] == "python_tests"]
-    sandbox_version = f"bwrap+{sandbox.python}" if sandbox.enabled else "UNSANDBOXED"
     if code_idx:
         log(f"running {len(code_idx)} code candidates in the sandbox ({sandbox.workers} at a time)")
         t0 = time.perf_counter()
-        nonces = [f"__synth_tests_done_{secrets.token_hex(8)}__" for _ in code_idx]
-        results = sandbox.run_many([code_program(rows[i], n) for i, n in zip(code_idx, nonces)])
-        for i, res, nonce in zip(code_idx, results, nonces):
-            status, detail = res.status, res.detail
-            if status == "pass" and nonce not in res.stdout:
-                status, detail = "fail", "exited with status 0 before the tests finished"
-            verdicts[i] = Verdict(status, 1.0 if status == "pass" else 0.0, "python_tests",
-                                  sandbox_version, detail, res.seconds)
+        for i, v in zip(code_idx, _code_verdicts([rows[i] for i in code_idx], sandbox)):
+            verdicts[i] = v
         log(f"code verified in {time.perf_counter() - t0:.1f}s")
     for i, row in enumerate(rows):
         if verdicts[i] is not None:
