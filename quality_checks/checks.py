@@ -18,7 +18,8 @@ DECONTAMINATION_N = 13
     asset="filtered_set",
     additional_deps=["filter_drops", "raw_candidates", "verified_set"],
     blocking=True,
-    description="Every raw candidate of this generation is verified once and then either kept or dropped with a reason.",
+    description="Every raw candidate of this generation (and every revision) is verified once, then either kept "
+    "or dropped with a reason.",
 )
 def candidates_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     wh = warehouse.get()
@@ -36,14 +37,16 @@ def candidates_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResul
     )
     stray = wh.sql(
         f"""select count(*) as n from (
-              select candidate_id from {wh.schema}.raw_candidates where generation = $1
+              select candidate_id from {wh.schema}.verified_set where generation = $1
               except
               (select candidate_id from {wh.schema}.filtered_set where generation = $1
                union all select candidate_id from {wh.schema}.filter_drops where generation = $1))""",
         [g],
     )["n"][0]
+    n["revisions"] = int(wh.sql(f"select count(*) as n from {wh.schema}.verified_set where generation = ? "
+                                "and revision_of is not null", [g])["n"][0])
     ok = (
-        n["raw_candidates"] == n["verified_set"] == n["filtered_set"] + n["filter_drops"]
+        n["raw_candidates"] + n["revisions"] == n["verified_set"] == n["filtered_set"] + n["filter_drops"]
         and missing_reason == 0
         and stray == 0
     )

@@ -6,13 +6,19 @@ import os
 import dagster as dg
 
 from quality_checks.checks import ALL_CHECKS
-from synth_assets.assets.pipeline import filtered_set, mixed_training_set, raw_candidates, verified_set
+from synth_assets.assets.pipeline import (
+    filtered_set,
+    mixed_training_set,
+    preference_pairs,
+    raw_candidates,
+    verified_set,
+)
 from synth_assets.assets.reports import drift_report
 from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
 from synth_assets.resources import default_resources
 
-ALL_ASSETS = [task_pool, human_reference, heldout_eval, raw_candidates, verified_set, filtered_set,
-              mixed_training_set, drift_report]
+ALL_ASSETS = [task_pool, human_reference, heldout_eval, raw_candidates, verified_set, preference_pairs,
+              filtered_set, mixed_training_set, drift_report]
 
 nightly_job = dg.define_asset_job(
     "nightly_regeneration",

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from quality_checks.checks import ALL_CHECKS
-from synth_assets.assets.pipeline import MixConfig, RawCandidatesConfig
+from synth_assets.assets.pipeline import JudgeConfig, MixConfig, RawCandidatesConfig, ReviseConfig, VerifiedSetConfig
 from synth_assets.assets.sources import TaskPoolConfig
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.definitions import ALL_ASSETS, defs
@@ -17,7 +17,7 @@ SMALL = {
     "raw_candidates": RawCandidatesConfig(samples_per_task=2, code_max_tokens=48),
 }
 TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "filtered_set",
-          "filter_drops", "mixed_training_set", "drift_report"]
+          "filter_drops", "mixed_training_set", "drift_report", "preference_pairs"]
 
 
 def run(resources, instance, **overrides):
@@ -132,3 +132,21 @@ def test_floor_violation_fails_the_run_and_keeps_the_previous_mix(resources, ins
     assert not bad.success and "below the floor of 90%" in msg
     assert wh.read("mixed_training_set", generation=1).height > 0  # the earlier mix is untouched
     assert wh.read("mixed_training_set", generation=2).height == 0
+
+
+@pytest.mark.slow
+def test_judge_and_constitutional_revisions_in_the_pipeline(resources, instance, db_path):
+    res = run(resources, instance, verified_set=VerifiedSetConfig(
+        judge=JudgeConfig(enabled=True, score_all=True), revise=ReviseConfig(enabled=True, max_revisions=3)))
+    assert res.success, failure_messages(res)
+    wh = Warehouse(db_path)
+    verified = wh.read("verified_set", generation=1)
+    raw = wh.read("raw_candidates", generation=1)
+    revisions = verified.filter(pl.col("revision_of").is_not_null())
+    assert 1 <= revisions.height <= 3 and set(revisions["revision_of"]) <= set(raw["candidate_id"])
+    assert verified.height == raw.height + revisions.height
+    assert verified.filter(pl.col("revision_of").is_null())["judge_detail"].null_count() == 0  # every candidate judged
+    checks = {e.check_name: e.passed for e in res.get_asset_check_evaluations()}
+    assert checks["candidates_accounted_for"]
+    pairs = wh.read("preference_pairs", generation=1)
+    assert set(pairs.columns) >= {"chosen", "rejected", "basis"}

@@ -17,7 +17,10 @@ from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta,
 from synth_assets.core.curation import CurationSettings, curate, decontaminate_references, heldout_texts_of
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
 from synth_assets.core.mixing import MixSettings, build_mix, export_mix
-from synth_assets.core.verification import verify_candidates
+from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
+from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers
+from synth_assets.core.preferences import preference_pairs as build_preference_pairs
+from synth_assets.core.verification import revise_failures, verify_candidates
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
 
@@ -75,10 +78,36 @@ def raw_candidates(
     )
 
 
+class JudgeConfig(dg.Config):
+    enabled: bool = Field(default=False, description="score candidates with the LLM judge (the generator resource)")
+    rubric_file: Optional[str] = Field(default=None, description="the rubric; default synth_assets/prompts/judge_rubric.txt")
+    threshold: float = Field(default=0.6, ge=0, le=1, description="judge score (0-1) at which a 'judge' task passes")
+    score_all: bool = Field(default=False, description="also score candidates that have a programmatic verifier")
+
+
+class ReviseConfig(dg.Config):
+    enabled: bool = Field(default=False, description="critique and revise failed candidates against the principles")
+    principles_file: Optional[str] = Field(default=None, description="default synth_assets/prompts/principles.txt")
+    max_revisions: int = Field(default=20, ge=0, description="failed candidates revised per generation (one per task first)")
+    max_tokens: int = Field(default=96, ge=1)
+
+
+class CustomVerifierConfig(dg.Config):
+    name: str = Field(description="tasks use it as verifier 'custom:<name>'")
+    callable: Optional[str] = Field(default=None, description="'package.module:function'")
+    command: list[str] = Field(default=[], description="an external command; JSON on stdin, exit 0 = pass")
+    timeout_s: float = Field(default=10.0, gt=0)
+    pass_threshold: float = Field(default=1.0, ge=0, le=1)
+    version: str = Field(default="1", description="recorded with every verdict")
+
+
 class VerifiedSetConfig(dg.Config):
     pass_threshold: float = Field(
         default=1.0, ge=0, le=1, description="a scorer's score at or above which a candidate passes"
     )
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    revise: ReviseConfig = Field(default_factory=ReviseConfig)
+    custom_verifiers: list[CustomVerifierConfig] = Field(default=[])
 
 
 @dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
@@ -87,19 +116,40 @@ def verified_set(
     config: VerifiedSetConfig,
     raw_candidates: pl.DataFrame,
     sandbox: SandboxResource,
+    generator: GeneratorResource,
 ) -> dg.MaterializeResult:
-    """Every candidate with its verdict: reasoning-gym scorers, math-verify, exact match, and
-    code run against its tests in a bubblewrap sandbox."""
+    """Every candidate with its verdict: reasoning-gym scorers, math-verify, exact match, custom
+    verifiers, an optional LLM judge, and code run against its tests in a bubblewrap sandbox.
+    Optional constitutional revisions of failed candidates are verified again and added."""
     with user_errors():
         box = sandbox.build()
+        custom = build_verifiers([
+            CustomVerifierSpec(c.name, c.callable, tuple(c.command), c.timeout_s, c.pass_threshold, c.version)
+            for c in config.custom_verifiers
+        ])
+        uses_judge = config.judge.enabled or (raw_candidates["verifier"] == "judge").any()
+        gen = generator.build() if (uses_judge or config.revise.enabled) else None
+        judge = (Judge(gen, read_text_file(config.judge.rubric_file, DEFAULT_RUBRIC, "verified_set.judge.rubric_file"))
+                 if uses_judge else None)
+        kwargs = dict(custom=custom, judge=judge, judge_threshold=config.judge.threshold,
+                      judge_all=config.judge.enabled and config.judge.score_all)
+        df = verify_candidates(raw_candidates, box, config.pass_threshold, log=context.log.info, **kwargs)
+        if config.revise.enabled and config.revise.max_revisions:
+            constitution = Constitution(gen, read_text_file(config.revise.principles_file, DEFAULT_PRINCIPLES,
+                                                            "verified_set.revise.principles_file"),
+                                        max_tokens=config.revise.max_tokens)
+            revised = revise_failures(df, constitution, box, config.revise.max_revisions, log=context.log.info,
+                                      pass_threshold=config.pass_threshold, **kwargs)
+            context.log.info(f"revisions: {revised.height}, passing {int((revised['verdict'] == 'pass').sum())}")
+            df = pl.concat([df, revised])
     if not box.enabled:
         context.log.warning("the code sandbox is OFF: model-written code ran without isolation")
-    df = verify_candidates(raw_candidates, box, config.pass_threshold, log=context.log.info)
     by_family = (
         df.group_by("family").agg(pl.len().alias("n"), (pl.col("verdict") == "pass").mean().alias("pass_rate")).sort("family")
         if df.height else pl.DataFrame({"family": [], "n": [], "pass_rate": []})
     )
     pass_rates = {r["family"]: round(float(r["pass_rate"]), 4) for r in by_family.iter_rows(named=True)}
+    revisions = df.filter(pl.col("revision_of").is_not_null())
     context.log.info(f"verdicts {counts(df, 'verdict')}; pass rate by family {pass_rates}")
     return dg.MaterializeResult(
         value=df,
@@ -109,9 +159,27 @@ def verified_set(
             pass_rate=round(float((df["verdict"] == "pass").mean()), 4) if df.height else 0.0,
             verdicts=counts(df, "verdict"),
             pass_rate_by_family=pass_rates,
+            verifiers=counts(df, "verifier_name"),
+            revisions=revisions.height,
+            revisions_passing=int((revisions["verdict"] == "pass").sum()) if revisions.height else 0,
+            judged=int(df["judge_score"].is_not_null().sum()) if df.height else 0,
             sandbox="bubblewrap" if box.enabled else "OFF (unsafe)",
         ),
     )
+
+
+class PreferencePairsConfig(dg.Config):
+    max_pairs_per_task: int = Field(default=2, ge=1)
+
+
+@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
+def preference_pairs(config: PreferencePairsConfig, verified_set: pl.DataFrame) -> dg.MaterializeResult:
+    """Chosen/rejected pairs for the same task (verified or higher-scored vs failed or lower),
+    for preference training (DPO-style)."""
+    pairs = build_preference_pairs(verified_set, config.max_pairs_per_task)
+    return dg.MaterializeResult(value=pairs, metadata=table_meta(
+        pairs, generation=int(verified_set["generation"][0]) if verified_set.height else 0,
+        pairs_by_basis=counts(pairs, "basis"), tasks_with_pairs=pairs["task_id"].n_unique() if pairs.height else 0))
 
 
 class FilteredSetConfig(dg.Config):

@@ -39,7 +39,7 @@ REFERENCE_SCHEMA: dict[str, pl.DataType] = {
     "license": pl.String,
 }
 
-VERIFIERS = ("reasoning_gym", "python_tests", "math", "exact")
+VERIFIERS = ("reasoning_gym", "python_tests", "math", "exact", "judge")  # or custom:<name>
 HUMANEVAL_LICENSE = "MIT (openai/human-eval)"
 REASONING_GYM_LICENSE = "Apache-2.0 (reasoning-gym)"
 
@@ -177,7 +177,7 @@ def humaneval_references(part: str, human_fraction: float, heldout_fraction: flo
 
 # ------------------------------------------------------------------ user files
 USER_TASK_FIELDS = """\
-required: task_id (unique string), prompt (string), verifier (one of reasoning_gym, python_tests, math, exact)
+required: task_id (unique string), prompt (string), verifier (math, exact, python_tests, judge or custom:<name>)
 optional: family (default: the file's stem), domain (default: math for math, code for python_tests, text otherwise),
           answer (required for math and exact), test and entry_point (required for python_tests:
           a HumanEval-style `def check(candidate)` and the function name), license (default: "user-declared")"""
@@ -238,12 +238,14 @@ def user_tasks(path: str | Path) -> pl.DataFrame:
     df = df.with_columns([pl.col(c).cast(pl.String) for c in df.columns if df.schema[c] != pl.String])
     for col in ("task_id", "prompt", "verifier"):
         _require_str(df, col, p, what)
-    bad_verifier = df.with_row_index("_row").filter(~pl.col("verifier").is_in(VERIFIERS))
+    bad_verifier = df.with_row_index("_row").filter(
+        ~pl.col("verifier").is_in(VERIFIERS) & ~pl.col("verifier").str.starts_with("custom:")
+    )
     if bad_verifier.height:
         r = bad_verifier.row(0, named=True)
         raise SynthConfigError(
             f"{what}: {p} row {r['_row'] + 1} (task {r['task_id']}): field 'verifier' is {r['verifier']!r}; "
-            f"use one of {', '.join(VERIFIERS)}"
+            f"use one of {', '.join(VERIFIERS)}, or custom:<name> for a verifier in verified_set.custom_verifiers"
         )
     dupes = df.filter(pl.col("task_id").is_duplicated())["task_id"].unique().to_list()
     if dupes:

@@ -18,6 +18,9 @@ from importlib.metadata import version
 
 import polars as pl
 
+from synth_assets.core.ai_feedback import Constitution, Judge
+from synth_assets.core.custom_verifiers import CustomVerifier
+from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import CANDIDATE_SCHEMA
 from synth_assets.core.sandbox import Sandbox
 from synth_assets.core.tasks import conform, reasoning_gym_dataset
@@ -31,6 +34,10 @@ VERDICT_SCHEMA: dict[str, pl.DataType] = {
     "verifier_version": pl.String,
     "verdict_detail": pl.String,
     "verify_seconds": pl.Float64,
+    "judge_score": pl.Float64,  # the LLM judge's score in [0, 1], when a judge ran
+    "judge_detail": pl.String,
+    "revision_of": pl.String,  # set on constitutional revisions: the candidate revised
+    "critique": pl.String,
 }
 
 
@@ -169,13 +176,40 @@ def _code_verdicts(rows: list[dict], sandbox: Sandbox) -> list[Verdict]:
 
 
 # ------------------------------------------------------------------ driver
+def response_text(row: dict) -> str:
+    """What a reader (judge, critic) sees as the candidate's response."""
+    if row["verifier"] == "python_tests":
+        return f"{row['prompt']}{row['completion'] or ''}"
+    return (row["completion"] or "").strip()
+
+
+def check_custom_names(candidates: pl.DataFrame, custom: dict[str, CustomVerifier]) -> None:
+    wanted = {v.split(":", 1)[1] for v in candidates["verifier"].unique().to_list() if v and v.startswith("custom:")}
+    missing = sorted(wanted - set(custom))
+    if missing:
+        raise SynthConfigError(
+            f"verified_set.custom_verifiers: tasks name {', '.join('custom:' + m for m in missing)} but no such "
+            f"verifier is configured (configured: {', '.join(sorted(custom)) or 'none'})"
+        )
+
+
 def verify_candidates(
     candidates: pl.DataFrame,
     sandbox: Sandbox,
     pass_threshold: float = 1.0,
     log: Callable[[str], None] = lambda _m: None,
+    custom: dict[str, CustomVerifier] | None = None,
+    judge: Judge | None = None,
+    judge_threshold: float = 0.6,
+    judge_all: bool = False,
 ) -> pl.DataFrame:
-    """A verdict for every candidate; code runs in the sandbox, ``sandbox.workers`` at a time."""
+    """A verdict for every candidate; code runs in the sandbox, ``sandbox.workers`` at a time.
+
+    The judge decides tasks whose verifier is ``judge``; with ``judge_all`` it also scores every
+    other candidate, recorded in ``judge_score`` beside the programmatic verdict.
+    """
+    custom = custom or {}
+    check_custom_names(candidates, custom)
     rows = candidates.to_dicts()
     verdicts: list[Verdict | None] = [None] * len(rows)
     code_idx = [i for i, r in enumerate(rows) if r["verifier"] == "python_tests"]
@@ -185,21 +219,43 @@ def verify_candidates(
         for i, v in zip(code_idx, _code_verdicts([rows[i] for i in code_idx], sandbox)):
             verdicts[i] = v
         log(f"code verified in {time.perf_counter() - t0:.1f}s")
+    judge_idx = [i for i, r in enumerate(rows) if r["verifier"] == "judge" or (judge_all and judge is not None)]
+    judged: dict[int, object] = {}
+    if judge_idx:
+        if judge is None:
+            raise SynthConfigError(
+                "verified_set.judge.enabled: tasks use verifier 'judge' but the judge is off; enable it"
+            )
+        log(f"judging {len(judge_idx)} candidates with {judge.name}")
+        results = judge.score([(rows[i]["prompt"], response_text(rows[i])) for i in judge_idx])
+        judged = dict(zip(judge_idx, results))
     for i, row in enumerate(rows):
         if verdicts[i] is not None:
             continue
-        kind = row["verifier"]
+        kind = row["verifier"] or ""
         if kind == "reasoning_gym":
             verdicts[i] = verify_reasoning_gym(row, pass_threshold)
         elif kind == "math":
             verdicts[i] = verify_math(row)
         elif kind == "exact":
             verdicts[i] = verify_exact(row)
+        elif kind == "judge":
+            j = judged[i]
+            if j.score is None:
+                verdicts[i] = Verdict("error", 0.0, judge.name, "1", f"judge reply has no score: {j.raw!r}", j.seconds)
+            else:
+                verdicts[i] = Verdict("pass" if j.score >= judge_threshold else "fail", j.score, judge.name, "1",
+                                      f"judge score {j.score:.2f} (threshold {judge_threshold})", j.seconds)
+        elif kind.startswith("custom:"):
+            v = custom[kind.split(":", 1)[1]]
+            r = v.check({k: row.get(k) for k in ("task_id", "family", "prompt", "completion", "answer", "verifier_spec")})
+            verdicts[i] = Verdict(r.verdict, r.score, kind, v.version, r.detail, r.seconds)
         else:
             verdicts[i] = Verdict("error", 0.0, kind or "none", "-", f"no verifier named {kind!r}")
     out = []
-    for row, v in zip(rows, verdicts):
+    for i, (row, v) in enumerate(zip(rows, verdicts)):
         assert v is not None
+        j = judged.get(i)
         out.append({
             **row,
             "extracted_answer": v.extracted_answer,
@@ -209,5 +265,46 @@ def verify_candidates(
             "verifier_version": v.verifier_version,
             "verdict_detail": v.detail[:500],
             "verify_seconds": v.seconds,
+            "judge_score": getattr(j, "score", None),
+            "judge_detail": getattr(j, "raw", None),
         })
-    return conform(out, VERDICT_SCHEMA) if out else conform([], VERDICT_SCHEMA)
+    return conform(out, VERDICT_SCHEMA)
+
+
+def revise_failures(
+    verified: pl.DataFrame,
+    constitution: Constitution,
+    sandbox: Sandbox,
+    max_revisions: int,
+    log: Callable[[str], None] = lambda _m: None,
+    **verify_kwargs: object,
+) -> pl.DataFrame:
+    """Critique and revise failed candidates (one per task first), then verify the revisions
+    with each task's own verifier. Returns only the new revision rows."""
+    failed = verified.filter((pl.col("verdict") != "pass") & pl.col("revision_of").is_null())
+    failed = failed.sort("sample_index").unique("task_id", keep="first", maintain_order=True).head(max_revisions)
+    if failed.height == 0:
+        return conform([], VERDICT_SCHEMA)
+    log(f"constitutional revision of {failed.height} failed candidates")
+    rows = failed.to_dicts()
+    stops = [("\n\n\n", "\nTask:", "\nPrinciples:") if r["verifier"] == "python_tests" else ("\n",) for r in rows]
+    revisions = constitution.revise([(r["prompt"], response_text(r), st) for r, st in zip(rows, stops)])
+    new = []
+    for r, rev in zip(rows, revisions):
+        text = rev.text if r["verifier"] != "python_tests" else "\n" + rev.text.strip("\n") + "\n"
+        new.append({
+            **{k: r[k] for k in CANDIDATE_SCHEMA},
+            "candidate_id": f"{r['candidate_id']}/rev1",
+            "completion": text,
+            "prompt_template": "constitutional_revision_v1",
+            "completion_tokens": rev.sample.completion_tokens,
+            "prompt_tokens": rev.sample.prompt_tokens,
+            "latency_s": rev.sample.latency_s,
+            "finish_reason": rev.sample.finish_reason,
+            "generation_key": f"{r['generation_key']}/rev1",
+            "revision_of": r["candidate_id"],
+            "critique": rev.critique[:500],
+        })
+    frame = pl.DataFrame(new, schema={**CANDIDATE_SCHEMA, "revision_of": pl.String, "critique": pl.String})
+    checked = verify_candidates(frame.drop("revision_of", "critique"), sandbox, log=log, **verify_kwargs)
+    return checked.with_columns(revision_of=frame["revision_of"], critique=frame["critique"])

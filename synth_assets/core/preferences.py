@@ -1,0 +1,58 @@
+"""Preference pairs for the same task: chosen (verified, or higher-scored) vs rejected."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from synth_assets.core.tasks import conform
+
+PAIR_SCHEMA: dict[str, pl.DataType] = {
+    "pair_id": pl.String,
+    "generation": pl.Int64,
+    "task_id": pl.String,
+    "family": pl.String,
+    "prompt": pl.String,
+    "chosen": pl.String,
+    "rejected": pl.String,
+    "chosen_candidate_id": pl.String,
+    "rejected_candidate_id": pl.String,
+    "chosen_verdict": pl.String,
+    "rejected_verdict": pl.String,
+    "chosen_score": pl.Float64,
+    "rejected_score": pl.Float64,
+    "basis": pl.String,  # verdict | score | judge_score
+}
+
+
+def _key(r: dict) -> tuple[int, float, float]:
+    return (int(r["verdict"] == "pass"), float(r["score"] or 0.0), float(r["judge_score"] or 0.0))
+
+
+def _basis(a: tuple, b: tuple) -> str:
+    return "verdict" if a[0] != b[0] else "score" if a[1] != b[1] else "judge_score"
+
+
+def preference_pairs(verified: pl.DataFrame, max_pairs_per_task: int = 2) -> pl.DataFrame:
+    """Best candidates paired with the worst, strictly better by verdict, then score, then judge."""
+    rows = []
+    for (task_id,), group in verified.group_by(["task_id"], maintain_order=True):
+        cands = sorted(group.to_dicts(), key=_key, reverse=True)
+        best, worst = cands, list(reversed(cands))
+        used: set[str] = set()
+        for c, r in zip(best, worst):
+            if len(used) // 2 >= max_pairs_per_task or _key(c) <= _key(r):
+                break
+            if c["candidate_id"] in used or r["candidate_id"] in used:
+                continue
+            if (c["completion"] or "").strip() == (r["completion"] or "").strip():
+                continue
+            used |= {c["candidate_id"], r["candidate_id"]}
+            rows.append({
+                "pair_id": f"{c['candidate_id']}>{r['candidate_id']}", "generation": c["generation"],
+                "task_id": task_id, "family": c["family"], "prompt": c["prompt"],
+                "chosen": c["completion"], "rejected": r["completion"],
+                "chosen_candidate_id": c["candidate_id"], "rejected_candidate_id": r["candidate_id"],
+                "chosen_verdict": c["verdict"], "rejected_verdict": r["verdict"],
+                "chosen_score": c["score"], "rejected_score": r["score"], "basis": _basis(_key(c), _key(r)),
+            })
+    return conform(rows, PAIR_SCHEMA)
