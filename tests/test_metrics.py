@@ -1,6 +1,7 @@
 """Diversity metrics and the drift report."""
 
 import polars as pl
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from quality_checks.drift import DriftSettings, drift_report
@@ -45,13 +46,31 @@ def test_drift_report_flags_a_collapsed_generation_and_baselines_the_first():
     collapsed = ["the same sentence again and again"] * 300
     human = [f"a person wrote note {i} on subject {i % 17}" for i in range(300)]
     first = drift_report(mix_for({1: varied}, human), 1, DriftSettings(token_budget=2000))
-    d2 = first.filter(pl.col("metric") == "distinct_2").row(0, named=True)
-    assert d2["status"] == "baseline" and "fidelity gap" in d2["note"]
+    status = dict(zip(first["metric"], first["status"]))
+    assert status["distinct_2"] == "baseline" and status["DIVERSITY_LOSS"] == "ok"
+    assert status["FIDELITY_GAP"] in ("notice", "ok")
     second = drift_report(mix_for({1: varied, 2: collapsed}, human), 2, DriftSettings(token_budget=2000))
     d2 = second.filter(pl.col("metric") == "distinct_2").row(0, named=True)
     assert d2["status"] == "fail" and d2["previous_generation"] == 1 and d2["change_vs_previous"] < -0.2
+    assert second.filter(pl.col("metric") == "DIVERSITY_LOSS")["status"][0] == "alert"
     same = drift_report(mix_for({1: varied, 2: list(varied)}, human), 2, DriftSettings(token_budget=2000))
     assert set(same.filter(pl.col("warn_threshold").is_not_null())["status"]) == {"ok"}
+    assert same.filter(pl.col("metric") == "DIVERSITY_LOSS")["status"][0] == "ok"
+
+
+def test_reference_metrics_behave():
+    from quality_checks.metrics import js_distance, near_duplicate_rate, opening_concentration, rare_type_coverage, rare_types
+
+    a = [f"word{i} common text here" for i in range(100)]
+    docs = take_budget(a, 10_000)
+    assert js_distance(docs, docs) == 0.0
+    assert 0 < js_distance(docs, take_budget(["entirely other vocabulary"] * 10, 100)) <= 1.0
+    rare = rare_types(docs)
+    assert rare_type_coverage(docs, rare) == 1.0 and rare_type_coverage(take_budget(["common text"], 10), rare) == 0.0
+    assert opening_concentration(["the cat sat"] * 9 + ["a dog ran"]) == 1.0
+    assert opening_concentration([f"x{i} y z" for i in range(20)], top=5) == 0.25
+    dup = ["one two three four five six seven"] * 2 + ["alpha beta gamma delta epsilon zeta eta"]
+    assert near_duplicate_rate(dup) == pytest.approx(2 / 3)
 
 
 def test_tiny_corpora_are_insufficient_not_alarming():
