@@ -81,8 +81,10 @@ class DriftSettings:
 
 
 def _rel(cur: float | None, ref: float | None) -> float | None:
-    if cur is None or ref is None or ref == 0 or math.isnan(ref) or math.isnan(cur):
+    if cur is None or ref is None or math.isnan(ref) or math.isnan(cur):
         return None
+    if ref == 0:
+        return 0.0 if cur == 0 else None
     return (cur - ref) / abs(ref)
 
 
@@ -153,12 +155,14 @@ def corpus_report(
             if not enough:
                 status = "insufficient_data"
                 note = f"only {budget} comparable tokens (need {settings.min_tokens})"
-            elif d_prev is None and d_first is None:
+            elif val.get("previous") is None and val.get("first") is None:
                 status, note = "baseline", "first synthetic generation: the reference for later ones"
             else:
-                worst = max(-rule.direction * d for d in (d_prev, d_first) if d is not None)
+                # a change from 0 has no relative size: it counts as none (absolute cuts still apply)
+                worst = max([-rule.direction * d for d in (d_prev, d_first) if d is not None], default=0.0)
                 status = "fail" if worst >= fail_t else "warn" if worst >= warn_t else "ok"
-                if metric == "near_duplicate_rate" and cur is not None and cur > NEAR_DUP_ABSOLUTE_FAIL and worst > 0:
+                if metric == "near_duplicate_rate" and cur is not None and cur > NEAR_DUP_ABSOLUTE_FAIL and (
+                        worst > 0 or not max(val.get("previous") or 0, val.get("first") or 0)):
                     status = "fail"
                 note = f"worst change in the collapse direction {worst:+.1%}"
                 if rule.core and status == "fail":
