@@ -1,11 +1,13 @@
-"""The one Definitions object of the platform: assets, checks, resources, job and schedule."""
-
+"""The one Definitions object of the platform: assets, checks, resources, job, schedule, sensor."""
 
 import os
 
 import dagster as dg
 
-from quality_checks.checks import ALL_CHECKS
+from quality_checks.alerts import build_alert_sensor
+from quality_checks.checks import ALL_CHECKS as STRUCTURAL_CHECKS
+from quality_checks.gx_checks import SUITE_ASSETS, gx_suite_checks
+from synth_assets.assets.evaluation import generator_eval, training_export
 from synth_assets.assets.pipeline import (
     filtered_set,
     mixed_training_set,
@@ -18,12 +20,16 @@ from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
 from synth_assets.resources import default_resources
 
 ALL_ASSETS = [task_pool, human_reference, heldout_eval, raw_candidates, verified_set, preference_pairs,
-              filtered_set, mixed_training_set, drift_report]
+              filtered_set, mixed_training_set, training_export, generator_eval, drift_report]
+GX_CHECKS = [gx_suite_checks(a) for a in SUITE_ASSETS]
+ALL_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS]
+CHECK_KEYS = [key for c in ALL_CHECKS for key in c.check_keys]
 
 nightly_job = dg.define_asset_job(
     "nightly_regeneration",
     selection=dg.AssetSelection.all(),
-    description="Materialize a new generation: tasks, candidates, verification, curation, mix, drift report.",
+    description="Materialize a new generation: tasks, candidates, verification, curation, mix, export, "
+    "held-out evaluation and drift report, with every check.",
 )
 
 nightly_schedule = dg.ScheduleDefinition(
@@ -51,6 +57,7 @@ defs = dg.Definitions(
     asset_checks=ALL_CHECKS,
     jobs=[nightly_job],
     schedules=[nightly_schedule],
+    sensors=[build_alert_sensor(CHECK_KEYS)],
     resources=default_resources(),
     executor=_executor,
 )

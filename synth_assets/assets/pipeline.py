@@ -16,7 +16,7 @@ from pydantic import Field
 from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta, user_errors
 from synth_assets.core.curation import CurationSettings, curate, decontaminate_references, heldout_texts_of
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
-from synth_assets.core.mixing import MixSettings, build_mix, export_mix
+from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
 from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers
 from synth_assets.core.preferences import preference_pairs as build_preference_pairs
@@ -224,9 +224,6 @@ class MixConfig(dg.Config):
     decontamination_ngram: int = Field(
         default=13, ge=3, description="human rows sharing a word n-gram this long with a held-out item are left out"
     )
-    export_dir: Optional[str] = Field(
-        default=None, description="where train/validation JSONL go; default exports/ beside the DuckDB file"
-    )
 
 
 @dg.asset(
@@ -244,7 +241,7 @@ def mixed_training_set(
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """Synthetic rows of every generation so far plus human rows, in chat format, split by task
-    into train/validation, with a human share never under the floor; exported as JSONL."""
+    into train/validation, with a human share never under the floor (training_export publishes it)."""
     wh = warehouse.get()
     generation = wh.current_generation()
     human, leaked = decontaminate_references(
@@ -257,9 +254,7 @@ def mixed_training_set(
             filtered_set, human, generation,
             MixSettings(config.human_floor, config.on_floor_violation, config.validation_fraction),
         )
-    out_dir = Path(config.export_dir) if config.export_dir else Path(wh.path).parent / "exports"
-    paths = export_mix(mix, out_dir / f"generation_{generation:04d}")
-    context.log.info(f"mix of generation {generation}: {stats}; exported to {paths}")
+    context.log.info(f"mix of generation {generation}: {stats}")
     return dg.MaterializeResult(
         value=mix,
         metadata=table_meta(
@@ -267,7 +262,5 @@ def mixed_training_set(
             human_rows_left_out_contaminated=len(leaked),
             human_rows_left_out=leaked[:50],
             rows_by_origin_generation={str(k): v for k, v in counts(mix.filter(pl.col("source") == "synthetic"), "origin_generation").items()},
-            train_jsonl=dg.MetadataValue.path(paths["train"]),
-            validation_jsonl=dg.MetadataValue.path(paths["validation"]),
         ),
     )

@@ -1,49 +1,72 @@
 """The drift report: is this generation less diverse than the ones before it?"""
 
+from dataclasses import replace
 
 import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from quality_checks.drift import DriftSettings, drift_report as build_drift_report, generated_by_generation, report_markdown
-from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta
+from quality_checks.drift import DEFAULT_RULES, DriftSettings, generated_by_generation, report_markdown
+from quality_checks.drift import drift_report as build_drift_report
+from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta, user_errors
+from synth_assets.core.errors import SynthConfigError
+
+
 from synth_assets.resources import WarehouseResource
 
 
 class DriftConfig(dg.Config):
     token_budget: int = Field(default=40_000, ge=10, description="tokens compared per corpus (all equal)")
     min_tokens: int = Field(default=100, ge=1, description="below this many comparable tokens: insufficient_data")
-    warn_threshold: float = Field(default=0.10, gt=0, description="relative change (collapse direction) that warns")
-    fail_threshold: float = Field(default=0.20, gt=0, description="relative change (collapse direction) that fails")
+    noise_multiplier: float = Field(default=2.0, ge=0, description="a change must exceed this many human-half noise floors")
+    thresholds: dict[str, list[float]] = Field(
+        default={}, description="per metric [warn, fail] relative changes, overriding the calibrated defaults")
+
+
+def drift_settings(config: "DriftConfig") -> DriftSettings:
+    rules = dict(DEFAULT_RULES)
+    for metric, pair in config.thresholds.items():
+        if metric not in rules:
+            raise SynthConfigError(f"drift_report.thresholds: unknown metric {metric!r}; one of {', '.join(rules)}")
+        if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
+            raise SynthConfigError(f"drift_report.thresholds.{metric}: give [warn, fail] with 0 < warn <= fail")
+        rules[metric] = replace(rules[metric], warn=pair[0], fail=pair[1])
+    return DriftSettings(config.token_budget, config.min_tokens, rules, config.noise_multiplier)
 
 
 @dg.asset(
     group_name="reports",
     kinds=KINDS,
     metadata=GENERATIONAL,
-    ins={"raw_candidates": dg.AssetIn(metadata={"generations": "all"})},
+    ins={"raw_candidates": dg.AssetIn(metadata={"generations": "all"}),
+         "generator_eval": dg.AssetIn(metadata={"generations": "all"})},
 )
 def drift_report(
     context: dg.AssetExecutionContext, config: DriftConfig, mixed_training_set: pl.DataFrame,
-    raw_candidates: pl.DataFrame, warehouse: WarehouseResource,
+    raw_candidates: pl.DataFrame, generator_eval: pl.DataFrame, warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """One row per diversity metric: this generation against the previous one, the first
     synthetic generation and the human data, with change, thresholds and status."""
     generation = warehouse.get().current_generation()
-    settings = DriftSettings(config.token_budget, config.min_tokens, config.warn_threshold, config.fail_threshold)
+    with user_errors():
+        settings = drift_settings(config)
+    scores = {int(g): (int(k), int(n)) for g, k, n in generator_eval.group_by("generation").agg(
+        (pl.col("verdict") == "pass").sum().alias("k"), pl.len().alias("n")).iter_rows()} if generator_eval.height else {}
     report = build_drift_report(
-        mixed_training_set, generation, settings, generated_by_generation(raw_candidates)
+        mixed_training_set, generation, settings, generated_by_generation(raw_candidates), scores
     )
+    alert = report.filter(pl.col("metric") == "DIVERSITY_LOSS")["status"].to_list()
     md = report_markdown(report)
     context.log.info(f"drift report for generation {generation}:\n{md}")
     numeric = {
         f"{r['corpus']}/{r['metric']}": float(r["current"])
-        for r in report.iter_rows(named=True) if r["current"] is not None
+        for r in report.iter_rows(named=True) if r["current"] is not None and r["metric"] not in ("documents",)
     }
     return dg.MaterializeResult(
         value=report,
         metadata={
             **table_meta(report, generation=generation, statuses=counts(report, "status")),
+            "diversity_loss_alert": "alert" in alert,
             "report": dg.MetadataValue.md(md),
             "previous_generation": int(report["previous_generation"][0]) if report["previous_generation"][0] is not None else 0,
             **numeric,

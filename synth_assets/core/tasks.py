@@ -312,3 +312,19 @@ def user_references(path: str | Path, what: str) -> pl.DataFrame:
         pl.col("license").fill_null("user-declared"),
     )
     return conform(out, REFERENCE_SCHEMA)
+
+
+def heldout_tasks(heldout: pl.DataFrame) -> pl.DataFrame:
+    """Held-out items that can be scored: HumanEval problems, with their tests, as task rows."""
+    problems = {p["task_id"]: p for p in _humaneval_problems()}
+    rows = [
+        {
+            "task_id": r["ref_id"], "source": "humaneval", "family": "humaneval_heldout", "domain": "code",
+            "prompt": problems[r["ref_id"]]["prompt"], "answer": None, "verifier": "python_tests",
+            "verifier_spec": json.dumps({"test": problems[r["ref_id"]]["test"],
+                                         "entry_point": problems[r["ref_id"]]["entry_point"]}),
+            "license": HUMANEVAL_LICENSE,
+        }
+        for r in heldout.iter_rows(named=True) if r["source"] == "humaneval" and r["ref_id"] in problems
+    ]
+    return conform(rows, TASK_SCHEMA)

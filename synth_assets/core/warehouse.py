@@ -143,6 +143,20 @@ class Warehouse:
                 con.execute("rollback")
                 raise
 
+    def append(self, table: str, df: pl.DataFrame) -> None:
+        """Append rows to an event table (alerts, review decisions), creating it on first use."""
+        t = f"{self.schema}.{_ident(table)}"
+        arrow_df = df.to_arrow()  # noqa: F841
+        with self.connect() as con:
+            con.execute("begin")
+            try:
+                con.execute(f"create table if not exists {t} as select * from arrow_df limit 0")
+                con.execute(f"insert into {t} by name select * from arrow_df")
+                con.execute("commit")
+            except Exception:
+                con.execute("rollback")
+                raise
+
     def _register(self, con: duckdb.DuckDBPyConnection, table: str, generation: int, rows: int) -> None:
         con.execute(
             f"delete from {self.schema}.{REGISTRY} where table_name = ? and generation = ?",

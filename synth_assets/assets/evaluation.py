@@ -1,0 +1,84 @@
+"""The generator on held-out human tasks every generation, and the publication of the mix."""
+
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta, user_errors
+from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
+from synth_assets.core.mixing import export_mix
+from synth_assets.core.tasks import heldout_tasks
+from synth_assets.core.verification import verify_candidates
+from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
+
+
+class GeneratorEvalConfig(dg.Config):
+    max_tasks: int = Field(default=12, ge=0, description="held-out tasks evaluated each generation (0 = off)")
+    samples_per_task: int = Field(default=1, ge=1)
+    temperature: float = Field(default=0.7, ge=0, le=2, description="keep equal to raw_candidates' sampling")
+    code_max_tokens: int = Field(default=160, ge=1)
+    seed: int = Field(default=0)
+
+
+@dg.asset(group_name="reports", kinds=KINDS, metadata=GENERATIONAL, deps=["raw_candidates"])
+def generator_eval(
+    context: dg.AssetExecutionContext,
+    config: GeneratorEvalConfig,
+    heldout_eval: pl.DataFrame,
+    generator: GeneratorResource,
+    sandbox: SandboxResource,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """The generator's pass rate on held-out human tasks (HumanEval's held-out split) with the
+    same sampling as the generation: the degradation signal of the drift report."""
+    generation = warehouse.get().current_generation()
+    tasks = heldout_tasks(heldout_eval).head(config.max_tasks)
+    if tasks.height == 0:
+        context.log.warning("no held-out task with tests: the degradation check has nothing to measure")
+        df = verify_candidates(run_generation_empty(), sandbox.build())
+    else:
+        with user_errors():
+            plan = SamplingPlan(samples_per_task=config.samples_per_task, temperatures=(config.temperature,),
+                                seed=config.seed, prompts=PromptSettings(code_max_tokens=config.code_max_tokens))
+            samples = run_generation(tasks, generator.build(), plan, generation, log=context.log.info)
+            df = verify_candidates(samples, sandbox.build(), log=context.log.info)
+    rate = float((df["verdict"] == "pass").mean()) if df.height else 0.0
+    return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
+                                metadata=table_meta(df, generation=generation, heldout_pass_rate=round(rate, 4),
+                                                    tasks=tasks.height, verdicts=counts(df, "verdict")))
+
+
+def run_generation_empty() -> pl.DataFrame:
+    from synth_assets.core.generation import CANDIDATE_SCHEMA
+    from synth_assets.core.tasks import conform
+
+    return conform([], CANDIDATE_SCHEMA)
+
+
+class ExportConfig(dg.Config):
+    export_dir: Optional[str] = Field(
+        default=None, description="where train/validation JSONL go; default exports/ beside the DuckDB file"
+    )
+
+
+@dg.asset(group_name="synth", kinds={"polars", "json"})
+def training_export(
+    context: dg.AssetExecutionContext, config: ExportConfig, mixed_training_set: pl.DataFrame,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """The mix as chat-format JSONL for fine-tuning. It runs only when the mix's blocking checks
+    passed, so a mix that fails them is never published."""
+    wh = warehouse.get()
+    generation = wh.current_generation()
+    out_dir = Path(config.export_dir) if config.export_dir else Path(wh.path).parent / "exports"
+    paths = export_mix(mixed_training_set, out_dir / f"generation_{generation:04d}")
+    context.log.info(f"exported generation {generation}: {paths}")
+    return dg.MaterializeResult(metadata={
+        "generation": generation,
+        "train_jsonl": dg.MetadataValue.path(paths["train"]),
+        "validation_jsonl": dg.MetadataValue.path(paths["validation"]),
+        "rows": mixed_training_set.height,
+    })
