@@ -14,8 +14,8 @@ from quality_checks.drift import report_markdown
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.warehouse import Warehouse, default_duckdb_path
 
-TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "filtered_set",
-          "filter_drops", "mixed_training_set", "drift_report"]
+TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "preference_pairs",
+          "filtered_set", "filter_drops", "mixed_training_set", "generator_eval", "drift_report", "alerts"]
 
 
 def summary(wh: Warehouse) -> str:
@@ -28,7 +28,7 @@ def summary(wh: Warehouse) -> str:
             continue
         cols = wh.sql(f"select * from {s}.{t} limit 0").columns
         total = wh.sql(f"select count(*) n from {s}.{t}")["n"][0]
-        if "generation" in cols and t not in ("task_pool", "human_reference", "heldout_eval"):
+        if "generation" in cols and t not in ("task_pool", "human_reference", "heldout_eval", "alerts"):
             cur = wh.sql(f"select count(*) n from {s}.{t} where generation = ?", [g])["n"][0]
             out.append(f"{t:<22}{cur} / {total}")
         else:
@@ -51,6 +51,9 @@ def summary(wh: Warehouse) -> str:
         export = Path(wh.path).parent / "exports" / f"generation_{g:04d}"
         out += [f"exported to: {export}/train.jsonl and validation.jsonl"]
     if wh.table_exists("drift_report"):
+        flags = wh.sql(f"select corpus, metric, status, note from {s}.drift_report where generation = ? "
+                       "and metric in ('DIVERSITY_LOSS', 'FIDELITY_GAP', 'heldout_pass_rate')", [g])
+        out += [""] + [f"{r['metric']} ({r['corpus']}): {r['status']}  {r['note']}" for r in flags.iter_rows(named=True)]
         out += ["", f"drift report (generation {g}; query: select * from {s}.drift_report where generation = {g}):",
                 drift(wh)]
     return "\n".join(out)
