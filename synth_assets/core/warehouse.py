@@ -99,19 +99,25 @@ class Warehouse:
             con.close()
 
     # ---------------------------------------------------------------- writes
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection inside one transaction: all of it lands, or none of it."""
+        with self.connect() as con:
+            con.execute("begin")
+            try:
+                yield con
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+
     def replace_table(self, table: str, df: pl.DataFrame) -> None:
         """Replace a snapshot table as a whole, atomically."""
         t = f"{self.schema}.{_ident(table)}"
         arrow_df = df.to_arrow()  # noqa: F841  (read by name in the SQL below)
-        with self.connect() as con:
-            con.execute("begin")
-            try:
-                con.execute(f"create or replace table {t} as select * from arrow_df")
-                self._register(con, table, 0, df.height)
-                con.execute("commit")
-            except Exception:
-                con.execute("rollback")
-                raise
+        with self.transaction() as con:
+            con.execute(f"create or replace table {t} as select * from arrow_df")
+            self._register(con, table, 0, df.height)
 
     def write_generation(self, table: str, df: pl.DataFrame, generation: int) -> None:
         """Replace generation ``generation`` of a generational table, atomically.
@@ -126,36 +132,24 @@ class Warehouse:
             raise ValueError(f"{table}: frame holds generations {sorted(gens)}, expected only {generation}")
         t = f"{self.schema}.{_ident(table)}"
         arrow_df = df.to_arrow()  # noqa: F841
-        with self.connect() as con:
-            con.execute("begin")
-            try:
-                con.execute(f"create table if not exists {t} as select * from arrow_df limit 0")
-                existing = {r[0] for r in con.execute(f"describe {t}").fetchall()}
-                for name in df.columns:
-                    if name not in existing:
-                        con.execute(f'alter table {t} add column "{name}" {_duck_type(con, df, name)}')
-                con.execute(f"delete from {t} where generation = ?", [generation])
-                if df.height:
-                    con.execute(f"insert into {t} by name select * from arrow_df")
-                self._register(con, table, generation, df.height)
-                con.execute("commit")
-            except Exception:
-                con.execute("rollback")
-                raise
+        with self.transaction() as con:
+            con.execute(f"create table if not exists {t} as select * from arrow_df limit 0")
+            existing = {r[0] for r in con.execute(f"describe {t}").fetchall()}
+            for name in df.columns:
+                if name not in existing:
+                    con.execute(f'alter table {t} add column "{name}" {_duck_type(con, df, name)}')
+            con.execute(f"delete from {t} where generation = ?", [generation])
+            if df.height:
+                con.execute(f"insert into {t} by name select * from arrow_df")
+            self._register(con, table, generation, df.height)
 
     def append(self, table: str, df: pl.DataFrame) -> None:
         """Append rows to an event table (alerts, review decisions), creating it on first use."""
         t = f"{self.schema}.{_ident(table)}"
         arrow_df = df.to_arrow()  # noqa: F841
-        with self.connect() as con:
-            con.execute("begin")
-            try:
-                con.execute(f"create table if not exists {t} as select * from arrow_df limit 0")
-                con.execute(f"insert into {t} by name select * from arrow_df")
-                con.execute("commit")
-            except Exception:
-                con.execute("rollback")
-                raise
+        with self.transaction() as con:
+            con.execute(f"create table if not exists {t} as select * from arrow_df limit 0")
+            con.execute(f"insert into {t} by name select * from arrow_df")
 
     def _register(self, con: duckdb.DuckDBPyConnection, table: str, generation: int, rows: int) -> None:
         con.execute(
