@@ -123,10 +123,11 @@ def _normalise(s: str) -> str:
 
 
 def verify_exact(row: dict) -> Verdict:
+    t0 = time.perf_counter()
     answer = extract_short_answer(row["completion"] or "")
     ok = _normalise(answer) == _normalise(row["answer"] or "")
     return Verdict("pass" if ok else "fail", 1.0 if ok else 0.0, "exact_match", "1",
-                   f"expected {row['answer']!r}, got {answer!r}", 0.0, answer)
+                   f"expected {row['answer']!r}, got {answer!r}", time.perf_counter() - t0, answer)
 
 
 def code_program(row: dict, nonce: str) -> str:
