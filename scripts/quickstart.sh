@@ -14,6 +14,8 @@ setup() {
   local need=()
   command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
   [ -x /usr/bin/python3 ] || need+=(python3-minimal)
+  # the browser test drives Debian's Chromium (Playwright's own browser download is not used)
+  if [ "${1:-}" = test ] && [ ! -x /usr/bin/chromium ]; then need+=(chromium); fi
   if [ ${#need[@]} -gt 0 ]; then
     log "installing system packages: ${need[*]}"
     local SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -52,7 +54,7 @@ Open the UI:  DAGSTER_HOME=$DAGSTER_HOME .venv/bin/dagster dev -w workspace.yaml
 MSG
     ;;
   test)
-    setup
+    setup test
     shift
     log "running the tests"
     python -m pytest "$@"

@@ -1,7 +1,11 @@
-"""Headless entry point: what the last generation produced, without opening the UI.
+"""Headless entry point: everything a nightly job or a terminal user needs, without the UI.
 
-    synth summary   # tables, counts, pass rates, exports and the drift report of the newest generation
-    synth drift     # the drift report as a markdown table
+    synth run [--select SEL] [-c run.yaml]   materialize a new generation (recorded in $DAGSTER_HOME)
+    synth summary                            tables, counts, pass rates, exports, drift flags of the newest generation
+    synth drift [--generation N]             the drift report as a markdown table
+    synth export --out DIR [--generation N]  write a generation's mix as chat-format JSONL
+    synth review list [--all]                the review queue (pending rows unless --all)
+    synth review accept|reject ID... [--note TEXT]
 """
 
 import argparse
@@ -59,22 +63,95 @@ def summary(wh: Warehouse) -> str:
     return "\n".join(out)
 
 
-def drift(wh: Warehouse) -> str:
-    g = wh.current_generation()
+def drift(wh: Warehouse, generation: int | None = None) -> str:
+    g = generation or wh.current_generation()
     rep = wh.sql(f"select * from {wh.schema}.drift_report where generation = ? order by corpus", [g])
     if rep.height == 0:
         return f"no drift report for generation {g}: materialize drift_report"
     return report_markdown(rep)
 
 
+def run(select: str, config_file: str | None) -> int:
+    """A new generation through Dagster, recorded in the instance at $DAGSTER_HOME (the UI shows it)."""
+    import dagster as dg
+    import yaml
+
+    from synth_assets.definitions import defs
+
+    run_config = yaml.safe_load(open(config_file)) if config_file else {}
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())))
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                        resources=None)
+    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
+    return 0 if result.success else 1
+
+
+def export(wh: Warehouse, out: str, generation: int | None) -> str:
+    from synth_assets.core.mixing import export_mix
+
+    g = generation or wh.current_generation()
+    mix = wh.read("mixed_training_set", generation=g)
+    if mix.height == 0:
+        raise SynthConfigError(f"no mixed_training_set rows for generation {g}: materialize it first")
+    paths = export_mix(mix, out)
+    return f"generation {g}: {mix.height} rows -> {paths['train']}, {paths['validation']}"
+
+
+def review(wh: Warehouse, action: str, ids: list[str], note: str, show_all: bool) -> str:
+    from synth_assets.core.review import decision_rows, latest_decisions, with_status
+
+    if not wh.table_exists("review_queue"):
+        raise SynthConfigError("no review queue yet: materialize the asset 'review_queue'")
+    queue = wh.read("review_queue")
+    decisions = latest_decisions(wh.read("review_decisions") if wh.table_exists("review_decisions") else None)
+    queue = with_status(queue, decisions)
+    if action == "list":
+        shown = queue if show_all else queue.filter(pl.col("status") == "pending")
+        lines = [f"{r['candidate_id']:<30} {r['status']:<9} {r['flag_reason']:<16} {r['family']:<18} "
+                 f"{(r['training_text'] or '')[:60]!r}" for r in shown.iter_rows(named=True)]
+        return "\n".join(lines) or "nothing to review"
+    unknown = sorted(set(ids) - set(queue["candidate_id"].to_list()))
+    if unknown:
+        raise SynthConfigError(f"not in the review queue: {', '.join(unknown)} (see `synth review list --all`)")
+    wh.append("review_decisions", decision_rows(ids, action, note))
+    return f"{action}ed {len(ids)} rows; the next mixed_training_set honours it"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="synth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["summary", "drift"])
     parser.add_argument("--db", default=None, help="DuckDB file (default: $SYNTH_DUCKDB_PATH or $DAGSTER_HOME/warehouse.duckdb)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="materialize a new generation")
+    p_run.add_argument("--select", default="*", help="asset selection, e.g. '*' or 'raw_candidates*'")
+    p_run.add_argument("-c", "--config", default=None, help="run config YAML (ops: {asset: {config: ...}})")
+    sub.add_parser("summary")
+    p_drift = sub.add_parser("drift")
+    p_drift.add_argument("--generation", type=int, default=None)
+    p_exp = sub.add_parser("export")
+    p_exp.add_argument("--out", required=True)
+    p_exp.add_argument("--generation", type=int, default=None)
+    p_rev = sub.add_parser("review")
+    p_rev.add_argument("action", choices=["list", "accept", "reject"])
+    p_rev.add_argument("ids", nargs="*")
+    p_rev.add_argument("--note", default="")
+    p_rev.add_argument("--all", action="store_true")
     args = parser.parse_args(argv)
     try:
+        if args.command == "run":
+            return run(args.select, args.config)
         wh = Warehouse(args.db or default_duckdb_path())
-        print(summary(wh) if args.command == "summary" else drift(wh))
+        if args.command == "summary":
+            print(summary(wh))
+        elif args.command == "drift":
+            print(drift(wh, args.generation))
+        elif args.command == "export":
+            print(export(wh, args.out, args.generation))
+        elif args.command == "review":
+            if args.action != "list" and not args.ids:
+                raise SynthConfigError(f"synth review {args.action}: give at least one candidate id")
+            print(review(wh, args.action, args.ids, args.note, args.all))
     except SynthConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -82,5 +159,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    pl.Config.set_tbl_rows(50)
     sys.exit(main())

@@ -13,6 +13,7 @@ from synth_assets.assets.pipeline import (
     mixed_training_set,
     preference_pairs,
     raw_candidates,
+    review_queue,
     verified_set,
 )
 from synth_assets.assets.reports import drift_report
@@ -20,7 +21,7 @@ from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
 from synth_assets.resources import default_resources
 
 ALL_ASSETS = [task_pool, human_reference, heldout_eval, raw_candidates, verified_set, preference_pairs,
-              filtered_set, mixed_training_set, training_export, generator_eval, drift_report]
+              filtered_set, review_queue, mixed_training_set, training_export, generator_eval, drift_report]
 GX_CHECKS = [gx_suite_checks(a) for a in SUITE_ASSETS]
 ALL_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS]
 CHECK_KEYS = [key for c in ALL_CHECKS for key in c.check_keys]

@@ -20,7 +20,7 @@ SMALL = {
     "generator_eval": GeneratorEvalConfig(max_tasks=2, code_max_tokens=48),
 }
 TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "filtered_set",
-          "filter_drops", "mixed_training_set", "drift_report", "preference_pairs", "generator_eval"]
+          "filter_drops", "mixed_training_set", "drift_report", "preference_pairs", "generator_eval", "review_queue"]
 
 
 def run(resources, instance, **overrides):

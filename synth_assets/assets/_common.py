@@ -2,6 +2,7 @@
 
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import dagster as dg
@@ -10,6 +11,14 @@ import polars as pl
 from synth_assets.core.errors import SynthConfigError
 
 KINDS = {"polars", "duckdb"}
+
+# SYNTH_PROFILE=smoke shrinks the default sizes (a handful of tasks, short outputs) so a whole
+# generation takes about a minute: for browser tests and demos. Everything stays real.
+SMOKE = os.environ.get("SYNTH_PROFILE", "").lower() == "smoke"
+
+
+def sized(full: int, smoke: int) -> int:
+    return smoke if SMOKE else full
 GENERATIONAL = {"storage": "generational"}
 SNAPSHOT = {"storage": "snapshot"}
 

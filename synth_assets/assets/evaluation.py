@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta, user_errors
+from synth_assets.assets._common import GENERATIONAL, KINDS, counts, sized, table_meta, user_errors
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
 from synth_assets.core.mixing import export_mix
 from synth_assets.core.tasks import heldout_tasks
@@ -16,10 +16,10 @@ from synth_assets.resources import GeneratorResource, SandboxResource, Warehouse
 
 
 class GeneratorEvalConfig(dg.Config):
-    max_tasks: int = Field(default=12, ge=0, description="held-out tasks evaluated each generation (0 = off)")
+    max_tasks: int = Field(default=sized(12, 1), ge=0, description="held-out tasks evaluated each generation (0 = off)")
     samples_per_task: int = Field(default=1, ge=1)
     temperature: float = Field(default=0.7, ge=0, le=2, description="keep equal to raw_candidates' sampling")
-    code_max_tokens: int = Field(default=160, ge=1)
+    code_max_tokens: int = Field(default=sized(160, 48), ge=1)
     seed: int = Field(default=0)
 
 

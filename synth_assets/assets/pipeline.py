@@ -13,19 +13,20 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta, user_errors
+from synth_assets.assets._common import GENERATIONAL, KINDS, counts, sized, table_meta, user_errors
 from synth_assets.core.curation import CurationSettings, curate, decontaminate_references, heldout_texts_of
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
 from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
 from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers
 from synth_assets.core.preferences import preference_pairs as build_preference_pairs
+from synth_assets.core.review import apply_decisions, flag_rows, latest_decisions, with_status
 from synth_assets.core.verification import revise_failures, verify_candidates
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
 
 class RawCandidatesConfig(dg.Config):
-    samples_per_task: int = Field(default=6, ge=1, description="samples drawn for every task")
+    samples_per_task: int = Field(default=sized(6, 2), ge=1, description="samples drawn for every task")
     temperatures: list[float] = Field(
         default=[0.7, 1.0], description="sampling temperatures, cycled over a task's samples"
     )
@@ -33,7 +34,7 @@ class RawCandidatesConfig(dg.Config):
     seed: int = Field(default=0, description="base seed; each sample's seed derives from it, the generation and the task")
     few_shot: int = Field(default=3, ge=0, description="solved examples in answer prompts (the model is a base model)")
     answer_max_tokens: int = Field(default=24, ge=1)
-    code_max_tokens: int = Field(default=160, ge=1)
+    code_max_tokens: int = Field(default=sized(160, 48), ge=1)
 
 
 @dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
@@ -213,6 +214,31 @@ def filtered_set(
                     metadata=table_meta(dropped, generation=gen, drops_by_reason=reasons))
 
 
+class ReviewQueueConfig(dg.Config):
+    spot_checks_per_family: int = Field(default=3, ge=0, description="accepted rows per family sampled for review")
+    judge_threshold: float = Field(default=0.5, ge=0, le=1, description="accepted rows the judge scored below this are flagged")
+
+
+@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
+def review_queue(
+    context: dg.AssetExecutionContext, config: ReviewQueueConfig, filtered_set: pl.DataFrame,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
+    """Accepted rows flagged for a person: low judge scores and a spot-check sample per family.
+    Decide with `synth review accept|reject ID...`; the next mix honours the decisions."""
+    wh = warehouse.get()
+    queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold)
+    decisions = latest_decisions(wh.read("review_decisions") if wh.table_exists("review_decisions") else None)
+    queue = with_status(queue, decisions)
+    context.log.info(f"review queue: {queue.height} rows flagged, {counts(queue, 'status')}")
+    return dg.MaterializeResult(value=queue, metadata=table_meta(
+        queue, generation=wh.current_generation(), by_status=counts(queue, "status"),
+        by_reason=counts(queue, "flag_reason"),
+        how_to_review=dg.MetadataValue.md(
+            "List: `synth review list`. Decide: `synth review accept <candidate_id>...` or "
+            "`synth review reject <candidate_id>... --note why`. Rejected rows never enter a mix again.")))
+
+
 class MixConfig(dg.Config):
     human_floor: float = Field(
         default=0.35, gt=0, le=1, description="the human share the mix may never fall under"
@@ -224,18 +250,23 @@ class MixConfig(dg.Config):
     decontamination_ngram: int = Field(
         default=13, ge=3, description="human rows sharing a word n-gram this long with a held-out item are left out"
     )
+    review_policy: Literal["exclude_rejected", "require_acceptance"] = Field(
+        default="exclude_rejected",
+        description="leave out rows reviewers rejected; or also hold back flagged rows until someone accepts them")
 
 
 @dg.asset(
     group_name="synth",
     kinds=KINDS,
     metadata=GENERATIONAL,
-    ins={"filtered_set": dg.AssetIn(metadata={"generations": "all"})},
+    ins={"filtered_set": dg.AssetIn(metadata={"generations": "all"}),
+         "review_queue": dg.AssetIn(metadata={"generations": "all"})},
 )
 def mixed_training_set(
     context: dg.AssetExecutionContext,
     config: MixConfig,
     filtered_set: pl.DataFrame,
+    review_queue: pl.DataFrame,
     human_reference: pl.DataFrame,
     heldout_eval: pl.DataFrame,
     warehouse: WarehouseResource,
@@ -244,6 +275,12 @@ def mixed_training_set(
     into train/validation, with a human share never under the floor (training_export publishes it)."""
     wh = warehouse.get()
     generation = wh.current_generation()
+    decisions = latest_decisions(wh.read("review_decisions") if wh.table_exists("review_decisions") else None)
+    accepted, n_rejected, n_held = apply_decisions(
+        filtered_set, decisions, set(review_queue["candidate_id"].to_list()),
+        config.review_policy == "require_acceptance")
+    if n_rejected or n_held:
+        context.log.info(f"review: left out {n_rejected} rejected rows, held back {n_held} pending rows")
     human, leaked = decontaminate_references(
         human_reference, heldout_texts_of(heldout_eval), config.decontamination_ngram
     )
@@ -251,7 +288,7 @@ def mixed_training_set(
         context.log.warning(f"left out {len(leaked)} human rows that overlap held-out items: {leaked[:10]}")
     with user_errors():
         mix, stats = build_mix(
-            filtered_set, human, generation,
+            accepted, human, generation,
             MixSettings(config.human_floor, config.on_floor_violation, config.validation_fraction),
         )
     context.log.info(f"mix of generation {generation}: {stats}")
@@ -260,6 +297,8 @@ def mixed_training_set(
         metadata=table_meta(
             mix, generation=generation, **stats,
             human_rows_left_out_contaminated=len(leaked),
+            rejected_by_review=n_rejected,
+            held_for_review=n_held,
             human_rows_left_out=leaked[:50],
             rows_by_origin_generation={str(k): v for k, v in counts(mix.filter(pl.col("source") == "synthetic"), "origin_generation").items()},
         ),

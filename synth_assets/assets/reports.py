@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from quality_checks.charts import chart_markdown, diversity_chart_png
 from quality_checks.drift import DEFAULT_RULES, DriftSettings, generated_by_generation, report_markdown
 from quality_checks.drift import drift_report as build_drift_report
 from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta, user_errors
@@ -57,6 +58,10 @@ def drift_report(
     )
     alert = report.filter(pl.col("metric") == "DIVERSITY_LOSS")["status"].to_list()
     md = report_markdown(report)
+    wh = warehouse.get()
+    history = wh.read("drift_report", upto=generation - 1) if wh.table_exists("drift_report") else report.clear()
+    history = pl.concat([history.select(report.columns), report], how="vertical_relaxed")
+    chart = chart_markdown(diversity_chart_png(history))
     context.log.info(f"drift report for generation {generation}:\n{md}")
     numeric = {
         f"{r['corpus']}/{r['metric']}": float(r["current"])
@@ -68,6 +73,7 @@ def drift_report(
             **table_meta(report, generation=generation, statuses=counts(report, "status")),
             "diversity_loss_alert": "alert" in alert,
             "report": dg.MetadataValue.md(md),
+            "diversity_chart": dg.MetadataValue.md(chart),
             "previous_generation": int(report["previous_generation"][0]) if report["previous_generation"][0] is not None else 0,
             **numeric,
         },

@@ -1,0 +1,48 @@
+"""A picture where one beats numbers: core diversity metrics over generations, as a PNG
+embedded in markdown metadata (Dagster has no image metadata type; a data URI renders)."""
+
+import base64
+import io
+
+import polars as pl
+
+CORE = ("distinct_2", "rare_type_coverage", "compression_ratio", "js_distance_to_human")
+
+
+def diversity_chart_png(history: pl.DataFrame, corpus: str = "generated") -> bytes | None:
+    """Each core metric relative to the first generation, one line per metric."""
+    rows = history.filter((pl.col("corpus") == corpus) & pl.col("metric").is_in(CORE) & pl.col("current").is_not_null())
+    if rows["generation"].n_unique() < 1 if rows.height else True:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
+    for metric in CORE:
+        m = rows.filter(pl.col("metric") == metric).sort("generation")
+        if m.height == 0:
+            continue
+        base = m["current"][0] or 1.0
+        ax.plot(m["generation"].to_list(), [100 * (v / base - 1) for v in m["current"].to_list()], marker="o", label=metric)
+    alerts = history.filter((pl.col("corpus") == corpus) & (pl.col("metric") == "DIVERSITY_LOSS")
+                            & (pl.col("status") == "alert"))["generation"].to_list()
+    for g in alerts:
+        ax.axvline(g, color="red", alpha=0.25, linewidth=6)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("% change vs first generation")
+    ax.set_title(f"diversity of the {corpus} corpus" + (" (red: DIVERSITY_LOSS)" if alerts else ""))
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def chart_markdown(png: bytes | None) -> str:
+    if not png:
+        return "_no generations to chart yet_"
+    return f"![diversity over generations](data:image/png;base64,{base64.b64encode(png).decode()})"

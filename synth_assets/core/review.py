@@ -1,0 +1,73 @@
+"""A review queue for people: flagged accepted rows, and decisions the next mix honours.
+
+Flagged: every accepted row the LLM judge scored low, plus a spot-check sample of each task
+family's accepted rows. A reviewer accepts or rejects rows (``synth review accept|reject``);
+decisions are appended to ``synth.review_decisions`` and the latest decision per row wins.
+Rejected rows never enter a mix again; with ``review_policy: require_acceptance`` flagged rows
+stay out until someone accepts them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+from datetime import datetime, timezone
+
+import polars as pl
+
+from synth_assets.core.tasks import conform
+
+QUEUE_SCHEMA = {
+    "candidate_id": pl.String, "generation": pl.Int64, "task_id": pl.String, "family": pl.String,
+    "prompt": pl.String, "training_text": pl.String, "judge_score": pl.Float64, "flag_reason": pl.String,
+    "status": pl.String,  # pending | accepted | rejected
+}
+DECISION_SCHEMA = {
+    "candidate_id": pl.String, "decision": pl.String, "reviewer": pl.String, "note": pl.String,
+    "decided_at": pl.Datetime("us", "UTC"),
+}
+
+
+def flag_rows(filtered: pl.DataFrame, spot_checks_per_family: int, judge_threshold: float) -> pl.DataFrame:
+    rows = []
+    for (family,), group in filtered.group_by(["family"], maintain_order=True):
+        ordered = sorted(group.to_dicts(), key=lambda r: hashlib.sha1(r["candidate_id"].encode()).hexdigest())
+        spot = {r["candidate_id"] for r in ordered[:spot_checks_per_family]}
+        for r in ordered:
+            low = r.get("judge_score") is not None and r["judge_score"] < judge_threshold
+            if low or r["candidate_id"] in spot:
+                rows.append({**r, "flag_reason": "low_judge_score" if low else "spot_check", "status": "pending"})
+    return conform(rows, QUEUE_SCHEMA)
+
+
+def latest_decisions(decisions: pl.DataFrame | None) -> dict[str, str]:
+    if decisions is None or decisions.height == 0:
+        return {}
+    last = decisions.sort("decided_at").group_by("candidate_id").agg(pl.col("decision").last())
+    return dict(last.iter_rows())
+
+
+def with_status(queue: pl.DataFrame, decisions: dict[str, str]) -> pl.DataFrame:
+    status = {"accept": "accepted", "reject": "rejected"}
+    return queue.with_columns(pl.col("candidate_id").map_elements(
+        lambda c: status.get(decisions.get(c, ""), "pending"), return_dtype=pl.String).alias("status"))
+
+
+def decision_rows(ids: list[str], decision: str, note: str = "", reviewer: str | None = None) -> pl.DataFrame:
+    if decision not in ("accept", "reject"):
+        raise ValueError("decision must be accept or reject")
+    now = datetime.now(timezone.utc)
+    who = reviewer or getpass.getuser()
+    return pl.DataFrame([{"candidate_id": i, "decision": decision, "reviewer": who, "note": note, "decided_at": now}
+                         for i in ids], schema=DECISION_SCHEMA)
+
+
+def apply_decisions(accepted: pl.DataFrame, decisions: dict[str, str], flagged: set[str],
+                    require_acceptance: bool) -> tuple[pl.DataFrame, int, int]:
+    """(rows allowed into the mix, rejected count, held-back pending count)."""
+    rejected = {c for c, d in decisions.items() if d == "reject"}
+    held = {c for c in flagged if decisions.get(c) != "accept"} if require_acceptance else set()
+    keep = accepted.filter(~pl.col("candidate_id").is_in(rejected | held))
+    n_rej = accepted.filter(pl.col("candidate_id").is_in(rejected)).height
+    n_held = accepted.filter(pl.col("candidate_id").is_in(held - rejected)).height
+    return keep, n_rej, n_held

@@ -1,0 +1,87 @@
+"""The review queue (people accept or reject rows; the next mix honours it), the chart in the
+drift report's metadata, and the headless CLI."""
+
+import base64
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from quality_checks.charts import chart_markdown, diversity_chart_png
+from quality_checks.drift import DriftSettings, drift_report
+from synth_assets.cli import main as cli
+from synth_assets.core.curation import FILTERED_SCHEMA
+from synth_assets.core.review import apply_decisions, decision_rows, flag_rows, latest_decisions
+from synth_assets.core.tasks import conform
+from synth_assets.core.warehouse import Warehouse
+from tests.test_pipeline import SMALL, TABLES, failure_messages, run
+
+
+def accepted(n):
+    return conform([{"candidate_id": f"c{i}", "generation": 1, "task_id": f"t{i}", "family": f"f{i % 2}",
+                     "training_text": str(i), "judge_score": 0.1 if i == 0 else None} for i in range(n)], FILTERED_SCHEMA)
+
+
+def test_flags_low_judge_scores_and_spot_checks_each_family():
+    q = flag_rows(accepted(10), spot_checks_per_family=2, judge_threshold=0.5)
+    assert q.filter(pl.col("flag_reason") == "low_judge_score")["candidate_id"].to_list() == ["c0"]
+    assert q.group_by("family").len()["len"].to_list() and all(n <= 3 for n in q.group_by("family").len()["len"])
+    assert set(q["status"]) == {"pending"}
+
+
+def test_latest_decision_wins_and_policies_apply():
+    d = pl.concat([decision_rows(["c1"], "reject"), decision_rows(["c1"], "accept"), decision_rows(["c2"], "reject")])
+    decisions = latest_decisions(d)
+    assert decisions == {"c1": "accept", "c2": "reject"}
+    keep, rej, held = apply_decisions(accepted(5), decisions, flagged={"c1", "c3"}, require_acceptance=False)
+    assert "c2" not in keep["candidate_id"].to_list() and rej == 1 and held == 0
+    keep, rej, held = apply_decisions(accepted(5), decisions, flagged={"c1", "c3"}, require_acceptance=True)
+    assert set(keep["candidate_id"]) == {"c0", "c1", "c4"} and held == 1  # c3 waits for a person
+
+
+def test_chart_is_an_embedded_png():
+    varied = [f"sentence {i} about topic {i * 7 % 13} and item {i * 3}" for i in range(200)]
+    mix = pl.DataFrame({"source": ["synthetic"] * 400 + ["human"] * 50,
+                        "origin_generation": [1] * 200 + [2] * 200 + [None] * 50,
+                        "response": varied + ["the same words again"] * 200 + [f"human note {i}" for i in range(50)]},
+                       schema={"source": pl.String, "origin_generation": pl.Int64, "response": pl.String})
+    history = pl.concat([drift_report(mix, g, DriftSettings(token_budget=800)) for g in (1, 2)])
+    png = diversity_chart_png(history, corpus="accepted")
+    assert png and png[:8] == b"\x89PNG\r\n\x1a\n"
+    md = chart_markdown(png)
+    assert md.startswith("![diversity over generations](data:image/png;base64,")
+    assert base64.b64decode(md.split(",", 1)[1].rstrip(")")) == png
+
+
+@pytest.mark.slow
+def test_review_decisions_reach_the_next_mix_and_the_cli_works(resources, instance, db_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SYNTH_DUCKDB_PATH", db_path)
+    first = run(resources, instance)
+    assert first.success, failure_messages(first)
+    wh = Warehouse(db_path)
+    queue = wh.read("review_queue", generation=1)
+    mix1 = wh.read("mixed_training_set", generation=1)
+    if queue.height == 0:
+        pytest.skip("the model produced no accepted row to review in this run")
+    victim = queue["candidate_id"][0]
+    assert f"s/{victim}" in mix1["row_id"].to_list()
+
+    assert cli(["review", "list"]) == 0 and victim in capsys.readouterr().out
+    assert cli(["review", "reject", victim, "--note", "wrong format"]) == 0
+    assert cli(["review", "reject", "no-such-id"]) == 2 and "not in the review queue" in capsys.readouterr().err
+
+    second = run(resources, instance)
+    assert second.success, failure_messages(second)
+    mix2 = wh.read("mixed_training_set", generation=2)
+    assert f"s/{victim}" not in mix2["row_id"].to_list()
+    meta = second.asset_materializations_for_node("mixed_training_set")[0].metadata
+    assert meta["rejected_by_review"].value == 1
+
+    assert cli(["export", "--out", str(tmp_path / "out"), "--generation", "2"]) == 0
+    lines = (tmp_path / "out" / "train.jsonl").read_text().splitlines()
+    assert lines and "messages" in json.loads(lines[0])
+    assert cli(["drift"]) == 0 and "DIVERSITY_LOSS" in capsys.readouterr().out
+    assert cli(["summary"]) == 0 and "review_queue" not in capsys.readouterr().err
+    chart = second.asset_materializations_for_node("drift_report")[0].metadata["diversity_chart"].value
+    assert "data:image/png;base64," in chart
