@@ -11,6 +11,7 @@
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import polars as pl
 
@@ -51,7 +52,6 @@ def summary(wh: Warehouse) -> str:
         mix = wh.sql(f"select source, split, count(*) n from {s}.mixed_training_set where generation = ? "
                      "group by 1, 2 order by 1, 2", [g])
         out += ["", "training set (this generation): " + ", ".join(f"{a}/{b}: {n}" for a, b, n in mix.iter_rows())]
-        from pathlib import Path
         export = Path(wh.path).parent / "exports" / f"generation_{g:04d}"
         out += [f"exported to: {export}/train.jsonl and validation.jsonl"]
     if wh.table_exists("drift_report"):
@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return run(args.select, args.config)
         wh = Warehouse(args.db or default_duckdb_path())
+        if not Path(wh.path).exists():
+            raise SynthConfigError(
+                f"no DuckDB file at {wh.path}: run a generation first (synth run, or the UI), or point "
+                "--db / SYNTH_DUCKDB_PATH at an existing warehouse")
         if args.command == "summary":
             print(summary(wh))
         elif args.command == "drift":

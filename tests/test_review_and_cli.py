@@ -85,3 +85,33 @@ def test_review_decisions_reach_the_next_mix_and_the_cli_works(resources, instan
     assert cli(["summary"]) == 0 and "review_queue" not in capsys.readouterr().err
     chart = second.asset_materializations_for_node("drift_report")[0].metadata["diversity_chart"].value
     assert "data:image/png;base64," in chart
+
+
+@pytest.mark.slow
+def test_synth_run_materializes_a_generation_into_the_instance(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(json.dumps({"ops": {
+        "task_pool": {"config": {"reasoning_gym_families": ["gcd"], "tasks_per_family": 2, "humaneval_tasks": 1}},
+        "raw_candidates": {"config": {"samples_per_task": 1, "code_max_tokens": 32}},
+        "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 32}}}}))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+    synth = Path(sys.executable).parent / "synth"
+    out = subprocess.run([str(synth), "run", "-c", str(cfg)], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "SUCCESS" in out.stdout
+    assert Warehouse(str(tmp_path / "w.duckdb")).read("raw_candidates", generation=1).height == 3
+    bad = subprocess.run([str(synth), "--db", str(tmp_path / "missing.duckdb"), "summary"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no DuckDB file" in bad.stderr
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as inst:  # the run is in the instance the UI reads
+        assert len(inst.get_run_records()) == 1
