@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.test_webserver import free_port, gql
+from tests.test_webserver import free_port, gql, wait_for_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-artifacts" / "browser"
@@ -48,14 +47,7 @@ def dagster_ui(tmp_path):
                          start_new_session=True, stdout=subprocess.DEVNULL, stderr=open(logs / "daemon.log", "w")),
     ]
     try:
-        for _ in range(180):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("dagster-webserver did not come up in 90 s:\n" + (logs / "webserver.log").read_text()[-3000:])
+        wait_for_server(port, seconds=120, log=logs / "webserver.log")
         yield port
     finally:
         for p in procs:

@@ -22,6 +22,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_server(port: int, seconds: float = 90, log: Path | None = None) -> None:
+    """Poll /server_info until the webserver answers (7-15 s here, more under load)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"dagster-webserver did not come up in {seconds:.0f} s" + (f":\n{log.read_text()[-3000:]}" if log else ""))
+
+
 def gql(port: int, query: str, variables: dict | None = None) -> dict:
     req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
                                  data=json.dumps({"query": query, "variables": variables or {}}).encode(),
@@ -46,14 +58,7 @@ def webserver(tmp_path):
                              "-w", str(ROOT / "workspace.yaml")], cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("dagster-webserver did not come up in 60 s")
+        wait_for_server(port)
         yield port
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
