@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_webserver import free_port, gql, wait_for_server
+from tests.test_webserver import free_port, gql, wait_for_location, wait_for_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-artifacts" / "browser"
@@ -48,7 +48,8 @@ def dagster_ui(tmp_path):
     ]
     try:
         wait_for_server(port, seconds=120, log=logs / "webserver.log")
-        yield port
+        wait_for_location(port)
+        yield port, logs
     finally:
         for p in procs:
             try:
@@ -90,71 +91,83 @@ def latest_run(port: int) -> dict | None:
 def test_materialize_review_checks_and_schedule_from_the_ui(dagster_ui):
     from playwright.sync_api import sync_playwright
 
-    port, base = dagster_ui, f"http://127.0.0.1:{dagster_ui}"
+    port, logs = dagster_ui
+    base = f"http://127.0.0.1:{port}"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROME_FLAGS, headless=True)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(60_000)
-
-        page.goto(f"{base}/asset-groups")
-        button = page.get_by_role("button", name="Materialize all")
-        button.wait_for()
-        dismiss_first_visit_modal(page)
-        page.wait_for_timeout(1500)
-        shot(page, "01_asset_graph")
-        button.click()
-
-        run = None
-        for _ in range(600):  # the smoke profile takes about a minute; allow ten
-            run = latest_run(port)
-            if run and run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-                break
-            time.sleep(1)
-        assert run and run["status"] == "SUCCESS", run
-        page.goto(f"{base}/runs/{run['runId']}")
-        visible(page, "Success").wait_for()
-        page.wait_for_timeout(1500)
-        shot(page, "02_run_succeeded")
-
-        page.goto(f"{base}/assets/drift_report?view=checks")
-        visible(page, "no_failed_drift_metric").wait_for()
-        page.wait_for_timeout(1500)
-        shot(page, "03_drift_report_checks")
-        body = page.inner_text("body")
-        assert "no_failed_drift_metric" in body
-        checks = gql(port, """{ assetNodes(assetKeys: [{path: ["drift_report"]}]) { assetChecksOrError {
-            ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } } }""")
-        statuses = {c["name"]: c["executionForLatestMaterialization"]["status"]
-                    for c in checks["assetNodes"][0]["assetChecksOrError"]["checks"]}
-        assert set(statuses.values()) <= {"SUCCEEDED", "FAILED"} and statuses
-
-        page.goto(f"{base}/assets/drift_report?view=events")
-        visible(page, "diversity_chart").wait_for()
-        page.wait_for_timeout(1500)
-        shot(page, "04_drift_report_event_metadata")
-        row = page.locator("tr", has_text="diversity_chart").first
-        row.get_by_text("Show Markdown").click()
-        page.locator("img[src^='data:image/png;base64,']").first.wait_for()
-        page.wait_for_timeout(1000)
-        shot(page, "05_diversity_chart")
-        page.keyboard.press("Escape")
-
-        page.goto(f"{base}/locations/synth_platform/schedules/nightly_regeneration_schedule")
-        # Blueprint's switch: a hidden input inside a styled label in the "Running" row
-        toggle = page.locator("tr", has_text="Running").locator("label").first
-        toggle.wait_for()
-        page.wait_for_timeout(1000)
-        shot(page, "06_schedule_off")
-        toggle.click()
-        for _ in range(60):
-            state = gql(port, """query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) {
-                ... on Schedule { scheduleState { status } } } }""",
-                        {"s": {**LOCATION, "scheduleName": "nightly_regeneration_schedule"}})
-            if state["scheduleOrError"]["scheduleState"]["status"] == "RUNNING":
-                break
-            time.sleep(0.5)
-        assert state["scheduleOrError"]["scheduleState"]["status"] == "RUNNING"
-        page.wait_for_timeout(1000)
-        shot(page, "07_schedule_on")
-        browser.close()
+        try:
+            drive_the_ui(page, port, base)
+        except Exception:
+            shot(page, "failure")
+            for name in ("webserver.log", "daemon.log"):
+                print(f"--- {name} ---\n" + (logs / name).read_text()[-4000:])
+            raise
+        finally:
+            browser.close()
     assert len(list(SHOTS.glob("*.png"))) >= 7
+
+
+def drive_the_ui(page, port: int, base: str) -> None:
+    """Materialize all, wait for success, read the checks, open the chart, switch the schedule on."""
+    page.goto(f"{base}/asset-groups")
+    button = page.get_by_role("button", name="Materialize all")
+    button.wait_for(timeout=120_000)  # a cold Chromium profile loads the UI bundle slowly
+    dismiss_first_visit_modal(page)
+    page.wait_for_timeout(1500)
+    shot(page, "01_asset_graph")
+    button.click()
+
+    run = None
+    for _ in range(600):  # the smoke profile takes about a minute; allow ten
+        run = latest_run(port)
+        if run and run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(1)
+    assert run and run["status"] == "SUCCESS", run
+    page.goto(f"{base}/runs/{run['runId']}")
+    visible(page, "Success").wait_for()
+    page.wait_for_timeout(1500)
+    shot(page, "02_run_succeeded")
+
+    page.goto(f"{base}/assets/drift_report?view=checks")
+    visible(page, "no_failed_drift_metric").wait_for()
+    page.wait_for_timeout(1500)
+    shot(page, "03_drift_report_checks")
+    body = page.inner_text("body")
+    assert "no_failed_drift_metric" in body
+    checks = gql(port, """{ assetNodes(assetKeys: [{path: ["drift_report"]}]) { assetChecksOrError {
+        ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } } }""")
+    statuses = {c["name"]: c["executionForLatestMaterialization"]["status"]
+                for c in checks["assetNodes"][0]["assetChecksOrError"]["checks"]}
+    assert set(statuses.values()) <= {"SUCCEEDED", "FAILED"} and statuses
+
+    page.goto(f"{base}/assets/drift_report?view=events")
+    visible(page, "diversity_chart").wait_for()
+    page.wait_for_timeout(1500)
+    shot(page, "04_drift_report_event_metadata")
+    row = page.locator("tr", has_text="diversity_chart").first
+    row.get_by_text("Show Markdown").click()
+    page.locator("img[src^='data:image/png;base64,']").first.wait_for()
+    page.wait_for_timeout(1000)
+    shot(page, "05_diversity_chart")
+    page.keyboard.press("Escape")
+
+    page.goto(f"{base}/locations/synth_platform/schedules/nightly_regeneration_schedule")
+    # Blueprint's switch: a hidden input inside a styled label in the "Running" row
+    toggle = page.locator("tr", has_text="Running").locator("label").first
+    toggle.wait_for()
+    page.wait_for_timeout(1000)
+    shot(page, "06_schedule_off")
+    toggle.click()
+    for _ in range(60):
+        state = gql(port, """query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) {
+            ... on Schedule { scheduleState { status } } } }""",
+                    {"s": {**LOCATION, "scheduleName": "nightly_regeneration_schedule"}})
+        if state["scheduleOrError"]["scheduleState"]["status"] == "RUNNING":
+            break
+        time.sleep(0.5)
+    assert state["scheduleOrError"]["scheduleState"]["status"] == "RUNNING"
+    page.wait_for_timeout(1000)
+    shot(page, "07_schedule_on")

@@ -34,6 +34,19 @@ def wait_for_server(port: int, seconds: float = 90, log: Path | None = None) -> 
     pytest.fail(f"dagster-webserver did not come up in {seconds:.0f} s" + (f":\n{log.read_text()[-3000:]}" if log else ""))
 
 
+def wait_for_location(port: int, seconds: float = 240) -> None:
+    """/server_info answers before the code location has loaded; on a cold machine loading takes
+    a while longer. Wait until the workspace reports it LOADED."""
+    deadline, status = time.monotonic() + seconds, None
+    while time.monotonic() < deadline:
+        entries = gql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }")
+        status = {e["name"]: e["loadStatus"] for e in entries["workspaceOrError"]["locationEntries"]}
+        if status.get("synth_platform") == "LOADED":
+            return
+        time.sleep(1)
+    pytest.fail(f"code location not loaded after {seconds:.0f} s: {status}")
+
+
 def gql(port: int, query: str, variables: dict | None = None) -> dict:
     req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
                                  data=json.dumps({"query": query, "variables": variables or {}}).encode(),
@@ -59,6 +72,7 @@ def webserver(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_server(port)
+        wait_for_location(port)
         yield port
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
