@@ -8,10 +8,10 @@ asset's own bookkeeping, so a bug in a stage shows up here.
 import dagster as dg
 import polars as pl
 
-from synth_assets.core.curation import heldout_ngrams, heldout_texts_of, word_ngrams
+from synth_assets.core.curation import DECONTAMINATION_NGRAM, heldout_ngrams, heldout_texts_of, word_ngrams
 from synth_assets.resources import WarehouseResource
 
-DECONTAMINATION_N = 13
+DECONTAMINATION_N = DECONTAMINATION_NGRAM
 
 
 @dg.asset_check(

@@ -78,7 +78,7 @@ def run(select: str, config_file: str | None) -> int:
 
     from synth_assets.definitions import defs
 
-    run_config = yaml.safe_load(open(config_file)) if config_file else {}
+    run_config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection=set(dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())))
     with dg.DagsterInstance.get() as instance:

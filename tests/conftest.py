@@ -1,6 +1,5 @@
 """Shared fixtures: a temp DuckDB file and an ephemeral Dagster instance per test."""
 
-import os
 from pathlib import Path
 
 import dagster as dg

@@ -5,7 +5,6 @@ import sys
 import textwrap
 import time
 
-import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as st
 

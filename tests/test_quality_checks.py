@@ -4,7 +4,6 @@ import json
 import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import dagster as dg
 import polars as pl

@@ -15,7 +15,7 @@ from synth_assets.core.curation import FILTERED_SCHEMA
 from synth_assets.core.review import apply_decisions, decision_rows, flag_rows, latest_decisions
 from synth_assets.core.tasks import conform
 from synth_assets.core.warehouse import Warehouse
-from tests.test_pipeline import SMALL, TABLES, failure_messages, run
+from tests.test_pipeline import failure_messages, run
 
 
 def accepted(n):
@@ -111,7 +111,6 @@ def test_synth_run_materializes_a_generation_into_the_instance(tmp_path):
     bad = subprocess.run([str(synth), "--db", str(tmp_path / "missing.duckdb"), "summary"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no DuckDB file" in bad.stderr
-    import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as inst:  # the run is in the instance the UI reads
         assert len(inst.get_run_records()) == 1

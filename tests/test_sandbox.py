@@ -1,7 +1,6 @@
 """The bubblewrap sandbox: verdicts for honest, broken and hostile programs; nothing escapes."""
 
 import os
-from pathlib import Path
 
 import pytest
 

@@ -1,13 +1,12 @@
 """Verifiers: reasoning-gym scorers, math-verify, exact match, HumanEval tests in the sandbox."""
 
-import json
 
 import polars as pl
 import pytest
 
 from synth_assets.core.generation import CANDIDATE_SCHEMA
 from synth_assets.core.sandbox import Sandbox, SandboxLimits
-from synth_assets.core.tasks import conform, humaneval_tasks, reasoning_gym_dataset, reasoning_gym_tasks
+from synth_assets.core.tasks import conform, humaneval_tasks, reasoning_gym_tasks
 from synth_assets.core.verification import extract_math_answer, verify_candidates
 
 

@@ -10,8 +10,8 @@ from pydantic import Field
 from synth_assets.assets._common import GENERATIONAL, KINDS, counts, sized, table_meta, user_errors
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
 from synth_assets.core.mixing import export_mix
-from synth_assets.core.tasks import heldout_tasks
-from synth_assets.core.verification import verify_candidates
+from synth_assets.core.tasks import conform, heldout_tasks
+from synth_assets.core.verification import VERDICT_SCHEMA, verify_candidates
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
 
@@ -38,7 +38,7 @@ def generator_eval(
     tasks = heldout_tasks(heldout_eval).head(config.max_tasks)
     if tasks.height == 0:
         context.log.warning("no held-out task with tests: the degradation check has nothing to measure")
-        df = verify_candidates(run_generation_empty(), sandbox.build())
+        df = conform([], VERDICT_SCHEMA)
     else:
         with user_errors():
             plan = SamplingPlan(samples_per_task=config.samples_per_task, temperatures=(config.temperature,),
@@ -49,13 +49,6 @@ def generator_eval(
     return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
                                 metadata=table_meta(df, generation=generation, heldout_pass_rate=round(rate, 4),
                                                     tasks=tasks.height, verdicts=counts(df, "verdict")))
-
-
-def run_generation_empty() -> pl.DataFrame:
-    from synth_assets.core.generation import CANDIDATE_SCHEMA
-    from synth_assets.core.tasks import conform
-
-    return conform([], CANDIDATE_SCHEMA)
 
 
 class ExportConfig(dg.Config):

@@ -6,7 +6,6 @@ IO manager writes it to DuckDB by generation) with metadata the UI shows.
 
 
 import time
-from pathlib import Path
 from typing import Literal, Optional
 
 import dagster as dg
@@ -14,7 +13,13 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.assets._common import GENERATIONAL, KINDS, counts, sized, table_meta, user_errors
-from synth_assets.core.curation import CurationSettings, curate, decontaminate_references, heldout_texts_of
+from synth_assets.core.curation import (
+    DECONTAMINATION_NGRAM,
+    CurationSettings,
+    curate,
+    decontaminate_references,
+    heldout_texts_of,
+)
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
 from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
@@ -185,7 +190,7 @@ def preference_pairs(config: PreferencePairsConfig, verified_set: pl.DataFrame) 
 
 class FilteredSetConfig(dg.Config):
     decontamination_ngram: int = Field(
-        default=13, ge=3, description="word n-gram length for overlap with held-out items"
+        default=DECONTAMINATION_NGRAM, ge=3, description="word n-gram length for overlap with held-out items"
     )
 
 
@@ -248,7 +253,7 @@ class MixConfig(dg.Config):
     )
     validation_fraction: float = Field(default=0.1, ge=0, lt=1, description="share of tasks in validation")
     decontamination_ngram: int = Field(
-        default=13, ge=3, description="human rows sharing a word n-gram this long with a held-out item are left out"
+        default=DECONTAMINATION_NGRAM, ge=3, description="human rows sharing a word n-gram this long with a held-out item are left out"
     )
     review_policy: Literal["exclude_rejected", "require_acceptance"] = Field(
         default="exclude_rejected",

@@ -32,9 +32,13 @@ DROP_SCHEMA: dict[str, pl.DataType] = {
 _WORD = re.compile(r"\w+")
 
 
+# word n-gram length shared with a held-out item that counts as contamination (all stages)
+DECONTAMINATION_NGRAM = 13
+
+
 @dataclass(frozen=True)
 class CurationSettings:
-    decontamination_ngram: int = 13
+    decontamination_ngram: int = DECONTAMINATION_NGRAM
 
 
 def training_text(row: dict) -> str:

@@ -200,7 +200,7 @@ class Sandbox:
 
         def work(idx: list[int]) -> None:
             pending = idx
-            while pending:  # a program that kills the runner costs only itself a rerun-free verdict
+            while pending:  # a runner killed mid-batch: record the culprit's error, rerun the rest
                 done = self._run_batch([programs[i] for i in pending])
                 for i, r in zip(pending, done):
                     results[i] = r

@@ -8,6 +8,7 @@ rejected halves of preference pairs.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -52,7 +53,9 @@ class Verdict:
     extracted_answer: str | None = None
 
 
+@functools.lru_cache(maxsize=None)
 def _pkg_version(name: str) -> str:
+    """Cached: it is asked once per verified candidate and reads package metadata from disk."""
     try:
         return version(name)
     except Exception:  # noqa: BLE001
