@@ -58,6 +58,42 @@ def candidates_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResul
 
 
 @dg.asset_check(
+    asset="filtered_set",
+    additional_deps=["verified_set"],
+    description="Coverage guard: no task family or domain with passing candidates lost all of them to filtering.",
+)
+def no_family_wiped_out(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    wh = warehouse.get()
+    g = wh.current_generation()
+    cov = wh.sql(
+        f"""with v as (select family, domain, count(*) filter (where verdict = 'pass') as passing
+                       from {wh.schema}.verified_set where generation = $1 group by all),
+                 k as (select family, domain, count(*) as kept from {wh.schema}.filtered_set
+                       where generation = $1 group by all)
+            select v.family, v.domain, v.passing, coalesce(k.kept, 0) as kept
+            from v left join k on v.family is not distinct from k.family and v.domain is not distinct from k.domain
+            order by 1""",
+        [g],
+    )
+    wiped = cov.filter((pl.col("passing") > 0) & (pl.col("kept") == 0))
+    domains = cov.group_by("domain").agg(pl.col("passing").sum(), pl.col("kept").sum())
+    wiped_domains = domains.filter((pl.col("passing") > 0) & (pl.col("kept") == 0))["domain"].to_list()
+    return dg.AssetCheckResult(
+        passed=wiped.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "generation": g,
+            "families_wiped_out": dg.MetadataValue.json(wiped["family"].to_list()),
+            "domains_wiped_out": dg.MetadataValue.json(wiped_domains),
+            "coverage": dg.MetadataValue.md(
+                "| family | domain | passing | kept |\n|---|---|---|---|\n"
+                + "\n".join(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in cov.iter_rows())),
+            "how_to_fix": "see filter_drops for the family's drop reasons; loosen that filter or add tasks",
+        },
+    )
+
+
+@dg.asset_check(
     asset="mixed_training_set",
     blocking=True,
     description="The human share of the mix is at or above the configured floor.",
@@ -135,6 +171,7 @@ def no_failed_drift_metric(drift_report: pl.DataFrame) -> dg.AssetCheckResult:
 
 ALL_CHECKS = [
     candidates_accounted_for,
+    no_family_wiped_out,
     human_share_at_or_above_floor,
     no_heldout_contamination,
     train_validation_disjoint,

@@ -89,14 +89,15 @@ def run(select: str, config_file: str | None) -> int:
 
 
 def export(wh: Warehouse, out: str, generation: int | None) -> str:
-    from synth_assets.core.mixing import export_mix
+    from synth_assets.core.publish import publish
 
     g = generation or wh.current_generation()
     mix = wh.read("mixed_training_set", generation=g)
     if mix.height == 0:
         raise SynthConfigError(f"no mixed_training_set rows for generation {g}: materialize it first")
-    paths = export_mix(mix, out)
-    return f"generation {g}: {mix.height} rows -> {paths['train']}, {paths['validation']}"
+    paths = publish(wh, mix, g, out, human_floor=None)
+    return (f"generation {g}: {mix.height} rows -> {paths['train']}, {paths['validation']}, "
+            f"{paths['train_parquet']}, {paths['validation_parquet']}, card {paths['card']}")
 
 
 def review(wh: Warehouse, action: str, ids: list[str], note: str, show_all: bool) -> str:

@@ -78,11 +78,15 @@ class LlamaCppGeneratorResource(GeneratorResource):
     )
     n_ctx: int = Field(default=2048, description="context window in tokens")
     n_threads: Optional[int] = Field(default=None, description="CPU threads; default all cores")
+    model_terms: Optional[str] = Field(
+        default=None, description="licence/terms of the model, written on every row and the dataset card; "
+        "default: Gemma Terms of Use for the packaged model")
 
     def build(self) -> TextGenerator:
         from synth_assets.core.llama_backend import LlamaCppGenerator
 
-        return LlamaCppGenerator(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads)
+        return LlamaCppGenerator(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                 terms=self.model_terms)
 
 
 class SandboxResource(dg.ConfigurableResource):

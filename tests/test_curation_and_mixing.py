@@ -6,13 +6,20 @@ import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from synth_assets.core.curation import FILTERED_SCHEMA, CurationSettings, curate, decontaminate_references
+from synth_assets.core.curation import (
+    FILTERED_SCHEMA,
+    REFERENCE_TEXT_SCHEMA,
+    CurationSettings,
+    curate,
+    decontaminate_references,
+)
 from synth_assets.core.errors import HumanFloorError, SynthConfigError
 from synth_assets.core.mixing import MixSettings, build_mix, export_mix
 from synth_assets.core.tasks import REFERENCE_SCHEMA, conform
 from synth_assets.core.verification import VERDICT_SCHEMA
 
 HELD = ["def secret_function(values): return the sum of all the even values in the list that are greater than ten"]
+HELD_REFS = conform([{"ref_source": "heldout", "ref_id": "h0", "text": HELD[0]}], REFERENCE_TEXT_SCHEMA)
 
 
 def verified(rows: list[dict]) -> pl.DataFrame:
@@ -30,7 +37,8 @@ def test_each_drop_has_the_first_reason_that_applies():
         {"task_id": "t5", "verdict": "pass", "extracted_answer": ""},
         {"task_id": "t6", "verdict": "pass", "extracted_answer": HELD[0].upper()},
     ])
-    kept, dropped = curate(df, HELD, CurationSettings(decontamination_ngram=8))
+    cur = curate(df, CurationSettings(decontamination_ngram=8), HELD_REFS)
+    kept, dropped = cur.kept, cur.dropped
     assert kept["candidate_id"].to_list() == ["c0", "c2"]
     assert dict(zip(dropped["candidate_id"], dropped["drop_reason"])) == {
         "c1": "exact_duplicate", "c3": "verdict_fail", "c4": "verdict_timeout",
@@ -40,7 +48,7 @@ def test_each_drop_has_the_first_reason_that_applies():
 
 def test_tiny_ngram_is_refused():
     with pytest.raises(SynthConfigError, match="decontamination_ngram must be >= 3"):
-        curate(verified([]), HELD, CurationSettings(decontamination_ngram=2))
+        curate(verified([]), CurationSettings(decontamination_ngram=2), HELD_REFS)
 
 
 verdict_rows = st.lists(
@@ -57,7 +65,8 @@ verdict_rows = st.lists(
 @settings(max_examples=100, deadline=None)
 def test_every_candidate_is_kept_or_dropped_exactly_once(rows):
     df = verified(rows)
-    kept, dropped = curate(df, HELD, CurationSettings(decontamination_ngram=5))
+    cur = curate(df, CurationSettings(decontamination_ngram=5), HELD_REFS)
+    kept, dropped = cur.kept, cur.dropped
     assert sorted(kept["candidate_id"].to_list() + dropped["candidate_id"].to_list()) == sorted(df["candidate_id"])
     assert dropped["drop_reason"].null_count() == 0
     assert (kept["verdict"] == "pass").all()
@@ -103,9 +112,12 @@ def test_mix_accumulates_earlier_generations_and_exports_chat_jsonl(tmp_path):
     mix, stats = build_mix(acc, human(20), 2, MixSettings(validation_fraction=0.3))
     assert set(mix.filter(pl.col("source") == "synthetic")["origin_generation"]) == {1, 2}  # gen 3 is the future
     paths = export_mix(mix, tmp_path / "out")
-    lines = [json.loads(line) for p in paths.values() for line in open(p)]
+    lines = [json.loads(line) for k in ("train", "validation") for line in open(paths[k])]
     assert len(lines) == mix.height
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in lines)
+    parquet = pl.concat([pl.read_parquet(paths[f"{k}_parquet"]) for k in ("train", "validation")])
+    assert parquet.height == mix.height and {"license", "model_terms", "origin_generation"} <= set(parquet.columns)
+    assert parquet["messages"][0][1]["role"] == "assistant"
     assert not list((tmp_path / "out").glob("*.partial"))
 
 

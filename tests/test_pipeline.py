@@ -98,8 +98,16 @@ def test_two_generations_end_to_end(resources, instance, db_path):
     assert wh.read("generator_eval", generation=2).height == 2
     assert report.filter(pl.col("metric") == "heldout_pass_rate").height == 1
     assert set(report.filter(pl.col("corpus") == "generated")["metric"]) >= {"DIVERSITY_LOSS", "FIDELITY_GAP", "rare_type_coverage", "js_distance_to_human"}
-    exported = list((Path(db_path).parent / "exports" / "generation_0002").glob("*.jsonl"))
-    assert sorted(p.name for p in exported) == ["train.jsonl", "validation.jsonl"]
+    out = Path(db_path).parent / "exports" / "generation_0002"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md", "train.jsonl", "train.parquet", "validation.jsonl", "validation.parquet"]
+    card = (out / "README.md").read_text()
+    assert "Gemma Terms of Use" in card and "MIT (openai/human-eval)" in card and "verdict_fail" in card
+    assert pl.read_parquet(out / "train.parquet")["model_terms"].drop_nulls().str.starts_with("Gemma").all()
+    filt = second.asset_materializations_for_node("filtered_set")
+    fmeta = next(m for m in filt if m.asset_key == dg.AssetKey("filtered_set")).metadata
+    assert fmeta["previous_rows_compared"].value == wh.read("filtered_set", generation=1).height
+    assert "coverage" in fmeta and "drops_by_reason" in fmeta
     meta = second.asset_materializations_for_node("raw_candidates")[0].metadata
     assert meta["dagster/row_count"].value == 16 and meta["generation"].value == 2
     assert "dagster/column_schema" in meta

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from synth_assets.assets._common import GENERATIONAL, KINDS, counts, sized, table_meta, user_errors
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
-from synth_assets.core.mixing import export_mix
+from synth_assets.core.publish import publish
 from synth_assets.core.tasks import conform, heldout_tasks
 from synth_assets.core.verification import VERDICT_SCHEMA, verify_candidates
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
@@ -57,21 +57,31 @@ class ExportConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="synth", kinds={"polars", "json"})
+@dg.asset(group_name="synth", kinds={"polars", "json", "parquet"})
 def training_export(
     context: dg.AssetExecutionContext, config: ExportConfig, mixed_training_set: pl.DataFrame,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
-    """The mix as chat-format JSONL for fine-tuning. It runs only when the mix's blocking checks
-    passed, so a mix that fails them is never published."""
+    """The mix as chat-format JSONL and Parquet for fine-tuning, with a dataset card (README.md)
+    listing sources, licences, generators, verifiers, filters and the human share. It runs only
+    when the mix's blocking checks passed, so a mix that fails them is never published."""
     wh = warehouse.get()
     generation = wh.current_generation()
     out_dir = Path(config.export_dir) if config.export_dir else Path(wh.path).parent / "exports"
-    paths = export_mix(mixed_training_set, out_dir / f"generation_{generation:04d}")
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("mixed_training_set"))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    floor = float(meta["human_floor"].value) if "human_floor" in meta else 0.35
+    paths = publish(wh, mixed_training_set, generation, out_dir / f"generation_{generation:04d}", floor)
     context.log.info(f"exported generation {generation}: {paths}")
+    human = int((mixed_training_set["source"] == "human").sum()) if mixed_training_set.height else 0
     return dg.MaterializeResult(metadata={
         "generation": generation,
         "train_jsonl": dg.MetadataValue.path(paths["train"]),
         "validation_jsonl": dg.MetadataValue.path(paths["validation"]),
+        "train_parquet": dg.MetadataValue.path(paths["train_parquet"]),
+        "validation_parquet": dg.MetadataValue.path(paths["validation_parquet"]),
+        "dataset_card": dg.MetadataValue.path(paths["card"]),
         "rows": mixed_training_set.height,
+        "human_share": round(human / mixed_training_set.height, 4) if mixed_training_set.height else 0.0,
+        "licences": dg.MetadataValue.json(counts(mixed_training_set, "license")),
     })

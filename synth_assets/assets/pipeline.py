@@ -5,6 +5,7 @@ IO manager writes it to DuckDB by generation) with metadata the UI shows.
 """
 
 
+import os
 import time
 from typing import Literal, Optional
 
@@ -12,15 +13,20 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import GENERATIONAL, KINDS, counts, sized, table_meta, user_errors
+from synth_assets.assets._common import GENERATIONAL, KINDS, counts, markdown_preview, sized, table_meta, user_errors
 from synth_assets.core.curation import (
     DECONTAMINATION_NGRAM,
     CurationSettings,
+    QualitySettings,
     curate,
     decontaminate_references,
+    heldout_references,
     heldout_texts_of,
+    read_benchmark_file,
 )
+from synth_assets.core.near_duplicates import NearDupSettings
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
+from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
 from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers
@@ -188,10 +194,56 @@ def preference_pairs(config: PreferencePairsConfig, verified_set: pl.DataFrame) 
         pairs_by_basis=counts(pairs, "basis"), tasks_with_pairs=pairs["task_id"].n_unique() if pairs.height else 0))
 
 
+class NearDuplicateConfig(dg.Config):
+    enabled: bool = Field(default=True, description="MinHash LSH near-duplicate removal over completions")
+    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity (exact, confirmed) at which two texts are near-duplicates")
+    shingle: Literal["word", "char"] = Field(default="word", description="word or character shingles")
+    shingle_size: int = Field(default=5, ge=1, description="tokens (or characters) per shingle")
+    num_perm: int = Field(default=64, ge=8, le=512, description="MinHash permutations (LSH recall vs speed)")
+    cross_task_min_shingles: int = Field(
+        default=16, ge=1, description="completions of different tasks are compared only when both have this many shingles")
+
+
+class QualityFilterConfig(dg.Config):
+    min_chars: int = Field(default=1, ge=0, description="shortest training text kept")
+    max_chars: int = Field(default=20_000, ge=1, description="longest training text kept")
+    require_answer: bool = Field(default=True, description="answer tasks need an extracted final answer")
+    code_must_parse: bool = Field(default=True, description="code rows must parse as Python")
+    judge_min_score: Optional[float] = Field(default=None, ge=0, le=1, description="drop rows a judge scored below this")
+    encoding_check: bool = Field(default=True, description="drop texts with control or U+FFFD characters")
+
+
 class FilteredSetConfig(dg.Config):
     decontamination_ngram: int = Field(
         default=DECONTAMINATION_NGRAM, ge=3, description="word n-gram length for overlap with held-out items"
     )
+    decontaminate_near_duplicates: bool = Field(
+        default=True, description="also drop rows whose text is a near-duplicate of a held-out or benchmark item")
+    benchmark_files: list[str] = Field(
+        default=[], description="more evaluation sets to decontaminate against (JSONL/Parquet/CSV with a prompt or "
+        "question column); SYNTH_BENCHMARK_FILES (':'-separated) adds more")
+    max_per_task: int = Field(default=4, ge=0, description="accepted rows per task per generation, most different first (0 = no cap)")
+    near_duplicates: NearDuplicateConfig = Field(default_factory=NearDuplicateConfig)
+    quality: QualityFilterConfig = Field(default_factory=QualityFilterConfig)
+
+    def settings(self) -> CurationSettings:
+        nd, q = self.near_duplicates, self.quality
+        return CurationSettings(
+            decontamination_ngram=self.decontamination_ngram,
+            near_dup=NearDupSettings(threshold=nd.threshold, shingle=nd.shingle, shingle_size=nd.shingle_size,
+                                     num_perm=nd.num_perm),
+            near_dup_enabled=nd.enabled,
+            decontaminate_near_dup=self.decontaminate_near_duplicates,
+            cross_task_min_shingles=nd.cross_task_min_shingles,
+            max_per_task=self.max_per_task,
+            quality=QualitySettings(min_chars=q.min_chars, max_chars=q.max_chars, require_answer=q.require_answer,
+                                    code_must_parse=q.code_must_parse, judge_min_score=q.judge_min_score,
+                                    encoding_check=q.encoding_check),
+        )
+
+    def benchmark_paths(self) -> list[str]:
+        extra = [p for p in os.environ.get("SYNTH_BENCHMARK_FILES", "").split(":") if p.strip()]
+        return list(self.benchmark_files) + extra
 
 
 @dg.multi_asset(
@@ -203,18 +255,39 @@ class FilteredSetConfig(dg.Config):
     },
 )
 def filtered_set(
-    context: dg.AssetExecutionContext, config: FilteredSetConfig, verified_set: pl.DataFrame, heldout_eval: pl.DataFrame
+    context: dg.AssetExecutionContext, config: FilteredSetConfig, verified_set: pl.DataFrame,
+    heldout_eval: pl.DataFrame, warehouse: WarehouseResource,
 ):
-    """Passing, deduplicated, decontaminated candidates; the rest go to filter_drops with a reason."""
-    held_texts = heldout_texts_of(heldout_eval)
+    """Passing candidates after quality filters, exact and near-duplicate removal (within the
+    generation and against every earlier accepted row), decontamination against held-out and
+    registered benchmarks, and a per-task diversity cap; the rest go to filter_drops with a reason."""
+    wh = warehouse.get()
+    gen = int(verified_set["generation"][0]) if verified_set.height else wh.current_generation()
     with user_errors():
-        kept, dropped = curate(verified_set, held_texts, CurationSettings(config.decontamination_ngram))
+        settings = config.settings()
+        refs = [heldout_references(heldout_eval)] + [read_benchmark_file(p) for p in config.benchmark_paths()]
+        references = pl.concat(refs)
+        previous = (wh.read("filtered_set", upto=gen - 1)
+                    if gen > 1 and wh.table_exists("filtered_set") else None)
+        context.log.info(f"curating {verified_set.height} candidates against {references.height} reference items "
+                         f"and {0 if previous is None else previous.height} rows accepted earlier")
+        t0 = time.perf_counter()
+        cur = curate(verified_set, settings, references, previous)
+    kept, dropped = cur.kept, cur.dropped
     reasons = counts(dropped, "drop_reason")
-    context.log.info(f"kept {kept.height} of {verified_set.height}; dropped by reason {reasons}")
-    gen = int(verified_set["generation"][0]) if verified_set.height else 0
+    wiped = cur.coverage.filter(pl.col("wiped_out"))["family"].to_list()
+    context.log.info(f"kept {kept.height} of {verified_set.height} in {time.perf_counter() - t0:.1f}s; "
+                     f"dropped by reason {reasons}")
+    if wiped:
+        context.log.warning(f"filtering removed every passing row of families {wiped}")
+    clusters = kept.filter(pl.col("cluster_id").is_not_null())["cluster_id"].n_unique() if kept.height else 0
     yield dg.Output(kept, output_name="filtered_set",
                     metadata=table_meta(kept, generation=gen, kept_by_family=counts(kept, "family"),
-                                        input_rows=verified_set.height))
+                                        drops_by_reason=reasons,
+                                        near_duplicate_clusters=clusters,
+                                        coverage=dg.MetadataValue.md(markdown_preview(cur.coverage, rows=100)),
+                                        families_wiped_out=wiped,
+                                        benchmark_files=config.benchmark_paths(), **cur.stats))
     yield dg.Output(dropped, output_name="filter_drops",
                     metadata=table_meta(dropped, generation=gen, drops_by_reason=reasons))
 
@@ -255,9 +328,23 @@ class MixConfig(dg.Config):
     decontamination_ngram: int = Field(
         default=DECONTAMINATION_NGRAM, ge=3, description="human rows sharing a word n-gram this long with a held-out item are left out"
     )
+    window: Optional[int] = Field(
+        default=None, ge=1, description="only the newest N generations' synthetic rows (default: all, accumulate)")
+    generation_weights: dict[str, float] = Field(
+        default={}, description="keep fraction (0-1) of a generation's synthetic rows, by generation number")
+    age_decay: float = Field(default=1.0, gt=0, le=1, description="keep fraction multiplied by this per generation of age")
     review_policy: Literal["exclude_rejected", "require_acceptance"] = Field(
         default="exclude_rejected",
         description="leave out rows reviewers rejected; or also hold back flagged rows until someone accepts them")
+
+
+def _weights(raw: dict[str, float]) -> dict[int, float]:
+    try:
+        return {int(k): float(v) for k, v in raw.items()}
+    except ValueError:
+        raise SynthConfigError(
+            f"mixed_training_set.generation_weights: keys must be generation numbers like \"1\", got {list(raw)}"
+        ) from None
 
 
 @dg.asset(
@@ -294,7 +381,9 @@ def mixed_training_set(
     with user_errors():
         mix, stats = build_mix(
             accepted, human, generation,
-            MixSettings(config.human_floor, config.on_floor_violation, config.validation_fraction),
+            MixSettings(config.human_floor, config.on_floor_violation, config.validation_fraction,
+                        window=config.window, generation_weights=_weights(config.generation_weights),
+                        age_decay=config.age_decay),
         )
     context.log.info(f"mix of generation {generation}: {stats}")
     return dg.MaterializeResult(

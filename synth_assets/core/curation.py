@@ -1,51 +1,142 @@
 """From verified candidates to the filtered set, with a reason for every dropped row.
 
-Order matters and is fixed, so each row gets the first reason that applies:
-verification verdict, empty completion, exact duplicate (normalised text, per task),
-contamination (word n-gram overlap with held-out items).
+Stages run in a fixed order and each row gets the first reason that applies:
+
+1. verification verdict (``verdict_fail`` ...);
+2. quality filters: ``empty_completion``, ``encoding_invalid``, ``too_short``, ``too_long``,
+   ``answer_missing``, ``code_syntax_error``, ``judge_below_threshold``;
+3. ``exact_duplicate``: the same normalised text as another row of the task, in this
+   generation or one already accepted;
+4. decontamination: ``contaminated_heldout`` / ``contaminated_benchmark`` (a shared word
+   n-gram with a held-out item or a registered benchmark file) and
+   ``contaminated_near_duplicate`` (MinHash-confirmed Jaccard with such an item);
+5. ``near_duplicate``: MinHash LSH over the *completions* of this generation and of every
+   row accepted in earlier generations, each pair confirmed by exact Jaccard. Procedural
+   prompts are templates, so prompts would make whole families look alike; completions of
+   different tasks count only when both are long enough to mean something;
+6. ``diversity_cap``: at most k rows per task, picked to be as different from each other
+   (and from the task's earlier accepted rows) as possible.
+
+Everything is vectorised over polars/numpy so a million candidates curate in about a minute
+(`bench/curation_scale.py`).
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from synth_assets.core.tasks import conform
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.near_duplicates import (
+    NearDupSettings,
+    estimated_similarity,
+    find_near_duplicates,
+    find_near_duplicates_from,
+    shingle,
+    signatures,
+)
+from synth_assets.core.tasks import conform, read_table_file
 from synth_assets.core.verification import VERDICT_SCHEMA
 
-FILTERED_SCHEMA: dict[str, pl.DataType] = {**VERDICT_SCHEMA, "training_text": pl.String, "text_hash": pl.String}
+FILTERED_SCHEMA: dict[str, pl.DataType] = {
+    **VERDICT_SCHEMA, "training_text": pl.String, "text_hash": pl.String, "cluster_id": pl.String,
+}
 DROP_SCHEMA: dict[str, pl.DataType] = {
     "candidate_id": pl.String,
     "generation": pl.Int64,
     "task_id": pl.String,
     "family": pl.String,
+    "domain": pl.String,
     "verdict": pl.String,
     "drop_reason": pl.String,
     "drop_detail": pl.String,
+    "duplicate_of": pl.String,  # near/exact duplicates: the row that was kept instead
+    "cluster_id": pl.String,
     "completion": pl.String,
 }
-
-_WORD = re.compile(r"\w+")
-
+REFERENCE_TEXT_SCHEMA: dict[str, pl.DataType] = {"ref_source": pl.String, "ref_id": pl.String, "text": pl.String}
 
 # word n-gram length shared with a held-out item that counts as contamination (all stages)
 DECONTAMINATION_NGRAM = 13
+ANSWER_VERIFIERS = ("reasoning_gym", "math", "exact")
+REASON_ORDER = (
+    "verdict_*", "empty_completion", "encoding_invalid", "too_short", "too_long", "answer_missing",
+    "code_syntax_error", "judge_below_threshold", "exact_duplicate", "contaminated_heldout",
+    "contaminated_benchmark", "contaminated_near_duplicate", "near_duplicate", "diversity_cap",
+)
+_BAD_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{fffd}]"
+_WORD_RE = r"\w+"
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    min_chars: int = 1
+    max_chars: int = 20_000
+    require_answer: bool = True  # answer-verified tasks need an extracted answer
+    code_must_parse: bool = True  # python_tests rows must parse as Python
+    judge_min_score: float | None = None  # drop rows a judge scored below this (when a judge ran)
+    encoding_check: bool = True  # no NUL/control characters or U+FFFD replacement characters
 
 
 @dataclass(frozen=True)
 class CurationSettings:
     decontamination_ngram: int = DECONTAMINATION_NGRAM
+    near_dup: NearDupSettings = field(default_factory=NearDupSettings)
+    near_dup_enabled: bool = True
+    decontaminate_near_dup: bool = True
+    # two completions of *different* tasks are compared only when both have this many shingles
+    cross_task_min_shingles: int = 16
+    max_per_task: int = 4  # 0 = no cap
+    quality: QualitySettings = field(default_factory=QualitySettings)
+
+    def validate(self) -> None:
+        if self.decontamination_ngram < 3:
+            raise SynthConfigError(
+                f"filtered_set.decontamination_ngram must be >= 3 (got {self.decontamination_ngram}); "
+                "small n drops everything")
+        self.near_dup.validate("filtered_set.near_duplicates")
+        q = self.quality
+        if q.min_chars < 0 or q.max_chars < max(q.min_chars, 1):
+            raise SynthConfigError(
+                f"filtered_set.quality: need 0 <= min_chars <= max_chars (got {q.min_chars}, {q.max_chars})")
+        if q.judge_min_score is not None and not 0 <= q.judge_min_score <= 1:
+            raise SynthConfigError(f"filtered_set.quality.judge_min_score must be in [0, 1], got {q.judge_min_score}")
+        if self.max_per_task < 0:
+            raise SynthConfigError(f"filtered_set.max_per_task must be >= 0 (0 = no cap), got {self.max_per_task}")
 
 
-def training_text(row: dict) -> str:
+@dataclass
+class Curation:
+    kept: pl.DataFrame
+    dropped: pl.DataFrame
+    coverage: pl.DataFrame  # per family: candidates, passing, kept, wiped_out
+    stats: dict
+
+
+# ------------------------------------------------------------------ texts
+def training_text_expr() -> pl.Expr:
     """What the assistant turn of a training example says for this candidate."""
-    if row["verifier"] == "python_tests":
-        return f"{row['prompt']}{row['completion'] or ''}".rstrip() + "\n"
-    return (row.get("extracted_answer") or row["completion"] or "").strip()
+    completion = pl.col("completion").fill_null("")
+    answer = pl.when(pl.col("extracted_answer").fill_null("").str.strip_chars() != "").then(
+        pl.col("extracted_answer")).otherwise(completion)
+    return (pl.when(pl.col("verifier") == "python_tests")
+            .then((pl.col("prompt").fill_null("") + completion).str.strip_chars_end() + "\n")
+            .otherwise(answer.str.strip_chars()))
+
+
+def dedup_text_expr() -> pl.Expr:
+    """What near-duplicate detection compares: what the model wrote, never the task's template."""
+    return (pl.when(pl.col("verifier") == "python_tests").then(pl.col("completion").fill_null(""))
+            .otherwise(pl.col("training_text")))
+
+
+def normalise_expr(col: str) -> pl.Expr:
+    return pl.col(col).str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
 
 
 def normalise(text: str) -> str:
@@ -53,11 +144,14 @@ def normalise(text: str) -> str:
 
 
 def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = _WORD.findall(text.lower())
+    """Python twin of the vectorised n-grams, used by the asset check to re-derive the fact."""
+    import re
+
+    words = re.findall(_WORD_RE, text.lower())
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def heldout_ngrams(texts: Iterable[str], n: int) -> set[tuple[str, ...]]:
+def heldout_ngrams(texts, n: int) -> set[tuple[str, ...]]:
     out: set[tuple[str, ...]] = set()
     for t in texts:
         out |= word_ngrams(t, n)
@@ -69,6 +163,61 @@ def heldout_texts_of(heldout: pl.DataFrame) -> list[str]:
     return [f"{p}\n{r}" for p, r in zip(heldout["prompt"].to_list(), heldout["response"].to_list())]
 
 
+def heldout_references(heldout: pl.DataFrame) -> pl.DataFrame:
+    return conform(pl.DataFrame({
+        "ref_source": ["heldout"] * heldout.height, "ref_id": heldout["ref_id"].to_list(),
+        "text": heldout_texts_of(heldout)}), REFERENCE_TEXT_SCHEMA)
+
+
+_BENCH_PROMPT = ("prompt", "question", "input", "instruction", "problem", "text")
+_BENCH_RESPONSE = ("response", "answer", "output", "canonical_solution", "solution", "completion")
+
+
+def read_benchmark_file(path: str | Path) -> pl.DataFrame:
+    """A benchmark the user registered for decontamination: JSONL, Parquet or CSV with a prompt-like
+    column (prompt, question, input, instruction, problem or text) and optionally a response-like one."""
+    what = "filtered_set.benchmark_files"
+    df = read_table_file(path, what)
+    p = Path(path)
+    prompt = next((c for c in _BENCH_PROMPT if c in df.columns), None)
+    if prompt is None:
+        raise SynthConfigError(
+            f"{what}: {p} has no text column; name one of {', '.join(_BENCH_PROMPT)} (found {df.columns[:10]})")
+    response = next((c for c in _BENCH_RESPONSE if c in df.columns and c != prompt), None)
+    text = pl.col(prompt).cast(pl.String).fill_null("")
+    if response:
+        text = text + "\n" + pl.col(response).cast(pl.String).fill_null("")
+    ids = pl.col("id").cast(pl.String) if "id" in df.columns else pl.int_range(pl.len()).cast(pl.String)
+    return df.select(pl.lit(f"benchmark:{p.stem}").alias("ref_source"), ids.alias("ref_id"), text.alias("text"))
+
+
+# ------------------------------------------------------------------ decontamination
+def ngram_hits(texts: pl.Series, references: pl.DataFrame, n: int) -> tuple[np.ndarray, list[str | None]]:
+    """Per text: how many of its word n-grams occur in a reference, and the first reference hit."""
+    if references.height == 0 or texts.len() == 0:
+        return np.zeros(texts.len(), np.int64), [None] * texts.len()
+    st = NearDupSettings(shingle="word", shingle_size=n)
+    ref = shingle(references["text"], st, mode="regex", whole_short=False, bits=64)
+    ref_owner = np.repeat(np.arange(references.height), ref.sizes())
+    order = np.argsort(ref.hashes, kind="stable")
+    ref_sorted, owner_sorted = ref.hashes[order], ref_owner[order]
+    cand = shingle(texts, st, mode="regex", whole_short=False, bits=64)
+    pos = np.searchsorted(ref_sorted, cand.hashes)
+    pos_c = np.minimum(pos, max(len(ref_sorted) - 1, 0))
+    hit = (len(ref_sorted) > 0) & (ref_sorted[pos_c] == cand.hashes)
+    owner = np.repeat(np.arange(texts.len()), cand.sizes())
+    counts = np.bincount(owner[hit], minlength=texts.len())
+    first: list[str | None] = [None] * texts.len()
+    labels = (references["ref_source"] + ":" + references["ref_id"]).to_list()
+    hit_idx = np.flatnonzero(hit)
+    if len(hit_idx):
+        owners = owner[hit_idx]
+        _, first_pos = np.unique(owners, return_index=True)
+        for k in first_pos:
+            first[owners[k]] = labels[owner_sorted[pos_c[hit_idx[k]]]]
+    return counts, first
+
+
 def decontaminate_references(
     human: pl.DataFrame, heldout_texts: list[str], n: int
 ) -> tuple[pl.DataFrame, list[str]]:
@@ -77,47 +226,255 @@ def decontaminate_references(
     HumanEval has sibling tasks with near-identical docstrings, so a split by task id alone
     leaks held-out text into the human half.
     """
-    banned = heldout_ngrams(heldout_texts, n)
-    bad = [
-        r["ref_id"]
-        for r in human.select("ref_id", "prompt", "response").iter_rows(named=True)
-        if word_ngrams(f"{r['prompt']}\n{r['response']}", n) & banned
-    ]
+    refs = conform(pl.DataFrame({"ref_source": ["heldout"] * len(heldout_texts),
+                                 "ref_id": [str(i) for i in range(len(heldout_texts))], "text": heldout_texts}),
+                   REFERENCE_TEXT_SCHEMA)
+    texts = human["prompt"].fill_null("") + "\n" + human["response"].fill_null("")
+    counts, _ = ngram_hits(texts, refs, n)
+    bad = human["ref_id"].filter(pl.Series(counts > 0)).to_list() if human.height else []
     return human.filter(~pl.col("ref_id").is_in(bad)), bad
 
 
-def curate(
-    verified: pl.DataFrame, heldout_texts: list[str], settings: CurationSettings
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(kept rows, dropped rows with reasons); together they hold every input row once."""
-    n = settings.decontamination_ngram
-    if n < 3:
-        from synth_assets.core.errors import SynthConfigError
+# ------------------------------------------------------------------ curation
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+        return True
+    except (SyntaxError, ValueError):
+        return False
 
-        raise SynthConfigError(f"filtered_set.decontamination_ngram must be >= 3 (got {n}); small n drops everything")
-    banned = heldout_ngrams(heldout_texts, n)
-    kept, dropped, seen = [], [], set()
-    for row in verified.iter_rows(named=True):
-        text = training_text(row)
-        reason, detail = None, ""
-        if row["verdict"] != "pass":
-            reason, detail = f"verdict_{row['verdict']}", (row["verdict_detail"] or "")[:200]
-        elif not text.strip() or (row["verifier"] == "python_tests" and not (row["completion"] or "").strip()):
-            reason, detail = "empty_completion", "nothing generated"
+
+class _Reasons:
+    """The first reason per row; later stages only see rows no earlier stage dropped."""
+
+    def __init__(self, n: int):
+        self.reason: list[str | None] = [None] * n
+        self.detail: list[str] = [""] * n
+        self.dup_of: list[str | None] = [None] * n
+        self.cluster: list[str | None] = [None] * n
+
+    def alive(self) -> np.ndarray:
+        return np.array([r is None for r in self.reason], bool)
+
+    def drop(self, mask: np.ndarray, reason: str, detail="") -> None:
+        self.drop_rows(np.flatnonzero(np.asarray(mask, bool)), reason, detail)
+
+    def drop_rows(self, rows, reason: str, detail="") -> None:
+        for i in rows:
+            if self.reason[i] is None:
+                self.reason[i] = reason
+                self.detail[i] = detail(i) if callable(detail) else detail
+
+
+def _quality(df: pl.DataFrame, q: QualitySettings, r: _Reasons) -> None:
+    text = df["training_text"]
+    r.drop(((text.str.strip_chars() == "") | ((df["verifier"] == "python_tests")
+                                              & (df["completion"].fill_null("").str.strip_chars() == ""))).to_numpy(),
+           "empty_completion", "nothing generated")
+    if q.encoding_check:
+        r.drop(text.str.contains(_BAD_CHARS).fill_null(False).to_numpy(), "encoding_invalid",
+               "control character or U+FFFD replacement character in the text")
+    n = text.str.len_chars().to_numpy()
+    r.drop(n < q.min_chars, "too_short", lambda i: f"{n[i]} characters < min_chars {q.min_chars}")
+    r.drop(n > q.max_chars, "too_long", lambda i: f"{n[i]} characters > max_chars {q.max_chars}")
+    if q.require_answer:
+        r.drop((df["verifier"].is_in(ANSWER_VERIFIERS)
+                & (df["extracted_answer"].fill_null("").str.strip_chars() == "")).to_numpy(),
+               "answer_missing", "no final answer could be extracted")
+    if q.code_must_parse:
+        code = np.flatnonzero((df["verifier"] == "python_tests").to_numpy() & r.alive())
+        texts = text.to_list()
+        bad = [i for i in code if not _parses(texts[i])]
+        r.drop_rows(bad, "code_syntax_error", "prompt + completion is not valid Python")
+    if q.judge_min_score is not None:
+        js = df["judge_score"].to_numpy()
+        low = ~np.isnan(js.astype(float)) & (js.astype(float) < q.judge_min_score)
+        r.drop(low, "judge_below_threshold", lambda i: f"judge score {js[i]:.2f} < {q.judge_min_score}")
+
+
+def curate(
+    verified: pl.DataFrame,
+    settings: CurationSettings,
+    references: pl.DataFrame | None = None,
+    previous: pl.DataFrame | None = None,
+) -> Curation:
+    """Kept rows, dropped rows with reasons (together every input row exactly once), and coverage.
+
+    ``references``: texts to decontaminate against (REFERENCE_TEXT_SCHEMA). ``previous``: rows
+    accepted in earlier generations (FILTERED_SCHEMA); new rows may not duplicate them.
+    """
+    settings.validate()
+    refs = references if references is not None else conform([], REFERENCE_TEXT_SCHEMA)
+    prev = previous if previous is not None and previous.height else conform([], FILTERED_SCHEMA)
+    df = verified.with_columns(training_text_expr().alias("training_text"))
+    df = df.with_columns(dedup_text_expr().alias("_dedup"))
+    n = df.height
+    r = _Reasons(n)
+    verdict = df["verdict"].fill_null("missing").to_list()
+    vdetail = df["verdict_detail"].fill_null("").to_list()
+    for i in range(n):
+        if verdict[i] != "pass":
+            r.reason[i], r.detail[i] = f"verdict_{verdict[i]}", vdetail[i][:200]
+    _quality(df, settings.quality, r)
+
+    # exact duplicates per task, against earlier generations first
+    key = df.select((pl.col("task_id") + "\x1f" + normalise_expr("_dedup")).alias("k"))["k"]
+    prev_dedup = prev.with_columns(dedup_text_expr().alias("_dedup")) if prev.height else None
+    prev_keys = set(prev_dedup.select((pl.col("task_id") + "\x1f" + normalise_expr("_dedup")).alias("k"))["k"]
+                    .to_list()) if prev_dedup is not None else set()
+    seen: dict[str, int] = {}
+    ids = df["candidate_id"].to_list()
+    alive = r.alive()
+    for i, k in enumerate(key.to_list()):
+        if not alive[i]:
+            continue
+        if k in prev_keys:
+            r.drop_rows([i], "exact_duplicate", "same normalised text as a row accepted in an earlier generation")
+        elif k in seen:
+            r.drop_rows([i], "exact_duplicate", "same normalised text as another candidate of this task")
+            r.dup_of[i] = ids[seen[k]]
         else:
-            key = (row["task_id"], normalise(text))
-            if key in seen:
-                reason, detail = "exact_duplicate", "same normalised text as another candidate of this task"
-            else:
-                overlap = word_ngrams(f"{row['prompt']}\n{text}", n) & banned
-                if overlap:
-                    reason = "contaminated_heldout"
-                    detail = f"{len(overlap)} shared {n}-grams with held-out items, e.g. {' '.join(next(iter(overlap)))!r}"
-                else:
-                    seen.add(key)
-        if reason:
-            dropped.append({**row, "drop_reason": reason, "drop_detail": detail})
-        else:
-            kept.append({**row, "training_text": text,
-                         "text_hash": hashlib.sha256(normalise(text).encode()).hexdigest()[:16]})
-    return conform(kept, FILTERED_SCHEMA), conform(dropped, DROP_SCHEMA)
+            seen[k] = i
+
+    # decontamination: word n-grams, then near-duplicates of reference items
+    ctext = df["prompt"].fill_null("") + "\n" + df["training_text"]
+    alive = r.alive()
+    if refs.height and alive.any():
+        counts, first = ngram_hits(ctext, refs, settings.decontamination_ngram)
+        ng = settings.decontamination_ngram
+        for reason, is_bench in (("contaminated_heldout", False), ("contaminated_benchmark", True)):
+            mask = alive & (counts > 0) & np.array([(f or "").startswith("benchmark:") == is_bench for f in first])
+            r.drop(mask, reason, lambda i: f"{counts[i]} shared {ng}-word sequences with {first[i]}")
+        alive = r.alive()
+        if settings.decontaminate_near_dup and alive.any():
+            live = np.flatnonzero(alive)
+            texts = pl.concat([refs["text"], ctext.gather(live)])
+            nr = refs.height
+            nd = find_near_duplicates(texts, settings.near_dup,
+                                      pair_filter=lambda a, b: (a < nr) & (b >= nr))
+            labels = (refs["ref_source"] + ":" + refs["ref_id"]).to_list()
+            for a, b, j in zip(nd.i, nd.j, nd.jaccard):
+                row = live[b - nr]
+                r.drop_rows([row], "contaminated_near_duplicate", f"Jaccard {j:.2f} with {labels[a]}")
+
+    # near-duplicates among completions: this generation plus everything accepted before
+    alive = r.alive()
+    n_pairs = n_candidates = 0
+    kept_sig = None
+    live = np.flatnonzero(alive)
+    n_prev = prev.height
+    all_text = pl.concat([prev_dedup["_dedup"] if prev_dedup is not None else pl.Series([], dtype=pl.String),
+                          df["_dedup"].gather(live)])
+    all_task = (prev["task_id"].to_list() if n_prev else []) + df["task_id"].gather(live).to_list()
+    all_ids = (prev["candidate_id"].to_list() if n_prev else []) + [ids[i] for i in live]
+    if len(all_text) and settings.near_dup_enabled:
+        task_code = pl.Series(all_task).cast(pl.Categorical).to_physical().to_numpy()
+        min_sh = settings.cross_task_min_shingles
+        sh = shingle(all_text, settings.near_dup)
+        sizes = sh.sizes()
+
+        def pair_ok(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            same_task = task_code[a] == task_code[b]
+            long_enough = (sizes[a] >= min_sh) & (sizes[b] >= min_sh)
+            return ~((a < n_prev) & (b < n_prev)) & (same_task | long_enough)
+
+        nd = find_near_duplicates_from(sh, settings.near_dup, pair_filter=pair_ok)
+        n_pairs, n_candidates, kept_sig = len(nd.i), nd.candidates, nd.signatures
+        score = np.concatenate([np.full(n_prev, np.inf),
+                                df["score"].fill_null(0).to_numpy()[live].astype(float)])
+        best_j: dict[int, tuple[float, int]] = {}
+        for a, b, j in zip(nd.i.tolist(), nd.j.tolist(), nd.jaccard.tolist()):
+            for x, y in ((a, b), (b, a)):
+                if x not in best_j or j > best_j[x][0]:
+                    best_j[x] = (j, y)
+        members: dict[int, list[int]] = {}
+        for x in best_j:
+            members.setdefault(int(nd.cluster[x]), []).append(x)
+        for group in members.values():
+            # representative: a row accepted earlier, else the best score, else the first row
+            rep = min(group, key=lambda x: (x >= n_prev, -score[x], x))
+            for x in group:
+                if x >= n_prev:
+                    r.cluster[live[x - n_prev]] = all_ids[rep]
+                if x == rep or x < n_prev:
+                    continue
+                j, partner = best_j[x]
+                row = live[x - n_prev]
+                r.drop_rows([row], "near_duplicate",
+                       f"Jaccard {j:.2f} with {all_ids[partner]}; cluster of {len(group)} kept {all_ids[rep]}")
+                r.dup_of[row] = all_ids[rep]
+
+    # diversity cap: at most k per task, as mutually different as possible
+    alive = r.alive()
+    k = settings.max_per_task
+    if k and alive.any():
+        if kept_sig is None:
+            kept_sig = signatures(shingle(all_text, settings.near_dup), settings.near_dup)
+        pos_of_row = {int(row): n_prev + x for x, row in enumerate(live)}
+        tasks = df["task_id"].to_list()
+        by_task: dict[str, list[int]] = {}
+        for i in np.flatnonzero(alive):
+            by_task.setdefault(tasks[i], []).append(int(i))
+        prev_by_task: dict[str, list[int]] = {}
+        for x in range(n_prev):
+            prev_by_task.setdefault(all_task[x], []).append(x)
+        scores = df["score"].fill_null(0).to_numpy().astype(float)
+        for task, rows in by_task.items():
+            if len(rows) <= k:
+                continue
+            chosen_pos = list(prev_by_task.get(task, []))
+            pool = sorted(rows, key=lambda i: (-scores[i], i))
+            picked: list[int] = []
+            if not chosen_pos:
+                picked.append(pool.pop(0))
+                chosen_pos.append(pos_of_row[picked[0]])
+            while len(picked) < k and pool:
+                cand_pos = np.array([pos_of_row[i] for i in pool])
+                closest = np.zeros(len(pool))
+                for c in chosen_pos:
+                    closest = np.maximum(closest, estimated_similarity(kept_sig, c, cand_pos))
+                best = int(np.argmin(closest))  # first minimum = best score among equals
+                picked.append(pool.pop(best))
+                chosen_pos.append(pos_of_row[picked[-1]])
+            r.drop_rows(pool, "diversity_cap",
+                   f"task {task} had {len(rows)} accepted rows; kept the {k} most different from each other")
+
+    # assemble
+    keep_mask = r.alive()
+    out = df.drop("_dedup").with_columns(
+        pl.Series("cluster_id", r.cluster, dtype=pl.String),
+        pl.Series("_reason", r.reason, dtype=pl.String),
+        pl.Series("_detail", r.detail, dtype=pl.String),
+        pl.Series("_dup_of", r.dup_of, dtype=pl.String),
+    )
+    kept = out.filter(pl.Series(keep_mask)).with_columns(
+        pl.col("training_text").map_batches(
+            lambda s: pl.Series([hashlib.sha256(normalise(t).encode()).hexdigest()[:16] for t in s.to_list()],
+                                dtype=pl.String), return_dtype=pl.String).alias("text_hash"))
+    dropped = out.filter(pl.Series(~keep_mask)).rename(
+        {"_reason": "drop_reason", "_detail": "drop_detail", "_dup_of": "duplicate_of"})
+    kept, dropped = conform(kept, FILTERED_SCHEMA), conform(dropped, DROP_SCHEMA)
+    coverage = coverage_report(verified, kept)
+    stats = {
+        "input_rows": n, "kept": kept.height, "near_duplicate_pairs": n_pairs,
+        "lsh_candidate_pairs": n_candidates, "previous_rows_compared": n_prev,
+        "references_compared": refs.height,
+    }
+    return Curation(kept, dropped, coverage, stats)
+
+
+def coverage_report(verified: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
+    """Per family and domain: candidates, passing, kept; ``wiped_out`` when filtering removed
+    every passing row of a family that verification had let through."""
+    schema = {"family": pl.String, "domain": pl.String, "candidates": pl.Int64, "passing": pl.Int64,
+              "kept": pl.Int64, "wiped_out": pl.Boolean}
+    if verified.height == 0:
+        return pl.DataFrame(schema=schema)
+    base = verified.group_by("family", "domain").agg(
+        pl.len().cast(pl.Int64).alias("candidates"),
+        (pl.col("verdict") == "pass").sum().cast(pl.Int64).alias("passing"))
+    k = kept.group_by("family", "domain").agg(pl.len().cast(pl.Int64).alias("kept"))
+    return (base.join(k, on=["family", "domain"], how="left", nulls_equal=True)
+            .with_columns(pl.col("kept").fill_null(0))
+            .with_columns(((pl.col("passing") > 0) & (pl.col("kept") == 0)).alias("wiped_out"))
+            .select(list(schema)).sort("family"))

@@ -35,6 +35,7 @@ CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
     "finish_reason": pl.String,
     "generator": pl.String,
     "model": pl.String,
+    "model_terms": pl.String,  # the licence or terms of use of the model that wrote the completion
     "prompt_template": pl.String,
     "temperature": pl.Float64,
     "top_p": pl.Float64,
@@ -200,6 +201,7 @@ def run_generation(
                 "finish_reason": sample.finish_reason,
                 "generator": generator.name,
                 "model": generator.model,
+                "model_terms": getattr(generator, "terms", None),
                 "prompt_template": req.prompt_template,
                 "temperature": req.temperature,
                 "top_p": req.top_p,

@@ -80,6 +80,9 @@ def ensure_model_file(cache_dir: str | None = None) -> Path:
     return target
 
 
+GEMMA_TERMS = "Gemma Terms of Use (https://ai.google.dev/gemma/terms)"
+
+
 class LlamaCppGenerator:
     """llama-cpp-python completion calls; samples of one prompt reuse its evaluated prefix."""
 
@@ -91,6 +94,7 @@ class LlamaCppGenerator:
         n_ctx: int = 2048,
         n_threads: int | None = None,
         model_id: str | None = None,
+        terms: str | None = None,
     ) -> None:
         path = Path(model_path) if model_path else ensure_model_file()
         if not path.exists():
@@ -98,6 +102,8 @@ class LlamaCppGenerator:
         from llama_cpp import Llama
 
         self.model = model_id or (MODEL_ID if not model_path else path.name)
+        # what a user of the outputs must honour; the packaged model is Gemma
+        self.terms = terms or (GEMMA_TERMS if not model_path else "undeclared (set generator.model_terms)")
         self.path = path
         self._llm = Llama(
             model_path=str(path),

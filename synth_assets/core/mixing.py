@@ -32,9 +32,13 @@ MIX_SCHEMA: dict[str, pl.DataType] = {
     "messages": pl.String,  # JSON list of {"role", "content"}
     "prompt": pl.String,
     "response": pl.String,
-    "license": pl.String,
+    "license": pl.String,  # of the task/reference source
     "generator": pl.String,
     "model": pl.String,
+    "model_terms": pl.String,  # of the model that wrote a synthetic row
+    "task_source": pl.String,  # reasoning_gym | humaneval | user | ...
+    "verifier": pl.String,  # what checked a synthetic row (verifier_name@version)
+    "weight": pl.Float64,  # the keep fraction its generation had in this mix
     "candidate_id": pl.String,
 }
 
@@ -45,6 +49,13 @@ class MixSettings:
     on_floor_violation: str = "fail"  # fail | downsample
     validation_fraction: float = 0.1
     seed: int = 0
+    window: int | None = None  # only the newest `window` generations' synthetic rows (None = all)
+    generation_weights: dict[int, float] | None = None  # keep fraction per origin generation, default 1
+    age_decay: float = 1.0  # keep fraction multiplied by this per generation of age (1 = no decay)
+
+    def weight(self, origin: int, current: int) -> float:
+        w = (self.generation_weights or {}).get(origin, 1.0)
+        return w * self.age_decay ** (current - origin)
 
     def validate(self) -> None:
         if not 0.0 < self.human_floor <= 1.0:
@@ -58,6 +69,14 @@ class MixSettings:
             raise SynthConfigError(
                 f"mixed_training_set.validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
+        if self.window is not None and self.window < 1:
+            raise SynthConfigError(f"mixed_training_set.window must be >= 1 generation (or unset), got {self.window}")
+        for g, w in (self.generation_weights or {}).items():
+            if not 0.0 <= w <= 1.0:
+                raise SynthConfigError(
+                    f"mixed_training_set.generation_weights[{g}] must be a keep fraction in [0, 1], got {w}")
+        if not 0.0 < self.age_decay <= 1.0:
+            raise SynthConfigError(f"mixed_training_set.age_decay must be in (0, 1], got {self.age_decay}")
 
 
 def _unit(key: str) -> float:
@@ -65,8 +84,22 @@ def _unit(key: str) -> float:
 
 
 def split_for(task_id: str, validation_fraction: float) -> str:
-    """By task, so no task has rows in both splits."""
+    """By task, so no task has rows in both splits; stable as the task set grows."""
     return "validation" if _unit(f"split/{task_id}") < validation_fraction else "train"
+
+
+def stratified_splits(tasks: pl.DataFrame, validation_fraction: float) -> dict[str, str]:
+    """task_id -> split, per domain: the hash split, plus the lowest-hash task of any domain
+    with at least two tasks that the hash left without a validation task (small domains such
+    as eight HumanEval tasks would otherwise never be validated)."""
+    out: dict[str, str] = {}
+    for domain, ids in tasks.group_by("domain").agg(pl.col("task_id").unique()).iter_rows():
+        ids = sorted(ids, key=lambda t: _unit(f"split/{t}"))
+        for t in ids:
+            out[t] = split_for(t, validation_fraction)
+        if validation_fraction > 0 and len(ids) >= 2 and all(out[t] == "train" for t in ids):
+            out[ids[0]] = "validation"
+    return out
 
 
 def _messages(prompt: str, response: str) -> str:
@@ -84,6 +117,21 @@ def build_mix(
             "enable human_reference.include_humaneval or list human_reference.user_files"
         )
     synth = accepted.filter(pl.col("generation") <= generation)
+    window_dropped = 0
+    if settings.window is not None:
+        before = synth.height
+        synth = synth.filter(pl.col("generation") > generation - settings.window)
+        window_dropped = before - synth.height
+    # per-generation keep fractions: a deterministic sample of each generation's rows
+    synth = synth.with_columns(
+        pl.col("generation").map_elements(lambda g: settings.weight(g, generation), return_dtype=pl.Float64)
+        .alias("_w"),
+        pl.col("candidate_id").map_elements(lambda c: _unit(f"{settings.seed}/{c}"), return_dtype=pl.Float64)
+        .alias("_k"),
+    )
+    before = synth.height
+    synth = synth.filter(pl.col("_k") < pl.col("_w"))
+    weight_dropped = before - synth.height
     cap = int(human.height * (1 - settings.human_floor) / settings.human_floor + 1e-9)
     dropped_for_floor = 0
     if synth.height > cap:
@@ -95,32 +143,31 @@ def build_mix(
                 f"Add human data (human_reference.user_files), lower mixed_training_set.human_floor, or set "
                 f"mixed_training_set.on_floor_violation to 'downsample' to keep at most {cap} synthetic rows."
             )
-        # keep an even, deterministic sample across generations rather than the newest rows
-        synth = (
-            synth.with_columns(_k=pl.col("candidate_id").map_elements(lambda c: _unit(f"{settings.seed}/{c}"),
-                                                                      return_dtype=pl.Float64))
-            .sort("_k")
-            .head(cap)
-            .drop("_k")
-        )
-        dropped_for_floor = accepted.height - synth.height
+        synth = _stratified_sample(synth, cap)
+        dropped_for_floor = before - weight_dropped - synth.height
+    splits = stratified_splits(
+        pl.concat([synth.select("task_id", "domain"), human.select(pl.col("ref_id").alias("task_id"), "domain")]),
+        settings.validation_fraction)
     rows = []
     for r in synth.iter_rows(named=True):
         rows.append({
             "row_id": f"s/{r['candidate_id']}", "generation": generation, "source": "synthetic",
             "origin_generation": r["generation"], "task_id": r["task_id"], "family": r["family"],
-            "domain": r["domain"], "split": split_for(r["task_id"], settings.validation_fraction),
+            "domain": r["domain"], "split": splits[r["task_id"]],
             "messages": _messages(r["prompt"], r["training_text"]), "prompt": r["prompt"],
             "response": r["training_text"], "license": r["license"], "generator": r["generator"],
-            "model": r["model"], "candidate_id": r["candidate_id"],
+            "model": r["model"], "model_terms": r.get("model_terms"), "task_source": r["source"],
+            "verifier": f"{r.get('verifier_name') or r['verifier']}@{r.get('verifier_version') or '?'}",
+            "weight": r["_w"], "candidate_id": r["candidate_id"],
         })
     for r in human.iter_rows(named=True):
         rows.append({
             "row_id": f"h/{r['ref_id']}", "generation": generation, "source": "human",
             "origin_generation": None, "task_id": r["ref_id"], "family": r["family"], "domain": r["domain"],
-            "split": split_for(r["ref_id"], settings.validation_fraction),
+            "split": splits[r["ref_id"]],
             "messages": _messages(r["prompt"], r["response"]), "prompt": r["prompt"], "response": r["response"],
-            "license": r["license"], "generator": "human", "model": None, "candidate_id": None,
+            "license": r["license"], "generator": "human", "model": None, "model_terms": None,
+            "task_source": r["source"], "verifier": None, "weight": 1.0, "candidate_id": None,
         })
     mix = conform(rows, MIX_SCHEMA)
     share = human.height / mix.height
@@ -131,14 +178,34 @@ def build_mix(
         "human_share": round(share, 4),
         "human_floor": settings.human_floor,
         "synthetic_dropped_for_floor": dropped_for_floor,
+        "synthetic_left_out_by_window": window_dropped,
+        "synthetic_left_out_by_weight": weight_dropped,
         "train_rows": int((mix["split"] == "train").sum()),
         "validation_rows": int((mix["split"] == "validation").sum()),
     }
     return mix, stats
 
 
-def export_mix(mix: pl.DataFrame, out_dir: str | Path) -> dict[str, str]:
-    """Chat-format JSONL per split, written to a temp name then renamed: never half-written."""
+def _stratified_sample(synth: pl.DataFrame, cap: int) -> pl.DataFrame:
+    """At most ``cap`` rows keeping each domain's share (largest remainders), lowest _k first:
+    an even, deterministic sample across generations and domains rather than the newest rows."""
+    sizes = dict(synth.group_by("domain").len().iter_rows())
+    total = sum(sizes.values())
+    exact = {d: cap * n / total for d, n in sizes.items()}
+    quota = {d: int(q) for d, q in exact.items()}
+    for d in sorted(exact, key=lambda d: (quota[d] - exact[d], str(d)))[: cap - sum(quota.values())]:
+        quota[d] += 1
+    parts = [synth.filter(pl.col("domain").eq_missing(d)).sort("_k").head(q) for d, q in quota.items()]
+    return pl.concat(parts) if parts else synth.head(0)
+
+
+EXPORT_COLUMNS = ("row_id", "source", "origin_generation", "task_id", "family", "domain", "license",
+                  "generator", "model", "model_terms", "task_source", "verifier", "candidate_id")
+
+
+def export_mix(mix: pl.DataFrame, out_dir: str | Path, card: str | None = None) -> dict[str, str]:
+    """Chat-format JSONL and Parquet per split (provenance columns beside the messages) and the
+    dataset card; each file is written under a temporary name and renamed, never half-written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -148,9 +215,22 @@ def export_mix(mix: pl.DataFrame, out_dir: str | Path) -> dict[str, str]:
         tmp = target.with_suffix(".jsonl.partial")
         with tmp.open("w", encoding="utf-8") as f:
             for r in part.iter_rows(named=True):
-                meta = {k: r[k] for k in ("row_id", "source", "origin_generation", "task_id", "family",
-                                          "domain", "license", "generator", "model")}
+                meta = {k: r[k] for k in EXPORT_COLUMNS}
                 f.write(json.dumps({"messages": json.loads(r["messages"]), **meta}) + "\n")
         os.replace(tmp, target)
         paths[split] = str(target)
+        pq = out / f"{split}.parquet"
+        tmp = out / f"{split}.parquet.partial"
+        part.select(
+            pl.col("messages").str.json_decode(pl.List(pl.Struct({"role": pl.String, "content": pl.String}))),
+            *EXPORT_COLUMNS, "prompt", "response", "weight",
+        ).write_parquet(tmp)
+        os.replace(tmp, pq)
+        paths[f"{split}_parquet"] = str(pq)
+    if card is not None:
+        target = out / "README.md"
+        tmp = out / "README.md.partial"
+        tmp.write_text(card, encoding="utf-8")
+        os.replace(tmp, target)
+        paths["card"] = str(target)
     return paths

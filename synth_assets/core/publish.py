@@ -1,0 +1,30 @@
+"""Publishing a stored mix: files, dataset card and filter counts, shared by the
+training_export asset and `synth export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from synth_assets.core.dataset_card import dataset_card
+from synth_assets.core.mixing import MIX_SCHEMA, export_mix
+from synth_assets.core.tasks import conform
+from synth_assets.core.warehouse import Warehouse
+
+
+def drops_by_reason(wh: Warehouse, generation: int) -> dict[str, int]:
+    """Drop counts of every generation the mix of ``generation`` draws on."""
+    if not wh.table_exists("filter_drops"):
+        return {}
+    df = wh.sql(f"select drop_reason, count(*) as n from {wh.schema}.filter_drops where generation <= ? "
+                "group by 1 order by 2 desc", [generation])
+    return {r: int(n) for r, n in df.iter_rows()}
+
+
+def publish(wh: Warehouse, mix: pl.DataFrame, generation: int, out_dir: str | Path,
+            human_floor: float | None) -> dict[str, str]:
+    """Files and card; ``human_floor`` None when the caller does not know the run's floor."""
+    mix = conform(mix, MIX_SCHEMA)
+    card = dataset_card(mix, generation, drops_by_reason(wh, generation), human_floor)
+    return export_mix(mix, out_dir, card=card)
