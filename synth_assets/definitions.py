@@ -18,9 +18,10 @@ from synth_assets.assets.pipeline import (
 )
 from synth_assets.assets.reports import drift_report
 from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
+from synth_assets.assets.synthesis import synthesized_tasks
 from synth_assets.resources import default_resources
 
-ALL_ASSETS = [task_pool, human_reference, heldout_eval, raw_candidates, verified_set, preference_pairs,
+ALL_ASSETS = [synthesized_tasks, task_pool, human_reference, heldout_eval, raw_candidates, verified_set, preference_pairs,
               filtered_set, review_queue, mixed_training_set, training_export, generator_eval, drift_report]
 GX_CHECKS = [gx_suite_checks(a) for a in SUITE_ASSETS]
 ALL_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS]

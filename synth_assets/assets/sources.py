@@ -34,13 +34,41 @@ class TaskPoolConfig(dg.Config):
     user_task_files: list[str] = Field(
         default=[], description="JSONL, Parquet or CSV task files (schema in the README)"
     )
+    include_synthesized: bool = Field(default=True, description="add the accepted synthesized_tasks")
+    source_shares: dict[str, float] = Field(
+        default={}, description="shares of 'procedural', 'human_written' and 'synthesized' tasks in the pool; "
+        "empty = every available task. The pool is the largest one the available tasks allow at these shares")
+
+
+SOURCE_KIND = {"reasoning_gym": "procedural", "synthesized": "synthesized"}  # everything else: human_written
+
+
+def apply_shares(df: pl.DataFrame, shares: dict[str, float]) -> pl.DataFrame:
+    """A deterministic subset of the pool with the configured share of each kind of task."""
+    bad = [k for k in shares if k not in ("procedural", "human_written", "synthesized")]
+    if bad or any(v < 0 for v in shares.values()) or (shares and sum(shares.values()) <= 0):
+        raise SynthConfigError(
+            f"task_pool.source_shares: keys must be procedural, human_written, synthesized with non-negative "
+            f"shares that sum above 0 (got {shares})")
+    if not shares:
+        return df
+    kind = pl.col("source").replace_strict(SOURCE_KIND, default="human_written")
+    df = df.with_columns(kind.alias("_kind"), pl.col("task_id").hash(seed=3).alias("_h"))
+    total = sum(shares.values())
+    avail = dict(df.group_by("_kind").len().iter_rows())
+    size = min(avail.get(k, 0) / (v / total) for k, v in shares.items() if v > 0)
+    parts = [df.filter(pl.col("_kind") == k).sort("_h").head(int(size * v / total + 1e-9))
+             for k, v in shares.items() if v > 0]
+    return pl.concat(parts).drop("_kind", "_h")
 
 
 @dg.asset(group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
 def task_pool(
-    context: dg.AssetExecutionContext, config: TaskPoolConfig, humaneval_split: HumanEvalSplitResource
+    context: dg.AssetExecutionContext, config: TaskPoolConfig, humaneval_split: HumanEvalSplitResource,
+    synthesized_tasks: pl.DataFrame,
 ) -> dg.MaterializeResult:
-    """Prompts to generate for, each with what its verifier needs (answer, tests, scorer)."""
+    """Prompts to generate for, each with what its verifier needs (answer, tests, scorer):
+    reasoning-gym, HumanEval, user files and accepted synthesized tasks, at the configured shares."""
     with user_errors():
         humaneval_split.validate_split()
         parts = [
@@ -48,7 +76,10 @@ def task_pool(
             humaneval_tasks(config.humaneval_tasks, humaneval_split.human_fraction, humaneval_split.heldout_fraction),
             *[user_tasks(p) for p in config.user_task_files],
         ]
+        if config.include_synthesized and synthesized_tasks.height:
+            parts.append(conform(synthesized_tasks, TASK_SCHEMA))
         df = pl.concat(parts) if parts else conform([], TASK_SCHEMA)
+        df = apply_shares(df, config.source_shares)
         dupes = df.filter(pl.col("task_id").is_duplicated())["task_id"].unique().to_list()
         if dupes:
             raise SynthConfigError(f"task_pool: task ids repeat across sources: {dupes[:5]}")
@@ -56,8 +87,9 @@ def task_pool(
             raise SynthConfigError(
                 "task_pool: no tasks; set task_pool.tasks_per_family, humaneval_tasks or user_task_files"
             )
-    context.log.info(f"task pool: {df.height} tasks, by family {counts(df, 'family')}")
-    return dg.MaterializeResult(value=df, metadata=table_meta(df, tasks_by_family=counts(df, "family")))
+    context.log.info(f"task pool: {df.height} tasks, by source {counts(df, 'source')}, by family {counts(df, 'family')}")
+    return dg.MaterializeResult(value=df, metadata=table_meta(df, tasks_by_family=counts(df, "family"),
+                                                              tasks_by_source=counts(df, "source")))
 
 
 class ReferenceConfig(dg.Config):

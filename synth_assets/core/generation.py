@@ -92,6 +92,11 @@ class TextGenerator(Protocol):
 
 
 # ------------------------------------------------------------------ prompts
+def _rg_families() -> set[str]:
+    from synth_assets.core.tasks import reasoning_gym_families
+
+    return set(reasoning_gym_families())
+
 @dataclass(frozen=True)
 class PromptSettings:
     few_shot: int = 3
@@ -115,7 +120,8 @@ def build_prompt(task: dict, settings: PromptSettings) -> tuple[str, str, int, t
         # HumanEval style: the model continues the function body after the signature+docstring
         return task["prompt"], "code_completion_v1", settings.code_max_tokens, CODE_STOP
     examples: list[tuple[str, str]] = []
-    if task["source"] == "reasoning_gym" and settings.few_shot:
+    if settings.few_shot and (task["source"] == "reasoning_gym" or (
+            task["source"] == "synthesized" and task["family"] in _rg_families())):
         examples = few_shot_examples(task["family"], settings.few_shot, settings.few_shot_seed)
     return answer_prompt(task["prompt"], examples), f"answer_{len(examples)}shot_v1", settings.answer_max_tokens, ANSWER_STOP
 

@@ -26,6 +26,7 @@ from scipy.sparse.csgraph import connected_components
 from synth_assets.core.errors import SynthConfigError
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_FINAL = np.uint64(0xD6E8FEB86659FD93)
 _EDGE_CHUNK = 400_000  # candidate pairs confirmed per batch: bounds memory on huge clusters
 
 
@@ -105,20 +106,25 @@ def shingle(
     size = len(tok)
     counts = np.bincount(doc, minlength=n) if size else np.zeros(n, np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)])
-    # rolling combination of up to k consecutive tokens of the same document
-    acc = tok.copy()
-    for m in range(1, min(k, size)):
-        same = np.zeros(size, bool)
-        same[: size - m] = doc[: size - m] == doc[m:]
-        acc[: size - m] = np.where(same[: size - m], acc[: size - m] * _MIX + tok[m:], acc[: size - m])
     pos = np.arange(size) - starts[doc] if size else np.zeros(0, np.int64)
-    full = pos + k <= counts[doc]  # a whole k-gram starts here
-    keep = full
+    full = np.flatnonzero(pos + k <= counts[doc])  # a whole k-gram starts here
+    acc = tok[full]
+    for m in range(1, k):
+        acc = acc * _MIX + tok[full + m]
+    owner = doc[full]
     if whole_short:  # a document shorter than k: one shingle of everything
-        keep = full | ((counts[doc] < k) & (pos == 0))
-    hashes = _splitmix(acc[keep])
-    hashes = hashes if bits == 64 else (hashes >> np.uint64(32)).astype(np.uint32)
-    per_doc = np.bincount(doc[keep], minlength=n) if size else np.zeros(n, np.int64)
+        short = np.flatnonzero((counts > 0) & (counts < k))
+        first = starts[short]
+        acc_s = tok[first]
+        for m in range(1, k - 1):
+            more = counts[short] > m
+            acc_s = np.where(more, acc_s * _MIX + tok[np.minimum(first + m, size - 1)], acc_s)
+        if len(short):  # slot them in document order (no full k-gram belongs to these docs)
+            at = np.searchsorted(full, first)
+            acc, owner = np.insert(acc, at, acc_s), np.insert(owner, at, short)
+    # token hashes are already well mixed (polars' hash); a multiply-shift finishes the job
+    hashes = acc if bits == 64 else ((acc * _FINAL) >> np.uint64(32)).astype(np.uint32)
+    per_doc = np.bincount(owner, minlength=n) if len(owner) else np.zeros(n, np.int64)
     return Shingles(hashes, np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64))
 
 
@@ -184,8 +190,14 @@ def candidate_pairs(sig: np.ndarray, usable: np.ndarray, threshold: float) -> tu
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     pairs = np.concatenate(found)
     lo, hi = np.minimum(pairs[:, 0], pairs[:, 1]), np.maximum(pairs[:, 0], pairs[:, 1])
-    packed = np.unique(lo.astype(np.uint64) * np.uint64(n) + hi.astype(np.uint64))
+    packed = _sorted_unique(lo.astype(np.uint64) * np.uint64(n) + hi.astype(np.uint64))
     return (packed // np.uint64(n)).astype(np.int64), (packed % np.uint64(n)).astype(np.int64)
+
+
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """np.unique by sorting: numpy 2's hash-based unique is several times slower on uint64."""
+    x = np.sort(x)
+    return x[np.concatenate([[True], x[1:] != x[:-1]])] if len(x) else x
 
 
 def _ragged(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -202,7 +214,7 @@ def unique_sets(sh: Shingles, docs: np.ndarray) -> Shingles:
     lens = sh.sizes()[docs]
     vals = sh.hashes[_ragged(sh.offsets[docs], lens)].astype(np.uint64)
     local = np.repeat(np.arange(len(docs), dtype=np.uint64), lens)
-    packed = np.unique((local << np.uint64(32)) | vals)
+    packed = _sorted_unique((local << np.uint64(32)) | vals)
     owner = (packed >> np.uint64(32)).astype(np.int64)
     per = np.bincount(owner, minlength=len(docs))
     return Shingles((packed & np.uint64(0xFFFFFFFF)).astype(np.uint32),

@@ -1,0 +1,108 @@
+"""synthesized_tasks: new tasks, harder rewrites, paraphrases and edge cases grown from seed
+tasks, each admitted to the task pool only after its gates (see core/task_synthesis.py)."""
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from synth_assets.assets._common import KINDS, SNAPSHOT, counts, markdown_preview, sized, table_meta, user_errors
+from synth_assets.core.curation import heldout_texts_of
+from synth_assets.core.generation import PromptSettings
+from synth_assets.core.task_synthesis import METHODS, PROPOSAL_SCHEMA, SynthesisSettings, synthesize_tasks
+from synth_assets.core.tasks import TASK_SCHEMA, conform, few_shot_examples, reasoning_gym_tasks, user_tasks
+from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
+
+DEFAULT_SEED_FAMILIES = ["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting"]
+
+
+class SynthesizedTasksConfig(dg.Config):
+    enabled: bool = Field(default=True, description="propose new tasks this run (accepted ones are kept either way)")
+    methods: list[str] = Field(default=list(METHODS), description=f"any of {list(METHODS)}")
+    proposals_per_method: int = Field(default=sized(3, 1), ge=0, description="proposals per method per run")
+    seed_families: list[str] = Field(default=DEFAULT_SEED_FAMILIES, description="reasoning-gym families used as seeds")
+    seeds_per_family: int = Field(default=sized(20, 3), ge=0)
+    seed_task_files: list[str] = Field(default=[], description="your own seed tasks (the task-file format)")
+    use_human_reference: bool = Field(default=True, description="HumanEval functions of human_reference seed code tasks")
+    consistency_samples: int = Field(default=5, ge=2, description="answers sampled for the self-consistency gate")
+    min_agreement: float = Field(default=0.6, gt=0, le=1, description="majority share an answer needs to become the reference")
+    solutions_per_task: int = Field(default=3, ge=1, description="solutions run against a proposed code task's tests")
+    min_passing_solutions: int = Field(default=2, ge=1, description="passing solutions a code task needs")
+    novelty_threshold: float = Field(default=0.7, gt=0, le=1, description="Jaccard (word 3-shingles) at which a proposal is a near-duplicate of a task")
+    seed: int = Field(default=0)
+
+
+def _thin_families(wh, families: list[str]) -> list[str]:
+    """The third of seed families with the fewest accepted rows in the newest generation."""
+    g = wh.current_generation()
+    if g == 0 or not wh.table_exists("filtered_set"):
+        return []
+    kept = dict(wh.sql(f"select family, count(*) from {wh.schema}.filtered_set where generation = ? group by 1", [g])
+                .iter_rows())
+    ranked = sorted(families, key=lambda f: (kept.get(f, 0), f))
+    return ranked[: max(1, len(ranked) // 3)]
+
+
+@dg.multi_asset(
+    outs={
+        "synthesized_tasks": dg.AssetOut(group_name="sources", kinds=KINDS, metadata=SNAPSHOT,
+                                         description="Synthesized tasks that passed every gate, accumulated across runs."),
+        "task_proposals": dg.AssetOut(group_name="sources", kinds=KINDS, metadata=SNAPSHOT,
+                                      description="Every proposed task, accepted or not, with its seed, method and gates."),
+    },
+)
+def synthesized_tasks(
+    context: dg.AssetExecutionContext,
+    config: SynthesizedTasksConfig,
+    human_reference: pl.DataFrame,
+    heldout_eval: pl.DataFrame,
+    generator: GeneratorResource,
+    sandbox: SandboxResource,
+    warehouse: WarehouseResource,
+):
+    """Self-Instruct / Evol-Instruct style growth of the task pool from seed tasks; a task is
+    kept only when self-consistency (answers) or tests agreeing with sampled solutions (code),
+    novelty and decontamination all pass."""
+    wh = warehouse.get()
+    previous = wh.read("task_proposals") if wh.table_exists("task_proposals") else conform([], PROPOSAL_SCHEMA)
+    previous = conform(previous, PROPOSAL_SCHEMA)
+    with user_errors():
+        settings = SynthesisSettings(
+            proposals_per_method=config.proposals_per_method, methods=tuple(config.methods),
+            consistency_samples=config.consistency_samples, min_agreement=config.min_agreement,
+            solutions_per_task=config.solutions_per_task, min_passing_solutions=config.min_passing_solutions,
+            novelty_threshold=config.novelty_threshold, seed=config.seed + previous.height)
+        settings.validate()
+        seeds = [reasoning_gym_tasks(config.seed_families, config.seeds_per_family, 42)]
+        seeds += [user_tasks(p) for p in config.seed_task_files]
+        if config.use_human_reference:
+            code = human_reference.filter(pl.col("domain") == "code")
+            seeds.append(conform(code.select(pl.col("ref_id").alias("task_id"), "source", "family", "domain",
+                                             "prompt", "license").with_columns(verifier=pl.lit("python_tests")),
+                                 TASK_SCHEMA))
+        seed_df = pl.concat(seeds)
+        new = conform([], PROPOSAL_SCHEMA)
+        thin = _thin_families(wh, config.seed_families)
+        if config.enabled and config.proposals_per_method:
+            existing = pl.concat([seed_df.select("prompt"), previous.filter(pl.col("status") == "accepted").select("prompt")])
+            context.log.info(f"synthesizing from {seed_df.height} seeds; thin families {thin}")
+            new = synthesize_tasks(
+                seed_df, existing, heldout_texts_of(heldout_eval), generator.build(), sandbox.build(), settings,
+                thin_families=thin,
+                few_shot=lambda fam: few_shot_examples(fam, PromptSettings().few_shot, PromptSettings().few_shot_seed)
+                if fam in config.seed_families else [],
+                log=context.log.info)
+    proposals = pl.concat([previous, new]).unique("task_id", keep="first", maintain_order=True)
+    accepted = proposals.filter(pl.col("status") == "accepted")
+    funnel = {m: {"proposed": int((new["method"] == m).sum()),
+                  "accepted": int(((new["method"] == m) & (new["status"] == "accepted")).sum())}
+              for m in config.methods}
+    context.log.info(f"proposals this run: {new.height}, accepted {int((new['status'] == 'accepted').sum())}; "
+                     f"rejected by {counts(new.filter(pl.col('status') == 'rejected'), 'reject_reason')}")
+    yield dg.Output(accepted, output_name="synthesized_tasks", metadata=table_meta(
+        accepted, accepted_this_run=int((new["status"] == "accepted").sum()), by_method=counts(accepted, "method"),
+        by_family=counts(accepted, "family"), thin_families=thin))
+    yield dg.Output(proposals, output_name="task_proposals", metadata=table_meta(
+        proposals, proposed_this_run=new.height, funnel_this_run=funnel,
+        rejected_by_reason_this_run=counts(new.filter(pl.col("status") == "rejected"), "reject_reason"),
+        newest=dg.MetadataValue.md(markdown_preview(new.select("method", "status", "reject_reason", "prompt", "answer",
+                                                              "agreement"), rows=20))))

@@ -1,0 +1,215 @@
+"""Task synthesis: each gate on its own, with a named test double for the generator, and the
+whole path with the embedded model through dagster.materialize()."""
+
+import json
+import re
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from synth_assets.assets.sources import apply_shares
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.generation import Sample
+from synth_assets.core.sandbox import Sandbox, SandboxLimits
+from synth_assets.core.task_synthesis import SynthesisSettings, parse_function, self_consistency, synthesize_tasks
+from synth_assets.core.tasks import TASK_SCHEMA, conform
+
+
+class RuleGeneratorDouble:
+    """Test double: answers each prompt with rules keyed on its text, so each gate can be driven."""
+
+    name, model = "rule_double", "rule-double"
+
+    def __init__(self, rules):
+        self.rules, self.prompts = rules, []
+
+    def generate(self, requests):
+        for r in requests:
+            self.prompts.append(r.prompt)
+            text = next((f(r) for pat, f in self.rules if re.search(pat, r.prompt, re.S)), "")
+            yield Sample(text, "stop", 10, 5, 0.001)
+
+
+def seeds():
+    return conform([
+        {"task_id": "s1", "source": "reasoning_gym", "family": "basic_arithmetic", "domain": "procedural",
+         "prompt": "What is 3 + 4?", "answer": "7", "verifier": "reasoning_gym", "license": "Apache-2.0"},
+        {"task_id": "s2", "source": "reasoning_gym", "family": "basic_arithmetic", "domain": "procedural",
+         "prompt": "What is 10 - 6?", "answer": "4", "verifier": "reasoning_gym", "license": "Apache-2.0"},
+    ], TASK_SCHEMA)
+
+
+def answers_by_sample(mapping):
+    """The consistency samples differ by seed; return answers in turn per question."""
+    state = {}
+
+    def reply(r):
+        q = r.prompt.rsplit("Question:", 1)[1].split("\nAnswer:")[0].strip()
+        i = state.get(q, 0)
+        state[q] = i + 1
+        return " " + mapping[q][i % len(mapping[q])]
+    return reply
+
+
+ONLY = lambda *methods: SynthesisSettings(proposals_per_method=1, methods=methods, consistency_samples=5)  # noqa: E731
+
+
+def run(gen, settings, existing=None, held=(), sandbox=None, thin=()):
+    existing = existing if existing is not None else seeds().select("prompt")
+    return synthesize_tasks(seeds(), existing, list(held), gen, sandbox, settings, thin_families=thin)
+
+
+def test_self_consistency_keeps_the_majority_answer_with_its_agreement():
+    gen = RuleGeneratorDouble([
+        (r"Write one new question", lambda r: " What is 12 + 30?"),
+        (r"Answer each question", answers_by_sample({"What is 12 + 30?": ["42", "42", "41", "42", "42"]})),
+    ])
+    out = run(gen, ONLY("new_task"))
+    row = out.row(0, named=True)
+    assert row["status"] == "accepted" and row["answer"] == "42" and row["agreement"] == 0.8
+    assert row["verifier"] == "math" and row["source"] == "synthesized" and row["seed_task_id"] == "s1"
+    assert json.loads(row["gates"])["self_consistency"]["answers"] == ["42", "42", "41", "42", "42"]
+    assert row["generator"] == "rule_double" and row["method"] == "new_task"
+
+
+def test_no_majority_is_rejected_with_its_reason():
+    gen = RuleGeneratorDouble([
+        (r"Write one new question", lambda r: " What is 12 + 30?"),
+        (r"Answer each question", answers_by_sample({"What is 12 + 30?": ["1", "2", "3", "42", "42"]})),
+    ])
+    row = run(gen, ONLY("new_task")).row(0, named=True)
+    assert row["status"] == "rejected" and row["reject_reason"] == "no_consistent_answer"
+
+
+def test_a_paraphrase_must_keep_its_seeds_answer():
+    gen = RuleGeneratorDouble([
+        (r"Rewrite the question in other words", lambda r: " Add three and four."),
+        (r"Answer each question", answers_by_sample({"Add three and four.": ["8"]})),
+    ])
+    row = run(gen, ONLY("paraphrase")).row(0, named=True)
+    assert row["reject_reason"] == "paraphrase_changed_answer"
+    gen = RuleGeneratorDouble([
+        (r"Rewrite the question in other words", lambda r: " Add three and four."),
+        (r"Answer each question", answers_by_sample({"Add three and four.": ["7"]})),
+    ])
+    assert run(gen, ONLY("paraphrase")).row(0, named=True)["status"] == "accepted"
+
+
+def test_novelty_and_decontamination_gates():
+    copy = RuleGeneratorDouble([
+        (r"Write one new question", lambda r: " What is 3 + 4?"),
+        (r"Answer each question", lambda r: " 7"),
+    ])
+    assert run(copy, ONLY("new_task")).row(0, named=True)["reject_reason"] == "not_novel"
+    held = "def secret(xs): return the sum of all the even values in the list that are greater than ten please"
+    leak = RuleGeneratorDouble([
+        (r"Write one new question", lambda r: " " + held),
+        (r"Answer each question", lambda r: " 7"),
+    ])
+    row = run(leak, ONLY("new_task"), held=[held]).row(0, named=True)
+    assert row["reject_reason"] == "contaminated_heldout"
+
+
+def test_edge_cases_come_from_thin_families():
+    gen = RuleGeneratorDouble([(r"Write one new question", lambda r: " What is 99 - 1?"),
+                               (r"Answer each question", lambda r: " 98")])
+    out = run(gen, ONLY("edge_case"), thin=["basic_arithmetic"])
+    assert out["method"].to_list() == ["edge_case"] and out["status"][0] == "accepted"
+    assert run(gen, ONLY("edge_case"), thin=[]).height == 0  # no coverage history: nothing to target
+
+
+def code_seeds():
+    return conform([{"task_id": "HumanEval/0", "source": "humaneval", "family": "humaneval", "domain": "code",
+                     "prompt": 'def inc(x: int) -> int:\n    """Return x plus one. >>> inc(1)\n    2\n    """\n',
+                     "verifier": "python_tests", "license": "MIT"}], TASK_SCHEMA)
+
+
+FUNC = ' add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n'
+
+
+def code_gen(solutions):
+    state = {"i": 0}
+
+    def sol(r):
+        s = solutions[state["i"] % len(solutions)]
+        state["i"] += 1
+        return s
+    return RuleGeneratorDouble([
+        (r"^# Python functions", lambda r: FUNC),
+        (r"def check\(candidate\):\n    assert candidate\($", lambda r: "1, 2) == 3\n    assert candidate(2, 2) == 4\n"),
+        (r'"""\n$', sol),
+    ])
+
+
+@pytest.fixture(scope="module")
+def box():
+    return Sandbox(SandboxLimits(timeout_s=10))
+
+
+def test_code_task_is_kept_when_solutions_pass_its_tests(box):
+    s = SynthesisSettings(proposals_per_method=1, methods=("code_task",), solutions_per_task=3, min_passing_solutions=2)
+    out = synthesize_tasks(code_seeds(), code_seeds().select("prompt"), [], code_gen(
+        ["    return a + b\n", "    return b + a\n", "    return a - b\n"]), box, s)
+    row = out.row(0, named=True)
+    assert row["status"] == "accepted", row["gates"]
+    spec = json.loads(row["verifier_spec"])
+    assert spec["entry_point"] == "add" and "assert candidate(2, 2) == 4" in spec["test"]
+    assert spec["reference_solution"].strip() in ("return a + b", "return b + a")
+    assert json.loads(row["gates"])["tests_vs_solutions"]["passing"] == 2 and row["agreement"] == pytest.approx(2 / 3)
+
+
+def test_code_task_whose_solutions_fail_its_tests_is_rejected(box):
+    s = SynthesisSettings(proposals_per_method=1, methods=("code_task",), solutions_per_task=2, min_passing_solutions=2)
+    out = synthesize_tasks(code_seeds(), code_seeds().select("prompt"), [],
+                           code_gen(["    return a - b\n", "    return 0\n"]), box, s)
+    assert out.row(0, named=True)["reject_reason"] == "solutions_disagree_with_tests"
+
+
+def test_parse_function_and_consistency_helpers():
+    assert parse_function(FUNC) == ('def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n', "add")
+    assert parse_function(" broken(:\n") is None
+    assert self_consistency(["4", " 4", "5"]) == ("4", pytest.approx(2 / 3))
+    with pytest.raises(SynthConfigError, match="synthesized_tasks.methods"):
+        SynthesisSettings(methods=("magic",)).validate()
+
+
+def test_source_shares_pick_a_deterministic_subset():
+    df = conform([{"task_id": f"p{i}", "source": "reasoning_gym"} for i in range(30)]
+                 + [{"task_id": f"h{i}", "source": "humaneval"} for i in range(10)]
+                 + [{"task_id": f"s{i}", "source": "synthesized"} for i in range(4)], TASK_SCHEMA)
+    out = apply_shares(df, {"procedural": 0.5, "human_written": 0.3, "synthesized": 0.2})
+    assert dict(out.group_by("source").len().iter_rows()) == {"reasoning_gym": 10, "humaneval": 6, "synthesized": 4}
+    again = apply_shares(df.reverse(), {"procedural": 0.5, "human_written": 0.3, "synthesized": 0.2})
+    assert set(again["task_id"]) == set(out["task_id"])
+    with pytest.raises(SynthConfigError, match="source_shares"):
+        apply_shares(df, {"invented": 1.0})
+
+
+@pytest.mark.slow
+def test_synthesis_with_the_embedded_model_feeds_the_pool(resources, instance, db_path):
+    from synth_assets.assets.synthesis import SynthesizedTasksConfig
+    from synth_assets.core.warehouse import Warehouse
+    from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS
+    from tests.test_pipeline import SMALL, failure_messages
+
+    config = {**SMALL, "synthesized_tasks": SynthesizedTasksConfig(
+        proposals_per_method=2, seed_families=["basic_arithmetic", "gcd"], seeds_per_family=5)}
+    result = dg.materialize(ALL_ASSETS + ALL_CHECKS, resources=resources, instance=instance,
+                            run_config=dg.RunConfig(config), raise_on_error=False)
+    assert result.success, failure_messages(result)
+    wh = Warehouse(db_path)
+    proposals = wh.read("task_proposals")
+    assert set(proposals["method"]) >= {"new_task", "harder", "paraphrase", "code_task"}
+    assert proposals["seed_task_id"].null_count() == 0 and (proposals["generator"] == "llama_cpp").all()
+    assert all(json.loads(g) is not None for g in proposals["gates"])
+    rejected = proposals.filter(pl.col("status") == "rejected")
+    assert rejected["reject_reason"].null_count() == 0
+    accepted = proposals.filter(pl.col("status") == "accepted")
+    pool = wh.read("task_pool")
+    assert set(pool.filter(pl.col("source") == "synthesized")["task_id"]) == set(accepted["task_id"])
+    raw = wh.read("raw_candidates", generation=1)
+    assert set(raw.filter(pl.col("source") == "synthesized")["task_id"]) == set(accepted["task_id"])
+    meta = result.asset_materializations_for_node("synthesized_tasks")
+    funnel = next(m for m in meta if m.asset_key == dg.AssetKey("task_proposals")).metadata["funnel_this_run"].value
+    assert sum(v["proposed"] for v in funnel.values()) == proposals.height
