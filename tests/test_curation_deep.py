@@ -3,7 +3,6 @@
 import json
 import random
 
-import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as st
