@@ -89,6 +89,137 @@ class LlamaCppGeneratorResource(GeneratorResource):
                                  terms=self.model_terms)
 
 
+class OpenAIGeneratorResource(GeneratorResource):
+    """Any OpenAI-compatible endpoint: vLLM, SGLang, Ollama, llama.cpp's server, hosted APIs.
+
+    Responses go to a DuckDB response cache as they arrive, so a killed run resumes without
+    requesting completed samples again. The key is read from the variable ``api_key_env``
+    names, at request time; it is never stored, logged or put in metadata."""
+
+    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(description="the model name the endpoint serves")
+    api: str = Field(default="completions", description="'completions' (base models) or 'chat'")
+    api_key_env: Optional[str] = Field(default=None, description="NAME of the environment variable holding the key")
+    concurrency: int = Field(default=8, ge=1, description="requests in flight at once")
+    requests_per_minute: Optional[float] = Field(default=None, gt=0)
+    tokens_per_minute: Optional[float] = Field(default=None, gt=0, description="prompt (estimated) + max tokens")
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=8, ge=0, description="retries on timeouts, dropped connections, 429 and 5xx")
+    backoff_s: float = Field(default=0.5, gt=0, description="first backoff; doubles per retry, with jitter")
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    system_prompt: Optional[str] = Field(default=None, description="a persona: system message (chat) or preamble")
+    max_stop_sequences: Optional[int] = Field(default=None, ge=1, description="4 for hosted OpenAI; the rest apply client-side")
+    model_terms: Optional[str] = Field(default=None, description="licence/terms of the model, on every row and the card")
+    price_per_million: Optional[list[float]] = Field(
+        default=None, description="USD per 1M [prompt, completion] tokens: the price table of this model")
+    cache: bool = Field(default=True, description="keep responses in the DuckDB response cache (resumable runs)")
+    cache_path: Optional[str] = Field(default=None, description="default SYNTH_RESPONSE_CACHE or response_cache.duckdb "
+                                      "beside the warehouse")
+
+    def settings(self, where: str = "generator"):  # noqa: ANN201
+        from synth_assets.core.openai_backend import EndpointSettings
+
+        if self.price_per_million is not None and (len(self.price_per_million) != 2 or min(self.price_per_million) < 0):
+            raise SynthConfigError(f"{where}.price_per_million: give [prompt, completion] USD per 1M tokens, "
+                                   f"got {self.price_per_million}")
+        s = EndpointSettings(
+            base_url=self.base_url, model=self.model, api=self.api, api_key_env=self.api_key_env,  # type: ignore[arg-type]
+            concurrency=self.concurrency, requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute, timeout_s=self.timeout_s, max_retries=self.max_retries,
+            backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s, system_prompt=self.system_prompt,
+            max_stop_sequences=self.max_stop_sequences, terms=self.model_terms or "undeclared (set generator.model_terms)",
+            prices={self.model: tuple(self.price_per_million)} if self.price_per_million else {})
+        s.validate(where)
+        return s
+
+    def build(self) -> TextGenerator:
+        from synth_assets.core.openai_backend import OpenAICompatibleGenerator
+        from synth_assets.core.response_cache import default_cache_path
+
+        cache = (self.cache_path or default_cache_path()) if self.cache else None
+        return OpenAICompatibleGenerator(self.settings(), cache_path=cache, log=_resource_log)
+
+
+class ImportGeneratorResource(GeneratorResource):
+    """Candidates produced elsewhere, read from JSONL/Parquet/CSV files (schema in the README)."""
+
+    import_files: list[str] = Field(description="files with task_id, completion[, sample_index, model, ...]")
+    model_terms: Optional[str] = Field(default=None, description="licence/terms of the model that wrote them")
+
+    def build(self) -> TextGenerator:
+        from synth_assets.core.import_backend import ImportedGenerator
+
+        return ImportedGenerator(self.import_files, terms=self.model_terms)
+
+
+class GeneratorMember(dg.Config):
+    """One source in a mixture: a backend, its share of the samples, and what makes it distinct."""
+
+    name: str = Field(description="recorded on every row as <backend>:<name>")
+    share: float = Field(gt=0, description="relative share of the samples")
+    backend: str = Field(default="openai", description="'openai', 'llama_cpp' or 'import'")
+    temperature: Optional[float] = Field(default=None, ge=0, le=2, description="overrides the plan's temperatures")
+    # openai
+    base_url: Optional[str] = None
+    model: Optional[str] = None
+    api: str = "completions"
+    api_key_env: Optional[str] = None
+    concurrency: int = Field(default=8, ge=1)
+    requests_per_minute: Optional[float] = None
+    tokens_per_minute: Optional[float] = None
+    timeout_s: float = 120.0
+    max_retries: int = 8
+    system_prompt: Optional[str] = Field(default=None, description="a persona")
+    max_stop_sequences: Optional[int] = None
+    price_per_million: Optional[list[float]] = None
+    # llama_cpp
+    model_path: Optional[str] = None
+    # import
+    import_files: list[str] = []
+    model_terms: Optional[str] = None
+
+
+class MixtureGeneratorResource(GeneratorResource):
+    """Several generators in one run, each with a share (models, personas, temperatures)."""
+
+    members: list[GeneratorMember] = Field(description="the generators and their shares")
+    cache: bool = True
+    cache_path: Optional[str] = None
+
+    def build(self) -> TextGenerator:
+        from synth_assets.core.generator_mix import Member, MixtureGenerator
+
+        members = []
+        for i, m in enumerate(self.members):
+            where = f"generator.members[{i}] ({m.name})"
+            if m.backend == "openai":
+                if not m.base_url or not m.model:
+                    raise SynthConfigError(f"{where}: an openai member needs base_url and model")
+                gen = OpenAIGeneratorResource(
+                    base_url=m.base_url, model=m.model, api=m.api, api_key_env=m.api_key_env, concurrency=m.concurrency,
+                    requests_per_minute=m.requests_per_minute, tokens_per_minute=m.tokens_per_minute,
+                    timeout_s=m.timeout_s, max_retries=m.max_retries, system_prompt=m.system_prompt,
+                    max_stop_sequences=m.max_stop_sequences, model_terms=m.model_terms,
+                    price_per_million=m.price_per_million, cache=self.cache, cache_path=self.cache_path)
+                gen.settings(where)
+                built = gen.build()
+            elif m.backend == "llama_cpp":
+                built = LlamaCppGeneratorResource(model_path=m.model_path, model_terms=m.model_terms).build()
+            elif m.backend == "import":
+                built = ImportGeneratorResource(import_files=m.import_files, model_terms=m.model_terms).build()
+            else:
+                raise SynthConfigError(f"{where}.backend: {m.backend!r}; use 'openai', 'llama_cpp' or 'import'")
+            suffix = m.name if (m.system_prompt or m.temperature is not None) else ""
+            members.append(Member(m.name, built, m.share, m.temperature, suffix))
+        return MixtureGenerator(members)
+
+
+def _resource_log(message: str) -> None:
+    import logging
+
+    logging.getLogger("synth_assets").info(message)
+
+
 class SandboxResource(dg.ConfigurableResource):
     """Bubblewrap isolation for model-written code. Turning it off is explicit and logged."""
 
@@ -129,13 +260,63 @@ def _env_bool(name: str, default: bool) -> bool:
     raise SynthConfigError(f"environment variable {name}={raw!r}: use on or off")
 
 
+def generator_from_env() -> GeneratorResource:
+    """``SYNTH_GENERATOR`` picks the backend: ``llama_cpp`` (the embedded default), ``openai``
+    (``SYNTH_OPENAI_BASE_URL``, ``SYNTH_OPENAI_MODEL``, ``SYNTH_OPENAI_API``, ``SYNTH_OPENAI_API_KEY_ENV``,
+    ``SYNTH_OPENAI_CONCURRENCY``), ``import`` (``SYNTH_IMPORT_FILES``, comma-separated) or ``mixture``
+    (members in the YAML/JSON file ``SYNTH_GENERATORS_FILE``)."""
+    kind = (os.environ.get("SYNTH_GENERATOR") or "llama_cpp").lower()
+    env = os.environ.get
+    if kind == "llama_cpp":
+        return LlamaCppGeneratorResource(model_path=env("SYNTH_MODEL_PATH") or None)
+    if kind == "openai":
+        missing = [v for v in ("SYNTH_OPENAI_BASE_URL", "SYNTH_OPENAI_MODEL") if not env(v)]
+        if missing:
+            raise SynthConfigError(f"SYNTH_GENERATOR=openai needs {' and '.join(missing)} (e.g. "
+                                   "SYNTH_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 SYNTH_OPENAI_MODEL=<served model>)")
+        return OpenAIGeneratorResource(
+            base_url=env("SYNTH_OPENAI_BASE_URL"), model=env("SYNTH_OPENAI_MODEL"),
+            api=env("SYNTH_OPENAI_API") or "completions", api_key_env=env("SYNTH_OPENAI_API_KEY_ENV") or None,
+            concurrency=int(env("SYNTH_OPENAI_CONCURRENCY") or 8))
+    if kind == "import":
+        files = [f.strip() for f in (env("SYNTH_IMPORT_FILES") or "").split(",") if f.strip()]
+        if not files:
+            raise SynthConfigError("SYNTH_GENERATOR=import needs SYNTH_IMPORT_FILES=<file.jsonl>[,<file.parquet>...]")
+        return ImportGeneratorResource(import_files=files)
+    if kind == "mixture":
+        return mixture_from_file(env("SYNTH_GENERATORS_FILE") or "")
+    raise SynthConfigError(f"SYNTH_GENERATOR={kind!r}: use llama_cpp, openai, import or mixture")
+
+
+def mixture_from_file(path: str) -> MixtureGeneratorResource:
+    """A mixture from a YAML/JSON file: ``members: [{name, share, backend, ...}]``."""
+    import yaml
+    from pathlib import Path
+
+    p = Path(path)
+    if not path or not p.exists():
+        raise SynthConfigError(f"SYNTH_GENERATORS_FILE={path!r}: the file does not exist; it lists "
+                               "'members: [{name, share, backend, base_url, model, ...}]'")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise SynthConfigError(f"{p}: not valid YAML/JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("members"), list):
+        raise SynthConfigError(f"{p}: expected a mapping with a 'members' list")
+    try:
+        return MixtureGeneratorResource(members=[GeneratorMember(**m) for m in data["members"]],
+                                        **{k: v for k, v in data.items() if k != "members"})
+    except Exception as exc:  # pydantic's message names the field
+        raise SynthConfigError(f"{p}: {exc}") from None
+
+
 def default_resources() -> dict:
     """The production resources, with environment overrides applied."""
     warehouse = WarehouseResource(path=os.environ.get("SYNTH_DUCKDB_PATH") or None)
     return {
         "warehouse": warehouse,
         "io_manager": GenerationalIOManager(warehouse=warehouse),
-        "generator": LlamaCppGeneratorResource(model_path=os.environ.get("SYNTH_MODEL_PATH") or None),
+        "generator": generator_from_env(),
         "sandbox": SandboxResource(enabled=_env_bool("SYNTH_SANDBOX", True)),
         "humaneval_split": HumanEvalSplitResource(
             human_fraction=float(os.environ.get("SYNTH_HUMANEVAL_HUMAN_FRACTION", 0.3)),

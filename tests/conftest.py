@@ -42,3 +42,53 @@ def resources(db_path: str, tmp_path: Path) -> dict:
         "sandbox": SandboxResource(),
         "humaneval_split": HumanEvalSplitResource(),
     }
+
+
+SERVED_MODEL = "gemma-3-270m"
+
+
+def start_llama_server(threads: int = 2):  # noqa: ANN201
+    """llama-cpp-python's own OpenAI-compatible server on the packaged Gemma model, on a free
+    port; returns (process, base URL without /v1)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from synth_assets.core.llama_backend import ensure_model_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(ensure_model_file()), "--model_alias", SERVED_MODEL,
+         "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", "2048",
+         "--interrupt_requests", "False", "--verbose", "False"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env={**os.environ})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("llama_cpp.server did not answer within 120 s")
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> str:
+    """A real local OpenAI-compatible server (shared by the tests of one session)."""
+    import os
+    import signal
+
+    proc, url = start_llama_server()
+    try:
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

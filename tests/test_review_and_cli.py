@@ -107,7 +107,10 @@ def test_synth_run_materializes_a_generation_into_the_instance(tmp_path):
     out = subprocess.run([str(synth), "run", "-c", str(cfg)], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "SUCCESS" in out.stdout
-    assert Warehouse(str(tmp_path / "w.duckdb")).read("raw_candidates", generation=1).height == 3
+    wh = Warehouse(str(tmp_path / "w.duckdb"))
+    pool = wh.read("task_pool")  # 3 configured tasks plus any synthesized task the gates accepted
+    assert pool.filter(pl.col("source") != "synthesized").height == 3
+    assert wh.read("raw_candidates", generation=1).height == pool.height
     bad = subprocess.run([str(synth), "--db", str(tmp_path / "missing.duckdb"), "summary"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no DuckDB file" in bad.stderr

@@ -25,7 +25,7 @@ from synth_assets.core.curation import (
     read_benchmark_file,
 )
 from synth_assets.core.near_duplicates import NearDupSettings
-from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
+from synth_assets.core.generation import PromptSettings, SamplingPlan, attach_log, run_generation
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
@@ -69,11 +69,20 @@ def raw_candidates(
     )
     with user_errors():
         gen = generator.build()
+        attach_log(gen, context.log.info)
         context.log.info(f"generation {generation}: {task_pool.height} tasks x {config.samples_per_task} samples "
                          f"with {gen.name} ({gen.model})")
         t0 = time.perf_counter()
         df = run_generation(task_pool, gen, plan, generation, log=context.log.info)
     wall = time.perf_counter() - t0
+    by_gen = generator_accounting(df)
+    cost = df["cost_usd"].sum() if df["cost_usd"].null_count() < df.height else None
+    for name, acc in by_gen.items():
+        context.log.info(f"{name}: {acc['samples']} samples ({acc['cached']} from the response cache), "
+                         f"{acc['prompt_tokens']} prompt + {acc['completion_tokens']} completion tokens"
+                         + (f", ${acc['cost_usd']:.4f}" if acc["cost_usd"] is not None else ""))
+    stats = gen.stats() if callable(getattr(gen, "stats", None)) else (
+        {gen.model: gen.stats.as_dict()} if hasattr(gen, "stats") else {})
     return dg.MaterializeResult(
         value=df,
         metadata=table_meta(
@@ -85,9 +94,26 @@ def raw_candidates(
             candidates_per_minute=round(60 * df.height / max(wall, 1e-9), 1),
             completion_tokens=int(df["completion_tokens"].sum()),
             prompt_tokens=int(df["prompt_tokens"].sum()),
+            cache_hits=int(df["cached"].sum()),
+            cost_usd=None if cost is None else round(float(cost), 6),
+            by_generator=by_gen,
+            endpoint_stats=stats,
             candidates_by_family=counts(df, "family"),
         ),
     )
+
+
+def generator_accounting(df: pl.DataFrame) -> dict[str, dict]:
+    """Samples, cache hits, tokens and cost per generator: what this generation cost, honestly."""
+    out = {}
+    for (name, model), part in df.group_by("generator", "model", maintain_order=True):
+        priced = part["cost_usd"].null_count() < part.height
+        out[f"{name} / {model}"] = {
+            "samples": part.height, "cached": int(part["cached"].sum()), "share": round(part.height / df.height, 4),
+            "prompt_tokens": int(part["prompt_tokens"].sum()), "completion_tokens": int(part["completion_tokens"].sum()),
+            "cost_usd": round(float(part["cost_usd"].sum()), 6) if priced else None,
+        }
+    return out
 
 
 class JudgeConfig(dg.Config):

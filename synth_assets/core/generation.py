@@ -45,6 +45,8 @@ CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
     "prompt_tokens": pl.Int64,
     "completion_tokens": pl.Int64,
     "latency_s": pl.Float64,
+    "cached": pl.Boolean,  # served from the response cache (requested in an earlier, interrupted run)
+    "cost_usd": pl.Float64,  # from the generator's price table; 0 for cached samples, null when unpriced
     "generation_key": pl.String,
     "created_at": pl.Datetime("us", "UTC"),
 }
@@ -78,6 +80,14 @@ class Sample:
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
+    cached: bool = False  # served from the response cache: no request was made for it this run
+    # set by generators that route requests to several members (MixtureGenerator): who wrote
+    # it, and the request as that member sent it (its temperature and template may differ)
+    generator: str | None = None
+    model: str | None = None
+    terms: str | None = None
+    prices: tuple[float, float] | None = None
+    request: SampleRequest | None = None
 
 
 class TextGenerator(Protocol):
@@ -196,8 +206,10 @@ def run_generation(
         )
     rows, started, last_log = [], time.monotonic(), time.monotonic()
     requests = [r for _t, r in planned]
-    for n, ((task, req), sample) in enumerate(zip(planned, generator.generate(requests), strict=True), start=1):
-        key = req.key(generator.model)
+    for n, ((task, planned_req), sample) in enumerate(zip(planned, generator.generate(requests), strict=True), start=1):
+        req = sample.request or planned_req
+        model = sample.model or generator.model
+        key = req.key(f"{sample.generator or generator.name}|{model}")
         rows.append(
             {
                 "candidate_id": f"g{generation}/{key[:16]}",
@@ -205,9 +217,9 @@ def run_generation(
                 **{k: task[k] for k in ("task_id", "source", "family", "domain", "prompt", "answer", "verifier", "verifier_spec", "license")},
                 "completion": sample.text,
                 "finish_reason": sample.finish_reason,
-                "generator": generator.name,
-                "model": generator.model,
-                "model_terms": getattr(generator, "terms", None),
+                "generator": sample.generator or generator.name,
+                "model": model,
+                "model_terms": sample.terms or getattr(generator, "terms", None),
                 "prompt_template": req.prompt_template,
                 "temperature": req.temperature,
                 "top_p": req.top_p,
@@ -217,6 +229,8 @@ def run_generation(
                 "prompt_tokens": sample.prompt_tokens,
                 "completion_tokens": sample.completion_tokens,
                 "latency_s": sample.latency_s,
+                "cached": sample.cached,
+                "cost_usd": _cost(generator, model, sample),
                 "generation_key": key,
                 "created_at": _now(),
             }
@@ -228,6 +242,24 @@ def run_generation(
     from synth_assets.core.tasks import conform
 
     return conform(rows, CANDIDATE_SCHEMA)
+
+
+def attach_log(generator: TextGenerator, log: Callable[[str], None]) -> None:
+    """Route a backend's own messages (cache hits, retries given up) to the run's log."""
+    for g in [generator, *(m.generator for m in getattr(generator, "members", []))]:
+        if hasattr(g, "log"):
+            g.log = log
+
+
+def _cost(generator: TextGenerator, model: str, sample: Sample) -> float | None:
+    """USD from the price table {model: (prompt per 1M tokens, completion per 1M)}. A sample
+    served from the response cache cost nothing this run; null means the model has no price."""
+    if sample.cached:
+        return 0.0
+    price = sample.prices or (getattr(generator, "prices", None) or {}).get(model)
+    if price is None:
+        return None
+    return (sample.prompt_tokens * price[0] + sample.completion_tokens * price[1]) / 1e6
 
 
 def _now():  # noqa: ANN202

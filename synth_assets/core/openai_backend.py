@@ -1,0 +1,319 @@
+"""OpenAI-compatible endpoints (vLLM, SGLang, Ollama, llama.cpp's server, hosted APIs).
+
+Built for runs that last hours: bounded async concurrency, request and token rate limits,
+retries with exponential backoff on timeouts, dropped connections, 429 and 5xx (a server's
+Retry-After wins), validation of every response, and a DuckDB response cache written the
+moment each response arrives, so a killed run resumes without asking for a completed sample
+again. The API key is read from an environment variable at request time and is never stored,
+logged or put in metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import httpx
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.generation import Sample, SampleRequest
+from synth_assets.core.response_cache import CacheUnavailable, ResponseCache
+
+
+class RetryableError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    model: str
+    api: Literal["completions", "chat"] = "completions"
+    api_key_env: str | None = None  # the *name* of the variable holding the key
+    concurrency: int = 8
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 8
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    system_prompt: str | None = None  # a persona: a system message (chat) or a preamble (completions)
+    max_stop_sequences: int | None = None  # hosted OpenAI takes 4; the rest are applied client-side
+    terms: str | None = None
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> USD per 1M (prompt, completion)
+
+    def validate(self, where: str = "generator") -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise SynthConfigError(f"{where}.base_url must start with http:// or https:// (got {self.base_url!r})")
+        if self.api not in ("completions", "chat"):
+            raise SynthConfigError(f"{where}.api must be 'completions' or 'chat', got {self.api!r}")
+        if not self.model:
+            raise SynthConfigError(f"{where}.model is empty: name the model the endpoint serves")
+        if self.concurrency < 1:
+            raise SynthConfigError(f"{where}.concurrency must be >= 1, got {self.concurrency}")
+        if self.api_key_env and not os.environ.get(self.api_key_env):
+            raise SynthConfigError(
+                f"{where}.api_key_env names {self.api_key_env}, which is not set: export {self.api_key_env}=<key> "
+                "(keys are only ever read from the environment)")
+
+
+class _Bucket:
+    """Token bucket refilled continuously; ``rate`` units per minute, burst of one minute."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = per_minute
+        self.level = per_minute
+        self.t = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def take(self, amount: float) -> None:
+        amount = min(amount, self.capacity)
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.level = min(self.capacity, self.level + (now - self.t) * self.rate)
+                self.t = now
+                if self.level >= amount:
+                    self.level -= amount
+                    return
+                await asyncio.sleep((amount - self.level) / self.rate)
+
+
+@dataclass
+class EndpointStats:
+    requests: int = 0  # HTTP attempts
+    completed: int = 0  # samples received this run
+    cache_hits: int = 0
+    retries: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_dict(self) -> dict:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def parse_response(body: bytes, api: str) -> tuple[str, str, int | None, int | None]:
+    """(text, finish_reason, prompt_tokens, completion_tokens) or RetryableError for a malformed body."""
+    try:
+        data = json.loads(body)
+        choice = data["choices"][0]
+        text = choice["message"]["content"] if api == "chat" else choice["text"]
+        if text is None and api == "chat":
+            text = ""  # a chat reply with no content (e.g. only a refusal or a tool call) is an empty answer
+        if not isinstance(text, str):
+            raise TypeError("text is not a string")
+        usage = data.get("usage") or {}
+        pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        for v in (pt, ct):
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise TypeError(f"usage token count {v!r} is not a non-negative integer")
+        return text, str(choice.get("finish_reason") or "stop"), pt, ct
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise RetryableError(f"malformed response ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
+class OpenAICompatibleGenerator:
+    """A ``TextGenerator`` over an OpenAI-compatible HTTP API.
+
+    ``cache_path`` names the DuckDB response cache; ``None`` runs without one (nothing resumes).
+    """
+
+    name = "openai_compatible"
+
+    def __init__(self, settings: EndpointSettings, cache_path: str | None = None,
+                 log: Callable[[str], None] = lambda _m: None) -> None:
+        settings.validate()
+        self.settings, self.cache_path, self.log = settings, cache_path, log
+        self.model, self.terms, self.prices = settings.model, settings.terms, settings.prices
+        self.stats = EndpointStats()
+
+    @property
+    def identity(self) -> str:
+        """What, besides the request, decides a response: the cache key's model part. The
+        endpoint's address is not in it, so moving a server keeps the cache."""
+        s = self.settings
+        return s.model if not s.system_prompt else f"{s.model}|{s.api}|{s.system_prompt}"
+
+    # ---------------------------------------------------------------- one request
+    def _payload(self, req: SampleRequest) -> dict:
+        s = self.settings
+        body = {"model": s.model, "temperature": req.temperature, "top_p": req.top_p,
+                "max_tokens": req.max_tokens, "seed": req.seed}
+        if req.stop:
+            body["stop"] = list(req.stop)[: s.max_stop_sequences] if s.max_stop_sequences else list(req.stop)
+        if s.api == "chat":
+            messages = ([{"role": "system", "content": s.system_prompt}] if s.system_prompt else [])
+            body["messages"] = messages + [{"role": "user", "content": req.prompt}]
+        else:
+            body["prompt"] = (s.system_prompt + "\n\n" if s.system_prompt else "") + req.prompt
+        return body
+
+    def _headers(self) -> dict[str, str]:
+        key_env = self.settings.api_key_env
+        return {"Authorization": f"Bearer {os.environ[key_env]}"} if key_env else {}
+
+    def _count(self, kind: str) -> None:
+        self.stats.errors_by_kind[kind] = self.stats.errors_by_kind.get(kind, 0) + 1
+
+    async def _once(self, client: httpx.AsyncClient, req: SampleRequest) -> Sample:
+        s = self.settings
+        path = "/chat/completions" if s.api == "chat" else "/completions"
+        self.stats.requests += 1
+        t0 = time.perf_counter()
+        try:
+            resp = await client.post(s.base_url.rstrip("/") + path, json=self._payload(req), headers=self._headers())
+        except httpx.TimeoutException:
+            raise RetryableError("timeout") from None
+        except httpx.TransportError as exc:  # refused, reset, dropped mid-response
+            raise RetryableError(f"connection: {type(exc).__name__}") from None
+        if resp.status_code in (408, 409, 425, 429) or resp.status_code >= 500:
+            raise RetryableError(f"HTTP {resp.status_code}", _retry_after(resp))
+        if resp.status_code in (401, 403):
+            hint = (f"check the key in ${s.api_key_env}" if s.api_key_env
+                    else "set generator.api_key_env to the name of the variable holding the key")
+            raise PermanentError(f"HTTP {resp.status_code} (not authorised): {hint}")
+        if resp.status_code >= 400:
+            raise PermanentError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+        text, finish, pt, ct = parse_response(resp.content, s.api)
+        # stops the request could not carry (max_stop_sequences) are applied here
+        cut = min((i for i in (text.find(x) for x in req.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            text, finish = text[:cut], "stop"
+        return Sample(text, finish, int(pt or 0), int(ct or 0), time.perf_counter() - t0)
+
+    async def _with_retries(self, client: httpx.AsyncClient, req: SampleRequest, limits, stop: asyncio.Event) -> Sample:
+        s = self.settings
+        attempt = 0
+        while True:
+            for bucket, amount in limits(req):
+                await bucket.take(amount)
+            try:
+                return await self._once(client, req)
+            except RetryableError as exc:
+                kind = str(exc).split(" (")[0].split(":")[0]
+                self._count(kind)
+                attempt += 1
+                if attempt > s.max_retries or stop.is_set():
+                    raise PermanentError(f"gave up after {attempt} attempts: {exc}") from None
+                self.stats.retries += 1
+                wait = exc.retry_after if exc.retry_after is not None else min(
+                    s.max_backoff_s, s.backoff_s * 2 ** (attempt - 1)) * (0.5 + random.random())
+                await asyncio.sleep(min(wait, s.max_backoff_s * 4))
+
+    # ---------------------------------------------------------------- the batch
+    async def _run(self, todo: list[tuple[int, str, SampleRequest]], out: queue.Queue,
+                   cache: ResponseCache | None) -> None:
+        s = self.settings
+        sem = asyncio.Semaphore(s.concurrency)
+        stop = asyncio.Event()  # set on a permanent error: no new requests, in-flight ones finish
+        req_bucket = _Bucket(s.requests_per_minute) if s.requests_per_minute else None
+        tok_bucket = _Bucket(s.tokens_per_minute) if s.tokens_per_minute else None
+
+        def limits(req: SampleRequest) -> list:
+            out_ = []
+            if req_bucket:
+                out_.append((req_bucket, 1))
+            if tok_bucket:  # an estimate before the fact: about four characters per token
+                out_.append((tok_bucket, len(req.prompt) / 4 + req.max_tokens))
+            return out_
+
+        timeout = httpx.Timeout(s.timeout_s, connect=min(10.0, s.timeout_s))
+        limits_http = httpx.Limits(max_connections=s.concurrency, max_keepalive_connections=s.concurrency)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits_http) as client:
+            async def one(i: int, key: str, req: SampleRequest) -> None:
+                async with sem:
+                    if stop.is_set():
+                        out.put((i, PermanentError("not requested: an earlier request failed")))
+                        return
+                    try:
+                        sample = await self._with_retries(client, req, limits, stop)
+                    except Exception as exc:  # noqa: BLE001 - surfaced to the caller in order
+                        stop.set()
+                        out.put((i, exc))
+                        return
+                if cache is not None:
+                    cache.put(key, s.model, sample)
+                self.stats.completed += 1
+                self.stats.prompt_tokens += sample.prompt_tokens
+                self.stats.completion_tokens += sample.completion_tokens
+                out.put((i, sample))
+
+            await asyncio.gather(*(one(i, k, r) for i, k, r in todo))
+
+    def _open_cache(self) -> ResponseCache | None:
+        if not self.cache_path:
+            return None
+        try:
+            return ResponseCache(self.cache_path).__enter__()
+        except CacheUnavailable as exc:
+            self.log(f"WARNING: {exc}; this batch runs without the cache and will not resume")
+            return None
+
+    def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        keys = [r.key(self.identity) for r in requests]
+        cache = self._open_cache()
+        try:
+            hits = cache.get_many(keys) if cache is not None else {}
+            self.stats.cache_hits += sum(1 for k in keys if k in hits)
+            todo = [(i, k, r) for i, (k, r) in enumerate(zip(keys, requests)) if k not in hits]
+            if hits:
+                self.log(f"{self.settings.model}: {len(hits)} of {len(requests)} samples from the response cache; "
+                         f"requesting {len(todo)}")
+            out: queue.Queue = queue.Queue()
+            worker = (threading.Thread(target=lambda: asyncio.run(self._run(todo, out, cache)), daemon=True,
+                                       name="openai-requests") if todo else None)
+            if worker:
+                worker.start()
+            ready: dict[int, Sample | Exception] = {}
+            failure: tuple[int, Exception] | None = None
+            for i, k in enumerate(keys):
+                if k in hits:
+                    yield hits[k]
+                    continue
+                while i not in ready:
+                    j, value = out.get()
+                    ready[j] = value
+                value = ready.pop(i)
+                if isinstance(value, Exception):
+                    failure = (i, value)
+                    break
+                yield value
+            if worker:
+                worker.join()  # in-flight requests finish and are cached before we report
+            if failure is not None:
+                i, exc = failure
+                done = self.stats.completed
+                raise SynthConfigError(
+                    f"generator {self.settings.model} at {self.settings.base_url}: request for task "
+                    f"{requests[i].task_id} sample {requests[i].sample_index} failed: {exc}. "
+                    f"{done} samples completed this run" + (" and are cached; fix the endpoint and run again to "
+                                                           "resume" if cache is not None else "")) from None
+        finally:
+            if cache is not None:
+                cache.close()

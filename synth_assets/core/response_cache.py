@@ -1,0 +1,149 @@
+"""Completed responses in DuckDB, keyed by the request's identity (model, prompt, sampling
+settings, sample index: ``SampleRequest.key``), so a run that crashed or was killed resumes
+without asking an endpoint for a completed sample again.
+
+The cache lives in its own DuckDB file beside the warehouse (``response_cache.duckdb``), not in
+the warehouse: a generation holds it open for hours, and DuckDB allows one writing process per
+file, so sharing the warehouse file would lock every other step out for that long. A writer
+thread commits responses as they arrive (one transaction per batch of whatever is queued,
+usually one row): a response is durable a few milliseconds after it arrives, and SIGKILL loses
+at most the responses still in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+
+from synth_assets.core.generation import Sample
+
+CACHE_PATH_ENV = "SYNTH_RESPONSE_CACHE"
+_TABLE = "response_cache"
+
+
+def default_cache_path() -> str:
+    """``$SYNTH_RESPONSE_CACHE``, else ``response_cache.duckdb`` beside the warehouse file."""
+    if os.environ.get(CACHE_PATH_ENV):
+        return os.environ[CACHE_PATH_ENV]
+    from synth_assets.core.warehouse import default_duckdb_path
+
+    return str(Path(default_duckdb_path()).parent / "response_cache.duckdb")
+
+
+class CacheUnavailable(RuntimeError):
+    """Another process holds the cache file; the caller decides whether to run without it."""
+
+
+class ResponseCache:
+    """Open for the length of one batch of requests (``with ResponseCache(path) as cache``)."""
+
+    def __init__(self, path: str, wait_s: float = 10.0) -> None:
+        self.path, self.wait_s = str(path), wait_s
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.written = 0
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> ResponseCache:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                self._con = duckdb.connect(self.path)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise CacheUnavailable(f"response cache {self.path} is in use by another process: {exc}") from None
+                time.sleep(0.2)
+        self._con.execute(
+            f"""create table if not exists {_TABLE} (
+                  key varchar primary key, model varchar, text varchar, finish_reason varchar,
+                  prompt_tokens bigint, completion_tokens bigint, latency_s double,
+                  created_at timestamptz)""")
+        self._writer = threading.Thread(target=self._write_loop, name="response-cache-writer", daemon=True)
+        self._writer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        if self._error is not None:
+            raise RuntimeError(f"response cache {self.path}: a write failed: {self._error}") from self._error
+
+    # ---------------------------------------------------------------- reads and writes
+    def get_many(self, keys: list[str]) -> dict[str, Sample]:
+        assert self._con is not None, "open the cache with 'with ResponseCache(path) as cache'"
+        if not keys:
+            return {}
+        cur = self._con.cursor()  # a cursor of its own: the writer thread uses the connection
+        try:
+            rows = cur.execute(
+                f"select key, text, finish_reason, prompt_tokens, completion_tokens, latency_s from {_TABLE} "
+                "where key in (select unnest(?))", [keys]).fetchall()
+        finally:
+            cur.close()
+        return {k: Sample(t, f, p or 0, c or 0, lat or 0.0, cached=True) for k, t, f, p, c, lat in rows}
+
+    def put(self, key: str, model: str, sample: Sample) -> None:
+        """Queue one response; the writer commits it within milliseconds."""
+        if self._error is not None:
+            raise RuntimeError(f"response cache {self.path}: a write failed: {self._error}")
+        self._queue.put((key, model, sample.text, sample.finish_reason, sample.prompt_tokens,
+                         sample.completion_tokens, sample.latency_s, datetime.now(timezone.utc)))
+
+    def _write_loop(self) -> None:
+        assert self._con is not None
+        cur = self._con.cursor()
+        done = False
+        while not done:
+            batch = [self._queue.get()]
+            while True:  # whatever else is already waiting goes in the same transaction
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            done = None in batch
+            rows = [r for r in batch if r is not None]
+            if not rows or self._error is not None:
+                continue
+            try:
+                cur.execute("begin")
+                cur.executemany(f"insert into {_TABLE} values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (key) do nothing", rows)
+                cur.execute("commit")
+                self.written += len(rows)
+            except Exception as exc:  # noqa: BLE001 - reported by close() and put()
+                self._error = exc
+                try:
+                    cur.execute("rollback")
+                except Exception:  # noqa: BLE001
+                    pass
+        cur.close()
+
+
+def cached_keys(path: str) -> set[str]:
+    """Every key in a cache file (for tests and the CLI); empty when the file does not exist."""
+    if not Path(path).exists():
+        return set()
+    con = duckdb.connect(path, read_only=True)
+    try:
+        if not con.execute("select count(*) from information_schema.tables where table_name = ?", [_TABLE]).fetchone()[0]:
+            return set()
+        return {r[0] for r in con.execute(f"select key from {_TABLE}").fetchall()}
+    finally:
+        con.close()
