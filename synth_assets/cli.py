@@ -38,6 +38,15 @@ def summary(wh: Warehouse) -> str:
             out.append(f"{t:<22}{cur} / {total}")
         else:
             out.append(f"{t:<22}{total}")
+    if wh.table_exists("raw_candidates") and "cost_usd" in wh.sql(f"select * from {s}.raw_candidates limit 0").columns:
+        acc = wh.sql(
+            f"select generator, model, count(*) n, sum(cached::int) cached, sum(prompt_tokens) pt, "
+            f"sum(completion_tokens) ct, sum(cost_usd) cost from {s}.raw_candidates where generation = ? "
+            "group by 1, 2 order by 1, 2", [g])
+        out += ["", "generators (this generation): samples, from the response cache, tokens, cost"]
+        out += [f"  {r['generator']} / {r['model']}: {r['n']} samples, {r['cached'] or 0} cached, "
+                f"{r['pt']} prompt + {r['ct']} completion tokens, "
+                + (f"${r['cost']:.4f}" if r["cost"] is not None else "unpriced") for r in acc.iter_rows(named=True)]
     if wh.table_exists("verified_set"):
         rates = wh.sql(
             f"select family, count(*) n, round(avg((verdict = 'pass')::int), 3) pass_rate "

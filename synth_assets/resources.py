@@ -303,11 +303,20 @@ def mixture_from_file(path: str) -> MixtureGeneratorResource:
         raise SynthConfigError(f"{p}: not valid YAML/JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("members"), list):
         raise SynthConfigError(f"{p}: expected a mapping with a 'members' list")
+    from pydantic import ValidationError
+
+    members = []
+    for i, m in enumerate(data["members"]):
+        try:
+            members.append(GeneratorMember(**(m if isinstance(m, dict) else {})))
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                               for e in exc.errors())
+            raise SynthConfigError(f"{p}: members[{i}] {detail}") from None
     try:
-        return MixtureGeneratorResource(members=[GeneratorMember(**m) for m in data["members"]],
-                                        **{k: v for k, v in data.items() if k != "members"})
-    except Exception as exc:  # pydantic's message names the field
-        raise SynthConfigError(f"{p}: {exc}") from None
+        return MixtureGeneratorResource(members=members, **{k: v for k, v in data.items() if k != "members"})
+    except ValidationError as exc:
+        raise SynthConfigError(f"{p}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 
 
 def default_resources() -> dict:

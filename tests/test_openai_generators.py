@@ -265,3 +265,30 @@ def test_several_generators_in_one_run_with_shares_and_provenance(llama_server, 
     acc = meta["by_generator"].value
     assert acc[f"openai_compatible:tutor / {SERVED_MODEL}"]["samples"] == 9
     assert meta["cost_usd"].value is None or meta["cost_usd"].value > 0
+
+
+def test_generator_from_the_environment_names_what_is_missing(monkeypatch, tmp_path):
+    from synth_assets.resources import generator_from_env
+
+    monkeypatch.setenv("SYNTH_GENERATOR", "openai")
+    monkeypatch.delenv("SYNTH_OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("SYNTH_OPENAI_MODEL", "m")
+    with pytest.raises(SynthConfigError, match="needs SYNTH_OPENAI_BASE_URL"):
+        generator_from_env()
+    monkeypatch.setenv("SYNTH_OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+    assert isinstance(generator_from_env(), OpenAIGeneratorResource)
+
+    monkeypatch.setenv("SYNTH_GENERATOR", "mixture")
+    gens = tmp_path / "generators.yaml"
+    gens.write_text("members:\n  - {name: a, share: -1, base_url: 'http://x/v1', model: m}\n")
+    monkeypatch.setenv("SYNTH_GENERATORS_FILE", str(gens))
+    with pytest.raises(SynthConfigError, match=r"generators.yaml.*share"):
+        generator_from_env()
+    gens.write_text("members:\n  - {name: a, share: 2, base_url: 'http://x/v1', model: m}\n"
+                    "  - {name: b, share: 1, backend: import, import_files: []}\n")
+    res = generator_from_env()
+    with pytest.raises(SynthConfigError, match="import_files: list at least one"):
+        res.build()
+    monkeypatch.setenv("SYNTH_GENERATOR", "gpt")
+    with pytest.raises(SynthConfigError, match="use llama_cpp, openai, import or mixture"):
+        generator_from_env()

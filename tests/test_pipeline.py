@@ -11,10 +11,14 @@ from synth_assets.definitions import ALL_CHECKS
 from synth_assets.assets.pipeline import JudgeConfig, MixConfig, RawCandidatesConfig, ReviseConfig, VerifiedSetConfig
 from synth_assets.assets.evaluation import GeneratorEvalConfig
 from synth_assets.assets.sources import TaskPoolConfig
+from synth_assets.assets.synthesis import SynthesizedTasksConfig
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.definitions import ALL_ASSETS, defs
 
 SMALL = {
+    # synthesis stays on (a part-synthesized pool is the normal case) but proposes one task per method
+    "synthesized_tasks": SynthesizedTasksConfig(proposals_per_method=1, seed_families=["gcd", "basic_arithmetic"],
+                                                seeds_per_family=3),
     "task_pool": TaskPoolConfig(reasoning_gym_families=["gcd", "letter_counting"], tasks_per_family=3, humaneval_tasks=2),
     "raw_candidates": RawCandidatesConfig(samples_per_task=2, code_max_tokens=48),
     "generator_eval": GeneratorEvalConfig(max_tasks=2, code_max_tokens=48),

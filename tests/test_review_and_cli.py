@@ -99,6 +99,7 @@ def test_synth_run_materializes_a_generation_into_the_instance(tmp_path):
     (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
     cfg = tmp_path / "small.yaml"
     cfg.write_text(json.dumps({"ops": {
+        "synthesized_tasks": {"config": {"proposals_per_method": 1, "seed_families": ["gcd"], "seeds_per_family": 3}},
         "task_pool": {"config": {"reasoning_gym_families": ["gcd"], "tasks_per_family": 2, "humaneval_tasks": 1}},
         "raw_candidates": {"config": {"samples_per_task": 1, "code_max_tokens": 32}},
         "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 32}}}}))
