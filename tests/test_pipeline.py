@@ -16,9 +16,11 @@ from synth_assets.core.warehouse import Warehouse
 from synth_assets.definitions import ALL_ASSETS, defs
 
 SMALL = {
-    # synthesis stays on (a part-synthesized pool is the normal case) but proposes one task per method
+    # synthesis stays on (a part-synthesized pool is the normal case) but proposes one answer task
+    # per method; the slow code-task gate has its own end-to-end test in test_task_synthesis.py
     "synthesized_tasks": SynthesizedTasksConfig(proposals_per_method=1, seed_families=["gcd", "basic_arithmetic"],
-                                                seeds_per_family=3),
+                                                seeds_per_family=3, methods=["new_task", "harder", "paraphrase",
+                                                                             "edge_case"]),
     "task_pool": TaskPoolConfig(reasoning_gym_families=["gcd", "letter_counting"], tasks_per_family=3, humaneval_tasks=2),
     "raw_candidates": RawCandidatesConfig(samples_per_task=2, code_max_tokens=48),
     "generator_eval": GeneratorEvalConfig(max_tasks=2, code_max_tokens=48),

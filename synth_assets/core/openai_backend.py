@@ -25,7 +25,7 @@ import httpx
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import Sample, SampleRequest
-from synth_assets.core.response_cache import CacheUnavailable, ResponseCache
+from synth_assets.core.response_cache import CacheUnavailable, ResponseCache, open_shared, release_shared
 
 
 class RetryableError(Exception):
@@ -270,7 +270,7 @@ class OpenAICompatibleGenerator:
         if not self.cache_path:
             return None
         try:
-            return ResponseCache(self.cache_path).__enter__()
+            return open_shared(self.cache_path)
         except CacheUnavailable as exc:
             self.log(f"WARNING: {exc}; this batch runs without the cache and will not resume")
             return None
@@ -316,4 +316,4 @@ class OpenAICompatibleGenerator:
                                                            "resume" if cache is not None else "")) from None
         finally:
             if cache is not None:
-                cache.close()
+                release_shared(cache)

@@ -42,8 +42,36 @@ class CacheUnavailable(RuntimeError):
     """Another process holds the cache file; the caller decides whether to run without it."""
 
 
+_SHARED: dict[str, tuple[ResponseCache, int]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def open_shared(path: str) -> ResponseCache:
+    """One open cache per file per process, reference-counted: the members of a mixture run side
+    by side in threads, and two DuckDB connections creating one table race each other."""
+    key = str(Path(path).resolve())
+    with _SHARED_LOCK:
+        cache, n = _SHARED.get(key, (None, 0))
+        if cache is None:
+            cache = ResponseCache(path).__enter__()
+        _SHARED[key] = (cache, n + 1)
+        return cache
+
+
+def release_shared(cache: ResponseCache) -> None:
+    key = str(Path(cache.path).resolve())
+    with _SHARED_LOCK:
+        _c, n = _SHARED[key]
+        if n > 1:
+            _SHARED[key] = (cache, n - 1)
+            return
+        del _SHARED[key]
+    cache.close()
+
+
 class ResponseCache:
-    """Open for the length of one batch of requests (``with ResponseCache(path) as cache``)."""
+    """Open for the length of one batch of requests (``with ResponseCache(path) as cache``, or
+    ``open_shared``/``release_shared`` where several generators in one process use one file)."""
 
     def __init__(self, path: str, wait_s: float = 10.0, linger_s: float = 0.02) -> None:
         # linger: how long the writer waits for more rows before a commit. Each commit syncs the
