@@ -71,27 +71,30 @@ class EndpointSettings:
                 "(keys are only ever read from the environment)")
 
 
-class _Bucket:
-    """Token bucket refilled continuously; ``rate`` units per minute, burst of one minute."""
+class TokenBucket:
+    """``per_minute`` units a minute, refilled continuously, with a burst of ten seconds' worth.
 
-    def __init__(self, per_minute: float) -> None:
+    A take larger than the burst (a long prompt against a small token budget) waits for a full
+    bucket and leaves it in debt, so the long-run rate holds for any mix of sizes."""
+
+    def __init__(self, per_minute: float, burst_s: float = 10.0) -> None:
         self.rate = per_minute / 60.0
-        self.capacity = per_minute
-        self.level = per_minute
+        self.capacity = max(1.0, self.rate * burst_s)
+        self.level = self.capacity
         self.t = time.monotonic()
         self.lock = asyncio.Lock()
 
     async def take(self, amount: float) -> None:
-        amount = min(amount, self.capacity)
+        need = min(amount, self.capacity)
         async with self.lock:
             while True:
                 now = time.monotonic()
                 self.level = min(self.capacity, self.level + (now - self.t) * self.rate)
                 self.t = now
-                if self.level >= amount:
+                if self.level >= need:
                     self.level -= amount
                     return
-                await asyncio.sleep((amount - self.level) / self.rate)
+                await asyncio.sleep((need - self.level) / self.rate)
 
 
 @dataclass
@@ -232,8 +235,8 @@ class OpenAICompatibleGenerator:
         s = self.settings
         sem = asyncio.Semaphore(s.concurrency)
         stop = asyncio.Event()  # set on a permanent error: no new requests, in-flight ones finish
-        req_bucket = _Bucket(s.requests_per_minute) if s.requests_per_minute else None
-        tok_bucket = _Bucket(s.tokens_per_minute) if s.tokens_per_minute else None
+        req_bucket = TokenBucket(s.requests_per_minute) if s.requests_per_minute else None
+        tok_bucket = TokenBucket(s.tokens_per_minute) if s.tokens_per_minute else None
 
         def limits(req: SampleRequest) -> list:
             out_ = []
