@@ -159,6 +159,7 @@ class GeneratorMember(dg.Config):
     share: float = Field(gt=0, description="relative share of the samples")
     backend: str = Field(default="openai", description="'openai', 'llama_cpp' or 'import'")
     temperature: Optional[float] = Field(default=None, ge=0, le=2, description="overrides the plan's temperatures")
+    prompt_template: Optional[str] = Field(default=None, description="wraps each prompt; must contain {prompt}")
     # openai
     base_url: Optional[str] = None
     model: Optional[str] = None
@@ -209,8 +210,8 @@ class MixtureGeneratorResource(GeneratorResource):
                 built = ImportGeneratorResource(import_files=m.import_files, model_terms=m.model_terms).build()
             else:
                 raise SynthConfigError(f"{where}.backend: {m.backend!r}; use 'openai', 'llama_cpp' or 'import'")
-            suffix = m.name if (m.system_prompt or m.temperature is not None) else ""
-            members.append(Member(m.name, built, m.share, m.temperature, suffix))
+            varies = m.system_prompt or m.temperature is not None or m.prompt_template is not None
+            members.append(Member(m.name, built, m.share, m.temperature, m.name if varies else "", m.prompt_template))
         return MixtureGenerator(members)
 
 

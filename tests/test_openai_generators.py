@@ -311,3 +311,35 @@ def test_rate_limits_hold_the_long_run_rate():
     # takes larger than the burst run into debt: 100 tokens/s with a burst of 100, three takes of
     # 150 -> the second and third each wait 1.5 s, so the long-run rate holds
     assert 2.8 <= asyncio.run(takes(6000, [150] * 3, burst_s=1.0)) < 10
+
+
+class EchoGeneratorDouble:
+    """Test double: answers with the prompt it was sent (no model), to see what a member received."""
+
+    name = "echo_double"
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def generate(self, requests):  # noqa: ANN001, ANN201
+        from synth_assets.core.generation import Sample
+
+        for r in requests:
+            yield Sample(r.prompt, "stop", 1, 1, 0.0)
+
+
+def test_mixture_members_wrap_prompts_and_override_temperature():
+    from synth_assets.core.generator_mix import Member, MixtureGenerator
+
+    mix = MixtureGenerator([
+        Member("socratic", EchoGeneratorDouble("a"), 1, temperature=0.2, template_suffix="socratic",
+               prompt_template="Think step by step.\n{prompt}"),
+        Member("plain", EchoGeneratorDouble("b"), 1)])
+    reqs = [_req("t", i) for i in range(4)]
+    out = list(mix.generate(reqs))
+    assert [s.generator for s in out] == ["echo_double:socratic", "echo_double:plain"] * 2
+    assert out[0].text == "Think step by step.\np" and out[1].text == "p"
+    assert out[0].request.temperature == 0.2 and out[0].request.prompt_template == "t+socratic"
+    assert out[1].request == reqs[1]
+    with pytest.raises(SynthConfigError, match="must contain {prompt}"):
+        MixtureGenerator([Member("x", EchoGeneratorDouble("a"), 1, prompt_template="no placeholder")])

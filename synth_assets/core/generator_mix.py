@@ -26,6 +26,7 @@ class Member:
     share: float
     temperature: float | None = None  # overrides the plan's temperature for this member's samples
     template_suffix: str = ""  # appended to the prompt template name (e.g. the persona)
+    prompt_template: str | None = None  # wraps the planned prompt: must contain "{prompt}"
 
 
 def route(n_requests: int, shares: Sequence[float]) -> list[int]:
@@ -56,6 +57,9 @@ class MixtureGenerator:
         for m in members:
             if not m.share > 0:
                 raise SynthConfigError(f"generator.members[{m.name}].share must be > 0, got {m.share}")
+            if m.prompt_template is not None and "{prompt}" not in m.prompt_template:
+                raise SynthConfigError(f"generator.members[{m.name}].prompt_template must contain {{prompt}}, "
+                                       "where the task's prompt goes")
         self.members = list(members)
         self.model = " + ".join(f"{m.generator.model} ({m.share:g})" for m in members)
         self.terms = "; ".join(sorted({t for m in members if (t := getattr(m.generator, "terms", None))})) or None
@@ -68,6 +72,8 @@ class MixtureGenerator:
             changes = {}
             if m.temperature is not None:
                 changes["temperature"] = float(m.temperature)
+            if m.prompt_template is not None:
+                changes["prompt"] = m.prompt_template.replace("{prompt}", req.prompt)
             if m.template_suffix:
                 changes["prompt_template"] = f"{req.prompt_template}+{m.template_suffix}"
             out.append((j, dataclasses.replace(req, **changes) if changes else req))
