@@ -1,10 +1,10 @@
 """Several generators in one run, each with a share of the samples: different models, prompt
 personas and temperatures give a generation more diverse sources than any one of them.
 
-Routing is deterministic (smooth weighted round robin over the planned requests), so a task's
-samples spread over the members, the realised shares match the configured ones to within one
-sample, and a resumed run sends every request to the member (and response-cache key) it went
-to before.
+Routing is deterministic (largest-remainder counts, interleaved by smooth weighted round robin
+over the planned requests), so a task's samples spread over the members, the realised shares
+match the configured ones to within one sample, and a resumed run sends every request to the
+member (and response-cache key) it went to before.
 """
 
 from __future__ import annotations
@@ -30,15 +30,23 @@ class Member:
 
 
 def route(n_requests: int, shares: Sequence[float]) -> list[int]:
-    """Member index for each request: exact shares, interleaved (smooth weighted round robin)."""
+    """Member index for each request: each member's count is its share of ``n_requests`` rounded
+    by largest remainder (so within one sample of exact), and the members interleave (smooth
+    weighted round robin over those integer counts, which over one full cycle picks each member
+    exactly its count)."""
     total = float(sum(shares))
-    current = [0.0] * len(shares)
+    ideal = [n_requests * s / total for s in shares]
+    quota = [int(x) for x in ideal]
+    by_remainder = sorted(range(len(shares)), key=lambda j: (-(ideal[j] - quota[j]), j))
+    for j in by_remainder[: n_requests - sum(quota)]:
+        quota[j] += 1
+    current = [0] * len(shares)
     out = []
     for _ in range(n_requests):
-        for j, s in enumerate(shares):
-            current[j] += s / total
+        for j, q in enumerate(quota):
+            current[j] += q
         best = max(range(len(shares)), key=lambda j: (current[j], -j))
-        current[best] -= 1.0
+        current[best] -= n_requests
         out.append(best)
     return out
 

@@ -289,8 +289,13 @@ class OpenAICompatibleGenerator:
                 self.log(f"{self.settings.model}: {len(hits)} of {len(requests)} samples from the response cache; "
                          f"requesting {len(todo)}")
             out: queue.Queue = queue.Queue()
-            worker = (threading.Thread(target=lambda: asyncio.run(self._run(todo, out, cache)), daemon=True,
-                                       name="openai-requests") if todo else None)
+            def work() -> None:
+                try:
+                    asyncio.run(self._run(todo, out, cache))
+                except BaseException as exc:  # noqa: BLE001 - a crash of the loop itself must not hang the caller
+                    out.put((-1, exc))
+
+            worker = threading.Thread(target=work, daemon=True, name="openai-requests") if todo else None
             if worker:
                 worker.start()
             ready: dict[int, Sample | Exception] = {}
@@ -301,6 +306,8 @@ class OpenAICompatibleGenerator:
                     continue
                 while i not in ready:
                     j, value = out.get()
+                    if j < 0:
+                        raise value
                     ready[j] = value
                 value = ready.pop(i)
                 if isinstance(value, Exception):
