@@ -97,13 +97,12 @@ class MixtureGenerator:
                 continue
 
             def work(m: Member = m, mine: list = mine) -> None:
+                price = (getattr(m.generator, "prices", None) or {}).get(m.generator.model)
+                who = {"generator": f"{m.generator.name}:{m.name}", "model": m.generator.model,
+                       "terms": getattr(m.generator, "terms", None), "prices": tuple(price) if price else None}
                 try:
                     for (i, r), sample in zip(mine, m.generator.generate([r for _i, r in mine]), strict=True):
-                        price = (getattr(m.generator, "prices", None) or {}).get(m.generator.model)
-                        out.put((i, dataclasses.replace(
-                            sample, generator=f"{m.generator.name}:{m.name}", model=m.generator.model,
-                            terms=getattr(m.generator, "terms", None), prices=tuple(price) if price else None,
-                            request=r)))
+                        out.put((i, dataclasses.replace(sample, request=r, **who)))
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                     out.put((-1, exc))
 

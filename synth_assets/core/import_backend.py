@@ -22,7 +22,7 @@ import polars as pl
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import Sample, SampleRequest
-from synth_assets.core.tasks import read_table_file
+from synth_assets.core.tasks import _require_str, read_table_file
 
 IMPORT_FIELDS = ("task_id", "completion", "sample_index", "model", "finish_reason", "prompt_tokens", "completion_tokens")
 _WHAT = "generator.import_files"
@@ -53,13 +53,12 @@ def read_import_file(path: str | Path) -> pl.DataFrame:
     for col in ("task_id", "completion", "model", "finish_reason"):
         if col in df.columns and df.schema[col] != pl.String:
             df = df.with_columns(pl.col(col).cast(pl.String))
-    rows = df.with_row_index("_row")
-    for col, allow_empty in (("task_id", False), ("completion", True)):
-        bad = rows.filter(pl.col(col).is_null() | (pl.lit(not allow_empty) & (pl.col(col).str.strip_chars() == "")))
-        if bad.height:
-            r = bad.row(0, named=True)
-            raise SynthConfigError(f"{_WHAT}: {p} row {r['_row'] + 1} (task {r['task_id']}): field {col!r} is missing"
-                                   f"{'' if allow_empty else ' or empty'} ({bad.height} rows affected)")
+    _require_str(df, "task_id", p, _WHAT)
+    missing = df.with_row_index("_row").filter(pl.col("completion").is_null())  # empty text is an answer
+    if missing.height:
+        r = missing.row(0, named=True)
+        raise SynthConfigError(f"{_WHAT}: {p} row {r['_row'] + 1} (task {r['task_id']}): field 'completion' is "
+                               f"missing ({missing.height} rows affected)")
     for col in ("sample_index", "prompt_tokens", "completion_tokens"):
         if col in df.columns:
             df = _int_column(df, col, p)
@@ -93,7 +92,6 @@ class ImportedGenerator:
         if dup.height:
             r = dup.row(0, named=True)
             raise SynthConfigError(f"{_WHAT}: task {r['task_id']} sample {r['sample_index']} appears in more than one file")
-        self.paths = [str(p) for p in paths]
         models = sorted(set(self.rows["model"]))
         self.model = models[0] if len(models) == 1 else "imported (" + ", ".join(models[:3]) + ("…" if len(models) > 3 else "") + ")"
         self.terms = terms or "undeclared (set generator.model_terms for imported candidates)"
@@ -113,8 +111,3 @@ class ImportedGenerator:
             _t, _i, text, model, finish, pt, ct = self._by_key[(req.task_id, req.sample_index)]
             yield Sample(text, finish, int(pt or 0), int(ct or 0), 0.0, generator="import", model=model,
                          terms=self.terms)
-
-    def unused(self, requests: Sequence[SampleRequest]) -> int:
-        """Imported rows no request asked for (logged, so a mismatch is visible)."""
-        asked = {(r.task_id, r.sample_index) for r in requests}
-        return sum(1 for k in self._by_key if k not in asked)

@@ -2,9 +2,9 @@
 
 Built for runs that last hours: bounded async concurrency, request and token rate limits,
 retries with exponential backoff on timeouts, dropped connections, 429 and 5xx (a server's
-Retry-After wins), validation of every response, and a DuckDB response cache written the
-moment each response arrives, so a killed run resumes without asking for a completed sample
-again. The API key is read from an environment variable at request time and is never stored,
+Retry-After wins), validation of every response, and a DuckDB response cache that commits
+responses within about 20 ms of their arrival, so a killed run resumes without asking for a
+completed sample again. The API key is read from an environment variable at request time and is never stored,
 logged or put in metadata.
 """
 
