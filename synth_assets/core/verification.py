@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from synth_assets.core.ai_feedback import Constitution, Judge
 from synth_assets.core.custom_verifiers import CustomVerifier
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import CANDIDATE_SCHEMA
-from synth_assets.core.sandbox import Sandbox
+from synth_assets.core.sandbox import FunctionCheck, Sandbox
 from synth_assets.core.tasks import conform, reasoning_gym_dataset
 
 VERDICT_SCHEMA: dict[str, pl.DataType] = {
@@ -133,50 +132,19 @@ def verify_exact(row: dict) -> Verdict:
                    f"expected {row['answer']!r}, got {answer!r}", time.perf_counter() - t0, answer)
 
 
-def code_program(row: dict, nonce: str) -> str:
-    """HumanEval-style: prompt + completion, then the tests, then check(entry_point), then a
-    nonce printed only if check() returned, so exiting early with status 0 is not a pass."""
+def code_check(row: dict) -> FunctionCheck:
+    """HumanEval-style: the module is prompt + completion; the task's test (with the prompt's
+    helpers) runs outside the candidate and calls it only through plain data."""
     spec = json.loads(row["verifier_spec"])
-    return (
-        f"{row['prompt']}{row['completion'] or ''}\n\n\n{spec['test']}\n\n\ncheck({spec['entry_point']})\n"
-        f"print({nonce!r}, flush=True)\n"
-    )
-
-
-def broken_variants(solution: str) -> list[str]:
-    """Deterministic wrong versions of a solution, for agreement tests and benchmarks."""
-    out = ["    return None\n"]
-    if "return " in solution:
-        out.append(solution.replace("return ", "return not ", 1))
-    return out
-
-
-def humaneval_candidates(problems: list[dict]) -> list[tuple[dict, str]]:
-    """(problem, completion) pairs: each canonical solution and its broken variants."""
-    return [(p, c) for p in problems for c in [p["canonical_solution"], *broken_variants(p["canonical_solution"])]]
-
-
-def sandbox_verdicts(sandbox: Sandbox, candidates: list[tuple[dict, str]]) -> list[str]:
-    """Verdicts for HumanEval-shaped (problem, completion) pairs, as the pipeline computes them."""
-    rows = [
-        {"prompt": p["prompt"], "completion": c,
-         "verifier_spec": json.dumps({"test": p["test"], "entry_point": p["entry_point"]}), "verifier": "python_tests"}
-        for p, c in candidates
-    ]
-    return [v.verdict for v in _code_verdicts(rows, sandbox)]
+    return FunctionCheck(code=f"{row['prompt']}{row['completion'] or ''}", entry_point=spec["entry_point"],
+                         test=spec["test"], prompt=row["prompt"])
 
 
 def _code_verdicts(rows: list[dict], sandbox: Sandbox) -> list[Verdict]:
     sandbox_version = f"bwrap+{sandbox.python}" if sandbox.enabled else "UNSANDBOXED"
-    nonces = [f"__synth_tests_done_{secrets.token_hex(8)}__" for _ in rows]
-    results = sandbox.run_many([code_program(r, n) for r, n in zip(rows, nonces)])
-    out = []
-    for res, nonce in zip(results, nonces):
-        status, detail = res.status, res.detail
-        if status == "pass" and nonce not in res.stdout:
-            status, detail = "fail", "exited with status 0 before the tests finished"
-        out.append(Verdict(status, 1.0 if status == "pass" else 0.0, "python_tests", sandbox_version, detail, res.seconds))
-    return out
+    results = sandbox.check_functions([code_check(r) for r in rows])
+    return [Verdict(res.status, 1.0 if res.status == "pass" else 0.0, "python_tests", sandbox_version,
+                    res.detail, res.seconds) for res in results]
 
 
 # ------------------------------------------------------------------ driver
