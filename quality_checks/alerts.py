@@ -16,7 +16,6 @@ import dagster as dg
 import polars as pl
 from tenacity import retry, stop_after_attempt, wait_exponential
 
-from synth_assets.resources import WarehouseResource
 
 ALERT_SCHEMA = {
     "alert_id": pl.String, "raised_at": pl.Datetime("us", "UTC"), "asset": pl.String, "check_name": pl.String,
@@ -33,18 +32,17 @@ def post_webhook(url: str, payload: dict) -> int:
 
 
 def failed_check_alerts(instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey], seen: dict) -> list[dict]:
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+    """New failed executions of the given checks (``seen`` maps a check to the last one alerted)."""
     out = []
-    for key, rec in latest.items():
-        if rec is None or rec.status != AssetCheckExecutionRecordStatus.FAILED:
+    for key in check_keys:
+        rec = instance.get_latest_asset_check_evaluation_record(key)
+        if rec is None or getattr(rec.status, "value", rec.status) != "FAILED":
             continue
         name = key.to_user_string()
         if seen.get(name) == rec.id:
             continue
         seen[name] = rec.id
-        evaluation = rec.event.dagster_event.event_specific_data if rec.event and rec.event.dagster_event else None
+        evaluation = rec.event.asset_check_evaluation if rec.event is not None else None
         severity = getattr(getattr(evaluation, "severity", None), "value", "ERROR")
         meta = {k: str(getattr(v, "value", v))[:500] for k, v in (getattr(evaluation, "metadata", None) or {}).items()}
         out.append({
@@ -60,16 +58,17 @@ def build_alert_sensor(check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinitio
     @dg.sensor(
         name="quality_check_alerts",
         minimum_interval_seconds=30,
+        required_resource_keys={"warehouse"},
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Records every failed asset check (warnings included) in synth.alerts and posts it to "
         "SYNTH_ALERT_WEBHOOK_URL when set.",
     )
-    def quality_check_alerts(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
+    def quality_check_alerts(context: dg.SensorEvaluationContext):
         seen = json.loads(context.cursor) if context.cursor else {}
         alerts = failed_check_alerts(context.instance, check_keys, seen)
         if not alerts:
             return dg.SkipReason("no new failed checks")
-        wh = warehouse.get()
+        wh = context.resources.warehouse.get()
         wh.append("alerts", pl.DataFrame(alerts, schema=ALERT_SCHEMA))
         url = os.environ.get("SYNTH_ALERT_WEBHOOK_URL")
         for a in alerts:

@@ -8,22 +8,21 @@ asset's own bookkeeping, so a bug in a stage shows up here.
 import dagster as dg
 import polars as pl
 
+from quality_checks.gx_checks import check_generation, stored_frame
 from synth_assets.core.curation import DECONTAMINATION_NGRAM, heldout_ngrams, heldout_texts_of, word_ngrams
-from synth_assets.resources import WarehouseResource
-
-DECONTAMINATION_N = DECONTAMINATION_NGRAM
 
 
 @dg.asset_check(
     asset="filtered_set",
     additional_deps=["filter_drops", "raw_candidates", "verified_set"],
     blocking=True,
+    required_resource_keys={"warehouse"},
     description="Every raw candidate of this generation (and every revision) is verified once, then either kept "
     "or dropped with a reason.",
 )
-def candidates_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    wh = warehouse.get()
-    g = wh.current_generation()
+def candidates_accounted_for(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    wh = context.resources.warehouse.get()
+    g = check_generation(context)
     n = {
         t: int(wh.sql(f"select count(*) as n from {wh.schema}.{t} where generation = ?", [g])["n"][0])
         for t in ("raw_candidates", "verified_set", "filtered_set", "filter_drops")
@@ -60,11 +59,12 @@ def candidates_accounted_for(warehouse: WarehouseResource) -> dg.AssetCheckResul
 @dg.asset_check(
     asset="filtered_set",
     additional_deps=["verified_set"],
+    required_resource_keys={"warehouse"},
     description="Coverage guard: no task family or domain with passing candidates lost all of them to filtering.",
 )
-def no_family_wiped_out(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    wh = warehouse.get()
-    g = wh.current_generation()
+def no_family_wiped_out(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    wh = context.resources.warehouse.get()
+    g = check_generation(context)
     cov = wh.sql(
         f"""with v as (select family, domain, count(*) filter (where verdict = 'pass') as passing
                        from {wh.schema}.verified_set where generation = $1 group by all),
@@ -96,14 +96,15 @@ def no_family_wiped_out(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset="mixed_training_set",
     blocking=True,
-    description="The human share of the mix is at or above the configured floor.",
+    required_resource_keys={"warehouse"},
+    description="The human share of the mix is at or above the floor it was built under.",
 )
-def human_share_at_or_above_floor(
-    context: dg.AssetCheckExecutionContext, mixed_training_set: pl.DataFrame
-) -> dg.AssetCheckResult:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("mixed_training_set"))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    floor = float(meta["human_floor"].value) if "human_floor" in meta else 0.35
+def human_share_at_or_above_floor(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    mixed_training_set = stored_frame(context, "mixed_training_set")
+    if mixed_training_set.height == 0:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR,
+                                   metadata={"rows": 0, "why": "the mix of this generation is empty"})
+    floor = float(mixed_training_set["human_floor"][0])
     total = mixed_training_set.height
     human = int((mixed_training_set["source"] == "human").sum()) if total else 0
     share = human / total if total else 0.0
@@ -116,30 +117,37 @@ def human_share_at_or_above_floor(
 
 @dg.asset_check(
     asset="mixed_training_set",
-    additional_ins={"heldout_eval": dg.AssetIn("heldout_eval")},
+    additional_deps=["heldout_eval"],
     blocking=True,
-    description=f"No mixed row (synthetic or human) shares a {DECONTAMINATION_N}-word sequence with a held-out item.",
+    required_resource_keys={"warehouse"},
+    description="No mixed row (synthetic or human) shares a word sequence, as long as the mix's decontamination "
+    f"n-gram (default {DECONTAMINATION_NGRAM}), with a held-out item.",
 )
-def no_heldout_contamination(mixed_training_set: pl.DataFrame, heldout_eval: pl.DataFrame) -> dg.AssetCheckResult:
-    banned = heldout_ngrams(heldout_texts_of(heldout_eval), DECONTAMINATION_N)
-    held_ids = set(heldout_eval["ref_id"].to_list())
+def no_heldout_contamination(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    mixed_training_set = stored_frame(context, "mixed_training_set")
+    heldout_eval = stored_frame(context, "heldout_eval")
+    n = int(mixed_training_set["decontamination_ngram"][0]) if mixed_training_set.height else DECONTAMINATION_NGRAM
+    banned = heldout_ngrams(heldout_texts_of(heldout_eval), n) if heldout_eval.height else set()
+    held_ids = set(heldout_eval["ref_id"].to_list()) if heldout_eval.height else set()
     bad = []
     for r in mixed_training_set.select("row_id", "task_id", "prompt", "response").iter_rows(named=True):
-        if r["task_id"] in held_ids or word_ngrams(f"{r['prompt']}\n{r['response']}", DECONTAMINATION_N) & banned:
+        if r["task_id"] in held_ids or word_ngrams(f"{r['prompt']}\n{r['response']}", n) & banned:
             bad.append(r["row_id"])
     return dg.AssetCheckResult(
         passed=not bad,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"contaminated_rows": len(bad), "sample_row_ids": dg.MetadataValue.json(bad[:20])},
+        metadata={"contaminated_rows": len(bad), "ngram": n, "sample_row_ids": dg.MetadataValue.json(bad[:20])},
     )
 
 
 @dg.asset_check(
     asset="mixed_training_set",
     blocking=True,
+    required_resource_keys={"warehouse"},
     description="No task has rows in both train and validation.",
 )
-def train_validation_disjoint(mixed_training_set: pl.DataFrame) -> dg.AssetCheckResult:
+def train_validation_disjoint(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    mixed_training_set = stored_frame(context, "mixed_training_set")
     both = (
         mixed_training_set.group_by("task_id").agg(pl.col("split").n_unique().alias("k")).filter(pl.col("k") > 1)
         if mixed_training_set.height
@@ -154,9 +162,14 @@ def train_validation_disjoint(mixed_training_set: pl.DataFrame) -> dg.AssetCheck
 
 @dg.asset_check(
     asset="drift_report",
+    required_resource_keys={"warehouse"},
     description="No diversity metric changed past its fail threshold in the collapse direction.",
 )
-def no_failed_drift_metric(drift_report: pl.DataFrame) -> dg.AssetCheckResult:
+def no_failed_drift_metric(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    drift_report = stored_frame(context, "drift_report")
+    if drift_report.height == 0:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"why": "no drift report stored for this generation"})
     failed = drift_report.filter(pl.col("status") == "fail")
     warned = drift_report.filter(pl.col("status") == "warn")
     return dg.AssetCheckResult(

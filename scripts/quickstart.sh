@@ -44,8 +44,7 @@ case "${1:-}" in
     setup
     log "materializing every asset (a new generation) into ${SYNTH_DUCKDB_PATH:-$DAGSTER_HOME/warehouse.duckdb}"
     start=$(date +%s)
-    dagster asset materialize -m synth_assets.definitions --select '*' \
-      --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
+    synth run   # the next generation (a dynamic partition of the graph), recorded in $DAGSTER_HOME
     log "done in $(( $(date +%s) - start ))s"
     synth summary
     cat <<MSG

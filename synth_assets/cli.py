@@ -61,8 +61,10 @@ def summary(wh: Warehouse) -> str:
         mix = wh.sql(f"select source, split, count(*) n from {s}.mixed_training_set where generation = ? "
                      "group by 1, 2 order by 1, 2", [g])
         out += ["", "training set (this generation): " + ", ".join(f"{a}/{b}: {n}" for a, b, n in mix.iter_rows())]
-        export = Path(wh.path).parent / "exports" / f"generation_{g:04d}"
-        out += [f"exported to: {export}/train.jsonl and validation.jsonl"]
+        paths = wh.export_paths(g)
+        out += [f"exported to: {paths['train']} and {paths['validation']}" if paths else
+                "not exported: training_export did not run for this generation (the mix's blocking checks "
+                "failed, or it was not selected)"]
     if wh.table_exists("drift_report"):
         flags = wh.sql(f"select corpus, metric, status, note from {s}.drift_report where generation = ? "
                        "and metric in ('DIVERSITY_LOSS', 'FIDELITY_GAP', 'heldout_pass_rate')", [g])
@@ -80,19 +82,53 @@ def drift(wh: Warehouse, generation: int | None = None) -> str:
     return report_markdown(rep)
 
 
-def run(select: str, config_file: str | None) -> int:
-    """A new generation through Dagster, recorded in the instance at $DAGSTER_HOME (the UI shows it)."""
+def _step_failures(result) -> list[str]:  # noqa: ANN001
+    import dagster as dg
+
+    out = []
+    for ev in result.all_events:
+        if ev.event_type == dg.DagsterEventType.STEP_FAILURE:
+            data = ev.step_failure_data
+            desc = data.user_failure_data.description if data.user_failure_data else None
+            out.append(f"{ev.step_key}: {desc or (data.error.message.strip() if data.error else 'failed')}")
+    return out
+
+
+def run(select: str, config_file: str | None, generation: int | None = None, traceback: bool = False) -> int:
+    """A generation through Dagster, recorded in the instance at $DAGSTER_HOME (the UI shows it):
+    the next one, or ``generation`` again (a re-run rewrites only that generation's rows)."""
     import dagster as dg
     import yaml
 
+    from synth_assets.assets._common import GENERATIONS, next_generation_key
     from synth_assets.definitions import defs
 
-    run_config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())))
+    try:
+        run_config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SynthConfigError(f"run config {config_file}: {exc}") from None
+    graph = defs.resolve_asset_graph()
+    if "," in select:  # the `dagster asset materialize --select a,b` form
+        select = " or ".join(part.strip() for part in select.split(",") if part.strip())
+    try:
+        keys = {k for k in dg.AssetSelection.from_string(select).resolve(graph) if graph.get(k).is_materializable}
+    except Exception as exc:  # noqa: BLE001 - Dagster's own message names the problem
+        raise SynthConfigError(f"--select {select!r}: {exc}") from None
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=keys)
+    partitioned = any(graph.get(k).partitions_def is not None for k in keys)
+    console = run_config.setdefault("loggers", {}).setdefault("console", {}).setdefault("config", {})
+    console["traceback"] = traceback
     with dg.DagsterInstance.get() as instance:
+        key = None
+        if partitioned:
+            key = str(generation) if generation else next_generation_key(instance)
+            if key not in instance.get_dynamic_partitions(GENERATIONS.name):
+                instance.add_dynamic_partitions(GENERATIONS.name, [key])
+            print(f"generation {key}")
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
-                                        resources=None)
+                                        partition_key=key)
+    for line in _step_failures(result):
+        print(f"error: {line}", file=sys.stderr)
     print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}")
     return 0 if result.success else 1
 
@@ -126,7 +162,24 @@ def review(wh: Warehouse, action: str, ids: list[str], note: str, show_all: bool
     if unknown:
         raise SynthConfigError(f"not in the review queue: {', '.join(unknown)} (see `synth review list --all`)")
     wh.append("review_decisions", decision_rows(ids, action, note))
+    _observe_decisions(wh)
     return f"{action}ed {len(ids)} rows; the next mixed_training_set honours it"
+
+
+def _observe_decisions(wh: Warehouse) -> None:
+    """Tell the Dagster instance (when there is one) that review_decisions has a new data
+    version, so the UI marks the mix that read the old decisions as stale."""
+    import os
+
+    if not os.environ.get("DAGSTER_HOME"):
+        return
+    import dagster as dg
+
+    from synth_assets.assets.feedback import table_version
+
+    with dg.DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(dg.AssetObservation(
+            asset_key="review_decisions", tags={"dagster/data_version": table_version(wh, "review_decisions")}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="materialize a new generation")
     p_run.add_argument("--select", default="*", help="asset selection, e.g. '*' or 'raw_candidates*'")
     p_run.add_argument("-c", "--config", default=None, help="run config YAML (ops: {asset: {config: ...}})")
+    p_run.add_argument("--generation", type=int, default=None,
+                       help="re-run this existing generation (default: a new one)")
+    p_run.add_argument("--traceback", action="store_true", help="show stack traces of failed steps")
     sub.add_parser("summary")
     p_drift = sub.add_parser("drift")
     p_drift.add_argument("--generation", type=int, default=None)
@@ -150,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return run(args.select, args.config)
+            return run(args.select, args.config, args.generation, args.traceback)
         wh = Warehouse(args.db or default_duckdb_path())
         if not Path(wh.path).exists():
             raise SynthConfigError(

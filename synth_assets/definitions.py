@@ -7,7 +7,9 @@ import dagster as dg
 from quality_checks.alerts import build_alert_sensor
 from quality_checks.checks import ALL_CHECKS as STRUCTURAL_CHECKS
 from quality_checks.gx_checks import SUITE_ASSETS, gx_suite_checks
+from synth_assets.assets._common import GENERATIONS, next_generation_key
 from synth_assets.assets.evaluation import generator_eval, training_export
+from synth_assets.assets.feedback import FEEDBACK_SOURCES
 from synth_assets.assets.pipeline import (
     filtered_set,
     mixed_training_set,
@@ -19,22 +21,26 @@ from synth_assets.assets.pipeline import (
 from synth_assets.assets.reports import drift_report
 from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
 from synth_assets.assets.synthesis import synthesized_tasks
+from synth_assets.console_log import console_logger
 from synth_assets.resources import default_resources
 
 ALL_ASSETS = [synthesized_tasks, task_pool, human_reference, heldout_eval, raw_candidates, verified_set, preference_pairs,
-              filtered_set, review_queue, mixed_training_set, training_export, generator_eval, drift_report]
+              filtered_set, review_queue, mixed_training_set, training_export, generator_eval, drift_report,
+              *FEEDBACK_SOURCES]
 GX_CHECKS = [gx_suite_checks(a) for a in SUITE_ASSETS]
 ALL_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS]
 CHECK_KEYS = [key for c in ALL_CHECKS for key in c.check_keys]
 
 nightly_job = dg.define_asset_job(
     "nightly_regeneration",
-    selection=dg.AssetSelection.all(),
-    description="Materialize a new generation: tasks, candidates, verification, curation, mix, export, "
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(s.key for s in FEEDBACK_SOURCES)),
+    partitions_def=GENERATIONS,
+    description="Materialize a generation: tasks, candidates, verification, curation, mix, export, "
     "held-out evaluation and drift report, with every check.",
 )
 
-nightly_schedule = dg.ScheduleDefinition(
+
+@dg.schedule(
     name="nightly_regeneration_schedule",
     job=nightly_job,
     cron_schedule=os.environ.get("SYNTH_NIGHTLY_CRON", "0 3 * * *"),
@@ -44,7 +50,13 @@ nightly_schedule = dg.ScheduleDefinition(
         if os.environ.get("SYNTH_NIGHTLY_STATUS", "running").lower() == "stopped"
         else dg.DefaultScheduleStatus.RUNNING
     ),
+    description="Every night: add the next generation (partition) and materialize it.",
 )
+def nightly_regeneration_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    key = next_generation_key(context.instance)
+    context.instance.add_dynamic_partitions(GENERATIONS.name, [key])
+    return dg.RunRequest(run_key=f"generation-{key}", partition_key=key)
+
 
 # One process runs every step: the model loads once and DuckDB has a single writer. Set
 # SYNTH_EXECUTOR=multiprocess to run independent steps in parallel processes.
@@ -58,8 +70,9 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
     jobs=[nightly_job],
-    schedules=[nightly_schedule],
+    schedules=[nightly_regeneration_schedule],
     sensors=[build_alert_sensor(CHECK_KEYS)],
     resources=default_resources(),
     executor=_executor,
+    loggers={"console": console_logger},
 )

@@ -11,7 +11,7 @@ from typing import Optional
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import TextGenerator
@@ -32,9 +32,11 @@ class WarehouseResource(dg.ConfigurableResource):
 class GenerationalIOManager(dg.ConfigurableIOManager):
     """Stores each asset in its own DuckDB table, keeping history by generation.
 
-    Asset metadata ``storage`` picks the mode: ``snapshot`` replaces the table, ``generational``
-    replaces only the current generation's rows. Inputs load the current generation, or all
-    generations up to it when the input's metadata says ``generations: all``.
+    Unpartitioned assets are snapshots: the table is replaced. Assets partitioned by generation
+    write their partition's rows only (atomically), and inputs read the partitions the graph
+    maps to them, never one later than the reading step's own generation. An input from a
+    snapshot table that was never written (an optional source) loads as an empty frame.
+    A source asset may name the table it observes in its metadata (``table``).
     """
 
     warehouse: WarehouseResource
@@ -44,30 +46,52 @@ class GenerationalIOManager(dg.ConfigurableIOManager):
             return
         table = context.asset_key.path[-1]
         wh = self.warehouse.get()
-        if (context.definition_metadata or {}).get("storage", "generational") == "snapshot":
+        if not context.has_asset_partitions:
             wh.replace_table(table, obj)
-        else:
-            gens = obj["generation"].unique().to_list() if obj.height else []
-            generation = int(gens[0]) if gens else wh.current_generation()
-            wh.write_generation(table, obj, generation)
+            return
+        generation = int(context.asset_partition_key)
+        if "generation" not in obj.columns:
+            obj = obj.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation"))
+        wh.write_generation(table, obj, generation)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
-        table = context.upstream_output.asset_key.path[-1]
+        upstream = context.upstream_output
+        table = (upstream.definition_metadata or {}).get("table") or upstream.asset_key.path[-1]
         wh = self.warehouse.get()
-        upstream_meta = context.upstream_output.definition_metadata or {}
-        if upstream_meta.get("storage", "generational") == "snapshot":
+        if not context.has_asset_partitions:
+            if not wh.table_exists(table):
+                context.log.info(f"{table} has not been written yet: reading it as empty")
+                return pl.DataFrame()
             return wh.read(table)
-        current = wh.current_generation()
-        if (context.definition_metadata or {}).get("generations") == "all":
-            return wh.read(table, upto=current)
-        return wh.read(table, generation=current)
+        keys = sorted(int(k) for k in context.asset_partition_keys)
+        if context.has_partition_key:
+            keys = [k for k in keys if k <= int(context.partition_key)]
+        return wh.read(table, generations=keys)
 
 
 class GeneratorResource(dg.ConfigurableResource, ABC):
-    """A source of completions. Backends implement ``build``; assets never care which one."""
+    """A source of completions. Backends implement ``build``; assets call ``get``, which builds
+    (loads the model) once per run process, on first use, and shares it with every later step;
+    teardown releases it when the run's process is done."""
+
+    _built: dict = PrivateAttr(default_factory=dict)
 
     @abstractmethod
     def build(self) -> TextGenerator: ...
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._built = {}
+
+    def get(self) -> TextGenerator:
+        if "generator" not in self._built:
+            self._built["generator"] = self.build()
+        return self._built["generator"]
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        gen = self._built.pop("generator", None)
+        close = getattr(gen, "close", None)
+        if callable(close):
+            close()
 
 
 class LlamaCppGeneratorResource(GeneratorResource):
@@ -237,6 +261,22 @@ class SandboxResource(dg.ConfigurableResource):
         default=False,
         description="refuse to start where one memory and process cap per program cannot be enforced (cgroups)",
     )
+
+    _built: dict = PrivateAttr(default_factory=dict)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._built = {}
+
+    def get(self) -> Sandbox:
+        """One sandbox (its cgroups, its start-up checks) per run process, built on first use."""
+        if "sandbox" not in self._built:
+            self._built["sandbox"] = self.build()
+        return self._built["sandbox"]
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        box = self._built.pop("sandbox", None)
+        if box is not None:
+            box.close()
 
     def build(self) -> Sandbox:
         limits = SandboxLimits(self.timeout_s, self.cpu_s, self.memory_mb, self.max_processes, self.max_file_mb,

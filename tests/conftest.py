@@ -31,6 +31,18 @@ def instance() -> dg.DagsterInstance:
         yield inst
 
 
+def materialize_generation(assets: list, instance: dg.DagsterInstance, generation: int | None = None,
+                           **kwargs) -> dg.ExecuteInProcessResult:
+    """``dg.materialize`` of one generation: the next one (added as a partition, as ``synth
+    run`` and the schedule do), or ``generation`` again."""
+    from synth_assets.assets._common import GENERATIONS, next_generation_key
+
+    key = str(generation) if generation is not None else next_generation_key(instance)
+    if key not in instance.get_dynamic_partitions(GENERATIONS.name):
+        instance.add_dynamic_partitions(GENERATIONS.name, [key])
+    return dg.materialize(assets, instance=instance, partition_key=key, **kwargs)
+
+
 @pytest.fixture
 def resources(db_path: str, tmp_path: Path) -> dict:
     """The production resources, pointed at a temp DuckDB file; the real model and sandbox."""

@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from synth_assets.assets.pipeline import RawCandidatesConfig, raw_candidates
 from synth_assets.assets.sources import TaskPoolConfig, task_pool
+from synth_assets.assets.synthesis import synthesized_tasks
+from tests.conftest import materialize_generation
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import SampleRequest
 from synth_assets.core.generator_mix import route
@@ -45,8 +47,8 @@ POOL = TaskPoolConfig(reasoning_gym_families=["gcd", "letter_counting"], tasks_p
 
 def materialize_raw(db_path: str, generator, instance, samples: int = 2, pool: TaskPoolConfig = POOL):  # noqa: ANN001, ANN201
     wh = WarehouseResource(path=db_path)
-    return dg.materialize(
-        [task_pool, raw_candidates], instance=instance, raise_on_error=False,
+    return materialize_generation(
+        [task_pool, raw_candidates, *synthesized_tasks.to_source_assets()], instance, raise_on_error=False,
         resources={"warehouse": wh, "io_manager": GenerationalIOManager(warehouse=wh), "generator": generator,
                    "humaneval_split": HumanEvalSplitResource()},
         run_config=dg.RunConfig({"task_pool": pool, "raw_candidates": RawCandidatesConfig(samples_per_task=samples)}))
@@ -198,8 +200,8 @@ def test_a_key_that_is_not_set_fails_naming_the_variable(llama_server, db_path, 
 
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_without_requesting_a_completed_sample(llama_server, tmp_path):
-    """A real `dagster asset materialize` against the server, killed with SIGKILL mid-generation,
-    then started again: no sample that was in the response cache is requested twice."""
+    """A real `synth run` against the server, killed with SIGKILL mid-generation, then the same
+    generation run again: no sample that was in the response cache is requested twice."""
     proxy = FaultProxy(llama_server)
     home = tmp_path / "home"
     home.mkdir()
@@ -211,8 +213,9 @@ def test_a_run_killed_with_sigkill_resumes_without_requesting_a_completed_sample
         "task_pool": {"config": {"reasoning_gym_families": ["gcd", "chain_sum"], "tasks_per_family": 8,
                                  "humaneval_tasks": 0, "include_synthesized": False}},
         "raw_candidates": {"config": {"samples_per_task": 2}}}})
-    cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "synth_assets.definitions",
-           "--select", "task_pool,raw_candidates", "--config-json", config]
+    (tmp_path / "run.yaml").write_text(config)
+    cmd = [str(Path(sys.executable).parent / "synth"), "run", "--generation", "1",
+           "--select", "task_pool,raw_candidates", "-c", str(tmp_path / "run.yaml")]
     try:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

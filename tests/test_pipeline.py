@@ -14,6 +14,7 @@ from synth_assets.assets.sources import TaskPoolConfig
 from synth_assets.assets.synthesis import SynthesizedTasksConfig
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.definitions import ALL_ASSETS, defs
+from tests.conftest import materialize_generation
 
 SMALL = {
     # synthesis stays on (a part-synthesized pool is the normal case) but proposes one answer task
@@ -29,9 +30,9 @@ TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "ver
           "filter_drops", "mixed_training_set", "drift_report", "preference_pairs", "generator_eval", "review_queue"]
 
 
-def run(resources, instance, **overrides):
-    return dg.materialize(ALL_ASSETS + ALL_CHECKS, resources=resources, instance=instance,
-                          run_config=dg.RunConfig({**SMALL, **overrides}), raise_on_error=False)
+def run(resources, instance, generation=None, **overrides):
+    return materialize_generation(ALL_ASSETS + ALL_CHECKS, instance, generation, resources=resources,
+                                  run_config=dg.RunConfig({**SMALL, **overrides}), raise_on_error=False)
 
 
 def failure_messages(result) -> str:

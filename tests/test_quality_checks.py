@@ -69,8 +69,8 @@ def test_a_critical_failure_blocks_downstream_and_alerts(resources, instance, db
         "verified_set": VerifiedSetConfig(custom_verifiers=[CustomVerifierConfig(name="sloppy", callable="sloppy:score")]),
         "generator_eval": GeneratorEvalConfig(max_tasks=0),
     })
-    result = dg.materialize(ALL_ASSETS + ALL_CHECKS, resources=resources, instance=instance,
-                            run_config=run_config, raise_on_error=False)
+    result = materialize_generation(ALL_ASSETS + ALL_CHECKS, instance, resources=resources,
+                                    run_config=run_config, raise_on_error=False)
     assert not result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "verified_set" in materialized and "filtered_set" not in materialized and "training_export" not in materialized

@@ -195,8 +195,8 @@ def test_synthesis_with_the_embedded_model_feeds_the_pool(resources, instance, d
 
     config = {**SMALL, "synthesized_tasks": SynthesizedTasksConfig(
         proposals_per_method=2, seed_families=["basic_arithmetic", "gcd"], seeds_per_family=5)}
-    result = dg.materialize(ALL_ASSETS + ALL_CHECKS, resources=resources, instance=instance,
-                            run_config=dg.RunConfig(config), raise_on_error=False)
+    result = materialize_generation(ALL_ASSETS + ALL_CHECKS, instance, resources=resources,
+                                    run_config=dg.RunConfig(config), raise_on_error=False)
     assert result.success, failure_messages(result)
     wh = Warehouse(db_path)
     proposals = wh.read("task_proposals")

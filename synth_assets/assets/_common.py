@@ -22,6 +22,31 @@ def sized(full: int, smoke: int) -> int:
 GENERATIONAL = {"storage": "generational"}
 SNAPSHOT = {"storage": "snapshot"}
 
+# A generation is a key of the graph: one dynamic partition per run of the generation stages.
+# A run adds the next key (synth run, the nightly schedule, or "Add partition" in the UI's
+# launch dialog); re-running or backfilling an existing key rewrites only that generation.
+GENERATIONS = dg.DynamicPartitionsDefinition(name="generation")
+
+# Cumulative inputs (the mix accumulates every generation's accepted rows; the drift report
+# compares with earlier generations): every partition of the upstream asset, of which the IO
+# manager hands over those up to the step's own generation, never a later one.
+UP_TO_THIS_GENERATION = dg.AllPartitionMapping()
+
+
+def generation_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> int:
+    """The generation a step works on: its partition key."""
+    op = getattr(context, "op_execution_context", context)
+    if not op.has_partition_key:
+        raise dg.Failure(description="this step needs a generation: materialize it with a partition "
+                         "(synth run, or pick a generation in the UI's launch dialog)", allow_retries=False)
+    return int(op.partition_key)
+
+
+def next_generation_key(instance: dg.DagsterInstance) -> str:
+    """One more than the largest generation the instance knows."""
+    keys = [int(k) for k in instance.get_dynamic_partitions(GENERATIONS.name) if k.isdigit()]
+    return str(max(keys, default=0) + 1)
+
 
 def markdown_preview(df: pl.DataFrame, rows: int = 5, width: int = 60) -> str:
     if df.height == 0:

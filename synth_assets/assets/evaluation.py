@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import GENERATIONAL, KINDS, counts, sized, table_meta, user_errors
+from synth_assets.assets._common import GENERATIONAL, GENERATIONS, KINDS, counts, generation_of, sized, table_meta, user_errors
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
 from synth_assets.core.publish import publish
 from synth_assets.core.tasks import conform, heldout_tasks
@@ -23,18 +23,18 @@ class GeneratorEvalConfig(dg.Config):
     seed: int = Field(default=0)
 
 
-@dg.asset(group_name="reports", kinds=KINDS, metadata=GENERATIONAL, deps=["raw_candidates"])
+@dg.asset(group_name="reports", kinds=KINDS, metadata=GENERATIONAL, deps=["raw_candidates"],
+          partitions_def=GENERATIONS)
 def generator_eval(
     context: dg.AssetExecutionContext,
     config: GeneratorEvalConfig,
     heldout_eval: pl.DataFrame,
     generator: GeneratorResource,
     sandbox: SandboxResource,
-    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """The generator's pass rate on held-out human tasks (HumanEval's held-out split) with the
     same sampling as the generation: the degradation signal of the drift report."""
-    generation = warehouse.get().current_generation()
+    generation = generation_of(context)
     tasks = heldout_tasks(heldout_eval).head(config.max_tasks)
     if tasks.height == 0:
         context.log.warning("no held-out task with tests: the degradation check has nothing to measure")
@@ -43,8 +43,8 @@ def generator_eval(
         with user_errors():
             plan = SamplingPlan(samples_per_task=config.samples_per_task, temperatures=(config.temperature,),
                                 seed=config.seed, prompts=PromptSettings(code_max_tokens=config.code_max_tokens))
-            samples = run_generation(tasks, generator.build(), plan, generation, log=context.log.info)
-            df = verify_candidates(samples, sandbox.build(), log=context.log.info)
+            samples = run_generation(tasks, generator.get(), plan, generation, log=context.log.info)
+            df = verify_candidates(samples, sandbox.get(), log=context.log.info)
     rate = float((df["verdict"] == "pass").mean()) if df.height else 0.0
     return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
                                 metadata=table_meta(df, generation=generation, heldout_pass_rate=round(rate, 4),
@@ -57,7 +57,7 @@ class ExportConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="synth", kinds={"polars", "json", "parquet"})
+@dg.asset(group_name="synth", kinds={"polars", "json", "parquet"}, partitions_def=GENERATIONS)
 def training_export(
     context: dg.AssetExecutionContext, config: ExportConfig, mixed_training_set: pl.DataFrame,
     warehouse: WarehouseResource,
@@ -66,12 +66,12 @@ def training_export(
     listing sources, licences, generators, verifiers, filters and the human share. It runs only
     when the mix's blocking checks passed, so a mix that fails them is never published."""
     wh = warehouse.get()
-    generation = wh.current_generation()
+    generation = generation_of(context)
     out_dir = Path(config.export_dir) if config.export_dir else Path(wh.path).parent / "exports"
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("mixed_training_set"))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    floor = float(meta["human_floor"].value) if "human_floor" in meta else 0.35
+    policy = mixed_training_set.select("human_floor", "decontamination_ngram").head(1).to_dicts()
+    floor = policy[0]["human_floor"] if policy else None
     paths = publish(wh, mixed_training_set, generation, out_dir / f"generation_{generation:04d}", floor)
+    wh.record_export(generation, paths)
     context.log.info(f"exported generation {generation}: {paths}")
     human = int((mixed_training_set["source"] == "human").sum()) if mixed_training_set.height else 0
     return dg.MaterializeResult(metadata={

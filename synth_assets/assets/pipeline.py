@@ -13,7 +13,18 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import GENERATIONAL, KINDS, counts, markdown_preview, sized, table_meta, user_errors
+from synth_assets.assets._common import (
+    GENERATIONAL,
+    GENERATIONS,
+    KINDS,
+    UP_TO_THIS_GENERATION,
+    counts,
+    generation_of,
+    markdown_preview,
+    sized,
+    table_meta,
+    user_errors,
+)
 from synth_assets.core.curation import (
     DECONTAMINATION_NGRAM,
     CurationSettings,
@@ -33,7 +44,7 @@ from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifie
 from synth_assets.core.preferences import preference_pairs as build_preference_pairs
 from synth_assets.core.review import apply_decisions, flag_rows, latest_decisions, with_status
 from synth_assets.core.verification import revise_failures, verify_candidates
-from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
+from synth_assets.resources import GeneratorResource, SandboxResource
 
 
 class RawCandidatesConfig(dg.Config):
@@ -48,17 +59,17 @@ class RawCandidatesConfig(dg.Config):
     code_max_tokens: int = Field(default=sized(160, 48), ge=1)
 
 
-@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
+@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def raw_candidates(
     context: dg.AssetExecutionContext,
     config: RawCandidatesConfig,
     task_pool: pl.DataFrame,
     generator: GeneratorResource,
-    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """Several samples per task from the generator; every row carries its full provenance.
-    Materializing this asset starts a new generation."""
-    generation = warehouse.get().next_generation()
+    Each generation (partition) samples with seeds derived from its number, so re-running one
+    reproduces it."""
+    generation = generation_of(context)
     plan = SamplingPlan(
         samples_per_task=config.samples_per_task,
         temperatures=tuple(config.temperatures),
@@ -68,7 +79,7 @@ def raw_candidates(
                                code_max_tokens=config.code_max_tokens),
     )
     with user_errors():
-        gen = generator.build()
+        gen = generator.get()
         attach_log(gen, context.log.info)
         context.log.info(f"generation {generation}: {task_pool.height} tasks x {config.samples_per_task} samples "
                          f"with {gen.name} ({gen.model})")
@@ -148,7 +159,7 @@ class VerifiedSetConfig(dg.Config):
     custom_verifiers: list[CustomVerifierConfig] = Field(default=[])
 
 
-@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
+@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def verified_set(
     context: dg.AssetExecutionContext,
     config: VerifiedSetConfig,
@@ -160,13 +171,13 @@ def verified_set(
     verifiers, an optional LLM judge, and code run against its tests in a bubblewrap sandbox.
     Optional constitutional revisions of failed candidates are verified again and added."""
     with user_errors():
-        box = sandbox.build()
+        box = sandbox.get()
         custom = build_verifiers([
             CustomVerifierSpec(c.name, c.callable, tuple(c.command), c.timeout_s, c.pass_threshold, c.version)
             for c in config.custom_verifiers
         ])
         uses_judge = config.judge.enabled or (raw_candidates["verifier"] == "judge").any()
-        gen = generator.build() if (uses_judge or config.revise.enabled) else None
+        gen = generator.get() if (uses_judge or config.revise.enabled) else None
         judge = (Judge(gen, read_text_file(config.judge.rubric_file, DEFAULT_RUBRIC, "verified_set.judge.rubric_file"))
                  if uses_judge else None)
         kwargs = dict(custom=custom, judge=judge, judge_threshold=config.judge.threshold,
@@ -193,7 +204,7 @@ def verified_set(
         value=df,
         metadata=table_meta(
             df,
-            generation=int(raw_candidates["generation"][0]) if raw_candidates.height else 0,
+            generation=generation_of(context),
             pass_rate=round(float((df["verdict"] == "pass").mean()), 4) if df.height else 0.0,
             verdicts=counts(df, "verdict"),
             pass_rate_by_family=pass_rates,
@@ -210,13 +221,15 @@ class PreferencePairsConfig(dg.Config):
     max_pairs_per_task: int = Field(default=2, ge=1)
 
 
-@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
-def preference_pairs(config: PreferencePairsConfig, verified_set: pl.DataFrame) -> dg.MaterializeResult:
+@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+def preference_pairs(
+    context: dg.AssetExecutionContext, config: PreferencePairsConfig, verified_set: pl.DataFrame
+) -> dg.MaterializeResult:
     """Chosen/rejected pairs for the same task (verified or higher-scored vs failed or lower),
     for preference training (DPO-style)."""
     pairs = build_preference_pairs(verified_set, config.max_pairs_per_task)
     return dg.MaterializeResult(value=pairs, metadata=table_meta(
-        pairs, generation=int(verified_set["generation"][0]) if verified_set.height else 0,
+        pairs, generation=generation_of(context),
         pairs_by_basis=counts(pairs, "basis"), tasks_with_pairs=pairs["task_id"].n_unique() if pairs.height else 0))
 
 
@@ -279,22 +292,26 @@ class FilteredSetConfig(dg.Config):
         "filter_drops": dg.AssetOut(group_name="synth", kinds=KINDS, metadata=GENERATIONAL,
                                     description="Every candidate that did not survive, with its reason code."),
     },
+    partitions_def=GENERATIONS,
 )
 def filtered_set(
     context: dg.AssetExecutionContext, config: FilteredSetConfig, verified_set: pl.DataFrame,
-    heldout_eval: pl.DataFrame, warehouse: WarehouseResource,
+    heldout_eval: pl.DataFrame, accepted_history: pl.DataFrame,
 ):
     """Passing candidates after quality filters, exact and near-duplicate removal (within the
     generation and against every earlier accepted row), decontamination against held-out and
-    registered benchmarks, and a per-task diversity cap; the rest go to filter_drops with a reason."""
-    wh = warehouse.get()
-    gen = int(verified_set["generation"][0]) if verified_set.height else wh.current_generation()
+    registered benchmarks, and a per-task diversity cap; the rest go to filter_drops with a reason.
+
+    Earlier accepted rows come from ``accepted_history``, a source that observes this asset's own
+    table: Dagster allows an asset to depend on its own earlier partitions only for time
+    partitions, so the history is a declared source, and only generations before this one count."""
+    gen = generation_of(context)
     with user_errors():
         settings = config.settings()
         refs = [heldout_references(heldout_eval)] + [read_benchmark_file(p) for p in config.benchmark_paths()]
         references = pl.concat(refs)
-        previous = (wh.read("filtered_set", upto=gen - 1)
-                    if gen > 1 and wh.table_exists("filtered_set") else None)
+        previous = (accepted_history.filter(pl.col("generation") < gen)
+                    if accepted_history.height and gen > 1 else None)
         context.log.info(f"curating {verified_set.height} candidates against {references.height} reference items "
                          f"and {0 if previous is None else previous.height} rows accepted earlier")
         t0 = time.perf_counter()
@@ -323,20 +340,18 @@ class ReviewQueueConfig(dg.Config):
     judge_threshold: float = Field(default=0.5, ge=0, le=1, description="accepted rows the judge scored below this are flagged")
 
 
-@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL)
+@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def review_queue(
     context: dg.AssetExecutionContext, config: ReviewQueueConfig, filtered_set: pl.DataFrame,
-    warehouse: WarehouseResource,
+    review_decisions: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Accepted rows flagged for a person: low judge scores and a spot-check sample per family.
     Decide with `synth review accept|reject ID...`; the next mix honours the decisions."""
-    wh = warehouse.get()
     queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold)
-    decisions = latest_decisions(wh.read("review_decisions") if wh.table_exists("review_decisions") else None)
-    queue = with_status(queue, decisions)
+    queue = with_status(queue, latest_decisions(review_decisions))
     context.log.info(f"review queue: {queue.height} rows flagged, {counts(queue, 'status')}")
     return dg.MaterializeResult(value=queue, metadata=table_meta(
-        queue, generation=wh.current_generation(), by_status=counts(queue, "status"),
+        queue, generation=generation_of(context), by_status=counts(queue, "status"),
         by_reason=counts(queue, "flag_reason"),
         how_to_review=dg.MetadataValue.md(
             "List: `synth review list`. Decide: `synth review accept <candidate_id>...` or "
@@ -377,23 +392,23 @@ def _weights(raw: dict[str, float]) -> dict[int, float]:
     group_name="synth",
     kinds=KINDS,
     metadata=GENERATIONAL,
-    ins={"filtered_set": dg.AssetIn(metadata={"generations": "all"}),
-         "review_queue": dg.AssetIn(metadata={"generations": "all"})},
+    partitions_def=GENERATIONS,
+    ins={"filtered_set": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION),
+         "review_queue": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION)},
 )
 def mixed_training_set(
     context: dg.AssetExecutionContext,
     config: MixConfig,
     filtered_set: pl.DataFrame,
     review_queue: pl.DataFrame,
+    review_decisions: pl.DataFrame,
     human_reference: pl.DataFrame,
     heldout_eval: pl.DataFrame,
-    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """Synthetic rows of every generation so far plus human rows, in chat format, split by task
     into train/validation, with a human share never under the floor (training_export publishes it)."""
-    wh = warehouse.get()
-    generation = wh.current_generation()
-    decisions = latest_decisions(wh.read("review_decisions") if wh.table_exists("review_decisions") else None)
+    generation = generation_of(context)
+    decisions = latest_decisions(review_decisions)
     accepted, n_rejected, n_held = apply_decisions(
         filtered_set, decisions, set(review_queue["candidate_id"].to_list()),
         config.review_policy == "require_acceptance")
@@ -411,6 +426,9 @@ def mixed_training_set(
                         window=config.window, generation_weights=_weights(config.generation_weights),
                         age_decay=config.age_decay),
         )
+    # the policy the mix was built under travels with it: its checks and the export read it here
+    mix = mix.with_columns(pl.lit(config.human_floor, dtype=pl.Float64).alias("human_floor"),
+                           pl.lit(config.decontamination_ngram, dtype=pl.Int64).alias("decontamination_ngram"))
     context.log.info(f"mix of generation {generation}: {stats}")
     return dg.MaterializeResult(
         value=mix,

@@ -9,11 +9,17 @@ from pydantic import Field
 from quality_checks.charts import chart_markdown, diversity_chart_png
 from quality_checks.drift import DEFAULT_RULES, DriftSettings, generated_by_generation, report_markdown
 from quality_checks.drift import drift_report as build_drift_report
-from synth_assets.assets._common import GENERATIONAL, KINDS, counts, table_meta, user_errors
+from synth_assets.assets._common import (
+    GENERATIONAL,
+    GENERATIONS,
+    KINDS,
+    UP_TO_THIS_GENERATION,
+    counts,
+    generation_of,
+    table_meta,
+    user_errors,
+)
 from synth_assets.core.errors import SynthConfigError
-
-
-from synth_assets.resources import WarehouseResource
 
 
 class DriftConfig(dg.Config):
@@ -39,16 +45,17 @@ def drift_settings(config: "DriftConfig") -> DriftSettings:
     group_name="reports",
     kinds=KINDS,
     metadata=GENERATIONAL,
-    ins={"raw_candidates": dg.AssetIn(metadata={"generations": "all"}),
-         "generator_eval": dg.AssetIn(metadata={"generations": "all"})},
+    partitions_def=GENERATIONS,
+    ins={"raw_candidates": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION),
+         "generator_eval": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION)},
 )
 def drift_report(
     context: dg.AssetExecutionContext, config: DriftConfig, mixed_training_set: pl.DataFrame,
-    raw_candidates: pl.DataFrame, generator_eval: pl.DataFrame, warehouse: WarehouseResource,
+    raw_candidates: pl.DataFrame, generator_eval: pl.DataFrame, drift_history: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """One row per diversity metric: this generation against the previous one, the first
     synthetic generation and the human data, with change, thresholds and status."""
-    generation = warehouse.get().current_generation()
+    generation = generation_of(context)
     with user_errors():
         settings = drift_settings(config)
     scores = {int(g): (int(k), int(n)) for g, k, n in generator_eval.group_by("generation").agg(
@@ -58,9 +65,8 @@ def drift_report(
     )
     alert = report.filter(pl.col("metric") == "DIVERSITY_LOSS")["status"].to_list()
     md = report_markdown(report)
-    wh = warehouse.get()
-    history = wh.read("drift_report", upto=generation - 1) if wh.table_exists("drift_report") else report.clear()
-    history = pl.concat([history.select(report.columns), report], how="vertical_relaxed")
+    earlier = drift_history.filter(pl.col("generation") < generation) if drift_history.height else report.clear()
+    history = pl.concat([earlier.select(report.columns), report], how="vertical_relaxed")
     chart = chart_markdown(diversity_chart_png(history))
     context.log.info(f"drift report for generation {generation}:\n{md}")
     numeric = {

@@ -17,7 +17,7 @@ from synth_assets.core.tasks import (
     user_references,
     user_tasks,
 )
-from synth_assets.resources import HumanEvalSplitResource, WarehouseResource
+from synth_assets.resources import HumanEvalSplitResource
 
 DEFAULT_FAMILIES = ["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting"]
 
@@ -62,19 +62,17 @@ def apply_shares(df: pl.DataFrame, shares: dict[str, float]) -> pl.DataFrame:
     return pl.concat(parts).drop("_kind", "_h")
 
 
-@dg.asset(group_name="sources", kinds=KINDS, metadata=SNAPSHOT, deps=["synthesized_tasks"])
+@dg.asset(group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
 def task_pool(
     context: dg.AssetExecutionContext, config: TaskPoolConfig, humaneval_split: HumanEvalSplitResource,
-    warehouse: WarehouseResource,
+    synthesized_tasks: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Prompts to generate for, each with what its verifier needs (answer, tests, scorer):
     reasoning-gym, HumanEval, user files and accepted synthesized tasks, at the configured shares.
 
-    Synthesized tasks are read from the warehouse when that table exists (a dependency, not an
-    input), so the pool can be rebuilt alone before synthesis has ever run."""
-    wh = warehouse.get()
-    synthesized_tasks = (wh.read("synthesized_tasks") if config.include_synthesized and wh.table_exists("synthesized_tasks")
-                         else conform([], TASK_SCHEMA))
+    Before synthesis has ever run its table reads as empty, so the pool can be built alone."""
+    if not config.include_synthesized or synthesized_tasks.height == 0:
+        synthesized_tasks = conform([], TASK_SCHEMA)
     with user_errors():
         humaneval_split.validate_split()
         parts = [

@@ -10,7 +10,7 @@ from synth_assets.core.curation import heldout_texts_of
 from synth_assets.core.generation import PromptSettings
 from synth_assets.core.task_synthesis import METHODS, PROPOSAL_SCHEMA, SynthesisSettings, synthesize_tasks
 from synth_assets.core.tasks import TASK_SCHEMA, conform, few_shot_examples, reasoning_gym_tasks, user_tasks
-from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
+from synth_assets.resources import GeneratorResource, SandboxResource
 
 DEFAULT_SEED_FAMILIES = ["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting"]
 
@@ -31,13 +31,12 @@ class SynthesizedTasksConfig(dg.Config):
     seed: int = Field(default=0)
 
 
-def _thin_families(wh, families: list[str]) -> list[str]:
-    """The third of seed families with the fewest accepted rows in the newest generation."""
-    g = wh.current_generation()
-    if g == 0 or not wh.table_exists("filtered_set"):
+def _thin_families(history: pl.DataFrame, families: list[str]) -> list[str]:
+    """The third of seed families with the fewest accepted rows in the newest stored generation."""
+    if history.height == 0:
         return []
-    kept = dict(wh.sql(f"select family, count(*) from {wh.schema}.filtered_set where generation = ? group by 1", [g])
-                .iter_rows())
+    newest = history.filter(pl.col("generation") == history["generation"].max())
+    kept = dict(newest.group_by("family").len().iter_rows())
     ranked = sorted(families, key=lambda f: (kept.get(f, 0), f))
     return ranked[: max(1, len(ranked) // 3)]
 
@@ -55,16 +54,15 @@ def synthesized_tasks(
     config: SynthesizedTasksConfig,
     human_reference: pl.DataFrame,
     heldout_eval: pl.DataFrame,
+    accepted_history: pl.DataFrame,
+    proposal_history: pl.DataFrame,
     generator: GeneratorResource,
     sandbox: SandboxResource,
-    warehouse: WarehouseResource,
 ):
     """Self-Instruct / Evol-Instruct style growth of the task pool from seed tasks; a task is
     kept only when self-consistency (answers) or tests agreeing with sampled solutions (code),
     novelty and decontamination all pass."""
-    wh = warehouse.get()
-    previous = wh.read("task_proposals") if wh.table_exists("task_proposals") else conform([], PROPOSAL_SCHEMA)
-    previous = conform(previous, PROPOSAL_SCHEMA)
+    previous = conform(proposal_history if proposal_history.height else [], PROPOSAL_SCHEMA)
     with user_errors():
         settings = SynthesisSettings(
             proposals_per_method=config.proposals_per_method, methods=tuple(config.methods),
@@ -81,12 +79,12 @@ def synthesized_tasks(
                                  TASK_SCHEMA))
         seed_df = pl.concat(seeds)
         new = conform([], PROPOSAL_SCHEMA)
-        thin = _thin_families(wh, config.seed_families)
+        thin = _thin_families(accepted_history, config.seed_families)
         if config.enabled and config.proposals_per_method:
             existing = pl.concat([seed_df.select("prompt"), previous.filter(pl.col("status") == "accepted").select("prompt")])
             context.log.info(f"synthesizing from {seed_df.height} seeds; thin families {thin}")
             new = synthesize_tasks(
-                seed_df, existing, heldout_texts_of(heldout_eval), generator.build(), sandbox.build(), settings,
+                seed_df, existing, heldout_texts_of(heldout_eval), generator.get(), sandbox.get(), settings,
                 thin_families=thin,
                 few_shot=lambda fam: few_shot_examples(fam, PromptSettings().few_shot, PromptSettings().few_shot_seed)
                 if fam in config.seed_families else [],

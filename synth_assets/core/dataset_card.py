@@ -27,6 +27,15 @@ def _licence_ids(licences: list[str]) -> list[str]:
     return sorted(set(ids))
 
 
+def size_category(n: int) -> str:
+    """The Hugging Face Hub's size bucket for n rows."""
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                         (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")):
+        if n < bound:
+            return label
+    return "n>1T" if n >= 10**12 else "1B<n<10B" if n < 10**10 else "10B<n<100B" if n < 10**11 else "100B<n<1T"
+
+
 def dataset_card(mix: pl.DataFrame, generation: int, drops_by_reason: dict[str, int], human_floor: float | None,
                  ngram: int = 13, name: str = "synth-platform mix") -> str:
     synth = mix.filter(pl.col("source") == "synthetic")
@@ -49,7 +58,7 @@ def dataset_card(mix: pl.DataFrame, generation: int, drops_by_reason: dict[str, 
         "language:\n- en",
         "task_categories:\n- text-generation",
         "tags:\n- synthetic\n- verified\n- chat",
-        "size_categories:\n- " + ("n<1K" if mix.height < 1000 else "1K<n<10K" if mix.height < 10_000 else "10K<n<100K"),
+        "size_categories:\n- " + size_category(mix.height),
         "configs:\n- config_name: default\n  data_files:\n  - split: train\n    path: train.parquet\n"
         "  - split: validation\n    path: validation.parquet",
         "---",

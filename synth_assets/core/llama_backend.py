@@ -113,6 +113,12 @@ class LlamaCppGenerator:
             verbose=False,
         )
 
+    def close(self) -> None:
+        """Free the model's memory now rather than at interpreter exit."""
+        llm, self._llm = getattr(self, "_llm", None), None
+        if llm is not None and callable(getattr(llm, "close", None)):
+            llm.close()
+
     def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
         for req in requests:
             t0 = time.perf_counter()

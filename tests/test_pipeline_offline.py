@@ -1,0 +1,94 @@
+"""The whole graph through dagster.materialize() with a named generator test double
+(tests/doubles.py), so every path is forced and every assertion has one expected outcome.
+Fast and offline; the real-model end-to-end tests are in test_pipeline.py."""
+
+import json
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from synth_assets.assets.evaluation import GeneratorEvalConfig
+from synth_assets.assets.pipeline import MixConfig, RawCandidatesConfig
+from synth_assets.assets.sources import TaskPoolConfig
+from synth_assets.assets.synthesis import SynthesizedTasksConfig
+from synth_assets.core.tasks import humaneval_tasks, reasoning_gym_tasks
+from synth_assets.core.warehouse import Warehouse
+from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS
+from synth_assets.resources import GenerationalIOManager, HumanEvalSplitResource, SandboxResource, WarehouseResource
+from tests.conftest import materialize_generation
+from tests.doubles import OracleGeneratorResource, reference_answers
+from tests.test_pipeline import failure_messages
+
+FAMILIES, PER_FAMILY, HUMANEVAL = ["gcd", "letter_counting"], 3, 2
+CONFIG = {
+    "synthesized_tasks": SynthesizedTasksConfig(enabled=False),
+    "task_pool": TaskPoolConfig(reasoning_gym_families=FAMILIES, tasks_per_family=PER_FAMILY, humaneval_tasks=HUMANEVAL),
+    "raw_candidates": RawCandidatesConfig(samples_per_task=2),  # the double: sample 0 right, sample 1 wrong
+    "generator_eval": GeneratorEvalConfig(max_tasks=2),
+}
+N_TASKS = len(FAMILIES) * PER_FAMILY + HUMANEVAL
+
+
+@pytest.fixture
+def offline(db_path):
+    tasks = pl.concat([reasoning_gym_tasks(FAMILIES, PER_FAMILY, 42), humaneval_tasks(HUMANEVAL, 0.3, 0.2)])
+    wh = WarehouseResource(path=db_path)
+    OracleGeneratorResource.builds = 0
+    return {
+        "warehouse": wh,
+        "io_manager": GenerationalIOManager(warehouse=wh),
+        "generator": OracleGeneratorResource(answers_json=json.dumps(reference_answers(tasks))),
+        "sandbox": SandboxResource(),
+        "humaneval_split": HumanEvalSplitResource(),
+    }
+
+
+def run(resources, instance, generation=None, only=None, **overrides):
+    extra = {"selection": dg.AssetSelection.assets(*only)} if only else {}
+    config = {k: v for k, v in {**CONFIG, **overrides}.items() if not only or k in only}
+    return materialize_generation(ALL_ASSETS + ALL_CHECKS, instance, generation, resources=resources,
+                                  run_config=dg.RunConfig(config), raise_on_error=False, **extra)
+
+
+def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(offline, instance, db_path):
+    result = run(offline, instance)
+    assert result.success, failure_messages(result)
+    wh = Warehouse(db_path)
+    verified = wh.read("verified_set", generation=1)
+    assert verified.height == 2 * N_TASKS
+    passed = verified.filter(pl.col("verdict") == "pass")
+    assert sorted(passed["sample_index"].to_list()) == [0] * N_TASKS  # every right answer, no wrong one
+    kept = wh.read("filtered_set", generation=1)
+    assert kept.height == N_TASKS
+    mix = wh.read("mixed_training_set", generation=1)
+    synthetic, human = mix.filter(pl.col("source") == "synthetic"), mix.filter(pl.col("source") == "human")
+    assert synthetic.height == N_TASKS and human.height / mix.height >= 0.35
+    assert [e.passed for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR] \
+        == [True] * len([e for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR])
+    assert OracleGeneratorResource.builds == 1  # raw_candidates and generator_eval share one loaded generator
+    paths = wh.export_paths(1)
+    assert paths is not None and (pl.read_ndjson(paths["train"]).height
+                                  + pl.read_ndjson(paths["validation"]).height) == mix.height
+
+
+def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline, instance, db_path):
+    assert run(offline, instance).success
+    assert run(offline, instance).success
+    assert sorted(instance.get_dynamic_partitions("generation")) == ["1", "2"]
+    wh = Warehouse(db_path)
+    mix2 = wh.read("mixed_training_set", generation=2)
+    # generation 2's right answers repeat generation 1's: dropped as duplicates of the history
+    assert wh.read("filtered_set", generation=2).height == 0
+    assert set(mix2.filter(pl.col("source") == "synthetic")["origin_generation"]) == {1}
+    mix1_before = wh.read("mixed_training_set", generation=1)
+
+    # re-run the mix and the drift report of generation 1 after generation 2 exists, with a new floor
+    again = run(offline, instance, generation=1, only=["mixed_training_set", "drift_report"],
+                mixed_training_set=MixConfig(human_floor=0.5))
+    assert again.success, failure_messages(again)
+    mix1 = wh.read("mixed_training_set", generation=1)
+    assert set(mix1["human_floor"]) == {0.5} and set(wh.read("mixed_training_set", generation=2)["human_floor"]) == {0.35}
+    assert mix1.filter(pl.col("source") == "synthetic")["origin_generation"].max() == 1  # never a later generation
+    assert mix1.height <= mix1_before.height
+    assert wh.read("drift_report", generation=2).height > 0  # generation 2 untouched
