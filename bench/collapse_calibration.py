@@ -9,10 +9,14 @@ the core metrics' change against the first generation and whether DIVERSITY_LOSS
 """
 
 import argparse
+import os
+import sys
 import time
 
-from quality_checks.collapse_sim import Scenario, alerts, human_sentences
-from quality_checks.drift import DriftSettings
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from quality_checks.drift import DriftSettings  # noqa: E402
+from tests.collapse_sim import Scenario, alerts, human_sentences  # noqa: E402
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from quality_checks.gx_checks import check_generation, stored_frame
+from synth_assets.core.markdown import markdown_table
 from synth_assets.core.curation import DECONTAMINATION_NGRAM, heldout_ngrams, heldout_texts_of, word_ngrams
 
 
@@ -85,9 +86,7 @@ def no_family_wiped_out(context: dg.AssetCheckExecutionContext) -> dg.AssetCheck
             "generation": g,
             "families_wiped_out": dg.MetadataValue.json(wiped["family"].to_list()),
             "domains_wiped_out": dg.MetadataValue.json(wiped_domains),
-            "coverage": dg.MetadataValue.md(
-                "| family | domain | passing | kept |\n|---|---|---|---|\n"
-                + "\n".join(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in cov.iter_rows())),
+            "coverage": dg.MetadataValue.md(markdown_table(cov, ["family", "domain", "passing", "kept"])),
             "how_to_fix": "see filter_drops for the family's drop reasons; loosen that filter or add tasks",
         },
     )

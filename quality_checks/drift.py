@@ -2,7 +2,7 @@
 first synthetic generation (G1) and the human reference, each metric with a status.
 
 Rules follow the model-collapse literature as summarised in shared/research/drift-metrics.md
-and were calibrated on the collapse scenario in ``quality_checks/collapse_sim.py`` (figures in
+and were calibrated on the collapse scenario in ``tests/collapse_sim.py`` (figures in
 the README):
 
 * thresholds are *relative* changes in the direction that signals collapse, against G1 and
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from quality_checks.metrics import lexical_profile, n_tokens, rare_types, take_budget
+from synth_assets.core.markdown import markdown_table
 
 
 @dataclass(frozen=True)
@@ -252,19 +253,17 @@ def drift_report(
 
 
 def report_markdown(report: pl.DataFrame) -> str:
-    def f(x: float | None) -> str:
+    def num(x: float | None) -> str:
         return "" if x is None else f"{x:.4g}"
 
     def pct(x: float | None) -> str:
         return "" if x is None else f"{x:+.1%}"
 
-    lines = ["| corpus | metric | current | previous | first | human | Δ prev | Δ first | noise | status |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in report.iter_rows(named=True):
-        status = f"**{r['status'].upper()}**" if r["status"] in ("fail", "alert") else r["status"]
-        lines.append(
-            f"| {r['corpus']} | {r['metric']} | {f(r['current'])} | {f(r['previous'])} | {f(r['first'])} "
-            f"| {f(r['human'])} | {pct(r['change_vs_previous'])} | {pct(r['change_vs_first'])} "
-            f"| {pct(r['noise_floor'])} | {status} |"
-        )
-    return "\n".join(lines)
+    def status(s: str) -> str:
+        return f"**{s.upper()}**" if s in ("fail", "alert") else s
+
+    shown = report.rename({"change_vs_previous": "Δ prev", "change_vs_first": "Δ first", "noise_floor": "noise"})
+    return markdown_table(
+        shown, ["corpus", "metric", "current", "previous", "first", "human", "Δ prev", "Δ first", "noise", "status"],
+        fmt={"current": num, "previous": num, "first": num, "human": num, "Δ prev": pct, "Δ first": pct,
+             "noise": pct, "status": status})

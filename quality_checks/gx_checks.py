@@ -18,6 +18,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from synth_assets.core.markdown import markdown_table
+
 SUITES = Path(__file__).parent / "suites"
 
 
@@ -36,11 +38,8 @@ def _rows_md(df: pl.DataFrame, key: str, column: str | None, indices: list[int])
     if not indices or df.height == 0:
         return ""
     cols = [c for c in dict.fromkeys([key, column]) if c and c in df.columns]
-    sample = df.with_row_index("_row").filter(pl.col("_row").is_in(indices[:10])).select(cols)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in sample.iter_rows():
-        lines.append("| " + " | ".join(str(v)[:80].replace("|", "\\|").replace("\n", "⏎") for v in r) + " |")
-    return "\n".join(lines)
+    sample = df.with_row_index("_row").filter(pl.col("_row").is_in(indices[:10]))
+    return markdown_table(sample, cols, width=80)
 
 
 def _gx_exception(info: dict | None) -> tuple[bool, str | None]:
@@ -97,22 +96,23 @@ def run_suite(df: pl.DataFrame, suite: dict, overrides: dict | None = None) -> l
     return out
 
 
-def check_generation(context: dg.AssetCheckExecutionContext) -> int | None:
-    """The generation (partition) the run works on; None for a run without one."""
+def check_generation(context: dg.AssetCheckExecutionContext) -> int:
+    """The generation (partition) the run works on; for a check run without one (called as a
+    function, or alone from the UI), the newest generation in the warehouse."""
     op = context.op_execution_context
-    return int(op.partition_key) if op.has_partition_key else None
+    if op.has_partition_key:
+        return int(op.partition_key)
+    return context.resources.warehouse.get().current_generation()
 
 
 def stored_frame(context: dg.AssetCheckExecutionContext, asset: str) -> pl.DataFrame:
     """What the asset stored: the run's generation of a generational table, else the table."""
     wh = context.resources.warehouse.get()
-    g = check_generation(context)
     if not wh.table_exists(asset):
         return pl.DataFrame()
-    if g is not None and "generation" in wh.sql(f"select * from {wh.schema}.{asset} limit 0").columns \
-            and asset not in SNAPSHOT_ASSETS:
-        return wh.read(asset, generation=g)
-    return wh.read(asset)
+    if asset in SNAPSHOT_ASSETS:
+        return wh.read(asset)
+    return wh.read(asset, generation=check_generation(context))
 
 
 SNAPSHOT_ASSETS = {"task_pool", "human_reference", "heldout_eval", "synthesized_tasks", "task_proposals"}

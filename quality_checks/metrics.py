@@ -117,18 +117,14 @@ def js_distance(docs: Sequence[Sequence[str]], ref_docs: Sequence[Sequence[str]]
     from zero (0.21 between two 40k-token human batches), so only compare it to a floor or to
     an earlier value, never to a fixed cut.
     """
+    from scipy.spatial.distance import jensenshannon
+
     p, q = unigram_distribution(docs), unigram_distribution(ref_docs)
     if not p or not q:
         return 0.0
-    js = 0.0
-    for w in p.keys() | q.keys():
-        a, b = p.get(w, 0.0), q.get(w, 0.0)
-        m = (a + b) / 2
-        if a:
-            js += 0.5 * a * math.log2(a / m)
-        if b:
-            js += 0.5 * b * math.log2(b / m)
-    return math.sqrt(max(js, 0.0))
+    words = sorted(p.keys() | q.keys())
+    d = float(jensenshannon([p.get(w, 0.0) for w in words], [q.get(w, 0.0) for w in words], base=2))
+    return 0.0 if math.isnan(d) else max(d, 0.0)
 
 
 def rare_types(ref_docs: Sequence[Sequence[str]], head_mass: float = 0.8) -> set[str]:

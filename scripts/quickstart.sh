@@ -3,7 +3,8 @@
 #   bash scripts/quickstart.sh run    set up everything, materialize the whole pipeline once
 #   bash scripts/quickstart.sh test   set up everything, run the test suite
 # Setup is idempotent: system packages and the virtualenv are only installed when missing
-# or when pyproject.toml changed.
+# or when pyproject.toml or requirements.lock changed. Regenerate the lock after changing a
+# dependency: bash scripts/lock.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -26,11 +27,12 @@ setup() {
   "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
     || { echo "Python 3.11+ is required (found $("$py" --version))" >&2; exit 1; }
   [ -x .venv/bin/python ] || { log "creating .venv"; "$py" -m venv .venv; }
-  local stamp; stamp=$(sha256sum pyproject.toml | cut -c1-16)
+  local stamp; stamp=$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
   if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
-    log "installing Python packages (llama-cpp-python compiles: about 7 minutes on 2 cores)"
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    log "installing Python packages from requirements.lock (llama-cpp-python compiles: about 7 minutes on 2 cores)"
+    # every package at the version and hash the lock names; then the platform itself, no new deps
+    .venv/bin/pip install -q --require-hashes -r requirements.lock
+    .venv/bin/pip install -q --no-deps -e .
     echo "$stamp" > .venv/.installed
   fi
   export PATH="$ROOT/.venv/bin:$PATH"

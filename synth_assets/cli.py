@@ -61,10 +61,10 @@ def summary(wh: Warehouse) -> str:
         mix = wh.sql(f"select source, split, count(*) n from {s}.mixed_training_set where generation = ? "
                      "group by 1, 2 order by 1, 2", [g])
         out += ["", "training set (this generation): " + ", ".join(f"{a}/{b}: {n}" for a, b, n in mix.iter_rows())]
-        paths = wh.export_paths(g)
-        out += [f"exported to: {paths['train']} and {paths['validation']}" if paths else
-                "not exported: training_export did not run for this generation (the mix's blocking checks "
-                "failed, or it was not selected)"]
+    paths = wh.export_paths(g)
+    out += [f"exported to: {paths['train']} and {paths['validation']}" if paths else
+            "not exported: training_export did not run for this generation (the mix failed or its blocking "
+            "checks did, or it was not selected)"]
     if wh.table_exists("drift_report"):
         flags = wh.sql(f"select corpus, metric, status, note from {s}.drift_report where generation = ? "
                        "and metric in ('DIVERSITY_LOSS', 'FIDELITY_GAP', 'heldout_pass_rate')", [g])
@@ -108,10 +108,9 @@ def run(select: str, config_file: str | None, generation: int | None = None, tra
     except (OSError, yaml.YAMLError) as exc:
         raise SynthConfigError(f"run config {config_file}: {exc}") from None
     graph = defs.resolve_asset_graph()
-    if "," in select:  # the `dagster asset materialize --select a,b` form
-        select = " or ".join(part.strip() for part in select.split(",") if part.strip())
-    try:
-        keys = {k for k in dg.AssetSelection.from_string(select).resolve(graph) if graph.get(k).is_materializable}
+    try:  # a,b,c (as `dagster asset materialize --select` takes it) is the union of its parts
+        keys = {k for part in select.split(",") if part.strip()
+                for k in dg.AssetSelection.from_string(part.strip()).resolve(graph) if graph.get(k).is_materializable}
     except Exception as exc:  # noqa: BLE001 - Dagster's own message names the problem
         raise SynthConfigError(f"--select {select!r}: {exc}") from None
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=keys)

@@ -56,6 +56,51 @@ def resources(db_path: str, tmp_path: Path) -> dict:
     }
 
 
+FAMILIES, PER_FAMILY, HUMANEVAL = ["gcd", "letter_counting"], 3, 2
+N_TASKS = len(FAMILIES) * PER_FAMILY + HUMANEVAL
+
+
+def _offline_config() -> dict:
+    from synth_assets.assets.evaluation import GeneratorEvalConfig
+    from synth_assets.assets.pipeline import RawCandidatesConfig
+    from synth_assets.assets.sources import TaskPoolConfig
+    from synth_assets.assets.synthesis import SynthesizedTasksConfig
+
+    return {
+        "synthesized_tasks": SynthesizedTasksConfig(enabled=False),
+        "task_pool": TaskPoolConfig(reasoning_gym_families=FAMILIES, tasks_per_family=PER_FAMILY,
+                                    humaneval_tasks=HUMANEVAL),
+        "raw_candidates": RawCandidatesConfig(samples_per_task=2),  # the double: sample 0 right, sample 1 wrong
+        "generator_eval": GeneratorEvalConfig(max_tasks=2),
+    }
+
+
+OFFLINE_CONFIG = _offline_config()
+
+
+@pytest.fixture
+def offline_resources(db_path: str) -> dict:
+    """The production resources on a temp DuckDB file, with the named generator double
+    (tests/doubles.py) in place of the model: right answers on sample 0, wrong on sample 1."""
+    import json
+
+    import polars as pl
+
+    from synth_assets.core.tasks import humaneval_tasks, reasoning_gym_tasks
+    from tests.doubles import OracleGeneratorResource, reference_answers
+
+    tasks = pl.concat([reasoning_gym_tasks(FAMILIES, PER_FAMILY, 42), humaneval_tasks(HUMANEVAL, 0.3, 0.2)])
+    wh = WarehouseResource(path=db_path)
+    OracleGeneratorResource.builds = 0
+    return {
+        "warehouse": wh,
+        "io_manager": GenerationalIOManager(warehouse=wh),
+        "generator": OracleGeneratorResource(answers_json=json.dumps(reference_answers(tasks))),
+        "sandbox": SandboxResource(),
+        "humaneval_split": HumanEvalSplitResource(),
+    }
+
+
 SERVED_MODEL = "gemma-3-270m"
 
 

@@ -301,7 +301,9 @@ def test_coverage_check_reads_the_warehouse_and_names_the_family(warehouse):
     warehouse.write_generation("raw_candidates", verified.select(list(verified.columns)[:5]), 1)
     warehouse.write_generation("verified_set", verified, 1)
     warehouse.write_generation("filtered_set", conform(verified.head(1).to_dicts(), FILTERED_SCHEMA), 1)
-    result = no_family_wiped_out(WarehouseResource(path=warehouse.path))
+    import dagster as dg
+
+    result = no_family_wiped_out(dg.build_asset_check_context(resources={"warehouse": WarehouseResource(path=warehouse.path)}))
     assert not result.passed
     assert result.metadata["families_wiped_out"].value == ["chain_sum"]
     assert result.metadata["domains_wiped_out"].value == []

@@ -26,7 +26,7 @@ from synth_assets.core.generation import SampleRequest
 from synth_assets.core.generator_mix import route
 from synth_assets.core.import_backend import ImportedGenerator
 from synth_assets.core.openai_backend import RetryableError, parse_response
-from synth_assets.core.response_cache import cached_keys
+from synth_assets.core.response_cache import _TABLE
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.resources import (
     GenerationalIOManager,
@@ -43,6 +43,21 @@ from tests.fault_proxy import FAULTS, FaultProxy
 ROOT = Path(__file__).resolve().parent.parent
 POOL = TaskPoolConfig(reasoning_gym_families=["gcd", "letter_counting"], tasks_per_family=3, humaneval_tasks=0,
                       include_synthesized=False)
+
+
+def cached_keys(path: str) -> set[str]:
+    """Every key in a response cache file; empty when the file does not exist."""
+    import duckdb
+
+    if not Path(path).exists():
+        return set()
+    con = duckdb.connect(path, read_only=True)
+    try:
+        if not con.execute("select count(*) from information_schema.tables where table_name = ?", [_TABLE]).fetchone()[0]:
+            return set()
+        return {r[0] for r in con.execute(f"select key from {_TABLE}").fetchall()}
+    finally:
+        con.close()
 
 
 def materialize_raw(db_path: str, generator, instance, samples: int = 2, pool: TaskPoolConfig = POOL):  # noqa: ANN001, ANN201

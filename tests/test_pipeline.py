@@ -83,7 +83,7 @@ def test_two_generations_end_to_end(resources, instance, db_path):
     assert raw.filter(pl.col("family") != "humaneval")["prompt_template"][0] == "answer_3shot_v1"
 
     verdicts = wh.read("verified_set", generation=2)
-    assert set(verdicts["verdict"]) <= {"pass", "fail", "timeout", "error"}
+    assert verdicts.height == wh.read("raw_candidates", generation=2).height and verdicts["verifier_name"].null_count() == 0
     assert verdicts.filter(pl.col("family") == "humaneval")["verifier_name"].unique().to_list() == ["python_tests"]
 
     mix = wh.read("mixed_training_set", generation=2)
@@ -93,7 +93,7 @@ def test_two_generations_end_to_end(resources, instance, db_path):
     report = wh.read("drift_report", generation=2)
     assert set(report["corpus"]) == {"accepted", "generated", "eval"}
     gen = report.filter((pl.col("corpus") == "generated") & (pl.col("metric") == "distinct_2")).row(0, named=True)
-    assert gen["previous_generation"] == 1 and gen["previous"] is not None and gen["status"] in ("ok", "warn", "fail")
+    assert gen["previous_generation"] == 1 and gen["previous"] is not None and gen["first"] is not None
     assert wh.read("drift_report", generation=1).filter(pl.col("corpus") == "generated")["status"][0] == "baseline"
 
     evals = second.get_asset_check_evaluations()
@@ -142,26 +142,6 @@ def test_out_of_range_config_is_rejected_naming_the_field(resources, instance):
     # the same value from YAML/Launchpad config fails the step with the field named
     bad = run(resources, instance, mixed_training_set={"config": {"human_floor": 1.5}})
     assert not bad.success and "human_floor" in failure_messages(bad)
-
-
-@pytest.mark.slow
-def test_floor_violation_fails_the_run_and_keeps_the_previous_mix(resources, instance, db_path, tmp_path):
-    first = run(resources, instance)
-    assert first.success, failure_messages(first)
-    wh = Warehouse(db_path)
-    refs = tmp_path / "tiny_human.jsonl"
-    refs.write_text(json.dumps({"prompt": "p", "response": "one human row"}) + "\n")
-    # a run whose mix would be almost all synthetic: generous samples, one human row
-    bad = run(resources, instance,
-              human_reference={"config": {"include_humaneval": False, "user_files": [str(refs)]}},
-              mixed_training_set=MixConfig(human_floor=0.9))
-    msg = failure_messages(bad)
-    if wh.read("filtered_set", upto=2).height == 0:
-        pytest.skip("the model produced no accepted candidate in either generation; nothing to exceed the floor")
-    assert not bad.success and "below the floor of 90%" in msg
-    assert wh.read("mixed_training_set", generation=1).height > 0  # the earlier mix is untouched
-    assert wh.read("mixed_training_set", generation=2).height == 0
-    assert not (Path(db_path).parent / "exports" / "generation_0002").exists()  # nothing published
 
 
 @pytest.mark.slow

@@ -3,56 +3,28 @@
 Fast and offline; the real-model end-to-end tests are in test_pipeline.py."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
 
-from synth_assets.assets.evaluation import GeneratorEvalConfig
-from synth_assets.assets.pipeline import MixConfig, RawCandidatesConfig
-from synth_assets.assets.sources import TaskPoolConfig
-from synth_assets.assets.synthesis import SynthesizedTasksConfig
-from synth_assets.core.tasks import humaneval_tasks, reasoning_gym_tasks
+from synth_assets.assets.pipeline import MixConfig
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS
-from synth_assets.resources import GenerationalIOManager, HumanEvalSplitResource, SandboxResource, WarehouseResource
-from tests.conftest import materialize_generation
-from tests.doubles import OracleGeneratorResource, reference_answers
+from tests.conftest import N_TASKS, OFFLINE_CONFIG, materialize_generation
+from tests.doubles import OracleGeneratorResource
 from tests.test_pipeline import failure_messages
-
-FAMILIES, PER_FAMILY, HUMANEVAL = ["gcd", "letter_counting"], 3, 2
-CONFIG = {
-    "synthesized_tasks": SynthesizedTasksConfig(enabled=False),
-    "task_pool": TaskPoolConfig(reasoning_gym_families=FAMILIES, tasks_per_family=PER_FAMILY, humaneval_tasks=HUMANEVAL),
-    "raw_candidates": RawCandidatesConfig(samples_per_task=2),  # the double: sample 0 right, sample 1 wrong
-    "generator_eval": GeneratorEvalConfig(max_tasks=2),
-}
-N_TASKS = len(FAMILIES) * PER_FAMILY + HUMANEVAL
-
-
-@pytest.fixture
-def offline(db_path):
-    tasks = pl.concat([reasoning_gym_tasks(FAMILIES, PER_FAMILY, 42), humaneval_tasks(HUMANEVAL, 0.3, 0.2)])
-    wh = WarehouseResource(path=db_path)
-    OracleGeneratorResource.builds = 0
-    return {
-        "warehouse": wh,
-        "io_manager": GenerationalIOManager(warehouse=wh),
-        "generator": OracleGeneratorResource(answers_json=json.dumps(reference_answers(tasks))),
-        "sandbox": SandboxResource(),
-        "humaneval_split": HumanEvalSplitResource(),
-    }
-
 
 def run(resources, instance, generation=None, only=None, **overrides):
     extra = {"selection": dg.AssetSelection.assets(*only)} if only else {}
-    config = {k: v for k, v in {**CONFIG, **overrides}.items() if not only or k in only}
+    config = {k: v for k, v in {**OFFLINE_CONFIG, **overrides}.items() if not only or k in only}
     return materialize_generation(ALL_ASSETS + ALL_CHECKS, instance, generation, resources=resources,
                                   run_config=dg.RunConfig(config), raise_on_error=False, **extra)
 
 
-def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(offline, instance, db_path):
-    result = run(offline, instance)
+def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(offline_resources, instance, db_path):
+    result = run(offline_resources, instance)
     assert result.success, failure_messages(result)
     wh = Warehouse(db_path)
     verified = wh.read("verified_set", generation=1)
@@ -72,9 +44,9 @@ def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(o
                                   + pl.read_ndjson(paths["validation"]).height) == mix.height
 
 
-def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline, instance, db_path):
-    assert run(offline, instance).success
-    assert run(offline, instance).success
+def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline_resources, instance, db_path):
+    assert run(offline_resources, instance).success
+    assert run(offline_resources, instance).success
     assert sorted(instance.get_dynamic_partitions("generation")) == ["1", "2"]
     wh = Warehouse(db_path)
     mix2 = wh.read("mixed_training_set", generation=2)
@@ -84,7 +56,7 @@ def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline, in
     mix1_before = wh.read("mixed_training_set", generation=1)
 
     # re-run the mix and the drift report of generation 1 after generation 2 exists, with a new floor
-    again = run(offline, instance, generation=1, only=["mixed_training_set", "drift_report"],
+    again = run(offline_resources, instance, generation=1, only=["mixed_training_set", "drift_report"],
                 mixed_training_set=MixConfig(human_floor=0.5))
     assert again.success, failure_messages(again)
     mix1 = wh.read("mixed_training_set", generation=1)
@@ -92,3 +64,18 @@ def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline, in
     assert mix1.filter(pl.col("source") == "synthetic")["origin_generation"].max() == 1  # never a later generation
     assert mix1.height <= mix1_before.height
     assert wh.read("drift_report", generation=2).height > 0  # generation 2 untouched
+
+
+def test_floor_violation_fails_the_run_and_keeps_the_previous_mix(offline_resources, instance, db_path, tmp_path):
+    assert run(offline_resources, instance).success
+    wh = Warehouse(db_path)
+    refs = tmp_path / "tiny_human.jsonl"
+    refs.write_text(json.dumps({"prompt": "p", "response": "one human row"}) + "\n")
+    # generation 2: N_TASKS accepted synthetic rows of generation 1 against one human row, floor 90%
+    bad = run(offline_resources, instance, human_reference={"config": {"include_humaneval": False, "user_files": [str(refs)]}},
+              mixed_training_set=MixConfig(human_floor=0.9))
+    assert not bad.success and "below the floor of 90%" in failure_messages(bad)
+    assert wh.read("mixed_training_set", generation=1).height > 0  # the earlier mix is untouched
+    assert wh.read("mixed_training_set", generation=2).height == 0
+    assert not (Path(db_path).parent / "exports" / "generation_0002").exists()  # nothing published
+    assert wh.export_paths(2) is None

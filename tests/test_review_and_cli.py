@@ -15,7 +15,8 @@ from synth_assets.core.curation import FILTERED_SCHEMA
 from synth_assets.core.review import apply_decisions, decision_rows, flag_rows, latest_decisions
 from synth_assets.core.tasks import conform
 from synth_assets.core.warehouse import Warehouse
-from tests.test_pipeline import failure_messages, run
+from tests.test_pipeline import failure_messages
+from tests.test_pipeline_offline import run as run_offline
 
 
 def accepted(n):
@@ -54,27 +55,28 @@ def test_chart_is_an_embedded_png():
     assert base64.b64decode(md.split(",", 1)[1].rstrip(")")) == png
 
 
-@pytest.mark.slow
-def test_review_decisions_reach_the_next_mix_and_the_cli_works(resources, instance, db_path, tmp_path, monkeypatch, capsys):
+def test_review_decisions_reach_the_next_mix_and_the_cli_works(offline_resources, instance, db_path, tmp_path,
+                                                               monkeypatch, capsys):
     monkeypatch.setenv("SYNTH_DUCKDB_PATH", db_path)
-    first = run(resources, instance)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    first = run_offline(offline_resources, instance)
     assert first.success, failure_messages(first)
     wh = Warehouse(db_path)
     queue = wh.read("review_queue", generation=1)
     mix1 = wh.read("mixed_training_set", generation=1)
-    if queue.height == 0:
-        pytest.skip("the model produced no accepted row to review in this run")
-    victim = queue["candidate_id"][0]
+    assert queue.height == 3 * 3  # the double's accepted rows: 3 spot checks in each of 3 families
+    victim = queue.sort("candidate_id")["candidate_id"][0]
     assert f"s/{victim}" in mix1["row_id"].to_list()
 
     assert cli(["review", "list"]) == 0 and victim in capsys.readouterr().out
     assert cli(["review", "reject", victim, "--note", "wrong format"]) == 0
     assert cli(["review", "reject", "no-such-id"]) == 2 and "not in the review queue" in capsys.readouterr().err
 
-    second = run(resources, instance)
+    second = run_offline(offline_resources, instance)
     assert second.success, failure_messages(second)
     mix2 = wh.read("mixed_training_set", generation=2)
     assert f"s/{victim}" not in mix2["row_id"].to_list()
+    assert mix2.filter(pl.col("source") == "synthetic").height == mix1.filter(pl.col("source") == "synthetic").height - 1
     meta = second.asset_materializations_for_node("mixed_training_set")[0].metadata
     assert meta["rejected_by_review"].value == 1
 
@@ -82,9 +84,23 @@ def test_review_decisions_reach_the_next_mix_and_the_cli_works(resources, instan
     lines = (tmp_path / "out" / "train.jsonl").read_text().splitlines()
     assert lines and "messages" in json.loads(lines[0])
     assert cli(["drift"]) == 0 and "DIVERSITY_LOSS" in capsys.readouterr().out
-    assert cli(["summary"]) == 0 and "review_queue" not in capsys.readouterr().err
+    assert cli(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert f"exported to: {wh.export_paths(2)['train']}" in out
     chart = second.asset_materializations_for_node("drift_report")[0].metadata["diversity_chart"].value
     assert "data:image/png;base64," in chart
+
+
+def test_summary_says_when_a_generation_was_not_exported(offline_resources, instance, db_path, monkeypatch, capsys):
+    from synth_assets.assets.pipeline import MixConfig
+
+    monkeypatch.setenv("SYNTH_DUCKDB_PATH", db_path)
+    tiny = run_offline(offline_resources, instance, human_reference={"config": {"include_humaneval": False}},
+                       mixed_training_set=MixConfig(human_floor=0.9))
+    assert not tiny.success
+    assert cli(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "not exported" in out and "generation_0001" not in out
 
 
 @pytest.mark.slow
@@ -118,3 +134,28 @@ def test_synth_run_materializes_a_generation_into_the_instance(tmp_path):
 
     with dg.DagsterInstance.from_config(str(home)) as inst:  # the run is in the instance the UI reads
         assert len(inst.get_run_records()) == 1
+
+
+def test_synth_run_prints_a_user_error_as_one_line_without_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"task_id": "x", "prompt": "2+2?", "verifier": "math"}) + "\n")
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(json.dumps({"ops": {"task_pool": {"config": {"reasoning_gym_families": [],
+                                                                "user_task_files": [str(tasks)]}}}}))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+    synth = [str(Path(sys.executable).parent / "synth"), "run", "--select", "task_pool", "-c", str(cfg)]
+    out = subprocess.run(synth, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    errors = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and str(tasks) in errors[0] and "field 'answer' is missing" in errors[0]
+    assert "Traceback" not in out.stdout + out.stderr and "Stack Trace" not in out.stdout + out.stderr
+    verbose = subprocess.run([*synth, "--traceback"], env=env, capture_output=True, text=True, timeout=300)
+    assert verbose.returncode == 1 and "Stack Trace" in verbose.stdout + verbose.stderr

@@ -9,6 +9,7 @@ import dagster as dg
 import polars as pl
 
 from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.markdown import markdown_table
 
 KINDS = {"polars", "duckdb"}
 
@@ -49,19 +50,8 @@ def next_generation_key(instance: dg.DagsterInstance) -> str:
 
 
 def markdown_preview(df: pl.DataFrame, rows: int = 5, width: int = 60) -> str:
-    if df.height == 0:
-        return "_empty_"
     cols = [c for c in df.columns if c not in ("verifier_spec", "messages")][:10]
-
-    def cell(v: object) -> str:
-        s = "" if v is None else str(v)
-        s = s.replace("\n", "⏎").replace("|", "\\|")
-        return s if len(s) <= width else s[: width - 1] + "…"
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in df.head(rows).select(cols).iter_rows():
-        lines.append("| " + " | ".join(cell(v) for v in r) + " |")
-    return "\n".join(lines)
+    return markdown_table(df, cols, rows=rows, width=width)
 
 
 def table_meta(df: pl.DataFrame, **extra: object) -> dict:

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import polars as pl
 
+from synth_assets.core.markdown import markdown_table
+
 _HF_LICENSE = {"MIT": "mit", "Apache-2.0": "apache-2.0"}
 
 
 def _table(df: pl.DataFrame, cols: list[str]) -> str:
-    if df.height == 0:
-        return "_none_\n"
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df.select(cols).iter_rows():
-        lines.append("| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(df, cols, empty="_none_") + "\n"
 
 
 def _licence_ids(licences: list[str]) -> list[str]:

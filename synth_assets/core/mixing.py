@@ -210,21 +210,16 @@ def export_mix(mix: pl.DataFrame, out_dir: str | Path, card: str | None = None) 
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for split in ("train", "validation"):
-        part = mix.filter(pl.col("split") == split)
+        part = mix.filter(pl.col("split") == split).with_columns(
+            pl.col("messages").str.json_decode(pl.List(pl.Struct({"role": pl.String, "content": pl.String}))))
         target = out / f"{split}.jsonl"
         tmp = target.with_suffix(".jsonl.partial")
-        with tmp.open("w", encoding="utf-8") as f:
-            for r in part.iter_rows(named=True):
-                meta = {k: r[k] for k in EXPORT_COLUMNS}
-                f.write(json.dumps({"messages": json.loads(r["messages"]), **meta}) + "\n")
+        part.select("messages", *EXPORT_COLUMNS).write_ndjson(tmp)
         os.replace(tmp, target)
         paths[split] = str(target)
         pq = out / f"{split}.parquet"
         tmp = out / f"{split}.parquet.partial"
-        part.select(
-            pl.col("messages").str.json_decode(pl.List(pl.Struct({"role": pl.String, "content": pl.String}))),
-            *EXPORT_COLUMNS, "prompt", "response", "weight",
-        ).write_parquet(tmp)
+        part.select("messages", *EXPORT_COLUMNS, "prompt", "response", "weight").write_parquet(tmp)
         os.replace(tmp, pq)
         paths[f"{split}_parquet"] = str(pq)
     if card is not None:

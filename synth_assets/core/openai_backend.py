@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import httpx
+import tenacity
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import Sample, SampleRequest
@@ -211,23 +212,39 @@ class OpenAICompatibleGenerator:
         return Sample(text, finish, int(pt or 0), int(ct or 0), time.perf_counter() - t0)
 
     async def _with_retries(self, client: httpx.AsyncClient, req: SampleRequest, limits, stop: asyncio.Event) -> Sample:
+        """tenacity's policy: retry what may succeed later (``RetryableError``), waiting what the
+        server's Retry-After asks, else exponential backoff with jitter; stop after
+        ``max_retries`` retries or when the batch stopped on a permanent error."""
         s = self.settings
-        attempt = 0
-        while True:
-            for bucket, amount in limits(req):
-                await bucket.take(amount)
-            try:
-                return await self._once(client, req)
-            except RetryableError as exc:
-                kind = str(exc).split(" (")[0].split(":")[0]
-                self._count(kind)
-                attempt += 1
-                if attempt > s.max_retries or stop.is_set():
-                    raise PermanentError(f"gave up after {attempt} attempts: {exc}") from None
-                self.stats.retries += 1
-                wait = exc.retry_after if exc.retry_after is not None else min(
-                    s.max_backoff_s, s.backoff_s * 2 ** (attempt - 1)) * (0.5 + random.random())
-                await asyncio.sleep(min(wait, s.max_backoff_s * 4))
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            after = getattr(exc, "retry_after", None)
+            backoff = min(s.max_backoff_s, s.backoff_s * 2 ** (state.attempt_number - 1)) * (0.5 + random.random())
+            return min(after if after is not None else backoff, s.max_backoff_s * 4)
+
+        def before_sleep(_state: tenacity.RetryCallState) -> None:
+            self.stats.retries += 1
+
+        attempts = 0
+        try:
+            async for attempt in tenacity.AsyncRetrying(
+                retry=tenacity.retry_if_exception_type(RetryableError),
+                stop=tenacity.stop_any(tenacity.stop_after_attempt(s.max_retries + 1), lambda _s: stop.is_set()),
+                wait=wait, before_sleep=before_sleep, reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    for bucket, amount in limits(req):
+                        await bucket.take(amount)
+                    try:
+                        return await self._once(client, req)
+                    except RetryableError as exc:
+                        self._count(str(exc).split(" (")[0].split(":")[0])
+                        raise
+        except RetryableError as exc:
+            raise PermanentError(f"gave up after {attempts} attempts: {exc}") from None
+        raise AssertionError("unreachable: tenacity either returns, retries or re-raises")
 
     # ---------------------------------------------------------------- the batch
     async def _run(self, todo: list[tuple[int, str, SampleRequest]], out: queue.Queue,

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from synth_assets.core.generation import Sample
+from synth_assets.core.warehouse import open_duckdb
 
 CACHE_PATH_ENV = "SYNTH_RESPONSE_CACHE"
 _TABLE = "response_cache"
@@ -87,15 +88,12 @@ class ResponseCache:
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> ResponseCache:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.wait_s
-        while True:
-            try:
-                self._con = duckdb.connect(self.path)
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise CacheUnavailable(f"response cache {self.path} is in use by another process: {exc}") from None
-                time.sleep(0.2)
+        try:
+            self._con = open_duckdb(self.path, wait_s=self.wait_s, max_delay_s=0.2)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            raise CacheUnavailable(f"response cache {self.path} is in use by another process: {exc}") from None
         self._con.execute(
             f"""create table if not exists {_TABLE} (
                   key varchar primary key, model varchar, text varchar, finish_reason varchar,
@@ -171,16 +169,3 @@ class ResponseCache:
                 except Exception:  # noqa: BLE001
                     pass
         cur.close()
-
-
-def cached_keys(path: str) -> set[str]:
-    """Every key in a cache file (for tests and the CLI); empty when the file does not exist."""
-    if not Path(path).exists():
-        return set()
-    con = duckdb.connect(path, read_only=True)
-    try:
-        if not con.execute("select count(*) from information_schema.tables where table_name = ?", [_TABLE]).fetchone()[0]:
-            return set()
-        return {r[0] for r in con.execute(f"select key from {_TABLE}").fetchall()}
-    finally:
-        con.close()

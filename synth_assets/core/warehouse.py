@@ -22,13 +22,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import tenacity
 
 from synth_assets.core.errors import SynthConfigError
 
@@ -37,6 +37,26 @@ SCHEMA = "synth"
 REGISTRY = "_generations"
 BIRTH_TABLE = "raw_candidates"
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+LOCK_WAIT_S = 110.0  # how long a writer waits for another process's lock on the file
+
+
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def open_duckdb(path: str, read_only: bool = False, wait_s: float = LOCK_WAIT_S,
+                max_delay_s: float = 2.0) -> duckdb.DuckDBPyConnection:
+    """A connection to ``path``, retried with exponential backoff while another process holds
+    the file's write lock (DuckDB allows one writing process); other errors raise at once."""
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_locked),
+        wait=tenacity.wait_exponential(multiplier=0.05, max=max_delay_s),
+        stop=tenacity.stop_after_delay(wait_s),
+        reraise=True,
+    )
+    return retrying(duckdb.connect, path, read_only=read_only)
 
 
 def default_duckdb_path() -> str:
@@ -76,17 +96,7 @@ class Warehouse:
                 f"no DuckDB file at {self.path}: materialize the pipeline first "
                 f"or point {DUCKDB_PATH_ENV} at an existing file"
             )
-        delay, con = 0.05, None
-        for attempt in range(60):
-            try:
-                con = duckdb.connect(self.path, read_only=read_only)
-                break
-            except duckdb.IOException as exc:  # lock held by another process
-                if "lock" not in str(exc).lower() or attempt == 59:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        assert con is not None
+        con = open_duckdb(self.path, read_only=read_only, wait_s=LOCK_WAIT_S)
         try:
             if not read_only:
                 con.execute(f"create schema if not exists {self.schema}")
