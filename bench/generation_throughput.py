@@ -36,7 +36,7 @@ from tests.conftest import SERVED_MODEL, start_llama_server  # noqa: E402
 
 def requests_for(n: int, round_: int):  # noqa: ANN201
     tasks = reasoning_gym_tasks(["gcd", "chain_sum", "letter_counting", "basic_arithmetic"], max(1, n // 8), 42)
-    plan = SamplingPlan(samples_per_task=2, temperatures=(0.7,), seed=round_, prompts=PromptSettings())
+    plan = SamplingPlan(samples_per_task=2, temperatures=[0.7], seed=round_)
     return [r for _t, r in plan_requests(tasks, plan, generation=1)][:n]
 
 

@@ -1,6 +1,7 @@
 """Headless entry point: everything a nightly job or a terminal user needs, without the UI.
 
-    synth run [--select SEL] [-c run.yaml]   materialize a new generation (recorded in $DAGSTER_HOME)
+    synth run [--select SEL] [-c run.yaml] [--profile smoke] [--generation N]
+                                             materialize a new generation, or re-run N (recorded in $DAGSTER_HOME)
     synth summary                            tables, counts, pass rates, exports, drift flags of the newest generation
     synth drift [--generation N]             the drift report as a markdown table
     synth export --out DIR [--generation N]  write a generation's mix as chat-format JSONL
@@ -94,7 +95,8 @@ def _step_failures(result) -> list[str]:  # noqa: ANN001
     return out
 
 
-def run(select: str, config_file: str | None, generation: int | None = None, traceback: bool = False) -> int:
+def run(select: str, config_file: str | None, generation: int | None = None, traceback: bool = False,
+        profile: str = "full") -> int:
     """A generation through Dagster, recorded in the instance at $DAGSTER_HOME (the UI shows it):
     the next one, or ``generation`` again (a re-run rewrites only that generation's rows)."""
     import dagster as dg
@@ -103,10 +105,13 @@ def run(select: str, config_file: str | None, generation: int | None = None, tra
     from synth_assets.assets._common import GENERATIONS, next_generation_key
     from synth_assets.definitions import defs
 
+    from synth_assets.profiles import PROFILES, merge
+
     try:
         run_config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
     except (OSError, yaml.YAMLError) as exc:
         raise SynthConfigError(f"run config {config_file}: {exc}") from None
+    run_config = merge(PROFILES[profile], run_config or {})
     graph = defs.resolve_asset_graph()
     try:  # a,b,c (as `dagster asset materialize --select` takes it) is the union of its parts
         keys = {k for part in select.split(",") if part.strip()
@@ -191,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--generation", type=int, default=None,
                        help="re-run this existing generation (default: a new one)")
     p_run.add_argument("--traceback", action="store_true", help="show stack traces of failed steps")
+    p_run.add_argument("--profile", choices=["full", "smoke"], default="full",
+                       help="sizes: full (the defaults) or smoke (about a minute); -c overrides either")
     sub.add_parser("summary")
     p_drift = sub.add_parser("drift")
     p_drift.add_argument("--generation", type=int, default=None)
@@ -205,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return run(args.select, args.config, args.generation, args.traceback)
+            return run(args.select, args.config, args.generation, args.traceback, args.profile)
         wh = Warehouse(args.db or default_duckdb_path())
         if not Path(wh.path).exists():
             raise SynthConfigError(

@@ -22,6 +22,7 @@ from synth_assets.assets.reports import drift_report
 from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
 from synth_assets.assets.synthesis import synthesized_tasks
 from synth_assets.console_log import console_logger
+from synth_assets.profiles import SMOKE_RUN_CONFIG
 from synth_assets.resources import default_resources
 
 ALL_ASSETS = [synthesized_tasks, task_pool, human_reference, heldout_eval, raw_candidates, verified_set, preference_pairs,
@@ -37,6 +38,16 @@ nightly_job = dg.define_asset_job(
     partitions_def=GENERATIONS,
     description="Materialize a generation: tasks, candidates, verification, curation, mix, export, "
     "held-out evaluation and drift report, with every check.",
+)
+
+
+smoke_job = dg.define_asset_job(
+    "smoke_generation",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(s.key for s in FEEDBACK_SOURCES)),
+    partitions_def=GENERATIONS,
+    config=SMOKE_RUN_CONFIG,
+    description="A generation at smoke size (about a minute): for demos and trying the platform out. "
+    "Everything stays real; the Launchpad shows the sizes.",
 )
 
 
@@ -69,7 +80,7 @@ _executor = (
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[nightly_job],
+    jobs=[nightly_job, smoke_job],
     schedules=[nightly_regeneration_schedule],
     sensors=[build_alert_sensor(CHECK_KEYS)],
     resources=default_resources(),

@@ -7,7 +7,7 @@ Launchpad's resource config, or by passing other instances to ``materialize()`` 
 
 import os
 from abc import ABC, abstractmethod
-from typing import Optional
+from typing import Literal, Optional
 
 import dagster as dg
 import polars as pl
@@ -15,6 +15,8 @@ from pydantic import Field, PrivateAttr
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import TextGenerator
+from synth_assets.core.llama_backend import LlamaSettings
+from synth_assets.core.openai_backend import EndpointSettings
 from synth_assets.core.sandbox import Sandbox, SandboxLimits
 from synth_assets.core.warehouse import Warehouse, default_duckdb_path
 
@@ -94,17 +96,9 @@ class GeneratorResource(dg.ConfigurableResource, ABC):
             close()
 
 
-class LlamaCppGeneratorResource(GeneratorResource):
-    """The embedded default: Gemma 3 270M on llama.cpp, on the CPU, no network."""
-
-    model_path: Optional[str] = Field(
-        default=None, description="a GGUF file; default: the packaged Gemma 3 270M (SHA256-checked)"
-    )
-    n_ctx: int = Field(default=2048, description="context window in tokens")
-    n_threads: Optional[int] = Field(default=None, description="CPU threads; default all cores")
-    model_terms: Optional[str] = Field(
-        default=None, description="licence/terms of the model, written on every row and the dataset card; "
-        "default: Gemma Terms of Use for the packaged model")
+class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
+    """The embedded default: Gemma 3 270M on llama.cpp, on the CPU, no network (the core's
+    LlamaSettings)."""
 
     def build(self) -> TextGenerator:
         from synth_assets.core.llama_backend import LlamaCppGenerator
@@ -113,46 +107,20 @@ class LlamaCppGeneratorResource(GeneratorResource):
                                  terms=self.model_terms)
 
 
-class OpenAIGeneratorResource(GeneratorResource):
-    """Any OpenAI-compatible endpoint: vLLM, SGLang, Ollama, llama.cpp's server, hosted APIs.
+class OpenAIGeneratorResource(EndpointSettings, GeneratorResource):
+    """Any OpenAI-compatible endpoint: vLLM, SGLang, Ollama, llama.cpp's server, hosted APIs
+    (the core's EndpointSettings).
 
     Responses go to a DuckDB response cache as they arrive, so a killed run resumes without
     requesting completed samples again. The key is read from the variable ``api_key_env``
     names, at request time; it is never stored, logged or put in metadata."""
 
-    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
-    model: str = Field(description="the model name the endpoint serves")
-    api: str = Field(default="completions", description="'completions' (base models) or 'chat'")
-    api_key_env: Optional[str] = Field(default=None, description="NAME of the environment variable holding the key")
-    concurrency: int = Field(default=8, ge=1, description="requests in flight at once")
-    requests_per_minute: Optional[float] = Field(default=None, gt=0)
-    tokens_per_minute: Optional[float] = Field(default=None, gt=0, description="prompt (estimated) + max tokens")
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_retries: int = Field(default=8, ge=0, description="retries on timeouts, dropped connections, 429 and 5xx")
-    backoff_s: float = Field(default=0.5, gt=0, description="first backoff; doubles per retry, with jitter")
-    max_backoff_s: float = Field(default=30.0, gt=0)
-    system_prompt: Optional[str] = Field(default=None, description="a persona: system message (chat) or preamble")
-    max_stop_sequences: Optional[int] = Field(default=None, ge=1, description="4 for hosted OpenAI; the rest apply client-side")
-    model_terms: Optional[str] = Field(default=None, description="licence/terms of the model, on every row and the card")
-    price_per_million: Optional[list[float]] = Field(
-        default=None, description="USD per 1M [prompt, completion] tokens: the price table of this model")
     cache: bool = Field(default=True, description="keep responses in the DuckDB response cache (resumable runs)")
     cache_path: Optional[str] = Field(default=None, description="default SYNTH_RESPONSE_CACHE or response_cache.duckdb "
                                       "beside the warehouse")
 
-    def settings(self, where: str = "generator"):  # noqa: ANN201
-        from synth_assets.core.openai_backend import EndpointSettings
-
-        if self.price_per_million is not None and (len(self.price_per_million) != 2 or min(self.price_per_million) < 0):
-            raise SynthConfigError(f"{where}.price_per_million: give [prompt, completion] USD per 1M tokens, "
-                                   f"got {self.price_per_million}")
-        s = EndpointSettings(
-            base_url=self.base_url, model=self.model, api=self.api, api_key_env=self.api_key_env,  # type: ignore[arg-type]
-            concurrency=self.concurrency, requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute, timeout_s=self.timeout_s, max_retries=self.max_retries,
-            backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s, system_prompt=self.system_prompt,
-            max_stop_sequences=self.max_stop_sequences, terms=self.model_terms or "undeclared (set generator.model_terms)",
-            prices={self.model: tuple(self.price_per_million)} if self.price_per_million else {})
+    def settings(self, where: str = "generator") -> EndpointSettings:
+        s = EndpointSettings(**self.model_dump(include=set(EndpointSettings.model_fields)))
         s.validate(where)
         return s
 
@@ -176,32 +144,18 @@ class ImportGeneratorResource(GeneratorResource):
         return ImportedGenerator(self.import_files, terms=self.model_terms)
 
 
-class GeneratorMember(dg.Config):
-    """One source in a mixture: a backend, its share of the samples, and what makes it distinct."""
+class GeneratorMember(EndpointSettings, LlamaSettings, dg.Config):
+    """One source in a mixture: a backend, its share of the samples, and what makes it distinct.
+    Every setting of the member's backend (EndpointSettings or LlamaSettings) is available."""
 
     name: str = Field(description="recorded on every row as <backend>:<name>")
     share: float = Field(gt=0, description="relative share of the samples")
-    backend: str = Field(default="openai", description="'openai', 'llama_cpp' or 'import'")
+    backend: Literal["openai", "llama_cpp", "import"] = Field(default="openai", description="'openai', 'llama_cpp' or 'import'")
     temperature: Optional[float] = Field(default=None, ge=0, le=2, description="overrides the plan's temperatures")
     prompt_template: Optional[str] = Field(default=None, description="wraps each prompt; must contain {prompt}")
-    # openai
-    base_url: Optional[str] = None
-    model: Optional[str] = None
-    api: str = "completions"
-    api_key_env: Optional[str] = None
-    concurrency: int = Field(default=8, ge=1)
-    requests_per_minute: Optional[float] = None
-    tokens_per_minute: Optional[float] = None
-    timeout_s: float = 120.0
-    max_retries: int = 8
-    system_prompt: Optional[str] = Field(default=None, description="a persona")
-    max_stop_sequences: Optional[int] = None
-    price_per_million: Optional[list[float]] = None
-    # llama_cpp
-    model_path: Optional[str] = None
-    # import
-    import_files: list[str] = []
-    model_terms: Optional[str] = None
+    base_url: Optional[str] = Field(default=None, description="openai: e.g. http://127.0.0.1:8000/v1")
+    model: Optional[str] = Field(default=None, description="openai: the model name the endpoint serves")
+    import_files: list[str] = Field(default=[], description="import: files with task_id, completion, ...")
 
 
 class MixtureGeneratorResource(GeneratorResource):
@@ -220,20 +174,14 @@ class MixtureGeneratorResource(GeneratorResource):
             if m.backend == "openai":
                 if not m.base_url or not m.model:
                     raise SynthConfigError(f"{where}: an openai member needs base_url and model")
-                gen = OpenAIGeneratorResource(
-                    base_url=m.base_url, model=m.model, api=m.api, api_key_env=m.api_key_env, concurrency=m.concurrency,
-                    requests_per_minute=m.requests_per_minute, tokens_per_minute=m.tokens_per_minute,
-                    timeout_s=m.timeout_s, max_retries=m.max_retries, system_prompt=m.system_prompt,
-                    max_stop_sequences=m.max_stop_sequences, model_terms=m.model_terms,
-                    price_per_million=m.price_per_million, cache=self.cache, cache_path=self.cache_path)
+                gen = OpenAIGeneratorResource(**m.model_dump(include=set(EndpointSettings.model_fields)),
+                                              cache=self.cache, cache_path=self.cache_path)
                 gen.settings(where)
                 built = gen.build()
             elif m.backend == "llama_cpp":
-                built = LlamaCppGeneratorResource(model_path=m.model_path, model_terms=m.model_terms).build()
-            elif m.backend == "import":
-                built = ImportGeneratorResource(import_files=m.import_files, model_terms=m.model_terms).build()
+                built = LlamaCppGeneratorResource(**m.model_dump(include=set(LlamaSettings.model_fields))).build()
             else:
-                raise SynthConfigError(f"{where}.backend: {m.backend!r}; use 'openai', 'llama_cpp' or 'import'")
+                built = ImportGeneratorResource(import_files=m.import_files, model_terms=m.model_terms).build()
             varies = m.system_prompt or m.temperature is not None or m.prompt_template is not None
             members.append(Member(m.name, built, m.share, m.temperature, m.name if varies else "", m.prompt_template))
         return MixtureGenerator(members)

@@ -1,6 +1,6 @@
 """The UI as users drive it: dagster-webserver and dagster-daemon on localhost with a temporary
 DAGSTER_HOME, headless Debian Chromium driven by Playwright. Materialize every asset from the
-UI as generation 1 (a new partition added in the launch dialog), wait for the run to succeed, open
+UI (the smoke_generation job) as generation 1, a new partition added in the launch dialog, wait for the run to succeed, open
 the drift report's checks and its generations, switch the nightly schedule on.
 Screenshots go to test-artifacts/browser/ (kept by CI as artifacts)."""
 
@@ -35,7 +35,7 @@ def dagster_ui(tmp_path):
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
     env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
-           "SYNTH_PROFILE": "smoke", "SYNTH_NIGHTLY_STATUS": "stopped"}
+           "SYNTH_NIGHTLY_STATUS": "stopped"}
     port = free_port()
     bin_dir = Path(sys.executable).parent
     logs = tmp_path / "logs"
@@ -112,7 +112,8 @@ def test_materialize_review_checks_and_schedule_from_the_ui(dagster_ui):
 
 def drive_the_ui(page, port: int, base: str) -> None:
     """Materialize all, wait for success, read the checks, open the chart, switch the schedule on."""
-    page.goto(f"{base}/asset-groups")
+    # the smoke_generation job: the whole graph with the smoke sizes as its config (about a minute)
+    page.goto(f"{base}/locations/synth_platform/jobs/smoke_generation")
     button = page.get_by_role("button", name="Materialize all")
     button.wait_for(timeout=120_000)  # a cold Chromium profile loads the UI bundle slowly
     dismiss_first_visit_modal(page)
@@ -120,9 +121,16 @@ def drive_the_ui(page, port: int, base: str) -> None:
     shot(page, "01_asset_graph")
     button.click()
     # generations are partitions: the launch dialog asks for one; add generation 1 and launch it
-    page.get_by_text("Add a partition").click()
+    add = page.get_by_text("Add a partition")
+    add.wait_for()
+    page.wait_for_timeout(1000)
+    add.click()
+    save = page.get_by_role("button", name="Save")
+    save.wait_for()
+    page.wait_for_timeout(500)
     page.keyboard.type("1")
-    page.get_by_role("button", name="Save").click()
+    page.wait_for_timeout(500)
+    save.click()
     launch = page.get_by_role("button", name="Launch 1 run")
     launch.wait_for()
     shot(page, "01b_launch_generation_1")
@@ -154,7 +162,7 @@ def drive_the_ui(page, port: int, base: str) -> None:
     assert statuses and set(statuses.values()) == {"SUCCEEDED"}, statuses
 
     page.goto(f"{base}/assets/drift_report?view=partitions")
-    visible(page, "generation").wait_for()
+    visible(page, "Materialized (1)").wait_for()  # generation 1, materialized
     page.wait_for_timeout(1500)
     shot(page, "03b_drift_report_generations")
 

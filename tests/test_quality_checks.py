@@ -17,6 +17,7 @@ from synth_assets.assets.pipeline import CustomVerifierConfig, RawCandidatesConf
 from synth_assets.assets.sources import TaskPoolConfig
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS, CHECK_KEYS, defs
+from tests.conftest import materialize_generation
 
 
 def test_suite_reports_offending_rows_and_gx_errors():

@@ -52,7 +52,7 @@ def answers_by_sample(mapping):
     return reply
 
 
-ONLY = lambda *methods: SynthesisSettings(proposals_per_method=1, methods=methods, consistency_samples=5)  # noqa: E731
+ONLY = lambda *methods: SynthesisSettings(proposals_per_method=1, methods=list(methods), consistency_samples=5)  # noqa: E731
 
 
 def run(gen, settings, existing=None, held=(), sandbox=None, thin=()):
@@ -148,7 +148,7 @@ def box():
 
 
 def test_code_task_is_kept_when_solutions_pass_its_tests(box):
-    s = SynthesisSettings(proposals_per_method=1, methods=("code_task",), solutions_per_task=3, min_passing_solutions=2)
+    s = SynthesisSettings(proposals_per_method=1, methods=["code_task"], solutions_per_task=3, min_passing_solutions=2)
     out = synthesize_tasks(code_seeds(), code_seeds().select("prompt"), [], code_gen(
         ["    return a + b\n", "    return b + a\n", "    return a - b\n"]), box, s)
     row = out.row(0, named=True)
@@ -160,7 +160,7 @@ def test_code_task_is_kept_when_solutions_pass_its_tests(box):
 
 
 def test_code_task_whose_solutions_fail_its_tests_is_rejected(box):
-    s = SynthesisSettings(proposals_per_method=1, methods=("code_task",), solutions_per_task=2, min_passing_solutions=2)
+    s = SynthesisSettings(proposals_per_method=1, methods=["code_task"], solutions_per_task=2, min_passing_solutions=2)
     out = synthesize_tasks(code_seeds(), code_seeds().select("prompt"), [],
                            code_gen(["    return a - b\n", "    return 0\n"]), box, s)
     assert out.row(0, named=True)["reject_reason"] == "solutions_disagree_with_tests"
@@ -171,7 +171,7 @@ def test_parse_function_and_consistency_helpers():
     assert parse_function(" broken(:\n") is None
     assert self_consistency(["4", " 4", "5"]) == ("4", pytest.approx(2 / 3))
     with pytest.raises(SynthConfigError, match="synthesized_tasks.methods"):
-        SynthesisSettings(methods=("magic",)).validate()
+        SynthesisSettings(methods=["magic"]).validate()
 
 
 def test_source_shares_pick_a_deterministic_subset():

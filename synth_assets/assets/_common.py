@@ -2,7 +2,6 @@
 
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import dagster as dg
@@ -13,13 +12,6 @@ from synth_assets.core.markdown import markdown_table
 
 KINDS = {"polars", "duckdb"}
 
-# SYNTH_PROFILE=smoke shrinks the default sizes (a handful of tasks, short outputs) so a whole
-# generation takes about a minute: for browser tests and demos. Everything stays real.
-SMOKE = os.environ.get("SYNTH_PROFILE", "").lower() == "smoke"
-
-
-def sized(full: int, smoke: int) -> int:
-    return smoke if SMOKE else full
 GENERATIONAL = {"storage": "generational"}
 SNAPSHOT = {"storage": "snapshot"}
 

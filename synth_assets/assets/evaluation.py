@@ -7,20 +7,21 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import GENERATIONAL, GENERATIONS, KINDS, counts, generation_of, sized, table_meta, user_errors
-from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation
+from synth_assets.assets._common import GENERATIONAL, GENERATIONS, KINDS, counts, generation_of, table_meta, user_errors
+from synth_assets.core.generation import SamplingPlan, run_generation
 from synth_assets.core.publish import publish
 from synth_assets.core.tasks import conform, heldout_tasks
 from synth_assets.core.verification import VERDICT_SCHEMA, verify_candidates
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
 
-class GeneratorEvalConfig(dg.Config):
-    max_tasks: int = Field(default=sized(12, 1), ge=0, description="held-out tasks evaluated each generation (0 = off)")
-    samples_per_task: int = Field(default=1, ge=1)
-    temperature: float = Field(default=0.7, ge=0, le=2, description="keep equal to raw_candidates' sampling")
-    code_max_tokens: int = Field(default=sized(160, 48), ge=1)
-    seed: int = Field(default=0)
+class GeneratorEvalConfig(SamplingPlan, dg.Config):
+    """The core's SamplingPlan for the held-out evaluation (keep the sampling equal to
+    raw_candidates'), plus how many held-out tasks are evaluated."""
+
+    max_tasks: int = Field(default=12, ge=0, description="held-out tasks evaluated each generation (0 = off)")
+    samples_per_task: int = Field(default=1, ge=1, description="samples per held-out task")
+    temperatures: list[float] = Field(default=[0.7], min_length=1, description="keep equal to raw_candidates'")
 
 
 @dg.asset(group_name="reports", kinds=KINDS, metadata=GENERATIONAL, deps=["raw_candidates"],
@@ -41,9 +42,7 @@ def generator_eval(
         df = conform([], VERDICT_SCHEMA)
     else:
         with user_errors():
-            plan = SamplingPlan(samples_per_task=config.samples_per_task, temperatures=(config.temperature,),
-                                seed=config.seed, prompts=PromptSettings(code_max_tokens=config.code_max_tokens))
-            samples = run_generation(tasks, generator.get(), plan, generation, log=context.log.info)
+            samples = run_generation(tasks, generator.get(), config, generation, log=context.log.info)
             df = verify_candidates(samples, sandbox.get(), log=context.log.info)
     rate = float((df["verdict"] == "pass").mean()) if df.height else 0.0
     return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),

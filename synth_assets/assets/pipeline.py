@@ -21,12 +21,10 @@ from synth_assets.assets._common import (
     counts,
     generation_of,
     markdown_preview,
-    sized,
     table_meta,
     user_errors,
 )
 from synth_assets.core.curation import (
-    DECONTAMINATION_NGRAM,
     CurationSettings,
     QualitySettings,
     curate,
@@ -36,7 +34,7 @@ from synth_assets.core.curation import (
     read_benchmark_file,
 )
 from synth_assets.core.near_duplicates import NearDupSettings
-from synth_assets.core.generation import PromptSettings, SamplingPlan, attach_log, run_generation
+from synth_assets.core.generation import SamplingPlan, attach_log, run_generation
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
@@ -47,16 +45,8 @@ from synth_assets.core.verification import revise_failures, verify_candidates
 from synth_assets.resources import GeneratorResource, SandboxResource
 
 
-class RawCandidatesConfig(dg.Config):
-    samples_per_task: int = Field(default=sized(6, 2), ge=1, description="samples drawn for every task")
-    temperatures: list[float] = Field(
-        default=[0.7, 1.0], description="sampling temperatures, cycled over a task's samples"
-    )
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    seed: int = Field(default=0, description="base seed; each sample's seed derives from it, the generation and the task")
-    few_shot: int = Field(default=3, ge=0, description="solved examples in answer prompts (the model is a base model)")
-    answer_max_tokens: int = Field(default=24, ge=1)
-    code_max_tokens: int = Field(default=sized(160, 48), ge=1)
+class RawCandidatesConfig(SamplingPlan, dg.Config):
+    """The core's SamplingPlan: samples per task, temperatures, seed and prompt settings."""
 
 
 @dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
@@ -70,14 +60,7 @@ def raw_candidates(
     Each generation (partition) samples with seeds derived from its number, so re-running one
     reproduces it."""
     generation = generation_of(context)
-    plan = SamplingPlan(
-        samples_per_task=config.samples_per_task,
-        temperatures=tuple(config.temperatures),
-        top_p=config.top_p,
-        seed=config.seed,
-        prompts=PromptSettings(few_shot=config.few_shot, answer_max_tokens=config.answer_max_tokens,
-                               code_max_tokens=config.code_max_tokens),
-    )
+    plan = config
     with user_errors():
         gen = generator.get()
         attach_log(gen, context.log.info)
@@ -233,52 +216,22 @@ def preference_pairs(
         pairs_by_basis=counts(pairs, "basis"), tasks_with_pairs=pairs["task_id"].n_unique() if pairs.height else 0))
 
 
-class NearDuplicateConfig(dg.Config):
-    enabled: bool = Field(default=True, description="MinHash LSH near-duplicate removal over completions")
-    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity (exact, confirmed) at which two texts are near-duplicates")
-    shingle: Literal["word", "char"] = Field(default="word", description="word or character shingles")
-    shingle_size: int = Field(default=5, ge=1, description="tokens (or characters) per shingle")
-    num_perm: int = Field(default=64, ge=8, le=512, description="MinHash permutations (LSH recall vs speed)")
-    cross_task_min_shingles: int = Field(
-        default=16, ge=1, description="completions of different tasks are compared only when both have this many shingles")
+class NearDuplicateConfig(NearDupSettings, dg.Config):
+    """The core's NearDupSettings."""
 
 
-class QualityFilterConfig(dg.Config):
-    min_chars: int = Field(default=1, ge=0, description="shortest training text kept")
-    max_chars: int = Field(default=20_000, ge=1, description="longest training text kept")
-    require_answer: bool = Field(default=True, description="answer tasks need an extracted final answer")
-    code_must_parse: bool = Field(default=True, description="code rows must parse as Python")
-    judge_min_score: Optional[float] = Field(default=None, ge=0, le=1, description="drop rows a judge scored below this")
-    encoding_check: bool = Field(default=True, description="drop texts with control or U+FFFD characters")
+class QualityFilterConfig(QualitySettings, dg.Config):
+    """The core's QualitySettings."""
 
 
-class FilteredSetConfig(dg.Config):
-    decontamination_ngram: int = Field(
-        default=DECONTAMINATION_NGRAM, ge=3, description="word n-gram length for overlap with held-out items"
-    )
-    decontaminate_near_duplicates: bool = Field(
-        default=True, description="also drop rows whose text is a near-duplicate of a held-out or benchmark item")
+class FilteredSetConfig(CurationSettings, dg.Config):
+    """The core's CurationSettings plus more evaluation sets to decontaminate against."""
+
     benchmark_files: list[str] = Field(
         default=[], description="more evaluation sets to decontaminate against (JSONL/Parquet/CSV with a prompt or "
         "question column); SYNTH_BENCHMARK_FILES (':'-separated) adds more")
-    max_per_task: int = Field(default=4, ge=0, description="accepted rows per task per generation, most different first (0 = no cap)")
     near_duplicates: NearDuplicateConfig = Field(default_factory=NearDuplicateConfig)
     quality: QualityFilterConfig = Field(default_factory=QualityFilterConfig)
-
-    def settings(self) -> CurationSettings:
-        nd, q = self.near_duplicates, self.quality
-        return CurationSettings(
-            decontamination_ngram=self.decontamination_ngram,
-            near_dup=NearDupSettings(threshold=nd.threshold, shingle=nd.shingle, shingle_size=nd.shingle_size,
-                                     num_perm=nd.num_perm),
-            near_dup_enabled=nd.enabled,
-            decontaminate_near_dup=self.decontaminate_near_duplicates,
-            cross_task_min_shingles=nd.cross_task_min_shingles,
-            max_per_task=self.max_per_task,
-            quality=QualitySettings(min_chars=q.min_chars, max_chars=q.max_chars, require_answer=q.require_answer,
-                                    code_must_parse=q.code_must_parse, judge_min_score=q.judge_min_score,
-                                    encoding_check=q.encoding_check),
-        )
 
     def benchmark_paths(self) -> list[str]:
         extra = [p for p in os.environ.get("SYNTH_BENCHMARK_FILES", "").split(":") if p.strip()]
@@ -307,7 +260,7 @@ def filtered_set(
     partitions, so the history is a declared source, and only generations before this one count."""
     gen = generation_of(context)
     with user_errors():
-        settings = config.settings()
+        settings = config
         refs = [heldout_references(heldout_eval)] + [read_benchmark_file(p) for p in config.benchmark_paths()]
         references = pl.concat(refs)
         previous = (accepted_history.filter(pl.col("generation") < gen)
@@ -358,34 +311,8 @@ def review_queue(
             "`synth review reject <candidate_id>... --note why`. Rejected rows never enter a mix again.")))
 
 
-class MixConfig(dg.Config):
-    human_floor: float = Field(
-        default=0.35, gt=0, le=1, description="the human share the mix may never fall under"
-    )
-    on_floor_violation: Literal["fail", "downsample"] = Field(
-        default="fail", description="fail the run, or keep an even sample of synthetic rows that respects the floor"
-    )
-    validation_fraction: float = Field(default=0.1, ge=0, lt=1, description="share of tasks in validation")
-    decontamination_ngram: int = Field(
-        default=DECONTAMINATION_NGRAM, ge=3, description="human rows sharing a word n-gram this long with a held-out item are left out"
-    )
-    window: Optional[int] = Field(
-        default=None, ge=1, description="only the newest N generations' synthetic rows (default: all, accumulate)")
-    generation_weights: dict[str, float] = Field(
-        default={}, description="keep fraction (0-1) of a generation's synthetic rows, by generation number")
-    age_decay: float = Field(default=1.0, gt=0, le=1, description="keep fraction multiplied by this per generation of age")
-    review_policy: Literal["exclude_rejected", "require_acceptance"] = Field(
-        default="exclude_rejected",
-        description="leave out rows reviewers rejected; or also hold back flagged rows until someone accepts them")
-
-
-def _weights(raw: dict[str, float]) -> dict[int, float]:
-    try:
-        return {int(k): float(v) for k, v in raw.items()}
-    except ValueError:
-        raise SynthConfigError(
-            f"mixed_training_set.generation_weights: keys must be generation numbers like \"1\", got {list(raw)}"
-        ) from None
+class MixConfig(MixSettings, dg.Config):
+    """The core's MixSettings: floor, split, windows and weights, review policy."""
 
 
 @dg.asset(
@@ -420,12 +347,7 @@ def mixed_training_set(
     if leaked:
         context.log.warning(f"left out {len(leaked)} human rows that overlap held-out items: {leaked[:10]}")
     with user_errors():
-        mix, stats = build_mix(
-            accepted, human, generation,
-            MixSettings(config.human_floor, config.on_floor_violation, config.validation_fraction,
-                        window=config.window, generation_weights=_weights(config.generation_weights),
-                        age_decay=config.age_decay),
-        )
+        mix, stats = build_mix(accepted, human, generation, config)
     # the policy the mix was built under travels with it: its checks and the export read it here
     mix = mix.with_columns(pl.lit(config.human_floor, dtype=pl.Float64).alias("human_floor"),
                            pl.lit(config.decontamination_ngram, dtype=pl.Int64).alias("decontamination_ngram"))

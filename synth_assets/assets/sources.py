@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import KINDS, SNAPSHOT, counts, sized, table_meta, user_errors
+from synth_assets.assets._common import KINDS, SNAPSHOT, counts, table_meta, user_errors
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.tasks import (
     TASK_SCHEMA,
@@ -26,10 +26,10 @@ class TaskPoolConfig(dg.Config):
     reasoning_gym_families: list[str] = Field(
         default=DEFAULT_FAMILIES, description="reasoning-gym dataset names to draw procedural tasks from"
     )
-    tasks_per_family: int = Field(default=sized(20, 2), ge=0, description="tasks drawn from each family")
+    tasks_per_family: int = Field(default=20, ge=0, description="tasks drawn from each family")
     seed: int = Field(default=42, description="seed of the reasoning-gym datasets")
     humaneval_tasks: int = Field(
-        default=sized(8, 1), ge=0, description="HumanEval tasks from the generation split (0 = none)"
+        default=8, ge=0, description="HumanEval tasks from the generation split (0 = none)"
     )
     user_task_files: list[str] = Field(
         default=[], description="JSONL, Parquet or CSV task files (schema in the README)"

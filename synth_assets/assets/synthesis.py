@@ -5,30 +5,23 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import KINDS, SNAPSHOT, counts, markdown_preview, sized, table_meta, user_errors
+from synth_assets.assets._common import KINDS, SNAPSHOT, counts, markdown_preview, table_meta, user_errors
 from synth_assets.core.curation import heldout_texts_of
 from synth_assets.core.generation import PromptSettings
-from synth_assets.core.task_synthesis import METHODS, PROPOSAL_SCHEMA, SynthesisSettings, synthesize_tasks
+from synth_assets.core.task_synthesis import PROPOSAL_SCHEMA, SynthesisSettings, synthesize_tasks
 from synth_assets.core.tasks import TASK_SCHEMA, conform, few_shot_examples, reasoning_gym_tasks, user_tasks
 from synth_assets.resources import GeneratorResource, SandboxResource
 
 DEFAULT_SEED_FAMILIES = ["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting"]
 
 
-class SynthesizedTasksConfig(dg.Config):
-    enabled: bool = Field(default=True, description="propose new tasks this run (accepted ones are kept either way)")
-    methods: list[str] = Field(default=list(METHODS), description=f"any of {list(METHODS)}")
-    proposals_per_method: int = Field(default=sized(3, 1), ge=0, description="proposals per method per run")
+class SynthesizedTasksConfig(SynthesisSettings, dg.Config):
+    """The core's SynthesisSettings (proposals, gates) plus where the seed tasks come from."""
+
     seed_families: list[str] = Field(default=DEFAULT_SEED_FAMILIES, description="reasoning-gym families used as seeds")
-    seeds_per_family: int = Field(default=sized(20, 3), ge=0)
+    seeds_per_family: int = Field(default=20, ge=0)
     seed_task_files: list[str] = Field(default=[], description="your own seed tasks (the task-file format)")
     use_human_reference: bool = Field(default=True, description="HumanEval functions of human_reference seed code tasks")
-    consistency_samples: int = Field(default=5, ge=2, description="answers sampled for the self-consistency gate")
-    min_agreement: float = Field(default=0.6, gt=0, le=1, description="majority share an answer needs to become the reference")
-    solutions_per_task: int = Field(default=3, ge=1, description="solutions run against a proposed code task's tests")
-    min_passing_solutions: int = Field(default=2, ge=1, description="passing solutions a code task needs")
-    novelty_threshold: float = Field(default=0.7, gt=0, le=1, description="Jaccard (word 3-shingles) at which a proposal is a near-duplicate of a task")
-    seed: int = Field(default=0)
 
 
 def _thin_families(history: pl.DataFrame, families: list[str]) -> list[str]:
@@ -64,12 +57,8 @@ def synthesized_tasks(
     novelty and decontamination all pass."""
     previous = conform(proposal_history if proposal_history.height else [], PROPOSAL_SCHEMA)
     with user_errors():
-        settings = SynthesisSettings(
-            proposals_per_method=config.proposals_per_method, methods=tuple(config.methods),
-            consistency_samples=config.consistency_samples, min_agreement=config.min_agreement,
-            solutions_per_task=config.solutions_per_task, min_passing_solutions=config.min_passing_solutions,
-            novelty_threshold=config.novelty_threshold, seed=config.seed + previous.height)
-        settings.validate()
+        config.validate()
+        settings = config.model_copy(update={"seed": config.seed + previous.height})  # new proposals every run
         seeds = [reasoning_gym_tasks(config.seed_families, config.seeds_per_family, 42)]
         seeds += [user_tasks(p) for p in config.seed_task_files]
         if config.use_human_reference:

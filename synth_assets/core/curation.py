@@ -23,6 +23,8 @@ Everything is vectorised over polars/numpy so a million candidates curate in abo
 
 from __future__ import annotations
 
+from typing import Optional
+
 import ast
 import hashlib
 from dataclasses import dataclass, field
@@ -30,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from pydantic import Field, model_validator
 
+from synth_assets.core.settings import Settings
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.near_duplicates import (
     NearDupSettings,
@@ -73,41 +77,34 @@ _BAD_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{fffd}]"
 _WORD_RE = r"\w+"
 
 
-@dataclass(frozen=True)
-class QualitySettings:
-    min_chars: int = 1
-    max_chars: int = 20_000
-    require_answer: bool = True  # answer-verified tasks need an extracted answer
-    code_must_parse: bool = True  # python_tests rows must parse as Python
-    judge_min_score: float | None = None  # drop rows a judge scored below this (when a judge ran)
-    encoding_check: bool = True  # no NUL/control characters or U+FFFD replacement characters
+class QualitySettings(Settings):
+    """Row-level quality filters; each drop has its reason code."""
+
+    min_chars: int = Field(default=1, ge=0, description="shortest training text kept")
+    max_chars: int = Field(default=20_000, ge=1, description="longest training text kept")
+    require_answer: bool = Field(default=True, description="answer tasks need an extracted final answer")
+    code_must_parse: bool = Field(default=True, description="code rows must parse as Python")
+    judge_min_score: Optional[float] = Field(default=None, ge=0, le=1, description="drop rows a judge scored below this")
+    encoding_check: bool = Field(default=True, description="drop texts with control or U+FFFD characters")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "QualitySettings":
+        if self.max_chars < self.min_chars:
+            raise ValueError(f"need min_chars <= max_chars (got {self.min_chars}, {self.max_chars})")
+        return self
 
 
-@dataclass(frozen=True)
-class CurationSettings:
-    decontamination_ngram: int = DECONTAMINATION_NGRAM
-    near_dup: NearDupSettings = field(default_factory=NearDupSettings)
-    near_dup_enabled: bool = True
-    decontaminate_near_dup: bool = True
-    # two completions of *different* tasks are compared only when both have this many shingles
-    cross_task_min_shingles: int = 16
-    max_per_task: int = 4  # 0 = no cap
-    quality: QualitySettings = field(default_factory=QualitySettings)
+class CurationSettings(Settings):
+    """Everything that decides which verified candidates are kept."""
 
-    def validate(self) -> None:
-        if self.decontamination_ngram < 3:
-            raise SynthConfigError(
-                f"filtered_set.decontamination_ngram must be >= 3 (got {self.decontamination_ngram}); "
-                "small n drops everything")
-        self.near_dup.validate("filtered_set.near_duplicates")
-        q = self.quality
-        if q.min_chars < 0 or q.max_chars < max(q.min_chars, 1):
-            raise SynthConfigError(
-                f"filtered_set.quality: need 0 <= min_chars <= max_chars (got {q.min_chars}, {q.max_chars})")
-        if q.judge_min_score is not None and not 0 <= q.judge_min_score <= 1:
-            raise SynthConfigError(f"filtered_set.quality.judge_min_score must be in [0, 1], got {q.judge_min_score}")
-        if self.max_per_task < 0:
-            raise SynthConfigError(f"filtered_set.max_per_task must be >= 0 (0 = no cap), got {self.max_per_task}")
+    decontamination_ngram: int = Field(
+        default=DECONTAMINATION_NGRAM, ge=3, description="word n-gram length for overlap with held-out items")
+    decontaminate_near_duplicates: bool = Field(
+        default=True, description="also drop rows whose text is a near-duplicate of a held-out or benchmark item")
+    max_per_task: int = Field(default=4, ge=0,
+                              description="accepted rows per task per generation, most different first (0 = no cap)")
+    near_duplicates: NearDupSettings = Field(default_factory=NearDupSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
 
 @dataclass
@@ -303,7 +300,6 @@ def curate(
     ``references``: texts to decontaminate against (REFERENCE_TEXT_SCHEMA). ``previous``: rows
     accepted in earlier generations (FILTERED_SCHEMA); new rows may not duplicate them.
     """
-    settings.validate()
     refs = references if references is not None else conform([], REFERENCE_TEXT_SCHEMA)
     prev = previous if previous is not None and previous.height else conform([], FILTERED_SCHEMA)
     df = verified.with_columns(training_text_expr().alias("training_text"))
@@ -346,11 +342,11 @@ def curate(
             mask = alive & (counts > 0) & np.array([(f or "").startswith("benchmark:") == is_bench for f in first])
             r.drop(mask, reason, lambda i: f"{counts[i]} shared {ng}-word sequences with {first[i]}")
         alive = r.alive()
-        if settings.decontaminate_near_dup and alive.any():
+        if settings.decontaminate_near_duplicates and alive.any():
             live = np.flatnonzero(alive)
             texts = pl.concat([refs["text"], ctext.gather(live)])
             nr = refs.height
-            nd = find_near_duplicates(texts, settings.near_dup,
+            nd = find_near_duplicates(texts, settings.near_duplicates,
                                       pair_filter=lambda a, b: (a < nr) & (b >= nr))
             labels = (refs["ref_source"] + ":" + refs["ref_id"]).to_list()
             for a, b, j in zip(nd.i, nd.j, nd.jaccard):
@@ -367,10 +363,10 @@ def curate(
                           df["_dedup"].gather(live)])
     all_task = (prev["task_id"].to_list() if n_prev else []) + df["task_id"].gather(live).to_list()
     all_ids = (prev["candidate_id"].to_list() if n_prev else []) + [ids[i] for i in live]
-    if len(all_text) and settings.near_dup_enabled:
+    if len(all_text) and settings.near_duplicates.enabled:
         task_code = pl.Series(all_task).cast(pl.Categorical).to_physical().to_numpy()
-        min_sh = settings.cross_task_min_shingles
-        sh = shingle(all_text, settings.near_dup)
+        min_sh = settings.near_duplicates.cross_task_min_shingles
+        sh = shingle(all_text, settings.near_duplicates)
         sizes = sh.sizes()
 
         def pair_ok(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -378,7 +374,7 @@ def curate(
             long_enough = (sizes[a] >= min_sh) & (sizes[b] >= min_sh)
             return ~((a < n_prev) & (b < n_prev)) & (same_task | long_enough)
 
-        nd = find_near_duplicates_from(sh, settings.near_dup, pair_filter=pair_ok)
+        nd = find_near_duplicates_from(sh, settings.near_duplicates, pair_filter=pair_ok)
         n_pairs, n_candidates, kept_sig = len(nd.i), nd.candidates, nd.signatures
         score = np.concatenate([np.full(n_prev, np.inf),
                                 df["score"].fill_null(0).to_numpy()[live].astype(float)])
@@ -409,7 +405,7 @@ def curate(
     k = settings.max_per_task
     if k and alive.any():
         if kept_sig is None:
-            kept_sig = signatures(shingle(all_text, settings.near_dup), settings.near_dup)
+            kept_sig = signatures(shingle(all_text, settings.near_duplicates), settings.near_duplicates)
         pos_of_row = {int(row): n_prev + x for x, row in enumerate(live)}
         tasks = df["task_id"].to_list()
         by_task: dict[str, list[int]] = {}

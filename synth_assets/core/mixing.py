@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Optional
 
 import polars as pl
+from pydantic import Field, field_validator
 
 from synth_assets.core.errors import HumanFloorError, SynthConfigError
+from synth_assets.core.settings import Settings
 from synth_assets.core.tasks import conform
 
 MIX_SCHEMA: dict[str, pl.DataType] = {
@@ -43,40 +45,38 @@ MIX_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-@dataclass(frozen=True)
-class MixSettings:
-    human_floor: float = 0.35
-    on_floor_violation: str = "fail"  # fail | downsample
-    validation_fraction: float = 0.1
-    seed: int = 0
-    window: int | None = None  # only the newest `window` generations' synthetic rows (None = all)
-    generation_weights: dict[int, float] | None = None  # keep fraction per origin generation, default 1
-    age_decay: float = 1.0  # keep fraction multiplied by this per generation of age (1 = no decay)
+class MixSettings(Settings):
+    """How synthetic and human rows are mixed, split and weighted across generations."""
+
+    human_floor: float = Field(default=0.35, gt=0, le=1, description="the human share the mix may never fall under")
+    on_floor_violation: Literal["fail", "downsample"] = Field(
+        default="fail", description="fail the run, or keep an even sample of synthetic rows that respects the floor")
+    validation_fraction: float = Field(default=0.1, ge=0, lt=1, description="share of tasks in validation")
+    seed: int = Field(default=0, description="seed of the split and of downsampling")
+    window: Optional[int] = Field(
+        default=None, ge=1, description="only the newest N generations' synthetic rows (default: all, accumulate)")
+    generation_weights: dict[str, float] = Field(
+        default={}, description="keep fraction (0-1) of a generation's synthetic rows, by generation number")
+    age_decay: float = Field(default=1.0, gt=0, le=1, description="keep fraction multiplied by this per generation of age")
+    decontamination_ngram: int = Field(
+        default=13, ge=3, description="human rows sharing a word n-gram this long with a held-out item are left out")
+    review_policy: Literal["exclude_rejected", "require_acceptance"] = Field(
+        default="exclude_rejected",
+        description="leave out rows reviewers rejected; or also hold back flagged rows until someone accepts them")
+
+    @field_validator("generation_weights")
+    @classmethod
+    def _keep_fractions(cls, v: dict[str, float]) -> dict[str, float]:
+        for g, w in v.items():
+            if not str(g).isdigit():
+                raise ValueError(f"generation_weights: keys are generation numbers like \"1\", got {g!r}")
+            if not 0.0 <= w <= 1.0:
+                raise ValueError(f"generation_weights[{g}] must be a keep fraction in [0, 1], got {w}")
+        return v
 
     def weight(self, origin: int, current: int) -> float:
-        w = (self.generation_weights or {}).get(origin, 1.0)
+        w = self.generation_weights.get(str(origin), 1.0)
         return w * self.age_decay ** (current - origin)
-
-    def validate(self) -> None:
-        if not 0.0 < self.human_floor <= 1.0:
-            raise SynthConfigError(f"mixed_training_set.human_floor must be in (0, 1], got {self.human_floor}")
-        if self.on_floor_violation not in ("fail", "downsample"):
-            raise SynthConfigError(
-                "mixed_training_set.on_floor_violation must be 'fail' or 'downsample', "
-                f"got {self.on_floor_violation!r}"
-            )
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise SynthConfigError(
-                f"mixed_training_set.validation_fraction must be in [0, 1), got {self.validation_fraction}"
-            )
-        if self.window is not None and self.window < 1:
-            raise SynthConfigError(f"mixed_training_set.window must be >= 1 generation (or unset), got {self.window}")
-        for g, w in (self.generation_weights or {}).items():
-            if not 0.0 <= w <= 1.0:
-                raise SynthConfigError(
-                    f"mixed_training_set.generation_weights[{g}] must be a keep fraction in [0, 1], got {w}")
-        if not 0.0 < self.age_decay <= 1.0:
-            raise SynthConfigError(f"mixed_training_set.age_decay must be in (0, 1], got {self.age_decay}")
 
 
 def _unit(key: str) -> float:
@@ -110,7 +110,6 @@ def build_mix(
     accepted: pl.DataFrame, human: pl.DataFrame, generation: int, settings: MixSettings
 ) -> tuple[pl.DataFrame, dict]:
     """The mix for ``generation`` from accepted rows of generations <= it and the human set."""
-    settings.validate()
     if human.height == 0:
         raise HumanFloorError(
             "mixed_training_set: human_reference is empty, and synthetic data is never mixed alone; "

@@ -20,33 +20,29 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+from pydantic import Field
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.settings import Settings
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _FINAL = np.uint64(0xD6E8FEB86659FD93)
 _EDGE_CHUNK = 400_000  # candidate pairs confirmed per batch: bounds memory on huge clusters
 
 
-@dataclass(frozen=True)
-class NearDupSettings:
-    threshold: float = 0.8  # Jaccard similarity at or above which two texts are near-duplicates
-    shingle: Literal["word", "char"] = "word"
-    shingle_size: int = 5
-    num_perm: int = 64
-    seed: int = 1
+class NearDupSettings(Settings):
+    """MinHash LSH near-duplicate detection, confirmed by exact Jaccard."""
 
-    def validate(self, where: str = "near_duplicates") -> None:
-        if not 0.0 < self.threshold <= 1.0:
-            raise SynthConfigError(f"{where}.threshold must be in (0, 1], got {self.threshold}")
-        if self.shingle not in ("word", "char"):
-            raise SynthConfigError(f"{where}.shingle must be 'word' or 'char', got {self.shingle!r}")
-        if self.shingle_size < 1:
-            raise SynthConfigError(f"{where}.shingle_size must be >= 1, got {self.shingle_size}")
-        if not 8 <= self.num_perm <= 512:
-            raise SynthConfigError(f"{where}.num_perm must be between 8 and 512, got {self.num_perm}")
+    enabled: bool = Field(default=True, description="near-duplicate removal over completions (curation)")
+    threshold: float = Field(default=0.8, gt=0, le=1,
+                             description="Jaccard similarity (exact, confirmed) at which two texts are near-duplicates")
+    shingle: Literal["word", "char"] = Field(default="word", description="word or character shingles")
+    shingle_size: int = Field(default=5, ge=1, description="tokens (or characters) per shingle")
+    num_perm: int = Field(default=64, ge=8, le=512, description="MinHash permutations (LSH recall vs speed)")
+    seed: int = Field(default=1, description="seed of the MinHash permutations")
+    cross_task_min_shingles: int = Field(
+        default=16, ge=1, description="completions of different tasks are compared only when both have this many shingles")
 
 
 @dataclass
@@ -268,7 +264,6 @@ def find_near_duplicates(
     """Near-duplicate pairs among ``texts``: LSH candidates confirmed by exact Jaccard >=
     threshold. ``usable`` masks documents out; ``pair_filter(i, j) -> bool mask`` vetoes
     pairs (for example two rows of different tasks whose texts are too short to judge)."""
-    settings.validate()
     return find_near_duplicates_from(shingle(texts, settings), settings, usable, pair_filter)
 
 

@@ -19,13 +19,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional
 
 import httpx
+from pydantic import Field, field_validator
 import tenacity
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import Sample, SampleRequest
+from synth_assets.core.settings import Settings
 from synth_assets.core.response_cache import CacheUnavailable, ResponseCache, open_shared, release_shared
 
 
@@ -39,33 +41,47 @@ class PermanentError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class EndpointSettings:
-    base_url: str  # e.g. http://127.0.0.1:8000/v1
-    model: str
-    api: Literal["completions", "chat"] = "completions"
-    api_key_env: str | None = None  # the *name* of the variable holding the key
-    concurrency: int = 8
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    timeout_s: float = 60.0
-    max_retries: int = 8
-    backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    system_prompt: str | None = None  # a persona: a system message (chat) or a preamble (completions)
-    max_stop_sequences: int | None = None  # hosted OpenAI takes 4; the rest are applied client-side
-    terms: str | None = None
-    prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> USD per 1M (prompt, completion)
+class EndpointSettings(Settings):
+    """One OpenAI-compatible endpoint: where, which model, how hard to push it, what it costs."""
+
+    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(description="the model name the endpoint serves")
+    api: Literal["completions", "chat"] = Field(default="completions", description="'completions' (base models) or 'chat'")
+    api_key_env: Optional[str] = Field(default=None, description="NAME of the environment variable holding the key")
+    concurrency: int = Field(default=8, ge=1, description="requests in flight at once")
+    requests_per_minute: Optional[float] = Field(default=None, gt=0)
+    tokens_per_minute: Optional[float] = Field(default=None, gt=0, description="prompt (estimated) + max tokens")
+    timeout_s: float = Field(default=120.0, gt=0, description="one request's timeout")
+    max_retries: int = Field(default=8, ge=0, description="retries on timeouts, dropped connections, 429 and 5xx")
+    backoff_s: float = Field(default=0.5, gt=0, description="first backoff; doubles per retry, with jitter")
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    system_prompt: Optional[str] = Field(default=None, description="a persona: system message (chat) or preamble")
+    max_stop_sequences: Optional[int] = Field(default=None, ge=1,
+                                              description="4 for hosted OpenAI; the rest apply client-side")
+    model_terms: Optional[str] = Field(default=None, description="licence/terms of the model, on every row and the card")
+    price_per_million: Optional[list[float]] = Field(
+        default=None, description="USD per 1M [prompt, completion] tokens: the price table of this model")
+
+    @field_validator("price_per_million")
+    @classmethod
+    def _two_prices(cls, v: Optional[list[float]]) -> Optional[list[float]]:
+        if v is not None and (len(v) != 2 or min(v) < 0):
+            raise ValueError(f"give [prompt, completion] USD per 1M tokens, got {v}")
+        return v
+
+    @property
+    def terms(self) -> str:
+        return self.model_terms or "undeclared (set generator.model_terms)"
+
+    @property
+    def prices(self) -> dict[str, tuple[float, float]]:
+        return {self.model: tuple(self.price_per_million)} if self.price_per_million else {}
 
     def validate(self, where: str = "generator") -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise SynthConfigError(f"{where}.base_url must start with http:// or https:// (got {self.base_url!r})")
-        if self.api not in ("completions", "chat"):
-            raise SynthConfigError(f"{where}.api must be 'completions' or 'chat', got {self.api!r}")
         if not self.model:
             raise SynthConfigError(f"{where}.model is empty: name the model the endpoint serves")
-        if self.concurrency < 1:
-            raise SynthConfigError(f"{where}.concurrency must be >= 1, got {self.concurrency}")
         if self.api_key_env and not os.environ.get(self.api_key_env):
             raise SynthConfigError(
                 f"{where}.api_key_env names {self.api_key_env}, which is not set: export {self.api_key_env}=<key> "

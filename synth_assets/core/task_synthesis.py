@@ -27,12 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import polars as pl
+from pydantic import Field
 
 from synth_assets.core.curation import REFERENCE_TEXT_SCHEMA, ngram_hits
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import ANSWER_STOP, SampleRequest, TextGenerator, answer_prompt
 from synth_assets.core.near_duplicates import NearDupSettings, find_near_duplicates
 from synth_assets.core.sandbox import FunctionCheck, Sandbox
+from synth_assets.core.settings import Settings
 from synth_assets.core.tasks import TASK_SCHEMA, conform
 from synth_assets.core.verification import extract_short_answer
 
@@ -56,28 +58,30 @@ _CODE_STOP = ("\ndef check", "\nif __name__", "\n```", "\nprint(")
 _TEST_STOP = ("\ndef ", "\nif __name__", "\n```", "\nprint(", "\n\n\n")
 
 
-@dataclass(frozen=True)
-class SynthesisSettings:
-    proposals_per_method: int = 4
-    methods: tuple[str, ...] = ("new_task", "harder", "paraphrase", "edge_case", "code_task")
-    consistency_samples: int = 5
-    min_agreement: float = 0.6
-    solutions_per_task: int = 4
-    min_passing_solutions: int = 2
-    novelty_threshold: float = 0.7
-    decontamination_ngram: int = 13
-    temperature: float = 0.9
-    answer_temperature: float = 0.7
-    seed: int = 0
+class SynthesisSettings(Settings):
+    """How tasks are proposed and which gates they must pass (defaults of a full run)."""
+
+    enabled: bool = Field(default=True, description="propose new tasks this run (accepted ones are kept either way)")
+    methods: list[str] = Field(default=list(METHODS), description=f"any of {list(METHODS)}")
+    proposals_per_method: int = Field(default=3, ge=0, description="proposals per method per run")
+    consistency_samples: int = Field(default=5, ge=2, description="answers sampled for the self-consistency gate")
+    min_agreement: float = Field(default=0.6, gt=0, le=1,
+                                 description="majority share an answer needs to become the reference")
+    solutions_per_task: int = Field(default=3, ge=1, description="solutions run against a proposed code task's tests")
+    min_passing_solutions: int = Field(default=2, ge=1, description="passing solutions a code task needs")
+    novelty_threshold: float = Field(default=0.7, gt=0, le=1, description="Jaccard (word 3-shingles) at which a "
+                                     "proposal is a near-duplicate of a task")
+    decontamination_ngram: int = Field(default=13, ge=3, description="word n-gram shared with a held-out item "
+                                       "that rejects a proposal")
+    temperature: float = Field(default=0.9, ge=0, le=2, description="sampling temperature of proposals and tests")
+    answer_temperature: float = Field(default=0.7, ge=0, le=2, description="temperature of answers and solutions")
+    seed: int = Field(default=0)
 
     def validate(self) -> None:
+        """What one field's bounds cannot say (checked again here for callers outside Dagster)."""
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
             raise SynthConfigError(f"synthesized_tasks.methods: unknown {bad}; choose from {list(METHODS)}")
-        if not 0 < self.min_agreement <= 1:
-            raise SynthConfigError(f"synthesized_tasks.min_agreement must be in (0, 1], got {self.min_agreement}")
-        if self.consistency_samples < 2:
-            raise SynthConfigError("synthesized_tasks.consistency_samples must be >= 2: one sample cannot agree")
         if self.min_passing_solutions < 1 or self.min_passing_solutions > self.solutions_per_task:
             raise SynthConfigError(
                 "synthesized_tasks.min_passing_solutions must be between 1 and solutions_per_task "
