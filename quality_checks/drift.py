@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
+from pydantic import Field, field_validator
 
 from quality_checks.metrics import lexical_profile, n_tokens, rare_types, take_budget
 from synth_assets.core.markdown import markdown_table
+from synth_assets.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -71,14 +73,33 @@ REPORT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-@dataclass(frozen=True)
-class DriftSettings:
-    token_budget: int = 40_000
-    min_tokens: int = 100
-    rules: dict[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
-    noise_multiplier: float = 2.0
-    fidelity_distinct2_ratio: float = 0.8
-    fidelity_rare_ratio: float = 0.85
+class DriftSettings(Settings):
+    """How generations are compared: the token budget, the noise floor's weight and, per metric,
+    the [warn, fail] relative changes (calibrated defaults in DEFAULT_RULES)."""
+
+    token_budget: int = Field(default=40_000, ge=10, description="tokens compared per corpus (all equal)")
+    min_tokens: int = Field(default=100, ge=1, description="below this many comparable tokens: insufficient_data")
+    noise_multiplier: float = Field(default=2.0, ge=0,
+                                    description="a change must exceed this many human-half noise floors")
+    thresholds: dict[str, list[float]] = Field(
+        default={}, description="per metric [warn, fail] relative changes, overriding the calibrated defaults")
+    fidelity_distinct2_ratio: float = Field(default=0.8, gt=0, description="G1/human distinct-2 under this: a gap")
+    fidelity_rare_ratio: float = Field(default=0.85, gt=0, description="G1/human rare coverage under this: a gap")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known_pairs(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for metric, pair in v.items():
+            if metric not in DEFAULT_RULES:
+                raise ValueError(f"thresholds: unknown metric {metric!r}; one of {', '.join(DEFAULT_RULES)}")
+            if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
+                raise ValueError(f"thresholds.{metric}: give [warn, fail] with 0 < warn <= fail")
+        return v
+
+    @property
+    def rules(self) -> dict[str, Rule]:
+        return {m: replace(r, warn=self.thresholds[m][0], fail=self.thresholds[m][1]) if m in self.thresholds else r
+                for m, r in DEFAULT_RULES.items()}
 
 
 def _rel(cur: float | None, ref: float | None) -> float | None:

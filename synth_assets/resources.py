@@ -28,7 +28,8 @@ class WarehouseResource(dg.ConfigurableResource):
     db_schema: str = Field(default="synth", description="schema holding the tables")
 
     def get(self) -> Warehouse:
-        return Warehouse(self.path or default_duckdb_path(), self.db_schema)
+        path = self.path.get_value() if isinstance(self.path, dg.EnvVar) else self.path  # outside a run
+        return Warehouse(path or default_duckdb_path(), self.db_schema)
 
 
 class GenerationalIOManager(dg.ConfigurableIOManager):
@@ -264,16 +265,17 @@ def generator_from_env() -> GeneratorResource:
     kind = (os.environ.get("SYNTH_GENERATOR") or "llama_cpp").lower()
     env = os.environ.get
     if kind == "llama_cpp":
-        return LlamaCppGeneratorResource(model_path=env("SYNTH_MODEL_PATH") or None)
+        return LlamaCppGeneratorResource(model_path=_from_env("SYNTH_MODEL_PATH"))
     if kind == "openai":
         missing = [v for v in ("SYNTH_OPENAI_BASE_URL", "SYNTH_OPENAI_MODEL") if not env(v)]
         if missing:
             raise SynthConfigError(f"SYNTH_GENERATOR=openai needs {' and '.join(missing)} (e.g. "
                                    "SYNTH_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 SYNTH_OPENAI_MODEL=<served model>)")
-        return OpenAIGeneratorResource(
-            base_url=env("SYNTH_OPENAI_BASE_URL"), model=env("SYNTH_OPENAI_MODEL"),
-            api=env("SYNTH_OPENAI_API") or "completions", api_key_env=env("SYNTH_OPENAI_API_KEY_ENV") or None,
-            concurrency=int(env("SYNTH_OPENAI_CONCURRENCY") or 8))
+        optional = {k: v for k, v in {"api": _from_env("SYNTH_OPENAI_API"),
+                                      "api_key_env": _from_env("SYNTH_OPENAI_API_KEY_ENV"),
+                                      "concurrency": _from_env("SYNTH_OPENAI_CONCURRENCY", int)}.items() if v}
+        return OpenAIGeneratorResource(base_url=dg.EnvVar("SYNTH_OPENAI_BASE_URL"),
+                                       model=dg.EnvVar("SYNTH_OPENAI_MODEL"), **optional)
     if kind == "import":
         files = [f.strip() for f in (env("SYNTH_IMPORT_FILES") or "").split(",") if f.strip()]
         if not files:
@@ -315,9 +317,18 @@ def mixture_from_file(path: str) -> MixtureGeneratorResource:
         raise SynthConfigError(f"{p}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 
 
+def _from_env(name: str, kind: type = str):  # noqa: ANN202
+    """``dg.EnvVar(name)`` when the variable is set (the UI then shows the value's source and
+    reads it at launch), else None. dg.EnvVar carries strings and ints only; floats and
+    booleans are parsed here instead."""
+    if not os.environ.get(name):
+        return None
+    return dg.EnvVar.int(name) if kind is int else dg.EnvVar(name)
+
+
 def default_resources() -> dict:
     """The production resources, with environment overrides applied."""
-    warehouse = WarehouseResource(path=os.environ.get("SYNTH_DUCKDB_PATH") or None)
+    warehouse = WarehouseResource(path=_from_env("SYNTH_DUCKDB_PATH"))
     return {
         "warehouse": warehouse,
         "io_manager": GenerationalIOManager(warehouse=warehouse),

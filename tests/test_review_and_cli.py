@@ -64,7 +64,7 @@ def test_review_decisions_reach_the_next_mix_and_the_cli_works(offline_resources
     wh = Warehouse(db_path)
     queue = wh.read("review_queue", generation=1)
     mix1 = wh.read("mixed_training_set", generation=1)
-    assert queue.height == 3 * 3  # the double's accepted rows: 3 spot checks in each of 3 families
+    assert queue.height == 3 + 3 + 2  # spot checks: 3 of the 3 accepted gcd, letter_counting rows, both humaneval
     victim = queue.sort("candidate_id")["candidate_id"][0]
     assert f"s/{victim}" in mix1["row_id"].to_list()
 

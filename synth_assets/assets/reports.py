@@ -1,13 +1,10 @@
 """The drift report: is this generation less diverse than the ones before it?"""
 
-from dataclasses import replace
-
 import dagster as dg
 import polars as pl
-from pydantic import Field
 
 from quality_checks.charts import chart_markdown, diversity_chart_png
-from quality_checks.drift import DEFAULT_RULES, DriftSettings, generated_by_generation, report_markdown
+from quality_checks.drift import DriftSettings, generated_by_generation, report_markdown
 from quality_checks.drift import drift_report as build_drift_report
 from synth_assets.assets._common import (
     GENERATIONAL,
@@ -17,28 +14,11 @@ from synth_assets.assets._common import (
     counts,
     generation_of,
     table_meta,
-    user_errors,
 )
-from synth_assets.core.errors import SynthConfigError
 
 
-class DriftConfig(dg.Config):
-    token_budget: int = Field(default=40_000, ge=10, description="tokens compared per corpus (all equal)")
-    min_tokens: int = Field(default=100, ge=1, description="below this many comparable tokens: insufficient_data")
-    noise_multiplier: float = Field(default=2.0, ge=0, description="a change must exceed this many human-half noise floors")
-    thresholds: dict[str, list[float]] = Field(
-        default={}, description="per metric [warn, fail] relative changes, overriding the calibrated defaults")
-
-
-def drift_settings(config: "DriftConfig") -> DriftSettings:
-    rules = dict(DEFAULT_RULES)
-    for metric, pair in config.thresholds.items():
-        if metric not in rules:
-            raise SynthConfigError(f"drift_report.thresholds: unknown metric {metric!r}; one of {', '.join(rules)}")
-        if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
-            raise SynthConfigError(f"drift_report.thresholds.{metric}: give [warn, fail] with 0 < warn <= fail")
-        rules[metric] = replace(rules[metric], warn=pair[0], fail=pair[1])
-    return DriftSettings(config.token_budget, config.min_tokens, rules, config.noise_multiplier)
+class DriftConfig(DriftSettings, dg.Config):
+    """quality_checks' DriftSettings: token budget, noise floor weight, per-metric thresholds."""
 
 
 @dg.asset(
@@ -56,8 +36,7 @@ def drift_report(
     """One row per diversity metric: this generation against the previous one, the first
     synthetic generation and the human data, with change, thresholds and status."""
     generation = generation_of(context)
-    with user_errors():
-        settings = drift_settings(config)
+    settings = config
     scores = {int(g): (int(k), int(n)) for g, k, n in generator_eval.group_by("generation").agg(
         (pl.col("verdict") == "pass").sum().alias("k"), pl.len().alias("n")).iter_rows()} if generator_eval.height else {}
     report = build_drift_report(
