@@ -67,3 +67,33 @@ class OracleGeneratorResource(GeneratorResource):
     def build(self) -> OracleGeneratorDouble:
         type(self).builds += 1
         return OracleGeneratorDouble(json.loads(self.answers_json), self.correct_samples)
+
+
+class RuleGeneratorResource(GeneratorResource):
+    """TEST DOUBLE resource: each prompt is answered by the first rule whose regex matches it
+    (``[pattern, reply]`` pairs), else by an empty completion. Drives task synthesis and
+    generation through a whole run with outcomes known in advance."""
+
+    rules: list[list[str]] = Field(description="[regex, reply] pairs, first match wins")
+
+    def build(self) -> "RuleGeneratorDouble":
+        return RuleGeneratorDouble([(p, r) for p, r in self.rules])
+
+
+class RuleGeneratorDouble:
+    """TEST DOUBLE: replies by regex rules on the prompt; no model."""
+
+    name = "rule_double"
+    model = "rule-double-v1"
+    terms = "test double (no model)"
+
+    def __init__(self, rules: list[tuple[str, str]]) -> None:
+        import re
+
+        self.rules = [(re.compile(p, re.S), r) for p, r in rules]
+
+    def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        for r in requests:
+            text = next((reply for pat, reply in self.rules if pat.search(r.prompt)), "")
+            yield Sample(text=text, finish_reason="stop", prompt_tokens=len(r.prompt) // 4,
+                         completion_tokens=max(1, len(text) // 4), latency_s=0.0)

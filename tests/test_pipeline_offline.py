@@ -42,6 +42,8 @@ def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(o
     paths = wh.export_paths(1)
     assert paths is not None and (pl.read_ndjson(paths["train"]).height
                                   + pl.read_ndjson(paths["validation"]).height) == mix.height
+    card = Path(paths["card"]).read_text()
+    assert f"| verdict_fail | {N_TASKS} |" in card and "human_floor" not in card and "floor 35%" in card
 
 
 def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline_resources, instance, db_path):

@@ -58,7 +58,10 @@ def test_chart_is_an_embedded_png():
 def test_review_decisions_reach_the_next_mix_and_the_cli_works(offline_resources, instance, db_path, tmp_path,
                                                                monkeypatch, capsys):
     monkeypatch.setenv("SYNTH_DUCKDB_PATH", db_path)
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = tmp_path / "home"  # the instance `synth review` reports the new data version to
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     first = run_offline(offline_resources, instance)
     assert first.success, failure_messages(first)
     wh = Warehouse(db_path)
@@ -71,6 +74,9 @@ def test_review_decisions_reach_the_next_mix_and_the_cli_works(offline_resources
     assert cli(["review", "list"]) == 0 and victim in capsys.readouterr().out
     assert cli(["review", "reject", victim, "--note", "wrong format"]) == 0
     assert cli(["review", "reject", "no-such-id"]) == 2 and "not in the review queue" in capsys.readouterr().err
+    with dg.DagsterInstance.from_config(str(home)) as inst:  # the UI now marks the mix stale
+        seen = inst.fetch_observations(dg.AssetKey("review_decisions"), limit=5).records
+        assert len(seen) == 1 and seen[0].asset_observation.tags["dagster/data_version"] != "empty"
 
     second = run_offline(offline_resources, instance)
     assert second.success, failure_messages(second)

@@ -14,6 +14,7 @@ from synth_assets.core.generation import Sample
 from synth_assets.core.sandbox import Sandbox, SandboxLimits
 from synth_assets.core.task_synthesis import SynthesisSettings, parse_function, self_consistency, synthesize_tasks
 from synth_assets.core.tasks import TASK_SCHEMA, conform
+from tests.conftest import materialize_generation
 
 
 class RuleGeneratorDouble:
@@ -213,3 +214,43 @@ def test_synthesis_with_the_embedded_model_feeds_the_pool(resources, instance, d
     meta = result.asset_materializations_for_node("synthesized_tasks")
     funnel = next(m for m in meta if m.asset_key == dg.AssetKey("task_proposals")).metadata["funnel_this_run"].value
     assert sum(v["proposed"] for v in funnel.values()) == proposals.height
+
+
+def test_an_accepted_synthesized_task_reaches_the_pool_and_is_generated_for(db_path, instance):
+    """Offline, with a named rule double: exactly one proposal passes every gate, and the next
+    stages see exactly that task (the embedded-model test above cannot force an acceptance)."""
+    from synth_assets.assets.evaluation import GeneratorEvalConfig
+    from synth_assets.assets.pipeline import RawCandidatesConfig
+    from synth_assets.assets.sources import TaskPoolConfig
+    from synth_assets.assets.synthesis import SynthesizedTasksConfig
+    from synth_assets.core.warehouse import Warehouse
+    from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS
+    from synth_assets.resources import GenerationalIOManager, HumanEvalSplitResource, SandboxResource, WarehouseResource
+    from tests.doubles import RuleGeneratorResource
+    from tests.test_pipeline import failure_messages
+
+    wh = WarehouseResource(path=db_path)
+    generator = RuleGeneratorResource(rules=[
+        [r"Write one new question of the same kind", " What is 20 + 22?\n"],
+        [r"Question: What is 20 \+ 22\?\nAnswer:$", " 42"],
+    ])
+    config = {
+        "synthesized_tasks": SynthesizedTasksConfig(methods=["new_task"], proposals_per_method=1,
+                                                    seed_families=["basic_arithmetic"], seeds_per_family=3,
+                                                    use_human_reference=False),
+        "task_pool": TaskPoolConfig(reasoning_gym_families=["gcd"], tasks_per_family=2, humaneval_tasks=0),
+        "raw_candidates": RawCandidatesConfig(samples_per_task=2),
+        "generator_eval": GeneratorEvalConfig(max_tasks=0),
+    }
+    result = materialize_generation(
+        ALL_ASSETS + ALL_CHECKS, instance, raise_on_error=False, run_config=dg.RunConfig(config),
+        resources={"warehouse": wh, "io_manager": GenerationalIOManager(warehouse=wh), "generator": generator,
+                   "sandbox": SandboxResource(), "humaneval_split": HumanEvalSplitResource()})
+    assert result.success, failure_messages(result)
+    store = Warehouse(db_path)
+    accepted = store.read("synthesized_tasks")
+    assert accepted["prompt"].to_list() == ["What is 20 + 22?"] and accepted["answer"].to_list() == ["42"]
+    pool = store.read("task_pool")
+    assert set(pool.filter(pl.col("source") == "synthesized")["task_id"]) == set(accepted["task_id"])
+    verified = store.read("verified_set", generation=1).filter(pl.col("source") == "synthesized")
+    assert verified["verdict"].to_list() == ["pass", "pass"]

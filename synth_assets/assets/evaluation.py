@@ -7,7 +7,16 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import GENERATIONAL, GENERATIONS, KINDS, counts, generation_of, table_meta, user_errors
+from synth_assets.assets._common import (
+    GENERATIONAL,
+    GENERATIONS,
+    KINDS,
+    UP_TO_THIS_GENERATION,
+    counts,
+    generation_of,
+    table_meta,
+    user_errors,
+)
 from synth_assets.core.generation import SamplingPlan, run_generation
 from synth_assets.core.publish import publish
 from synth_assets.core.tasks import conform, heldout_tasks
@@ -56,10 +65,11 @@ class ExportConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="synth", kinds={"polars", "json", "parquet"}, partitions_def=GENERATIONS)
+@dg.asset(group_name="synth", kinds={"polars", "json", "parquet"}, partitions_def=GENERATIONS,
+          ins={"filter_drops": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION)})
 def training_export(
     context: dg.AssetExecutionContext, config: ExportConfig, mixed_training_set: pl.DataFrame,
-    warehouse: WarehouseResource,
+    filter_drops: pl.DataFrame, warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """The mix as chat-format JSONL and Parquet for fine-tuning, with a dataset card (README.md)
     listing sources, licences, generators, verifiers, filters and the human share. It runs only
@@ -69,7 +79,9 @@ def training_export(
     out_dir = Path(config.export_dir) if config.export_dir else Path(wh.path).parent / "exports"
     policy = mixed_training_set.select("human_floor", "decontamination_ngram").head(1).to_dicts()
     floor = policy[0]["human_floor"] if policy else None
-    paths = publish(wh, mixed_training_set, generation, out_dir / f"generation_{generation:04d}", floor)
+    drops = counts(filter_drops, "drop_reason")  # every generation the mix draws on, for the card
+    paths = publish(wh, mixed_training_set, generation, out_dir / f"generation_{generation:04d}", floor,
+                    drops=dict(sorted(drops.items(), key=lambda kv: -kv[1])))
     wh.record_export(generation, paths)
     context.log.info(f"exported generation {generation}: {paths}")
     human = int((mixed_training_set["source"] == "human").sum()) if mixed_training_set.height else 0

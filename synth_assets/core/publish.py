@@ -23,13 +23,15 @@ def drops_by_reason(wh: Warehouse, generation: int) -> dict[str, int]:
 
 
 def publish(wh: Warehouse, mix: pl.DataFrame, generation: int, out_dir: str | Path,
-            human_floor: float | None = None) -> dict[str, str]:
+            human_floor: float | None = None, drops: dict[str, int] | None = None) -> dict[str, str]:
     """Files and card. The floor and the decontamination n-gram are the ones the mix was built
-    under (its ``human_floor`` and ``decontamination_ngram`` columns)."""
+    under (its ``human_floor`` and ``decontamination_ngram`` columns); ``drops`` are the filter's
+    drop counts by reason (the asset passes its input; ``synth export`` reads the warehouse)."""
     policy = mix.select([c for c in ("human_floor", "decontamination_ngram") if c in mix.columns]).head(1).to_dicts()
     policy = policy[0] if policy else {}
     floor = human_floor if human_floor is not None else policy.get("human_floor")
     ngram = policy.get("decontamination_ngram") or 13
     mix = conform(mix, MIX_SCHEMA)
-    card = dataset_card(mix, generation, drops_by_reason(wh, generation), floor, ngram=int(ngram))
+    card = dataset_card(mix, generation, drops if drops is not None else drops_by_reason(wh, generation), floor,
+                        ngram=int(ngram))
     return export_mix(mix, out_dir, card=card)
