@@ -72,29 +72,39 @@ class GenerationalIOManager(dg.ConfigurableIOManager):
         return wh.read(table, generations=keys)
 
 
-class GeneratorResource(dg.ConfigurableResource, ABC):
-    """A source of completions. Backends implement ``build``; assets call ``get``, which builds
-    (loads the model) once per run process, on first use, and shares it with every later step;
-    teardown releases it when the run's process is done."""
+class BuiltOnce(dg.ConfigurableResource):
+    """A resource whose ``build()`` is heavy (a model, a sandbox with its cgroups): ``get()``
+    builds it once per run process, on first use, and shares it with every later step;
+    teardown closes it when the run's process is done."""
 
     _built: dict = PrivateAttr(default_factory=dict)
-
-    @abstractmethod
-    def build(self) -> TextGenerator: ...
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._built = {}
 
-    def get(self) -> TextGenerator:
-        if "generator" not in self._built:
-            self._built["generator"] = self.build()
-        return self._built["generator"]
-
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        gen = self._built.pop("generator", None)
-        close = getattr(gen, "close", None)
+        thing = self._built.pop("built", None)
+        close = getattr(thing, "close", None)
         if callable(close):
             close()
+
+
+def _built_once(resource: BuiltOnce):  # noqa: ANN202
+    if "built" not in resource._built:  # noqa: SLF001
+        resource._built["built"] = resource.build()  # noqa: SLF001
+    return resource._built["built"]  # noqa: SLF001
+
+
+class GeneratorResource(BuiltOnce, ABC):
+    """A source of completions. Backends implement ``build``; assets call ``get``, which builds
+    (loads the model) once per run process, on first use, and shares it with every later step;
+    teardown releases it when the run's process is done."""
+
+    @abstractmethod
+    def build(self) -> TextGenerator: ...
+
+    def get(self) -> TextGenerator:
+        return _built_once(self)
 
 
 class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
@@ -194,7 +204,7 @@ def _resource_log(message: str) -> None:
     logging.getLogger("synth_assets").info(message)
 
 
-class SandboxResource(dg.ConfigurableResource):
+class SandboxResource(BuiltOnce):
     """Bubblewrap isolation for model-written code. Turning it off is explicit and logged."""
 
     enabled: bool = Field(default=True, description="False runs model code unsandboxed (unsafe)")
@@ -211,21 +221,9 @@ class SandboxResource(dg.ConfigurableResource):
         description="refuse to start where one memory and process cap per program cannot be enforced (cgroups)",
     )
 
-    _built: dict = PrivateAttr(default_factory=dict)
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._built = {}
-
     def get(self) -> Sandbox:
         """One sandbox (its cgroups, its start-up checks) per run process, built on first use."""
-        if "sandbox" not in self._built:
-            self._built["sandbox"] = self.build()
-        return self._built["sandbox"]
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        box = self._built.pop("sandbox", None)
-        if box is not None:
-            box.close()
+        return _built_once(self)
 
     def build(self) -> Sandbox:
         limits = SandboxLimits(self.timeout_s, self.cpu_s, self.memory_mb, self.max_processes, self.max_file_mb,

@@ -75,7 +75,8 @@ def test_real_model_judges_and_revises():
     scores = Judge(gen, "Score the response from 1 to 10. Reply with the score only.").score([("2+2?", "4")])
     assert len(scores) == 1 and scores[0].raw is not None
     revs = Constitution(gen, "1. Answer with a number only.", max_tokens=8).revise([("2+2?", "five", ("\n",))])
-    assert len(revs) == 1 and revs[0].sample.completion_tokens >= 0
+    # a real call: the critique-and-revise prompt was evaluated, and the token limit held
+    assert len(revs) == 1 and revs[0].sample.prompt_tokens > 20 and revs[0].sample.completion_tokens <= 8
 
 
 # ------------------------------------------------------------------ custom verifiers

@@ -36,38 +36,29 @@ def table_version(wh: Warehouse, table: str) -> str:
     return hashlib.sha256(repr(facts).encode()).hexdigest()[:16]
 
 
-@dg.observable_source_asset(
-    group_name="sources", metadata={"table": "review_decisions", "storage": "snapshot"}, kinds=KINDS,
-    description="Accept/reject decisions people made on review_queue rows (synth review accept|reject); the "
-    "latest decision per row wins.",
-)
-def review_decisions(warehouse: WarehouseResource) -> dg.DataVersion:
-    return dg.DataVersion(table_version(warehouse.get(), "review_decisions"))
+def _stored_table_source(name: str, table: str, description: str) -> dg.SourceAsset:
+    """An observable source over a table of the warehouse; its data version is the table's."""
+
+    @dg.observable_source_asset(name=name, group_name="sources", metadata={"table": table, "storage": "snapshot"},
+                                kinds=KINDS, description=description)
+    def _source(warehouse: WarehouseResource) -> dg.DataVersion:
+        return dg.DataVersion(table_version(warehouse.get(), table))
+
+    return _source
 
 
-@dg.observable_source_asset(
-    group_name="sources", metadata={"table": "filtered_set", "storage": "snapshot"}, kinds=KINDS,
-    description="Every generation's accepted rows as stored (filtered_set's table): the history new candidates "
-    "are deduplicated against, and the coverage task synthesis grows thin families from.",
-)
-def accepted_history(warehouse: WarehouseResource) -> dg.DataVersion:
-    return dg.DataVersion(table_version(warehouse.get(), "filtered_set"))
-
-
-@dg.observable_source_asset(
-    group_name="sources", metadata={"table": "drift_report", "storage": "snapshot"}, kinds=KINDS,
-    description="Every generation's drift report as stored: the series the diversity chart plots.",
-)
-def drift_history(warehouse: WarehouseResource) -> dg.DataVersion:
-    return dg.DataVersion(table_version(warehouse.get(), "drift_report"))
-
-
-@dg.observable_source_asset(
-    group_name="sources", metadata={"table": "task_proposals", "storage": "snapshot"}, kinds=KINDS,
-    description="Every task proposed so far, as stored (task_proposals' table): synthesis accumulates onto it.",
-)
-def proposal_history(warehouse: WarehouseResource) -> dg.DataVersion:
-    return dg.DataVersion(table_version(warehouse.get(), "task_proposals"))
-
+review_decisions = _stored_table_source(
+    "review_decisions", "review_decisions",
+    "Accept/reject decisions people made on review_queue rows (synth review accept|reject); the latest decision "
+    "per row wins.")
+accepted_history = _stored_table_source(
+    "accepted_history", "filtered_set",
+    "Every generation's accepted rows as stored (filtered_set's table): the history new candidates are "
+    "deduplicated against, and the coverage task synthesis grows thin families from.")
+drift_history = _stored_table_source(
+    "drift_history", "drift_report", "Every generation's drift report as stored: the series the diversity chart plots.")
+proposal_history = _stored_table_source(
+    "proposal_history", "task_proposals",
+    "Every task proposed so far, as stored (task_proposals' table): synthesis accumulates onto it.")
 
 FEEDBACK_SOURCES = [review_decisions, accepted_history, drift_history, proposal_history]
