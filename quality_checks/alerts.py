@@ -58,17 +58,16 @@ def build_alert_sensor(check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinitio
     @dg.sensor(
         name="quality_check_alerts",
         minimum_interval_seconds=30,
-        required_resource_keys={"warehouse"},
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Records every failed asset check (warnings included) in synth.alerts and posts it to "
         "SYNTH_ALERT_WEBHOOK_URL when set.",
     )
-    def quality_check_alerts(context: dg.SensorEvaluationContext):
+    def quality_check_alerts(context: dg.SensorEvaluationContext, warehouse: dg.ConfigurableResource):
         seen = json.loads(context.cursor) if context.cursor else {}
         alerts = failed_check_alerts(context.instance, check_keys, seen)
         if not alerts:
             return dg.SkipReason("no new failed checks")
-        wh = context.resources.warehouse.get()
+        wh = warehouse.get()  # the platform's WarehouseResource (typed loosely: this package imports only the core)
         wh.append("alerts", pl.DataFrame(alerts, schema=ALERT_SCHEMA))
         url = os.environ.get("SYNTH_ALERT_WEBHOOK_URL")
         for a in alerts:
