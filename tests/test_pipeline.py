@@ -58,6 +58,16 @@ def test_definitions_load_with_job_and_schedule():
     assert set(TABLES) <= keys
 
 
+def test_the_nightly_schedule_adds_the_next_generation_and_requests_it():
+    from synth_assets.definitions import nightly_regeneration_schedule
+
+    with dg.instance_for_test() as instance:  # a schedule context needs an instance with a ref
+        instance.add_dynamic_partitions("generation", ["1", "2"])
+        request = nightly_regeneration_schedule(dg.build_schedule_context(instance=instance))
+        assert request.partition_key == "3" and request.run_key == "generation-3"
+        assert instance.get_dynamic_partitions("generation") == ["1", "2", "3"]
+
+
 @pytest.mark.slow
 def test_two_generations_end_to_end(resources, instance, db_path):
     first = run(resources, instance)
