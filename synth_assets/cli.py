@@ -12,6 +12,7 @@
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import polars as pl
@@ -114,8 +115,11 @@ def run(select: str, config_file: str | None, generation: int | None = None, tra
     run_config = merge(PROFILES[profile], run_config or {})
     graph = defs.resolve_asset_graph()
     try:  # a,b,c (as `dagster asset materialize --select` takes it) is the union of its parts
-        keys = {k for part in select.split(",") if part.strip()
-                for k in dg.AssetSelection.from_string(part.strip()).resolve(graph) if graph.get(k).is_materializable}
+        with warnings.catch_warnings():  # "*" resolves through a beta parameter; nothing for the user to act on
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            keys = {k for part in select.split(",") if part.strip()
+                    for k in dg.AssetSelection.from_string(part.strip()).resolve(graph)
+                    if graph.get(k).is_materializable}
     except Exception as exc:  # noqa: BLE001 - Dagster's own message names the problem
         raise SynthConfigError(f"--select {select!r}: {exc}") from None
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=keys)
