@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from synth_assets.core.generation import PromptSettings, SamplingPlan, plan_requests  # noqa: E402
+from synth_assets.core.generation import SamplingPlan, plan_requests  # noqa: E402
 from synth_assets.core.openai_backend import EndpointSettings, OpenAICompatibleGenerator  # noqa: E402
 from synth_assets.core.tasks import reasoning_gym_tasks  # noqa: E402
 from tests.conftest import SERVED_MODEL, start_llama_server  # noqa: E402

@@ -13,7 +13,7 @@ from synth_assets.core.curation import (
     curate,
     decontaminate_references,
 )
-from synth_assets.core.errors import HumanFloorError, SynthConfigError
+from synth_assets.core.errors import HumanFloorError
 from synth_assets.core.mixing import MixSettings, build_mix, export_mix
 from synth_assets.core.tasks import REFERENCE_SCHEMA, conform
 from synth_assets.core.verification import VERDICT_SCHEMA

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from synth_assets.assets.pipeline import MixConfig
 from synth_assets.core.warehouse import Warehouse

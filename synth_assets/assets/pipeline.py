@@ -7,7 +7,7 @@ IO manager writes it to DuckDB by generation) with metadata the UI shows.
 
 import os
 import time
-from typing import Literal, Optional
+from typing import Optional
 
 import dagster as dg
 import polars as pl
@@ -35,7 +35,6 @@ from synth_assets.core.curation import (
 )
 from synth_assets.core.near_duplicates import NearDupSettings
 from synth_assets.core.generation import SamplingPlan, attach_log, run_generation
-from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
 from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers

@@ -18,7 +18,7 @@ from typing import Literal, Optional
 import polars as pl
 from pydantic import Field, field_validator
 
-from synth_assets.core.errors import HumanFloorError, SynthConfigError
+from synth_assets.core.errors import HumanFloorError
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks import conform
 

@@ -24,7 +24,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import polars as pl
 from pydantic import Field
