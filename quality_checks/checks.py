@@ -105,10 +105,10 @@ def human_share_at_or_above_floor(context: dg.AssetCheckExecutionContext) -> dg.
                                    metadata={"rows": 0, "why": "the mix of this generation is empty"})
     floor = float(mixed_training_set["human_floor"][0])
     total = mixed_training_set.height
-    human = int((mixed_training_set["source"] == "human").sum()) if total else 0
-    share = human / total if total else 0.0
+    human = int((mixed_training_set["source"] == "human").sum())
+    share = human / total
     return dg.AssetCheckResult(
-        passed=total > 0 and share + 1e-9 >= floor,
+        passed=share + 1e-9 >= floor,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"human_share": round(share, 4), "human_floor": floor, "human_rows": human, "rows": total},
     )

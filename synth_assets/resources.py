@@ -82,17 +82,20 @@ class BuiltOnce(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._built = {}
 
+    def build(self):  # noqa: ANN201
+        raise NotImplementedError
+
+    def get(self):  # noqa: ANN201
+        """What ``build()`` makes, built on first use in this run process and shared after."""
+        if "built" not in self._built:
+            self._built["built"] = self.build()
+        return self._built["built"]
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         thing = self._built.pop("built", None)
         close = getattr(thing, "close", None)
         if callable(close):
             close()
-
-
-def _built_once(resource: BuiltOnce):  # noqa: ANN202
-    if "built" not in resource._built:  # noqa: SLF001
-        resource._built["built"] = resource.build()  # noqa: SLF001
-    return resource._built["built"]  # noqa: SLF001
 
 
 class GeneratorResource(BuiltOnce, ABC):
@@ -104,7 +107,7 @@ class GeneratorResource(BuiltOnce, ABC):
     def build(self) -> TextGenerator: ...
 
     def get(self) -> TextGenerator:
-        return _built_once(self)
+        return super().get()
 
 
 class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
@@ -223,7 +226,7 @@ class SandboxResource(BuiltOnce):
 
     def get(self) -> Sandbox:
         """One sandbox (its cgroups, its start-up checks) per run process, built on first use."""
-        return _built_once(self)
+        return super().get()
 
     def build(self) -> Sandbox:
         limits = SandboxLimits(self.timeout_s, self.cpu_s, self.memory_mb, self.max_processes, self.max_file_mb,

@@ -44,9 +44,10 @@ class CgroupLimits:
     reason: str = ""
     _dirs: dict[int, list[Path]] = field(default_factory=dict)
     _v2_base: Path = ROOT
+    _own: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        own = _own_paths()
+        own = self._own = _own_paths()
         errors = []
         if (ROOT / "cgroup.controllers").exists():
             base = ROOT / own.get("", "/").lstrip("/")
@@ -84,7 +85,7 @@ class CgroupLimits:
         """The slot's cgroup directories, created with their limits on first use."""
         if slot in self._dirs:
             return self._dirs[slot]
-        own = _own_paths()
+        own = self._own
         name = f"{self.tag}_{slot}"
         if self.version == 2:
             d = self._v2_base / name
@@ -108,22 +109,10 @@ class CgroupLimits:
         return dirs
 
     def events_file(self, slot: int) -> Path:
-        """The file whose ``oom_kill`` line counts OOM kills in the slot's cgroup."""
+        """The file whose ``oom_kill`` line counts OOM kills in the slot's cgroup (bound read-only
+        into the sandbox, where the runner reads it before and after each program)."""
         d = self.prepare(slot)[0]
         return d / ("memory.events" if self.version == 2 else "memory.oom_control")
-
-    def oom_kills(self, slot: int) -> int:
-        """How many times the kernel's OOM killer acted in the slot's cgroup so far."""
-        d = self._dirs.get(slot, [None])[0]
-        if d is None:
-            return 0
-        path = d / ("memory.events" if self.version == 2 else "memory.oom_control")
-        with contextlib.suppress(OSError, ValueError):
-            for line in path.read_text().splitlines():
-                k, _, v = line.partition(" ")
-                if k == "oom_kill":
-                    return int(v)
-        return 0
 
     def close(self) -> None:
         for dirs in self._dirs.values():

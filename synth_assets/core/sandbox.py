@@ -1,21 +1,23 @@
 """Running model-written code where it cannot hurt anything, nor forge its own verdict.
 
-Every program gets a sandbox of its own: one ``bwrap`` with every namespace unshared (no
+Programs run in batches of ``batch_size`` per ``bwrap`` sandbox: every namespace unshared (no
 network, own pids, own IPC), started with an empty environment as a dedicated unprivileged uid
-(one per worker slot, when we are root), with a read-only root, /usr read-only, no /proc, and a
-fresh size-capped tmpfs /tmp as its only writable place. Nothing of one program survives into
-the next: the sandbox and its tmpfs end with the program. Inside, ``sandbox_runner.py`` runs as
-the namespace's PID 1 (unkillable from inside, non-dumpable).
+(one per worker slot, when we are root), read-only root, /usr and /dev, no /proc. Inside,
+``sandbox_runner.py`` runs as the namespace's PID 1 (unkillable from inside, non-dumpable) and
+gives each program new mount, IPC, network and PID namespaces with a fresh size-capped tmpfs
+/tmp as its only writable place, so nothing of one program survives into the next.
 
 Verdicts on code come from ``check_functions``: the candidate's code runs in a child process
-that only answers calls with plain data; the task's test runs in the runner, which never runs
-candidate code, and the host accepts a pass only with the per-program nonce that the candidate
-never saw. See the module docstring of ``sandbox_runner`` and the README's threat model.
+that only answers calls with plain data; the task's test runs in the program's init process,
+which never runs candidate code, and the host accepts a pass only with the per-program nonce
+that the candidate never saw. See the module docstring of ``sandbox_runner`` and the README's
+threat model.
 
 Limits per program: RLIMIT_AS, CPU, file size and processes on the candidate; a wall-clock
 timeout; and, where cgroups are writable, one memory cap over all of the program's processes
 and its tmpfs plus a pids cap (``cgroup_limits``). Where they are not, start-up says so.
-A sandbox costs ~35 ms to start (bench/verify_throughput.py measures the whole path).
+A sandbox costs ~35 ms to start and each program ~14 ms of a core (bench/verify_throughput.py
+measures the whole path).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ SANDBOX_UID_BASE = 61000
 _PR_SET_CHILD_SUBREAPER = 36
 # what the runner itself needs besides the program's own memory (it counts in the cgroup)
 RUNNER_OVERHEAD_MB = 48
+
+
 def _become_subreaper() -> bool:
     """Orphaned sandbox processes are re-parented to us, not to PID 1.
 
@@ -103,7 +107,6 @@ class RunResult:
     stderr: str
     seconds: float
     detail: str
-    verified: bool = False  # True only for a pass decided by the test outside the candidate
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,8 @@ def _default_python() -> str:
 
 
 class Sandbox:
-    """Runs Python programs under bubblewrap, one sandbox per program, ``workers`` at a time.
+    """Runs Python programs under bubblewrap, ``batch_size`` per sandbox, ``workers`` sandboxes
+    at a time, each program in namespaces of its own.
 
     ``enabled=False`` runs them bare (unsafe, logged); ``require_cgroups=True`` refuses to start
     where the per-program memory and process caps cannot be enforced.
@@ -266,13 +270,13 @@ class Sandbox:
 
         For trusted callers and containment: a script's exit status is the script's to choose,
         so this is never a verdict on untrusted code; use ``check_functions`` for that."""
-        return self._map([("script", p) for p in programs])
+        return self._map("script", programs)
 
     def check_functions(self, checks: list[FunctionCheck]) -> list[RunResult]:
         """Verdicts for code candidates, decided by each task's test outside the candidate."""
-        return self._map([("function", c) for c in checks])
+        return self._map("function", checks)
 
-    def _map(self, jobs: list[tuple[str, object]]) -> list[RunResult]:
+    def _map(self, mode: str, jobs: list) -> list[RunResult]:
         """Every job, in batches of ``batch_size`` per sandbox, ``workers`` sandboxes at a time.
         A batch whose sandbox stops early (a program that broke it) records that program's
         error and runs the rest again in a new sandbox."""
@@ -284,7 +288,7 @@ class Sandbox:
         def work(idx: list[int]) -> None:
             pending = idx
             while pending:
-                done = self._run_batch([jobs[i] for i in pending])
+                done = self._run_batch(mode, [jobs[i] for i in pending])
                 for i, r in zip(pending, done):
                     results[i] = r
                 pending = pending[len(done):]
@@ -293,18 +297,17 @@ class Sandbox:
             list(pool.map(work, chunks))
         return [r for r in results if r is not None]
 
-    def _run_batch(self, jobs: list[tuple[str, object]]) -> list[RunResult]:
+    def _run_batch(self, mode: str, jobs: list) -> list[RunResult]:
         with self._slot_lock:
             slot = self._slots.pop()
         try:
-            return self._run_batch_in_slot(jobs, slot)
+            return self._run_batch_in_slot(mode, jobs, slot)
         finally:
             with self._slot_lock:
                 self._slots.append(slot)
 
-    def _payload(self, jobs: list[tuple[str, object]]) -> tuple[bytes, list[str | None]]:
+    def _payload(self, mode: str, jobs: list) -> tuple[bytes, list[str | None]]:
         lim = self.limits
-        mode = jobs[0][0]
         config = {"mode": mode, "count": len(jobs), "limits": {
             "timeout_s": lim.timeout_s, "cpu_s": lim.cpu_s, "memory_mb": lim.memory_mb,
             "max_file_mb": lim.max_file_mb, "max_processes": lim.max_processes,
@@ -312,8 +315,7 @@ class Sandbox:
             "tmpfs_bytes": min(lim.tmpfs_mb, lim.memory_mb) << 20, "isolated": self.enabled}}
         records = [json.dumps(config).encode()]
         nonces: list[str | None] = []
-        for kind, item in jobs:
-            assert kind == mode, "one mode per batch"
+        for item in jobs:
             if mode == "script":
                 records.append(str(item).encode())
                 nonces.append(None)
@@ -327,10 +329,10 @@ class Sandbox:
                 nonces.append(nonce)
         return b"".join(struct.pack(">I", len(r)) + r for r in records), nonces
 
-    def _run_batch_in_slot(self, jobs: list[tuple[str, object]], slot: int) -> list[RunResult]:
+    def _run_batch_in_slot(self, mode: str, jobs: list, slot: int) -> list[RunResult]:
         """Results for a prefix of ``jobs`` (all of them unless the sandbox stopped early)."""
         lim = self.limits
-        payload, nonces = self._payload(jobs)
+        payload, nonces = self._payload(mode, jobs)
         t0 = time.perf_counter()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
@@ -378,8 +380,8 @@ class Sandbox:
         oom = bool(r.get("oom_kill"))
         stdout, stderr, seconds, rc, sig = r["stdout"], r["stderr"], float(r["seconds"]), r["exit_code"], r["signal"]
 
-        def res(status: str, detail: str, code: int | None = rc, verified: bool = False) -> RunResult:
-            return RunResult(status, code, stdout, stderr, seconds, detail, verified)
+        def res(status: str, detail: str, code: int | None = rc) -> RunResult:
+            return RunResult(status, code, stdout, stderr, seconds, detail)
 
         if r["timed_out"]:
             return res("timeout", f"wall-clock timeout after {lim.timeout_s}s")
@@ -387,7 +389,7 @@ class Sandbox:
             if r.get("nonce") != nonce:
                 return res("error", "the result does not carry this program's nonce (forged or corrupted)")
             if r.get("verdict") == "pass":
-                return res("pass", str(r.get("detail", "all tests passed")), verified=True)
+                return res("pass", str(r.get("detail", "all tests passed")))
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and seconds >= lim.cpu_s):
             return res("timeout", f"CPU limit of {lim.cpu_s}s exceeded", -sig)
         if sig == signal.SIGXFSZ:

@@ -155,6 +155,24 @@ def _read_capped(path: str, limit: int) -> str:
         return ""
 
 
+def _flush() -> None:
+    """What the program printed reaches its files before the kill that ends it."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # noqa: BLE001
+        pass
+
+
+def _finish(pid: int, status: int | None, timed_out: bool, t0: float, lim: dict, workdir: str) -> dict:
+    """Kill what is left of the program, then its result: exit status, time, capped output."""
+    seconds = time.monotonic() - t0
+    _kill_all(lim["isolated"], pid)
+    return {**_status_fields(status), "timed_out": timed_out, "seconds": seconds,
+            "stdout": _read_capped(f"{workdir}/.out", lim["max_output_bytes"]),
+            "stderr": _read_capped(f"{workdir}/.err", lim["max_output_bytes"])}
+
+
 def _kill_all(isolated: bool, pid: int) -> None:
     """Every other process of the namespace is gone when this returns: as its PID 1,
     everything left is our child or re-parented to us, so kill and reap until none remain."""
@@ -252,20 +270,12 @@ def run_script(lim: dict, workdir: str) -> dict:
             except BaseException:  # noqa: BLE001
                 traceback.print_exc()
                 status = 1
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            except BaseException:  # noqa: BLE001
-                pass
+            _flush()
             os._exit(status & 0xFF)
         finally:
             os._exit(120)
     status, timed_out = _wait(pid, t0 + lim["timeout_s"])
-    seconds = time.monotonic() - t0
-    _kill_all(lim["isolated"], pid)
-    return {**_status_fields(status), "timed_out": timed_out, "seconds": seconds,
-            "stdout": _read_capped(f"{workdir}/.out", lim["max_output_bytes"]),
-            "stderr": _read_capped(f"{workdir}/.err", lim["max_output_bytes"])}
+    return _finish(pid, status, timed_out, t0, lim, workdir)
 
 
 # ------------------------------------------------------------------ function mode
@@ -302,11 +312,7 @@ def _serve(code: str, entry_point: str, req_fd: int, resp_fd: int) -> None:
                 reply = {"raise": ["RecursionError", str(exc)[:200]]}
             except BaseException as exc:  # noqa: BLE001
                 reply = {"raise": [type(exc).__name__, str(exc)[:200]]}
-        try:  # what it printed survives the kill that ends the program
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BaseException:  # noqa: BLE001
-            pass
+        _flush()
         try:
             data = json.dumps(reply).encode()
         except (TypeError, ValueError, RecursionError):
@@ -438,16 +444,9 @@ def run_function(lim: dict, workdir: str) -> dict:
         verdict, detail = "error", f"the task's test raised {type(exc).__name__}: {str(exc)[:200]}"
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    seconds = time.monotonic() - t0
-    status = None
-    done, st = os.waitpid(pid, os.WNOHANG)
-    if done:
-        status = st
-    _kill_all(lim["isolated"], pid)
-    return {**_status_fields(status), "timed_out": timed_out, "seconds": seconds,
-            "nonce": material["nonce"], "verdict": verdict, "detail": detail[:500],
-            "stdout": _read_capped(f"{workdir}/.out", lim["max_output_bytes"]),
-            "stderr": _read_capped(f"{workdir}/.err", lim["max_output_bytes"])}
+    done, st = os.waitpid(pid, os.WNOHANG)  # the candidate's status, if it already ended
+    return {**_finish(pid, st if done else None, timed_out, t0, lim, workdir),
+            "nonce": material["nonce"], "verdict": verdict, "detail": detail[:500]}
 
 
 # ------------------------------------------------------------------ namespaces
