@@ -20,6 +20,7 @@ process per file: a long-lived handle would lock out the Dagster run workers.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -163,15 +164,11 @@ class Warehouse:
 
     def record_export(self, generation: int, paths: dict[str, str]) -> None:
         """Where a generation's mix was published (what ``synth summary`` points to)."""
-        import json
-
         self.append("_exports", pl.DataFrame({"generation": [generation], "paths": [json.dumps(paths)],
                                               "written_at": [datetime.now(timezone.utc)]}))
 
     def export_paths(self, generation: int) -> dict[str, str] | None:
         """The newest publication of ``generation``, or None when it was never exported."""
-        import json
-
         if not self.table_exists("_exports"):
             return None
         df = self.sql(f"select paths from {self.schema}._exports where generation = ? order by written_at desc limit 1",
