@@ -7,6 +7,10 @@
     synth export --out DIR [--generation N]  write a generation's mix as chat-format JSONL
     synth review list [--all]                the review queue (pending rows unless --all)
     synth review accept|reject ID... [--note TEXT]
+    synth models [list|log]                  the model registry (lineage, scores, status) / the serving log
+    synth models show ID                     one model: lineage, training, scores, status and reason
+    synth models approve|reject ID [--note]  decide a candidate awaiting approval
+    synth models serve ID [--note]           put a promoted model (or 'base') in service: pin or roll back
 """
 
 import argparse
@@ -174,6 +178,41 @@ def review(wh: Warehouse, action: str, ids: list[str], note: str, show_all: bool
     return f"{action}ed {len(ids)} rows; the next mixed_training_set honours it"
 
 
+def models(wh: Warehouse, action: str, model_id: str | None, note: str) -> str:
+    from synth_assets.core.training.registry import Registry
+
+    reg = Registry(wh)
+    if action == "list":
+        df = reg.models()
+        in_service = reg.serving()
+        lines = [f"{'model':<16} {'parent':<16} {'gen':>3} {'rows':>5} {'status':<18} reason"]
+        for r in df.iter_rows(named=True):
+            mark = "*" if r["model_id"] == in_service else " "
+            gen = r["mix_generation"] if r["mix_generation"] is not None else "-"
+            lines.append(f"{mark}{r['model_id']:<15} {r['parent_id'] or '-':<16} {gen:>3} {r['train_rows'] or 0:>5} "
+                         f"{r['status']:<18} {(r['reason'] or '')[:90]}")
+        return "\n".join(lines + ["", f"* in service: {in_service}"])
+    if action == "log":
+        return "\n".join(f"{r['served_from']:%Y-%m-%d %H:%M:%S}  {r['model_id']:<16} {r['action']:<9} {r['reason']}"
+                         for r in reg.serving_log().iter_rows(named=True))
+    if not model_id:
+        raise SynthConfigError(f"synth models {action}: give a model id (see `synth models list`)")
+    if action == "show":
+        r = reg.models().filter(pl.col("model_id") == model_id)
+        if r.height == 0:
+            reg.get(model_id)  # raises with the known ids
+        return "\n".join(f"{k:<18} {v}" for k, v in r.row(0, named=True).items())
+    record = reg.get(model_id)
+    if action in ("approve", "reject"):
+        if record.status != "awaiting_approval":
+            raise SynthConfigError(f"{model_id} is {record.status}, not awaiting approval")
+        status = "promoted" if action == "approve" else "rejected"
+        reg.decide(model_id, status, f"{action}d by a person" + (f": {note}" if note else ""))
+        return f"{model_id}: {status}" + (" and in service" if status == "promoted" else "")
+    reg.serve(model_id, "pin" if model_id != "base" else "rollback", note or "served by hand (synth models serve)")
+    return f"{model_id} is in service; the next run's generator uses it"
+
+
 def _observe_decisions(wh: Warehouse) -> None:
     """Tell the Dagster instance (when there is one) that review_decisions has a new data
     version, so the UI marks the mix that read the old decisions as stale."""
@@ -213,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     p_rev.add_argument("ids", nargs="*")
     p_rev.add_argument("--note", default="")
     p_rev.add_argument("--all", action="store_true")
+    p_mod = sub.add_parser("models", help="the model registry: list, show, approve, reject, serve")
+    p_mod.add_argument("action", nargs="?", default="list", choices=["list", "log", "show", "approve", "reject", "serve"])
+    p_mod.add_argument("model_id", nargs="?")
+    p_mod.add_argument("--note", default="")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -232,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.action != "list" and not args.ids:
                 raise SynthConfigError(f"synth review {args.action}: give at least one candidate id")
             print(review(wh, args.action, args.ids, args.note, args.all))
+        elif args.command == "models":
+            print(models(wh, args.action, args.model_id, args.note))
     except SynthConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import dagster as dg
 from quality_checks.alerts import build_alert_sensor
 from quality_checks.checks import ALL_CHECKS as STRUCTURAL_CHECKS
 from quality_checks.gx_checks import SUITE_ASSETS, gx_suite_checks
+from quality_checks.promotion import promotion_gate
 from synth_assets.assets._common import GENERATIONS, next_generation_key
 from synth_assets.assets.evaluation import generator_eval, training_export
 from synth_assets.assets.feedback import FEEDBACK_SOURCES
@@ -21,15 +22,16 @@ from synth_assets.assets.pipeline import (
 from synth_assets.assets.reports import drift_report
 from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
 from synth_assets.assets.synthesis import synthesized_tasks
+from synth_assets.assets.training import TRAINING_ASSETS
 from synth_assets.console_log import console_logger
 from synth_assets.profiles import SMOKE_RUN_CONFIG
 from synth_assets.resources import default_resources
 
 ALL_ASSETS = [synthesized_tasks, task_pool, human_reference, heldout_eval, raw_candidates, verified_set, preference_pairs,
               filtered_set, review_queue, mixed_training_set, training_export, generator_eval, drift_report,
-              *FEEDBACK_SOURCES]
+              *TRAINING_ASSETS, *FEEDBACK_SOURCES]
 GX_CHECKS = [gx_suite_checks(a) for a in SUITE_ASSETS]
-ALL_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS]
+ALL_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS, promotion_gate]
 CHECK_KEYS = [key for c in ALL_CHECKS for key in c.check_keys]
 
 nightly_job = dg.define_asset_job(
@@ -37,17 +39,19 @@ nightly_job = dg.define_asset_job(
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(s.key for s in FEEDBACK_SOURCES)),
     partitions_def=GENERATIONS,
     description="Materialize a generation: tasks, candidates, verification, curation, mix, export, "
-    "held-out evaluation and drift report, with every check.",
+    "held-out evaluation and drift report, with every check; then the loop: train a candidate generator on "
+    "the mix, evaluate it against the model in service, and promote it if the gate passes.",
 )
 
 
 smoke_job = dg.define_asset_job(
     "smoke_generation",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(s.key for s in FEEDBACK_SOURCES)),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(s.key for s in FEEDBACK_SOURCES))
+    - dg.AssetSelection.groups("training"),
     partitions_def=GENERATIONS,
     config=SMOKE_RUN_CONFIG,
-    description="A generation at smoke size (about a minute): for demos and trying the platform out. "
-    "Everything stays real; the Launchpad shows the sizes.",
+    description="A generation at smoke size (about a minute), without the training group: for demos and trying "
+    "the platform out. Everything stays real; the Launchpad shows the sizes.",
 )
 
 

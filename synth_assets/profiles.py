@@ -13,7 +13,13 @@ SMOKE_RUN_CONFIG: dict = {"ops": {
     "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 48}},
 }}
 
-PROFILES: dict[str, dict] = {"full": {}, "smoke": SMOKE_RUN_CONFIG}
+# the loop at smoke size: a few dozen rows, one epoch, two families of ten held-out items
+SMOKE_TRAINING_CONFIG: dict = {"ops": {
+    "candidate_model": {"config": {"max_train_rows": 24, "epochs": 1, "min_train_rows": 4}},
+    "heldout_reasoning": {"config": {"families": ["letter_counting", "gcd"], "items_per_family": 10}},
+}}
+
+PROFILES: dict[str, dict] = {"full": {}, "smoke": {"ops": {**SMOKE_RUN_CONFIG["ops"], **SMOKE_TRAINING_CONFIG["ops"]}}}
 
 
 def merge(base: dict, extra: dict) -> dict:

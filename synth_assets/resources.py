@@ -112,11 +112,33 @@ class GeneratorResource(BuiltOnce, ABC):
 
 class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
     """The embedded default: Gemma 3 270M on llama.cpp, on the CPU, no network (the core's
-    LlamaSettings)."""
+    LlamaSettings), or the model the loop promoted.
+
+    With a ``registry`` (the warehouse), the model is resolved when the run builds it: the
+    model in service (the newest entry of the registry's serving log), or ``model_version``
+    when set (a pin: a model id, or ``base``). The asset graph has no edge from the loop back
+    to generation, so there is no cycle: a run uses what serves when it starts."""
+
+    registry: Optional[WarehouseResource] = Field(
+        default=None, description="the warehouse holding the model registry; unset: always the base model")
+    model_version: Optional[str] = Field(
+        default=None, description="pin a registered model id (or 'base'); default: the model in service")
 
     def build(self) -> TextGenerator:
         from synth_assets.core.llama_backend import LlamaCppGenerator
 
+        if self.registry is not None and not self.model_path:
+            from synth_assets.core.training.loop import load_generator
+            from synth_assets.core.training.registry import Registry
+
+            reg = Registry(self.registry.get())
+            model_id = self.model_version or reg.serving()
+            if model_id != "base":
+                record = reg.get(model_id)
+                if record.status != "promoted" and not self.model_version:
+                    raise SynthConfigError(f"generator: {model_id} is in service but {record.status}")
+                _resource_log(f"generator: serving {model_id} from the model registry")
+                return load_generator(record, n_ctx=self.n_ctx, n_threads=self.n_threads)
         return LlamaCppGenerator(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
                                  terms=self.model_terms)
 
@@ -258,7 +280,7 @@ def _env_bool(name: str, default: bool) -> bool:
     raise SynthConfigError(f"environment variable {name}={raw!r}: use on or off")
 
 
-def generator_from_env() -> GeneratorResource:
+def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> GeneratorResource:
     """``SYNTH_GENERATOR`` picks the backend: ``llama_cpp`` (the embedded default), ``openai``
     (``SYNTH_OPENAI_BASE_URL``, ``SYNTH_OPENAI_MODEL``, ``SYNTH_OPENAI_API``, ``SYNTH_OPENAI_API_KEY_ENV``,
     ``SYNTH_OPENAI_CONCURRENCY``), ``import`` (``SYNTH_IMPORT_FILES``, comma-separated) or ``mixture``
@@ -266,7 +288,8 @@ def generator_from_env() -> GeneratorResource:
     kind = (os.environ.get("SYNTH_GENERATOR") or "llama_cpp").lower()
     env = os.environ.get
     if kind == "llama_cpp":
-        return LlamaCppGeneratorResource(model_path=_from_env("SYNTH_MODEL_PATH"))
+        return LlamaCppGeneratorResource(model_path=_from_env("SYNTH_MODEL_PATH"), registry=warehouse,
+                                         model_version=_from_env("SYNTH_MODEL_VERSION"))
     if kind == "openai":
         missing = [v for v in ("SYNTH_OPENAI_BASE_URL", "SYNTH_OPENAI_MODEL") if not env(v)]
         if missing:
@@ -333,7 +356,7 @@ def default_resources() -> dict:
     return {
         "warehouse": warehouse,
         "io_manager": GenerationalIOManager(warehouse=warehouse),
-        "generator": generator_from_env(),
+        "generator": generator_from_env(warehouse),
         "sandbox": SandboxResource(enabled=_env_bool("SYNTH_SANDBOX", True)),
         "humaneval_split": HumanEvalSplitResource(
             human_fraction=float(os.environ.get("SYNTH_HUMANEVAL_HUMAN_FRACTION", 0.3)),

@@ -111,6 +111,7 @@ class LlamaCppGenerator:
         n_threads: int | None = None,
         model_id: str | None = None,
         terms: str | None = None,
+        lora_path: str | None = None,
     ) -> None:
         path = Path(model_path) if model_path else ensure_model_file()
         if not path.exists():
@@ -121,13 +122,21 @@ class LlamaCppGenerator:
         # what a user of the outputs must honour; the packaged model is Gemma
         self.terms = terms or (GEMMA_TERMS if not model_path else "undeclared (set generator.model_terms)")
         self.path = path
-        self._llm = Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count() or 1,
-            n_batch=512,
-            verbose=False,
-        )
+        if lora_path and not Path(lora_path).exists():
+            raise SynthConfigError(f"generator: LoRA adapter {lora_path} does not exist")
+        try:
+            self._llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count() or 1,
+                n_batch=512,
+                lora_path=lora_path,
+                verbose=False,
+            )
+        except ValueError as exc:  # llama.cpp refuses a file it cannot read
+            what = f"LoRA adapter {lora_path}" if lora_path else f"model file {path}"
+            raise SynthConfigError(f"generator: llama.cpp could not load the {what} ({exc}); "
+                                   "re-create it, or serve another model (synth models serve <id>)") from None
 
     def close(self) -> None:
         """Free the model's memory now rather than at interpreter exit."""

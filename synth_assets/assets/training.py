@@ -1,0 +1,156 @@
+"""The loop's assets: train a candidate generator on the mix, evaluate it against the model in
+service, gate it, promote it (or wait for a person to). Thin shells over core/training."""
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from pydantic import Field
+
+from synth_assets.assets._common import GENERATIONAL, GENERATIONS, SNAPSHOT, generation_of, table_meta, user_errors
+from synth_assets.core.generation import PromptSettings
+from synth_assets.core.markdown import markdown_table
+from synth_assets.core.training.gate import MACRO, GateSettings
+from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
+from synth_assets.core.training.loop import CandidateSettings, evaluate_candidate, train_candidate
+from synth_assets.core.training.registry import Registry
+from synth_assets.resources import WarehouseResource
+
+TRAINING_KINDS = {"polars", "duckdb", "pytorch"}
+
+
+class HeldoutConfig(HeldoutSettings, PromptSettings, dg.Config):
+    """Which held-out items every model is scored on; the prompt settings are raw_candidates'."""
+
+
+@dg.asset(group_name="training", kinds={"polars", "duckdb"}, metadata=SNAPSHOT)
+def heldout_reasoning(context: dg.AssetExecutionContext, config: HeldoutConfig) -> dg.MaterializeResult:
+    """Held-out reasoning-gym items (seeds no training stage uses) per family, in three variants:
+    as trained, harder, and under a rephrased prompt. Every model is scored on these."""
+    with user_errors():
+        df = heldout_items(config, config)
+    return dg.MaterializeResult(value=df, metadata=table_meta(
+        df, families=sorted(set(df["family"].to_list())), items_per_variant=config.items_per_family))
+
+
+class CandidateConfig(CandidateSettings, dg.Config):
+    """The core's CandidateSettings (LoRA, trainer, prompt format: keep the prompt settings equal
+    to raw_candidates')."""
+
+
+def _artefact_root(config: CandidateSettings, wh_path: str) -> Path:
+    return Path(config.artefact_dir) if config.artefact_dir else Path(wh_path).parent / "models"
+
+
+def _loss_plot(curve: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for key in ("train_loss", "validation_loss"):
+        pts = [(c["epoch"], c[key]) for c in curve if c.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (target tokens)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+@dg.asset(group_name="training", kinds=TRAINING_KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+def candidate_model(context: dg.AssetExecutionContext, config: CandidateConfig, mixed_training_set: pl.DataFrame,
+                    warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """A generator fine-tuned (LoRA) on this generation's mix (train split; validation split for
+    early stopping), in the prompt format the generator is prompted with; registered as a
+    candidate whose parent is the model in service now."""
+    generation = generation_of(context)
+    wh = warehouse.get()
+    registry = Registry(wh)
+    with user_errors():
+        row = train_candidate(mixed_training_set, generation, config, registry, _artefact_root(config, wh.path),
+                              log=context.log.info)
+    curve = row.get("loss_curve") or []
+    plot = _loss_plot(curve, _artefact_root(config, wh.path) / row["model_id"] / "loss.png") if curve else None
+    df = registry.models().filter(pl.col("model_id") == row["model_id"])
+    meta = table_meta(df, model_id=row["model_id"], parent_id=row["parent_id"], train_rows=row["train_rows"],
+                      train_tokens=row.get("train_tokens") or 0, wall_s=round(row["wall_s"], 1))
+    meta["loss_curve"] = dg.MetadataValue.md(markdown_table(pl.DataFrame(curve), list(pl.DataFrame(curve).columns),
+                                                            rows=50) if curve else "(none reported)")
+    if plot:
+        meta["loss_plot"] = dg.MetadataValue.path(str(plot))
+    meta["adapter"] = dg.MetadataValue.path(str(row.get("adapter_path") or row.get("endpoint_base_url")))
+    return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
+                                metadata=meta)
+
+
+class GateConfig(GateSettings, dg.Config):
+    """The core's GateSettings: the paired tests' alpha and the diversity-loss rule."""
+
+
+@dg.asset(group_name="training", kinds={"polars", "duckdb"}, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+def model_eval(context: dg.AssetExecutionContext, config: GateConfig, candidate_model: pl.DataFrame,
+               heldout_reasoning: pl.DataFrame, mixed_training_set: pl.DataFrame,
+               warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The candidate and its parent on the same held-out and shifted items (decontaminated
+    against the mix), paired: pass rates with 95% intervals, McNemar p-values, trivial
+    baselines, answer entropy, and what blocks promotion. A candidate the gate refuses is
+    recorded as rejected (the parent stays in service)."""
+    generation = generation_of(context)
+    if candidate_model.height == 0:
+        raise dg.Failure(description=f"no candidate_model for generation {generation}; materialize it first",
+                         allow_retries=False)
+    registry = Registry(warehouse.get())
+    model_id = candidate_model["model_id"][0]
+    with user_errors():
+        comparison, ok, reasons, dropped = evaluate_candidate(model_id, heldout_reasoning, mixed_training_set,
+                                                              registry, config, log=context.log.info)
+    if not ok:
+        registry.decide(model_id, "rejected", "; ".join(reasons))
+        context.log.warning(f"{model_id} rejected: " + "; ".join(reasons))
+    macro = comparison.filter(pl.col("family") == MACRO)
+    df = comparison.with_columns(pl.lit(model_id).alias("model_id"),
+                                 pl.lit(candidate_model["parent_id"][0]).alias("parent_id"),
+                                 pl.lit(generation, dtype=pl.Int64).alias("generation"))
+    cols = ["family", "variant", "n", "candidate_rate", "parent_rate", "most_common_rate", "last_shot_rate",
+            "p_vs_parent", "significant_gain", "flag"]
+    return dg.MaterializeResult(value=df, metadata={
+        **table_meta(df), "model_id": model_id, "gate_passed": ok, "reasons": dg.MetadataValue.json(reasons),
+        "contaminated_items_dropped": dropped,
+        "macro_candidate": float(macro["candidate_rate"][0]) if macro.height else 0.0,
+        "macro_parent": float(macro["parent_rate"][0]) if macro.height else 0.0,
+        "comparison": dg.MetadataValue.md(markdown_table(df, cols, rows=60))})
+
+
+class PromotionConfig(dg.Config):
+    require_approval: bool = Field(default=False, description="wait for 'synth models approve <id>' before serving")
+
+
+@dg.asset(group_name="training", kinds={"polars", "duckdb"}, metadata=GENERATIONAL, partitions_def=GENERATIONS,
+          deps=[model_eval])
+def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, candidate_model: pl.DataFrame,
+                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The gate passed: the candidate serves the next generation (raw_candidates, the held-out
+    evaluation, the judge and task synthesis resolve it from the registry), or waits as
+    awaiting_approval until a person approves it."""
+    registry = Registry(warehouse.get())
+    model_id = candidate_model["model_id"][0]
+    with user_errors():
+        if config.require_approval:
+            registry.decide(model_id, "awaiting_approval", "the gate passed; promotion.require_approval is on")
+            context.log.info(f"{model_id} awaits approval: synth models approve {model_id}")
+        else:
+            registry.decide(model_id, "promoted", "the gate passed")
+            context.log.info(f"{model_id} is now in service")
+    df = registry.models().filter(pl.col("model_id") == model_id)
+    return dg.MaterializeResult(
+        value=df.with_columns(pl.lit(generation_of(context), dtype=pl.Int64).alias("generation")),
+        metadata={"model_id": model_id, "status": df["status"][0], "in_service": registry.serving()})
+
+
+TRAINING_ASSETS = [heldout_reasoning, candidate_model, model_eval, promoted_model]

@@ -1,0 +1,147 @@
+"""Held-out reasoning items that a model's score can move on, and their distribution shifts.
+
+HumanEval held-out with a 270M model scores 0 every generation: a signal that cannot move.
+These items come from the same reasoning-gym families the pipeline trains on, but from a seed
+range no training stage uses (the task pool draws seeds 42 + i, few-shot examples 1_000_010 +
+i; held-out items 7_000_000 + i), and any item whose question appears in the mix is dropped
+again before evaluation (decontamination). Each family has three variants:
+
+* ``heldout``: the family's default configuration, prompted as the generator is prompted;
+* ``harder``: the same family with larger numbers, longer words or more terms;
+* ``rephrased``: the default configuration under another prompt template (other wording,
+  ``Q:``/``A:`` labels), to catch a model that learned the template instead of the task.
+
+Beside each variant's pass rate the evaluation reports two trivial baselines (always the most
+common answer, always the last few-shot example's answer): a 270M base model mostly copies the
+last shot, and a gain that does not beat these is not a gain.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections import Counter
+
+import polars as pl
+from pydantic import Field
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.generation import PromptSettings, answer_prompt
+from synth_assets.core.settings import Settings
+from synth_assets.core.tasks import conform, few_shot_examples, reasoning_gym_families
+
+HELDOUT_SEED = 7_000_000
+
+# harder settings per family: the same task at a size the training data never shows
+HARDER: dict[str, dict] = {
+    "letter_counting": {"min_words": 16, "max_words": 30},
+    "gcd": {"min_value": 1000, "max_value": 100000},
+    "basic_arithmetic": {"min_terms": 5, "max_terms": 8},
+    "chain_sum": {"min_terms": 7, "max_terms": 10},
+    "word_sorting": {"min_words": 11, "max_words": 16},
+    "leg_counting": {"min_animals": 11, "max_animals": 15},
+    "number_sorting": {"min_numbers": 11, "max_numbers": 16},
+    "spell_backward": {"min_word_len": 8},
+}
+VARIANTS = ("heldout", "harder", "rephrased")
+
+HELDOUT_SCHEMA: dict[str, pl.DataType] = {
+    "item_id": pl.String,
+    "family": pl.String,
+    "variant": pl.String,
+    "question": pl.String,
+    "answer": pl.String,
+    "prompt": pl.String,  # the full text the model is given
+    "last_shot_answer": pl.String,  # the answer of the prompt's last few-shot example ("" without shots)
+    "spec": pl.String,  # JSON: family, config overrides, seed, size, index (to rebuild the scorer)
+}
+
+
+class HeldoutSettings(Settings):
+    """Which held-out items every model is evaluated on."""
+
+    families: list[str] = Field(
+        default=["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting"],
+        description="reasoning-gym families (the training families)")
+    items_per_family: int = Field(default=100, ge=1, description="items per family and variant")
+    variants: list[str] = Field(default=list(VARIANTS), description="heldout, harder, rephrased")
+    seed: int = Field(default=HELDOUT_SEED, description="first seed; keep it far from every training seed")
+
+
+def rephrased_prompt(question: str, examples: list[tuple[str, str]]) -> str:
+    """The answer prompt under other wording and labels (a prompt-template shift)."""
+    parts = ["Reply to every problem below with nothing but its final result.\n"]
+    for q, a in examples:
+        parts.append(f"Q: {q}\nA: {a}\n")
+    parts.append(f"Q: {question}\nA:")
+    return "\n".join(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _dataset(family: str, size: int, seed: int, overrides: str):  # noqa: ANN202
+    import reasoning_gym
+
+    return reasoning_gym.create_dataset(family, size=size, seed=seed, **json.loads(overrides))
+
+
+def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.DataFrame:
+    """Every held-out item: one row per (family, variant, index)."""
+    known = set(reasoning_gym_families())
+    unknown = [f for f in settings.families if f not in known]
+    if unknown:
+        raise SynthConfigError(f"heldout_reasoning.families: unknown reasoning-gym families {unknown}")
+    bad = [v for v in settings.variants if v not in VARIANTS]
+    if bad:
+        raise SynthConfigError(f"heldout_reasoning.variants: {bad} are not variants; use {list(VARIANTS)}")
+    rows = []
+    n = settings.items_per_family
+    for family in settings.families:
+        shots = few_shot_examples(family, prompts.few_shot, prompts.few_shot_seed) if prompts.few_shot else []
+        last = shots[-1][1] if shots else ""
+        for variant in settings.variants:
+            overrides = HARDER.get(family, {}) if variant == "harder" else {}
+            if variant == "harder" and not overrides:
+                continue  # no harder setting is known for this family
+            ds = _dataset(family, n, settings.seed, json.dumps(overrides, sort_keys=True))
+            for i in range(n):
+                entry = ds[i]
+                q = entry["question"]
+                prompt = rephrased_prompt(q, shots) if variant == "rephrased" else answer_prompt(q, shots)
+                spec = {"family": family, "overrides": overrides, "seed": settings.seed, "size": n, "index": i}
+                key = hashlib.sha256(json.dumps([variant, spec, prompt], sort_keys=True).encode()).hexdigest()[:16]
+                rows.append({"item_id": f"{family}/{variant}/{key}", "family": family, "variant": variant,
+                             "question": q, "answer": str(entry["answer"]), "prompt": prompt,
+                             "last_shot_answer": last, "spec": json.dumps(spec, sort_keys=True)})
+    return conform(rows, HELDOUT_SCHEMA)
+
+
+def decontaminate(items: pl.DataFrame, training_prompts: pl.Series) -> tuple[pl.DataFrame, int]:
+    """Drop items whose question is one of the training rows' prompts (whitespace-normalised)."""
+    norm = lambda s: " ".join(str(s).split())  # noqa: E731
+    seen = {norm(p) for p in training_prompts.drop_nulls().to_list()}
+    keep = items.filter(~pl.col("question").map_elements(lambda q: norm(q) in seen, return_dtype=pl.Boolean))
+    return keep, items.height - keep.height
+
+
+def score(item: dict, answer: str) -> bool:
+    """reasoning-gym's own scorer, on the item's dataset rebuilt from its spec."""
+    spec = json.loads(item["spec"])
+    ds = _dataset(spec["family"], spec["size"], spec["seed"], json.dumps(spec["overrides"], sort_keys=True))
+    try:
+        return float(ds.score_answer(answer=answer, entry=ds[spec["index"]])) >= 1.0
+    except Exception:  # noqa: BLE001 - a scorer crash on a malformed answer is a wrong answer
+        return False
+
+
+def trivial_baselines(items: pl.DataFrame) -> pl.DataFrame:
+    """Per item, whether the two trivial predictors are right: always the most common answer of
+    the variant (the strongest constant), always the last shot's answer."""
+    out = []
+    for (family, variant), part in items.group_by(["family", "variant"], maintain_order=True):
+        mode = Counter(part["answer"].to_list()).most_common(1)[0][0]
+        for r in part.iter_rows(named=True):
+            out.append({"item_id": r["item_id"], "family": family, "variant": variant,
+                        "most_common": r["answer"] == mode, "last_shot": r["answer"] == r["last_shot_answer"]})
+    return pl.DataFrame(out, schema={"item_id": pl.String, "family": pl.String, "variant": pl.String,
+                                     "most_common": pl.Boolean, "last_shot": pl.Boolean})

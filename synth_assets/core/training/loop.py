@@ -1,0 +1,192 @@
+"""One round of the loop: train a candidate on a mix, evaluate it against the model in service,
+and decide. The assets in ``synth_assets/assets/training.py`` call these; so does the
+benchmark, so the benchmark measures exactly what the platform does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, Optional
+
+import polars as pl
+from pydantic import Field
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.generation import PromptSettings, TextGenerator
+from synth_assets.core.llama_backend import MODEL_ID, ensure_model_file
+from synth_assets.core.training.evaluation import evaluate, wilson
+from synth_assets.core.training.gate import GateSettings, compare, decision
+from synth_assets.core.training.heldout import decontaminate, trivial_baselines
+from synth_assets.core.training.prompt_format import training_pairs
+from synth_assets.core.training.registry import ModelRecord, Registry
+from synth_assets.core.training.trainer import TrainSettings
+
+Log = Callable[[str], None]
+
+
+class CandidateSettings(TrainSettings, PromptSettings):
+    """How a candidate is trained (the LoRA settings, the trainer, and the prompt format, which
+    must be raw_candidates' own: the model is trained in the format it is prompted with)."""
+
+    trainer: Literal["lora", "command"] = Field(default="lora", description="the embedded LoRA trainer, or a command")
+    command: Optional[str] = Field(default=None, description="trainer command (see README: external trainers)")
+    command_timeout_s: float = Field(default=6 * 3600, gt=0, description="the command's time limit")
+    base_model_dir: Optional[str] = Field(
+        default=None, description="a transformers checkpoint of the served GGUF; default: built from the packaged model")
+    artefact_dir: Optional[str] = Field(default=None, description="where models go; default models/ beside the DuckDB file")
+
+
+def rows_hash(pairs: list[tuple[str, str]]) -> str:
+    """Identity of the exact training rows (order-free)."""
+    h = hashlib.sha256()
+    for p, t in sorted(pairs):
+        h.update(json.dumps([p, t]).encode())
+    return h.hexdigest()
+
+
+def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSettings, registry: Registry,
+                    artefact_root: Path, log: Log = lambda _m: None) -> dict:
+    """Train on the mix's train split (validation split for early stopping), export, check that
+    llama.cpp loads the result, and register it as a candidate. Nothing is registered when
+    any step fails."""
+    from synth_assets.core.training.base_model import check_base_dir, hf_base_dir
+    from synth_assets.core.training.gguf_adapter import export_adapter
+    from synth_assets.core.training.trainer import train_lora
+
+    if mix.height == 0 or "split" not in mix.columns:
+        raise SynthConfigError(f"candidate_model: generation {generation}'s mix is empty; materialize "
+                               "mixed_training_set for it first")
+    prompts = PromptSettings(**settings.model_dump(include=set(PromptSettings.model_fields)))
+    train = training_pairs(mix.filter(pl.col("split") == "train"), prompts)
+    validation = training_pairs(mix.filter(pl.col("split") == "validation"), prompts)
+    if len(train) < settings.min_train_rows:
+        raise SynthConfigError(
+            f"candidate_model: generation {generation}'s mix has {len(train)} train rows, fewer than "
+            f"candidate_model.min_train_rows={settings.min_train_rows}; run more generations (or lower it)")
+    parent_id = registry.serving()
+    parent = registry.get(parent_id)
+    hparams = settings.model_dump(exclude=set(PromptSettings.model_fields) | {"artefact_dir", "command_timeout_s"})
+    digest = rows_hash(train)
+    model_id = f"g{generation}-" + hashlib.sha256(json.dumps([digest, hparams, parent_id], sort_keys=True)
+                                                 .encode()).hexdigest()[:10]
+    out = artefact_root / model_id
+    started = time.monotonic()
+    row = {"model_id": model_id, "parent_id": parent_id, "base_model": MODEL_ID, "mix_generation": generation,
+           "train_rows_hash": digest, "train_rows": len(train), "validation_rows": len(validation),
+           "hyperparameters": hparams, "prompt_settings": prompts.model_dump()}
+    parent_adapter = parent.adapter_dir if settings.init_from == "parent" else None
+    if settings.trainer == "command":
+        from synth_assets.core.training.external import run_trainer_command
+
+        if not settings.command:
+            raise SynthConfigError("candidate_model.trainer='command' needs candidate_model.command")
+        manifest = run_trainer_command(settings.command, train, validation, out, str(ensure_model_file()),
+                                       parent.adapter_dir, settings.seed, settings.command_timeout_s, log)
+        endpoint = bool(manifest.get("base_url"))
+        row |= {"kind": "external_endpoint" if endpoint else "external_gguf", "gguf_path": manifest.get("gguf"),
+                "adapter_path": manifest.get("adapter_gguf"), "adapter_dir": manifest.get("adapter_dir"),
+                "endpoint_base_url": manifest.get("base_url"), "endpoint_model": manifest.get("model"),
+                "loss_curve": manifest.get("loss_curve") or [], "train_tokens": manifest.get("train_tokens")}
+    else:
+        base = check_base_dir(settings.base_model_dir, "candidate_model.base_model_dir") if settings.base_model_dir \
+            else hf_base_dir(log=log)
+        result = train_lora(base, train, validation, settings, out / "adapter", parent_adapter=parent_adapter, log=log)
+        gguf = export_adapter(result.adapter_dir, out / "adapter.gguf")
+        row |= {"kind": "lora", "adapter_path": str(gguf), "adapter_dir": str(result.adapter_dir),
+                "loss_curve": result.curve, "train_tokens": result.train_tokens, "target_tokens": result.target_tokens,
+                "validation_rows": result.validation_rows, "train_rows": result.train_rows}
+    row["wall_s"] = time.monotonic() - started
+    record = ModelRecord(model_id, row["kind"], "candidate", row.get("gguf_path"), row.get("adapter_path"),
+                         row.get("adapter_dir"), row.get("endpoint_base_url"), row.get("endpoint_model"), parent_id)
+    if record.endpoint_base_url is None:
+        smoke_load(record)  # a broken artefact fails here, before it is registered
+    registry.register(row)
+    log(f"registered candidate {model_id} (parent {parent_id}): {len(train)} train rows in {row['wall_s']:.0f}s")
+    return row
+
+
+def load_generator(record: ModelRecord, n_ctx: int = 2048, n_threads: int | None = None) -> TextGenerator:
+    """The TextGenerator that serves a registered model (llama.cpp, or its OpenAI endpoint)."""
+    if record.endpoint_base_url:
+        from synth_assets.core.openai_backend import EndpointSettings, OpenAICompatibleGenerator
+
+        return OpenAICompatibleGenerator(EndpointSettings(base_url=record.endpoint_base_url,
+                                                          model=record.endpoint_model or ""))
+    from synth_assets.core.llama_backend import LlamaCppGenerator
+
+    return LlamaCppGenerator(model_path=record.gguf_path, n_ctx=n_ctx, n_threads=n_threads,
+                             model_id=MODEL_ID if record.model_id == "base" else record.model_id,
+                             lora_path=record.adapter_path)
+
+
+def _close(gen: TextGenerator) -> None:
+    close = getattr(gen, "close", None)
+    if callable(close):
+        close()
+
+
+def smoke_load(record: ModelRecord) -> None:
+    gen = load_generator(record, n_ctx=256)
+    try:
+        from synth_assets.core.generation import SampleRequest
+
+        next(iter(gen.generate([SampleRequest("probe", "Question: 1+1?\nAnswer:", "probe", 0.0, 1.0, 1, ("\n",), 0, 0)])))
+    finally:
+        _close(gen)
+
+
+def scores_for(record: ModelRecord, items: pl.DataFrame, registry: Registry, log: Log = lambda _m: None,
+               generator: TextGenerator | None = None) -> pl.DataFrame:
+    """The model's per-item results, from the registry when it was evaluated on these items
+    before (greedy decoding makes them a property of the model), else computed and stored."""
+    cached = registry.cached_scores(record.model_id, items["item_id"].to_list())
+    if cached is not None:
+        log(f"{record.model_id}: reusing its stored answers on {items.height} held-out items")
+        return cached
+    gen = generator or load_generator(record)
+    try:
+        scores = evaluate(gen, record.model_id, items, log=log)
+    finally:
+        if generator is None:
+            _close(gen)
+    registry.store_scores(scores)
+    return scores
+
+
+def evaluate_candidate(model_id: str, items: pl.DataFrame, mix: pl.DataFrame, registry: Registry,
+                       gate: GateSettings, log: Log = lambda _m: None) -> tuple[pl.DataFrame, bool, list[str], int]:
+    """(comparison rows, promote?, reasons, items dropped as contaminated): candidate against
+    its parent on the same decontaminated held-out items."""
+    cand = registry.get(model_id)
+    if cand.parent_id is None:
+        raise SynthConfigError(f"model_eval: {model_id} has no parent to compare with")
+    parent = registry.get(cand.parent_id)
+    items, dropped = decontaminate(items, mix["prompt"] if mix.height else pl.Series([], dtype=pl.String))
+    if dropped:
+        log(f"dropped {dropped} held-out items whose question is in the mix")
+    cs = scores_for(cand, items, registry, log)
+    ps = scores_for(parent, items, registry, log)
+    comparison = compare(cs, ps, trivial_baselines(items), gate)
+    ok, reasons = decision(comparison)
+    registry.set_scores(model_id, summary_scores(comparison))
+    return comparison, ok, reasons, dropped
+
+
+def summary_scores(comparison: pl.DataFrame) -> dict:
+    return {f"{r['family']}/{r['variant']}": {"rate": r["candidate_rate"], "low": r["candidate_low"],
+                                              "high": r["candidate_high"], "parent_rate": r["parent_rate"]}
+            for r in comparison.iter_rows(named=True)}
+
+
+def pass_rates(scores: pl.DataFrame) -> pl.DataFrame:
+    """Per family and variant: correct, n, rate and 95% Wilson interval (for reports)."""
+    g = scores.group_by(["family", "variant"]).agg(pl.col("correct").sum().alias("k"), pl.len().alias("n"))
+    rows = []
+    for r in g.sort(["family", "variant"]).iter_rows(named=True):
+        lo, hi = wilson(int(r["k"]), int(r["n"]))
+        rows.append({**r, "rate": r["k"] / r["n"], "low": lo, "high": hi})
+    return pl.DataFrame(rows)
