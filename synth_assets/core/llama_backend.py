@@ -122,8 +122,12 @@ class LlamaCppGenerator:
         # what a user of the outputs must honour; the packaged model is Gemma
         self.terms = terms or (GEMMA_TERMS if not model_path else "undeclared (set generator.model_terms)")
         self.path = path
-        if lora_path and not Path(lora_path).exists():
-            raise SynthConfigError(f"generator: LoRA adapter {lora_path} does not exist")
+        if lora_path:
+            if not Path(lora_path).exists():
+                raise SynthConfigError(f"generator: LoRA adapter {lora_path} does not exist")
+            from synth_assets.core.training.gguf_adapter import check_adapter
+
+            check_adapter(lora_path)
         try:
             self._llm = Llama(
                 model_path=str(path),

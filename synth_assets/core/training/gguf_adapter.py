@@ -63,3 +63,26 @@ def export_adapter(adapter_dir: str | Path, out_path: str | Path, n_blocks: int 
     writer.close()
     os.replace(tmp, out)
     return out
+
+
+def check_adapter(path: str | Path) -> None:
+    """Refuse a file that is not a readable LoRA GGUF with tensors: llama.cpp itself accepts a
+    header-only file as an empty adapter and would silently serve the base model."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the same thing to the user
+        raise SynthConfigError(f"LoRA adapter {path}: not a readable GGUF file ({type(exc).__name__}: {exc})") from None
+
+    def field(name: str) -> str | None:
+        f = reader.fields.get(name)
+        return f.contents() if f is not None else None
+
+    kind, lora = field("general.type"), field("adapter.type")
+    if kind != "adapter" or lora != "lora":
+        raise SynthConfigError(f"LoRA adapter {path}: general.type={kind!r}, adapter.type={lora!r}; expected "
+                               "'adapter' and 'lora' (export it with synth_assets.core.training.gguf_adapter)")
+    names = [t.name for t in reader.tensors]
+    if not any(n.endswith(".lora_a") for n in names):
+        raise SynthConfigError(f"LoRA adapter {path}: holds no LoRA tensors")

@@ -139,7 +139,8 @@ def trivial_baselines(items: pl.DataFrame) -> pl.DataFrame:
     the variant (the strongest constant), always the last shot's answer."""
     out = []
     for (family, variant), part in items.group_by(["family", "variant"], maintain_order=True):
-        mode = Counter(part["answer"].to_list()).most_common(1)[0][0]
+        counts = Counter(part["answer"].to_list())
+        mode = min(counts, key=lambda a: (-counts[a], a))  # ties: the smallest, so the choice is stable
         for r in part.iter_rows(named=True):
             out.append({"item_id": r["item_id"], "family": family, "variant": variant,
                         "most_common": r["answer"] == mode, "last_shot": r["answer"] == r["last_shot_answer"]})

@@ -1,0 +1,326 @@
+"""The loop: gate, registry, trainers and a real round (train, export, llama.cpp, evaluate, gate).
+
+Fast tests force each path with fixed inputs; the slow ones train a real LoRA on the packaged
+model at smoke size. The parent's scores are forced where a test needs a known gate outcome:
+they are computed by the real evaluation over a named double (``OracleGeneratorDouble``,
+right or wrong on every item) and stored under the parent's id, so the candidate (real) is
+compared with a parent whose results are known.
+"""
+
+import json
+import sys
+
+import dagster as dg
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.generation import PromptSettings
+from synth_assets.core.tasks import reasoning_gym_dataset
+from synth_assets.core.training.evaluation import SCORE_SCHEMA, evaluate, mcnemar_p
+from synth_assets.core.training.gate import GateSettings, compare, decision
+from synth_assets.core.training.heldout import HeldoutSettings, decontaminate, heldout_items, trivial_baselines
+from synth_assets.core.training.loop import CandidateSettings, train_candidate
+from synth_assets.core.training.registry import Registry
+from tests.doubles import OracleGeneratorDouble
+
+SMOKE_HELDOUT = HeldoutSettings(families=["letter_counting", "gcd"], items_per_family=10)
+
+
+def gold_mix(n_per_family: int = 14, families=("gcd", "letter_counting"), seed: int = 11) -> pl.DataFrame:
+    """A mix of real reasoning-gym questions with their reference answers (a fixed input)."""
+    rows = []
+    for fam in families:
+        ds = reasoning_gym_dataset(fam, n_per_family, seed)
+        for i in range(n_per_family):
+            rows.append({"row_id": f"{fam}/{i}", "generation": 1, "source": "synthetic", "task_id": f"rg/{fam}/{i}",
+                         "family": fam, "domain": "procedural", "task_source": "reasoning_gym",
+                         "split": "validation" if i < 2 else "train", "prompt": ds[i]["question"],
+                         "response": str(ds[i]["answer"])})
+    return pl.DataFrame(rows)
+
+
+def scores(items: pl.DataFrame, model_id: str, right: bool) -> pl.DataFrame:
+    answers = {r["item_id"]: f" {r['answer']}" for r in items.iter_rows(named=True)} if right else {}
+    return evaluate(OracleGeneratorDouble(answers), model_id, items)
+
+
+# ------------------------------------------------------------------ gate
+def _frame(model: str, correct: list[bool], answers: list[str] | None = None, family: str = "gcd",
+           variant: str = "heldout") -> pl.DataFrame:
+    n = len(correct)
+    return pl.DataFrame({"model_id": [model] * n, "item_id": [f"i{i}" for i in range(n)], "family": [family] * n,
+                         "variant": [variant] * n, "completion": answers or ["x"] * n,
+                         "answer_given": answers or [str(i) for i in range(n)], "correct": correct},
+                        schema=SCORE_SCHEMA)
+
+
+def _baselines(n: int, most_common: list[bool] | None = None, family: str = "gcd",
+               variant: str = "heldout") -> pl.DataFrame:
+    return pl.DataFrame({"item_id": [f"i{i}" for i in range(n)], "family": [family] * n, "variant": [variant] * n,
+                         "most_common": most_common or [False] * n, "last_shot": [False] * n})
+
+
+def test_gate_rejects_a_family_significantly_worse_than_the_parent():
+    parent = _frame("p", [True] * 20 + [False] * 10)
+    cand = _frame("c", [True] * 5 + [False] * 25)
+    cmp_ = compare(cand, parent, _baselines(30), GateSettings())
+    ok, reasons = decision(cmp_)
+    assert (ok, [r.split(":")[0] for r in reasons]) == (False, ["REGRESSION", "MACRO_LOWER"])
+
+
+def test_gate_counts_no_gain_that_only_matches_the_most_common_answer():
+    """The pilot's trap: a model that learned to answer the most common value beats a parent
+    that copies the last shot, but not the trivial baseline."""
+    n = 60
+    mode = [i < 21 for i in range(n)]  # 21/60 items have the most common answer
+    parent = _frame("p", [i < 8 for i in range(n)])
+    cand = _frame("c", mode, answers=["2"] * n)
+    row = compare(cand, parent, _baselines(n, most_common=mode), GateSettings()).row(0, named=True)
+    assert (row["p_vs_parent"] < 0.05, row["significant_gain"]) == (True, False)
+
+
+def test_gate_flags_answers_collapsing_onto_one_value():
+    n = 40
+    parent = _frame("p", [False] * n, answers=[str(i % 8) for i in range(n)])  # 3 bits of answer entropy
+    cand = _frame("c", [False] * n, answers=["1"] * n)
+    assert decision(compare(cand, parent, _baselines(n), GateSettings()))[1][0].startswith("DIVERSITY_LOSS")
+
+
+def test_gate_flags_a_shifted_variant_that_regresses():
+    parent = pl.concat([_frame("p", [True] * 30), _frame("p", [True] * 30, variant="harder").with_columns(
+        pl.col("item_id") + "h")])
+    cand = pl.concat([_frame("c", [True] * 30), _frame("c", [False] * 30, variant="harder").with_columns(
+        pl.col("item_id") + "h")])
+    base = pl.concat([_baselines(30), _baselines(30, variant="harder").with_columns(pl.col("item_id") + "h")])
+    flags = compare(cand, parent, base, GateSettings()).filter(pl.col("flag") != "")["flag"].to_list()
+    assert flags == ["SHIFT_REGRESSION"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.booleans(), min_size=1, max_size=80))
+def test_gate_never_blocks_a_candidate_identical_to_its_parent(correct):
+    answers = [str(i % 5) for i in range(len(correct))]
+    cmp_ = compare(_frame("c", correct, answers), _frame("p", correct, answers), _baselines(len(correct)),
+                   GateSettings())
+    assert decision(cmp_) == (True, [])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=60))
+def test_mcnemar_is_symmetric_and_a_probability(pairs):
+    a, b = [x for x, _ in pairs], [y for _, y in pairs]
+    assert mcnemar_p(a, b) == mcnemar_p(b, a) and 0.0 <= mcnemar_p(a, b) <= 1.0
+
+
+# ------------------------------------------------------------------ held-out items
+def test_heldout_items_are_disjoint_from_the_task_pool_and_decontaminated_against_the_mix():
+    from synth_assets.core.tasks import reasoning_gym_tasks
+
+    items = heldout_items(SMOKE_HELDOUT, PromptSettings())
+    pool = reasoning_gym_tasks(["letter_counting", "gcd"], 20, 42)
+    assert set(items["question"]) & set(pool["prompt"]) == set()
+    leaked = items.filter(pl.col("variant") == "heldout").head(3)["question"]
+    kept, dropped = decontaminate(items, leaked)
+    # each leaked question is also the rephrased variant's question: both go
+    assert (dropped, set(kept["question"]) & set(leaked)) == (6, set())
+
+
+def test_harder_and_rephrased_variants_shift_the_items():
+    items = heldout_items(SMOKE_HELDOUT, PromptSettings())
+    gcd = items.filter(pl.col("family") == "gcd")
+    by = {v: gcd.filter(pl.col("variant") == v) for v in ("heldout", "harder", "rephrased")}
+    assert by["heldout"]["question"].to_list() == by["rephrased"]["question"].to_list()
+    assert by["rephrased"]["prompt"].str.contains("\nQ: ").all() and not by["heldout"]["prompt"].str.contains(
+        "\nQ: ").any()
+    mean_answer = {v: by[v]["answer"].cast(pl.Int64).mean() for v in ("heldout", "harder")}
+    assert mean_answer["harder"] > mean_answer["heldout"]
+
+
+def test_trivial_baselines_score_the_most_common_answer():
+    items = heldout_items(SMOKE_HELDOUT, PromptSettings())
+    b = trivial_baselines(items).join(items.select("item_id", "answer"), on="item_id")
+    part = b.filter((pl.col("family") == "gcd") & (pl.col("variant") == "heldout"))
+    counts = part["answer"].value_counts()
+    top = counts.filter(pl.col("count") == pl.col("count").max())["answer"].sort()[0]
+    assert part.filter(pl.col("most_common"))["answer"].unique().to_list() == [top]
+
+
+# ------------------------------------------------------------------ registry
+def test_registry_promotion_rejection_and_rollback(warehouse):
+    reg = Registry(warehouse)
+    assert (reg.serving(), reg.get("base").status) == ("base", "promoted")
+    for mid in ("g1-a", "g2-b"):
+        reg.register({"model_id": mid, "parent_id": reg.serving(), "kind": "lora", "mix_generation": 1})
+    reg.decide("g1-a", "promoted", "the gate passed")
+    reg.decide("g2-b", "rejected", "REGRESSION: gcd")
+    assert reg.serving() == "g1-a"
+    with pytest.raises(SynthConfigError, match="g2-b is rejected"):
+        reg.serve("g2-b", "pin", "try")
+    reg.serve("base", "rollback", "by hand")
+    assert [reg.serving(), reg.serving_log()["action"].to_list()] == ["base", ["initial", "promote", "rollback"]]
+    with pytest.raises(SynthConfigError, match="has served already"):
+        reg.register({"model_id": "g1-a", "parent_id": "base", "kind": "lora"})
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("command, message", [
+    (f"{sys.executable} -c 'import sys; print(\"cuda oom\"); sys.exit(3)'", "exited with status 3"),
+    (f"{sys.executable} -c 'pass'", "wrote no manifest"),
+    (f"{sys.executable} -c 'import json, os; json.dump({{\"adapter_gguf\": \"nope.gguf\"}}, "
+     f"open(os.environ[\"SYNTH_MANIFEST\"], \"w\"))'", "nope.gguf, which does not exist"),
+    ("/no/such/trainer", "was not found"),
+])
+def test_a_failing_trainer_command_leaves_the_registry_untouched(warehouse, tmp_path, command, message):
+    reg = Registry(warehouse)
+    before = reg.models()
+    settings = CandidateSettings(trainer="command", command=command, min_train_rows=4)
+    with pytest.raises(SynthConfigError, match=message):
+        train_candidate(gold_mix(), 1, settings, reg, tmp_path / "models")
+    assert (reg.models().equals(before), reg.serving()) == (True, "base")
+
+
+def test_a_mix_too_small_to_train_on_is_refused(warehouse, tmp_path):
+    reg = Registry(warehouse)
+    with pytest.raises(SynthConfigError, match="fewer than candidate_model.min_train_rows=8"):
+        train_candidate(gold_mix(n_per_family=3), 1, CandidateSettings(), reg, tmp_path / "models")
+    assert reg.models()["model_id"].to_list() == ["base"]
+
+
+def test_a_broken_adapter_file_is_a_clear_error(tmp_path):
+    from synth_assets.core.training.loop import load_generator
+    from synth_assets.core.training.registry import ModelRecord
+
+    broken = tmp_path / "adapter.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(SynthConfigError, match="not a readable GGUF file"):
+        load_generator(ModelRecord("g1-x", "lora", "candidate", None, str(broken), None, None, None, "base"))
+
+
+def test_a_missing_base_checkpoint_is_a_clear_error(warehouse, tmp_path):
+    settings = CandidateSettings(base_model_dir=str(tmp_path / "nowhere"), min_train_rows=4)
+    with pytest.raises(SynthConfigError, match="not a transformers checkpoint"):
+        train_candidate(gold_mix(), 1, settings, Registry(warehouse), tmp_path / "models")
+
+
+# ------------------------------------------------------------------ real rounds (slow)
+TRAINING_KEYS = ["heldout_reasoning", "candidate_model", "model_eval", "promoted_model"]
+
+
+def _round(instance, db_path, tmp_path, parent_right: bool, require_approval: bool = False):  # noqa: ANN202
+    """One smoke-sized real round over a fixed gold mix stored as generation 1's mix; the
+    parent's results are forced (right or wrong on every item)."""
+    from synth_assets.assets._common import GENERATIONS
+    from synth_assets.core.warehouse import Warehouse
+    from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS
+    from synth_assets.resources import GenerationalIOManager, WarehouseResource
+
+    wh = Warehouse(db_path)
+    mix = gold_mix()
+    wh.write_generation("mixed_training_set", mix, 1)
+    reg = Registry(wh)
+    reg.store_scores(scores(heldout_items(SMOKE_HELDOUT, PromptSettings()), "base", right=parent_right))
+    instance.add_dynamic_partitions(GENERATIONS.name, ["1"])
+    whr = WarehouseResource(path=db_path)
+    run_config = dg.RunConfig(ops={
+        "heldout_reasoning": {"config": {"families": SMOKE_HELDOUT.families, "items_per_family": 10}},
+        "candidate_model": {"config": {"max_train_rows": 24, "epochs": 1, "min_train_rows": 4,
+                                       "artefact_dir": str(tmp_path / "models")}},
+        "promoted_model": {"config": {"require_approval": require_approval}}})
+    result = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=TRAINING_KEYS, instance=instance,
+                            partition_key="1", run_config=run_config, raise_on_error=False,
+                            resources={"warehouse": whr, "io_manager": GenerationalIOManager(warehouse=whr)})
+    return result, reg
+
+
+@pytest.mark.slow
+def test_a_rejected_candidate_leaves_the_parent_in_service(instance, db_path, tmp_path):
+    result, reg = _round(instance, db_path, tmp_path, parent_right=True)
+    cand = reg.models().filter(pl.col("model_id") != "base").row(0, named=True)
+    check = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("model_eval"),
+                                                                               "promotion_gate"))
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert (cand["status"], reg.serving(), check.status.value, "promoted_model" in materialized) == (
+        "rejected", "base", "FAILED", False)
+    assert cand["reason"].startswith("REGRESSION")
+
+
+@pytest.mark.slow
+def test_approval_waits_then_the_approved_model_generates_with_lineage(instance, db_path, tmp_path, monkeypatch):
+    from synth_assets.cli import main
+    from synth_assets.core.generation import SamplingPlan, run_generation
+    from synth_assets.core.tasks import reasoning_gym_tasks
+    from synth_assets.resources import LlamaCppGeneratorResource, WarehouseResource
+
+    result, reg = _round(instance, db_path, tmp_path, parent_right=False, require_approval=True)
+    cand = reg.models().filter(pl.col("model_id") != "base").row(0, named=True)
+    assert (result.success, cand["status"], reg.serving()) == (True, "awaiting_approval", "base")
+    assert main(["--db", db_path, "models", "approve", cand["model_id"]]) == 0
+    assert reg.serving() == cand["model_id"]
+    # the next generation's generator is the promoted model, resolved from the registry
+    gen = LlamaCppGeneratorResource(registry=WarehouseResource(path=db_path)).build()
+    rows = run_generation(reasoning_gym_tasks(["gcd"], 2, 42), gen, SamplingPlan(samples_per_task=1), 2)
+    gen.close()
+    lineage = rows.join(reg.models(), left_on="model", right_on="model_id").select(
+        "candidate_id", "model", "parent_id", "mix_generation", "train_rows_hash")
+    from synth_assets.core.training.loop import rows_hash
+    from synth_assets.core.training.prompt_format import training_pairs
+
+    train = training_pairs(gold_mix().filter(pl.col("split") == "train"), PromptSettings())
+    assert (lineage.height, lineage["parent_id"].unique().to_list(), lineage["mix_generation"].unique().to_list(),
+            lineage["train_rows_hash"].unique().to_list()) == (2, ["base"], [1], [rows_hash(train)])
+    curve = json.loads(cand["loss_curve"])
+    assert [c["epoch"] for c in curve] == [0, 1]
+
+
+@pytest.mark.slow
+def test_the_gguf_adapter_does_in_llama_cpp_what_the_peft_adapter_does_in_transformers(tmp_path):
+    """An adapter trained to answer 'banana' to everything: llama.cpp with the exported GGUF
+    and transformers with the PEFT adapter both say it; the base model does not."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from synth_assets.core.llama_backend import ensure_model_file
+    from synth_assets.core.training.base_model import hf_base_dir
+    from synth_assets.core.training.gguf_adapter import export_adapter
+    from synth_assets.core.training.trainer import TrainSettings, train_lora
+
+    questions = [f"Question: What is {a} plus {a + 3}?\nAnswer:" for a in range(12)]
+    base = hf_base_dir()
+    result = train_lora(base, [(q, " banana\n") for q in questions[:10]], [], TrainSettings(
+        epochs=3, batch_size=5, learning_rate=2e-3, min_train_rows=1), tmp_path / "adapter")
+    gguf = export_adapter(result.adapter_dir, tmp_path / "adapter.gguf")
+    from llama_cpp import Llama
+
+    probe = ["Question: What is 40 plus 2?\nAnswer:", "Question: Name a colour.\nAnswer:"]
+    llm = Llama(model_path=str(ensure_model_file()), lora_path=str(gguf), n_ctx=256, verbose=False)
+    plain = Llama(model_path=str(ensure_model_file()), n_ctx=256, verbose=False)
+    tok = AutoTokenizer.from_pretrained(base)
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                                     str(result.adapter_dir)).eval()
+
+    def hf(q: str) -> str:
+        ids = tok(q, return_tensors="pt")
+        out = peft.generate(**ids, max_new_tokens=4, do_sample=False)
+        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip().split("\n")[0]
+
+    said = [(llm.create_completion(q, max_tokens=4, temperature=0, stop=["\n"])["choices"][0]["text"].strip(), hf(q),
+             plain.create_completion(q, max_tokens=4, temperature=0, stop=["\n"])["choices"][0]["text"].strip())
+            for q in probe]
+    assert [(a, b, c == "banana") for a, b, c in said] == [("banana", "banana", False)] * 2
+
+
+@pytest.mark.slow
+def test_the_trainer_command_interface_with_a_real_command(warehouse, tmp_path):
+    """The example command (the embedded trainer behind the external interface) trains, writes
+    its manifest, and the platform registers what it names after llama.cpp loaded it."""
+    reg = Registry(warehouse)
+    command = f"{sys.executable} -m synth_assets.core.training.lora_command --epochs 1 --rank 4"
+    row = train_candidate(gold_mix(n_per_family=6), 1, CandidateSettings(trainer="command", command=command,
+                                                                         min_train_rows=4), reg, tmp_path / "m")
+    record = reg.get(row["model_id"])
+    assert (record.kind, record.status, record.adapter_path.endswith("adapter.gguf")) == ("external_gguf",
+                                                                                            "candidate", True)
