@@ -229,9 +229,11 @@ def _composite(generation, corpus, metric, status, note, budget, prev_g, first_g
             "previous_generation": prev_g, "first_generation": first_g}
 
 
-def eval_rows(generation: int, scores: dict[int, tuple[int, int]]) -> pl.DataFrame:
-    """Degradation: the generator's pass rate on held-out tasks, this generation against the
-    previous one, flagged when the drop exceeds sampling noise (two-proportion z-test)."""
+def eval_rows(generation: int, scores: dict[int, tuple[int, int]], metric: str = "heldout_pass_rate") -> pl.DataFrame:
+    """Degradation: the generator's pass rate on held-out tasks (HumanEval: ``heldout_pass_rate``;
+    held-out reasoning items: ``heldout_reasoning_pass_rate``; their harder and rephrased
+    variants: ``shifted_pass_rate``), this generation against the previous one, flagged when the
+    drop exceeds sampling noise (two-proportion z-test)."""
     cur = scores.get(generation)
     earlier = sorted(g for g in scores if g < generation)
     prev_g = earlier[-1] if earlier else None
@@ -249,7 +251,7 @@ def eval_rows(generation: int, scores: dict[int, tuple[int, int]]) -> pl.DataFra
         status = "fail" if z >= 2.58 else "warn" if z >= 1.96 else "ok"
         note = f"pass rate {k2}/{n2} vs {k1}/{n1}; drop z = {z:.2f} (warn 1.96, fail 2.58)"
     return pl.DataFrame([{
-        "generation": generation, "corpus": "eval", "metric": "heldout_pass_rate", "current": rate(cur),
+        "generation": generation, "corpus": "eval", "metric": metric, "current": rate(cur),
         "previous": rate(scores.get(prev_g)) if prev_g else None, "first": rate(scores.get(first_g)),
         "human": None, "change_vs_previous": None, "change_vs_first": None, "noise_floor": None,
         "warn_threshold": 1.96, "fail_threshold": 2.58, "status": status, "note": note,
@@ -259,7 +261,8 @@ def eval_rows(generation: int, scores: dict[int, tuple[int, int]]) -> pl.DataFra
 
 def drift_report(
     mix: pl.DataFrame, generation: int, settings: DriftSettings,
-    generated: dict[int, list[str]] | None = None, eval_scores: dict[int, tuple[int, int]] | None = None,
+    generated: dict[int, list[str]] | None = None,
+    eval_scores: dict[str, dict[int, tuple[int, int]]] | dict[int, tuple[int, int]] | None = None,
 ) -> pl.DataFrame:
     """The report for ``generation``: accepted rows, every generated completion (which holds far
     more text than the accepted rows when the generator is weak, and shows a collapsing
@@ -269,7 +272,8 @@ def drift_report(
     if generated is not None:
         frames.append(corpus_report("generated", generated, human, generation, settings))
     if eval_scores is not None:
-        frames.append(eval_rows(generation, eval_scores))
+        by_metric = eval_scores if all(isinstance(k, str) for k in eval_scores) else {"heldout_pass_rate": eval_scores}
+        frames += [eval_rows(generation, scores, metric) for metric, scores in by_metric.items()]
     return pl.concat(frames)
 
 

@@ -22,16 +22,19 @@ from synth_assets.assets.pipeline import (
 from synth_assets.assets.reports import drift_report
 from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
 from synth_assets.assets.synthesis import synthesized_tasks
-from synth_assets.assets.training import TRAINING_ASSETS
+from synth_assets.assets.training import TRAINING_ASSETS, heldout_reasoning
 from synth_assets.console_log import console_logger
 from synth_assets.profiles import SMOKE_RUN_CONFIG
 from synth_assets.resources import default_resources
 
-ALL_ASSETS = [synthesized_tasks, task_pool, human_reference, heldout_eval, raw_candidates, verified_set, preference_pairs,
-              filtered_set, review_queue, mixed_training_set, training_export, generator_eval, drift_report,
-              *TRAINING_ASSETS, *FEEDBACK_SOURCES]
+# the generation stages (with their sources and reports), and the loop that trains on them
+GENERATION_ASSETS = [synthesized_tasks, task_pool, human_reference, heldout_eval, heldout_reasoning, raw_candidates,
+                     verified_set, preference_pairs, filtered_set, review_queue, mixed_training_set, training_export,
+                     generator_eval, drift_report, *FEEDBACK_SOURCES]
+ALL_ASSETS = [*GENERATION_ASSETS, *TRAINING_ASSETS]
 GX_CHECKS = [gx_suite_checks(a) for a in SUITE_ASSETS]
-ALL_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS, promotion_gate]
+GENERATION_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS]
+ALL_CHECKS = [*GENERATION_CHECKS, promotion_gate]
 CHECK_KEYS = [key for c in ALL_CHECKS for key in c.check_keys]
 
 nightly_job = dg.define_asset_job(

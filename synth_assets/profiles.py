@@ -11,12 +11,12 @@ SMOKE_RUN_CONFIG: dict = {"ops": {
     "task_pool": {"config": {"tasks_per_family": 2, "humaneval_tasks": 1}},
     "raw_candidates": {"config": {"samples_per_task": 2, "code_max_tokens": 48}},
     "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 48}},
+    "heldout_reasoning": {"config": {"families": ["letter_counting", "gcd"], "items_per_family": 10}},
 }}
 
-# the loop at smoke size: a few dozen rows, one epoch, two families of ten held-out items
+# the loop at smoke size: a few dozen rows, one epoch (held-out items: two families of ten, above)
 SMOKE_TRAINING_CONFIG: dict = {"ops": {
     "candidate_model": {"config": {"max_train_rows": 24, "epochs": 1, "min_train_rows": 4}},
-    "heldout_reasoning": {"config": {"families": ["letter_counting", "gcd"], "items_per_family": 10}},
 }}
 
 PROFILES: dict[str, dict] = {"full": {}, "smoke": {"ops": {**SMOKE_RUN_CONFIG["ops"], **SMOKE_TRAINING_CONFIG["ops"]}}}

@@ -65,8 +65,10 @@ def _offline_config() -> dict:
     from synth_assets.assets.pipeline import RawCandidatesConfig
     from synth_assets.assets.sources import TaskPoolConfig
     from synth_assets.assets.synthesis import SynthesizedTasksConfig
+    from synth_assets.assets.training import HeldoutConfig
 
     return {
+        "heldout_reasoning": HeldoutConfig(families=["gcd"], items_per_family=3),
         "synthesized_tasks": SynthesizedTasksConfig(enabled=False),
         "task_pool": TaskPoolConfig(reasoning_gym_families=FAMILIES, tasks_per_family=PER_FAMILY,
                                     humaneval_tasks=HUMANEVAL),
@@ -89,13 +91,19 @@ def offline_resources(db_path: str) -> dict:
     from synth_assets.core.tasks import humaneval_tasks, reasoning_gym_tasks
     from tests.doubles import OracleGeneratorResource, reference_answers
 
+    from synth_assets.core.generation import PromptSettings
+    from synth_assets.core.training.heldout import heldout_items
+
     tasks = pl.concat([reasoning_gym_tasks(FAMILIES, PER_FAMILY, 42), humaneval_tasks(HUMANEVAL, 0.3, 0.2)])
+    # the held-out reasoning items too: the double answers them right (sample 0 is the greedy one)
+    items = heldout_items(OFFLINE_CONFIG["heldout_reasoning"], PromptSettings())
+    answers = reference_answers(tasks) | {r["item_id"]: f" {r['answer']}" for r in items.iter_rows(named=True)}
     wh = WarehouseResource(path=db_path)
     OracleGeneratorResource.builds = 0
     return {
         "warehouse": wh,
         "io_manager": GenerationalIOManager(warehouse=wh),
-        "generator": OracleGeneratorResource(answers_json=json.dumps(reference_answers(tasks))),
+        "generator": OracleGeneratorResource(answers_json=json.dumps(answers)),
         "sandbox": SandboxResource(),
         "humaneval_split": HumanEvalSplitResource(),
     }

@@ -7,13 +7,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from synth_assets.definitions import ALL_CHECKS
+
 from synth_assets.assets.pipeline import JudgeConfig, MixConfig, RawCandidatesConfig, ReviseConfig, VerifiedSetConfig
 from synth_assets.assets.evaluation import GeneratorEvalConfig
 from synth_assets.assets.sources import TaskPoolConfig
+from synth_assets.assets.training import HeldoutConfig
 from synth_assets.assets.synthesis import SynthesizedTasksConfig
 from synth_assets.core.warehouse import Warehouse
-from synth_assets.definitions import ALL_ASSETS, defs
+from synth_assets.definitions import GENERATION_ASSETS, GENERATION_CHECKS, defs
 from tests.conftest import materialize_generation
 
 SMALL = {
@@ -25,13 +26,14 @@ SMALL = {
     "task_pool": TaskPoolConfig(reasoning_gym_families=["gcd", "letter_counting"], tasks_per_family=3, humaneval_tasks=2),
     "raw_candidates": RawCandidatesConfig(samples_per_task=2, code_max_tokens=48),
     "generator_eval": GeneratorEvalConfig(max_tasks=2, code_max_tokens=48),
+    "heldout_reasoning": HeldoutConfig(families=["gcd"], items_per_family=3),
 }
 TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "filtered_set",
           "filter_drops", "mixed_training_set", "drift_report", "preference_pairs", "generator_eval", "review_queue"]
 
 
 def run(resources, instance, generation=None, **overrides):
-    return materialize_generation(ALL_ASSETS + ALL_CHECKS, instance, generation, resources=resources,
+    return materialize_generation(GENERATION_ASSETS + GENERATION_CHECKS, instance, generation, resources=resources,
                                   run_config=dg.RunConfig({**SMALL, **overrides}), raise_on_error=False)
 
 
@@ -114,7 +116,7 @@ def test_two_generations_end_to_end(resources, instance, db_path):
     assert all(e.passed for e in evals if e.severity == dg.AssetCheckSeverity.ERROR)
     gx_assets = {k[0] for k in checks if k[1].startswith("gx_")}
     assert gx_assets >= {"task_pool", "raw_candidates", "verified_set", "filtered_set", "mixed_training_set", "drift_report"}
-    assert wh.read("generator_eval", generation=2).height == 2
+    assert wh.read("generator_eval", generation=2).filter(~pl.col("prompt_template").str.starts_with("heldout_")).height == 2
     assert report.filter(pl.col("metric") == "heldout_pass_rate").height == 1
     assert set(report.filter(pl.col("corpus") == "generated")["metric"]) >= {"DIVERSITY_LOSS", "FIDELITY_GAP", "rare_type_coverage", "js_distance_to_human"}
     out = Path(db_path).parent / "exports" / "generation_0002"

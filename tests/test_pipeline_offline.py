@@ -10,7 +10,7 @@ import polars as pl
 
 from synth_assets.assets.pipeline import MixConfig
 from synth_assets.core.warehouse import Warehouse
-from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS
+from synth_assets.definitions import GENERATION_ASSETS, GENERATION_CHECKS
 from tests.conftest import N_TASKS, OFFLINE_CONFIG, materialize_generation
 from tests.doubles import OracleGeneratorResource
 from tests.test_pipeline import failure_messages
@@ -18,7 +18,7 @@ from tests.test_pipeline import failure_messages
 def run(resources, instance, generation=None, only=None, **overrides):
     extra = {"selection": dg.AssetSelection.assets(*only)} if only else {}
     config = {k: v for k, v in {**OFFLINE_CONFIG, **overrides}.items() if not only or k in only}
-    return materialize_generation(ALL_ASSETS + ALL_CHECKS, instance, generation, resources=resources,
+    return materialize_generation(GENERATION_ASSETS + GENERATION_CHECKS, instance, generation, resources=resources,
                                   run_config=dg.RunConfig(config), raise_on_error=False, **extra)
 
 
@@ -38,6 +38,10 @@ def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(o
     assert [e.passed for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR] \
         == [True] * len([e for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR])
     assert OracleGeneratorResource.builds == 1  # raw_candidates and generator_eval share one loaded generator
+    drift = wh.read("drift_report", generation=1).filter(pl.col("corpus") == "eval")
+    # the double knows the held-out reasoning answers (and their shifts), not held-out HumanEval's
+    assert dict(zip(drift["metric"], drift["current"])) == {
+        "heldout_pass_rate": 0.0, "heldout_reasoning_pass_rate": 1.0, "shifted_pass_rate": 1.0}
     paths = wh.export_paths(1)
     assert paths is not None and (pl.read_ndjson(paths["train"]).height
                                   + pl.read_ndjson(paths["validation"]).height) == mix.height

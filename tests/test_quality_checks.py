@@ -16,7 +16,7 @@ from synth_assets.assets.evaluation import GeneratorEvalConfig
 from synth_assets.assets.pipeline import CustomVerifierConfig, RawCandidatesConfig, VerifiedSetConfig
 from synth_assets.assets.sources import TaskPoolConfig
 from synth_assets.core.warehouse import Warehouse
-from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS, CHECK_KEYS, defs
+from synth_assets.definitions import ALL_CHECKS, CHECK_KEYS, GENERATION_ASSETS, GENERATION_CHECKS, defs
 from tests.conftest import materialize_generation
 
 
@@ -68,9 +68,9 @@ def test_a_critical_failure_blocks_downstream_and_alerts(resources, instance, db
         "task_pool": TaskPoolConfig(reasoning_gym_families=[], humaneval_tasks=0, user_task_files=[str(tasks)]),
         "raw_candidates": RawCandidatesConfig(samples_per_task=1, answer_max_tokens=4),
         "verified_set": VerifiedSetConfig(custom_verifiers=[CustomVerifierConfig(name="sloppy", callable="sloppy:score")]),
-        "generator_eval": GeneratorEvalConfig(max_tasks=0),
+        "generator_eval": GeneratorEvalConfig(max_tasks=0, reasoning_items=False),
     })
-    result = materialize_generation(ALL_ASSETS + ALL_CHECKS, instance, resources=resources,
+    result = materialize_generation(GENERATION_ASSETS + GENERATION_CHECKS, instance, resources=resources,
                                     run_config=run_config, raise_on_error=False)
     assert not result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}

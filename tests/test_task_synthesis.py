@@ -191,12 +191,12 @@ def test_source_shares_pick_a_deterministic_subset():
 def test_synthesis_with_the_embedded_model_feeds_the_pool(resources, instance, db_path):
     from synth_assets.assets.synthesis import SynthesizedTasksConfig
     from synth_assets.core.warehouse import Warehouse
-    from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS
+    from synth_assets.definitions import GENERATION_ASSETS, GENERATION_CHECKS
     from tests.test_pipeline import SMALL, failure_messages
 
     config = {**SMALL, "synthesized_tasks": SynthesizedTasksConfig(
         proposals_per_method=2, seed_families=["basic_arithmetic", "gcd"], seeds_per_family=5)}
-    result = materialize_generation(ALL_ASSETS + ALL_CHECKS, instance, resources=resources,
+    result = materialize_generation(GENERATION_ASSETS + GENERATION_CHECKS, instance, resources=resources,
                                     run_config=dg.RunConfig(config), raise_on_error=False)
     assert result.success, failure_messages(result)
     wh = Warehouse(db_path)
@@ -224,7 +224,7 @@ def test_an_accepted_synthesized_task_reaches_the_pool_and_is_generated_for(db_p
     from synth_assets.assets.sources import TaskPoolConfig
     from synth_assets.assets.synthesis import SynthesizedTasksConfig
     from synth_assets.core.warehouse import Warehouse
-    from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS
+    from synth_assets.definitions import GENERATION_ASSETS, GENERATION_CHECKS
     from synth_assets.resources import GenerationalIOManager, HumanEvalSplitResource, SandboxResource, WarehouseResource
     from tests.doubles import RuleGeneratorResource
     from tests.test_pipeline import failure_messages
@@ -240,10 +240,10 @@ def test_an_accepted_synthesized_task_reaches_the_pool_and_is_generated_for(db_p
                                                     use_human_reference=False),
         "task_pool": TaskPoolConfig(reasoning_gym_families=["gcd"], tasks_per_family=2, humaneval_tasks=0),
         "raw_candidates": RawCandidatesConfig(samples_per_task=2),
-        "generator_eval": GeneratorEvalConfig(max_tasks=0),
+        "generator_eval": GeneratorEvalConfig(max_tasks=0, reasoning_items=False),
     }
     result = materialize_generation(
-        ALL_ASSETS + ALL_CHECKS, instance, raise_on_error=False, run_config=dg.RunConfig(config),
+        GENERATION_ASSETS + GENERATION_CHECKS, instance, raise_on_error=False, run_config=dg.RunConfig(config),
         resources={"warehouse": wh, "io_manager": GenerationalIOManager(warehouse=wh), "generator": generator,
                    "sandbox": SandboxResource(), "humaneval_split": HumanEvalSplitResource()})
     assert result.success, failure_messages(result)

@@ -29,6 +29,8 @@ class GeneratorEvalConfig(SamplingPlan, dg.Config):
     raw_candidates'), plus how many held-out tasks are evaluated."""
 
     max_tasks: int = Field(default=12, ge=0, description="held-out tasks evaluated each generation (0 = off)")
+    reasoning_items: bool = Field(default=True, description="also score the generator on heldout_reasoning (greedy; "
+                                  "stored per model, so an unchanged generator is not re-run)")
     samples_per_task: int = Field(default=1, ge=1, description="samples per held-out task")
     temperatures: list[float] = Field(default=[0.7], min_length=1, description="keep equal to raw_candidates'")
 
@@ -39,11 +41,14 @@ def generator_eval(
     context: dg.AssetExecutionContext,
     config: GeneratorEvalConfig,
     heldout_eval: pl.DataFrame,
+    heldout_reasoning: pl.DataFrame,
     generator: GeneratorResource,
     sandbox: SandboxResource,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """The generator's pass rate on held-out human tasks (HumanEval's held-out split) with the
-    same sampling as the generation: the degradation signal of the drift report."""
+    same sampling as the generation, and (greedy) on the held-out reasoning items and their
+    shifted variants: the degradation and distribution-shift signals of the drift report."""
     generation = generation_of(context)
     tasks = heldout_tasks(heldout_eval).head(config.max_tasks)
     if tasks.height == 0:
@@ -54,9 +59,28 @@ def generator_eval(
             samples = run_generation(tasks, generator.get(), config, generation, log=context.log.info)
             df = verify_candidates(samples, sandbox.get(), log=context.log.info)
     rate = float((df["verdict"] == "pass").mean()) if df.height else 0.0
+    reasoning = {}
+    if config.reasoning_items and heldout_reasoning.height:
+        from synth_assets.core.training.evaluation import as_verdict_rows, evaluate
+        from synth_assets.core.training.registry import Registry
+
+        gen = generator.get()
+        registry = Registry(warehouse.get())
+        ids = heldout_reasoning["item_id"].to_list()
+        with user_errors():
+            scores = registry.cached_scores(gen.model, ids)
+            if scores is None:
+                scores = evaluate(gen, gen.model, heldout_reasoning, log=context.log.info)
+                registry.store_scores(scores)
+            else:
+                context.log.info(f"{gen.model}: reusing its stored answers on {len(ids)} held-out reasoning items")
+        rows = as_verdict_rows(scores, heldout_reasoning, gen.model, generation)
+        df = pl.concat([df, rows])
+        for variant, part in scores.group_by("variant"):
+            reasoning[f"reasoning_{variant[0]}_pass_rate"] = round(float(part["correct"].mean()), 4)
     return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
                                 metadata=table_meta(df, generation=generation, heldout_pass_rate=round(rate, 4),
-                                                    tasks=tasks.height, verdicts=counts(df, "verdict")))
+                                                    tasks=tasks.height, verdicts=counts(df, "verdict"), **reasoning))
 
 
 class ExportConfig(dg.Config):

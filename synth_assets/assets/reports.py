@@ -21,6 +21,23 @@ class DriftConfig(DriftSettings, dg.Config):
     """quality_checks' DriftSettings: token budget, noise floor weight, per-metric thresholds."""
 
 
+def eval_scores(generator_eval: pl.DataFrame) -> dict[str, dict[int, tuple[int, int]]]:
+    """(passed, evaluated) per generation for each held-out metric of the drift report."""
+    if generator_eval.height == 0:
+        return {"heldout_pass_rate": {}}
+    template = pl.col("prompt_template").fill_null("")
+    parts = {"heldout_pass_rate": ~template.str.starts_with("heldout_"),
+             "heldout_reasoning_pass_rate": template == "heldout_heldout",
+             "shifted_pass_rate": template.is_in(["heldout_harder", "heldout_rephrased"])}
+    out = {}
+    for metric, where in parts.items():
+        part = generator_eval.filter(where)
+        if part.height or metric == "heldout_pass_rate":
+            out[metric] = {int(g): (int(k), int(n)) for g, k, n in part.group_by("generation").agg(
+                (pl.col("verdict") == "pass").sum().alias("k"), pl.len().alias("n")).iter_rows()}
+    return out
+
+
 @dg.asset(
     group_name="reports",
     kinds=KINDS,
@@ -37,8 +54,7 @@ def drift_report(
     synthetic generation and the human data, with change, thresholds and status."""
     generation = generation_of(context)
     settings = config
-    scores = {int(g): (int(k), int(n)) for g, k, n in generator_eval.group_by("generation").agg(
-        (pl.col("verdict") == "pass").sum().alias("k"), pl.len().alias("n")).iter_rows()} if generator_eval.height else {}
+    scores = eval_scores(generator_eval)
     report = build_drift_report(
         mixed_training_set, generation, settings, generated_by_generation(raw_candidates), scores
     )

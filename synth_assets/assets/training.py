@@ -23,10 +23,11 @@ class HeldoutConfig(HeldoutSettings, PromptSettings, dg.Config):
     """Which held-out items every model is scored on; the prompt settings are raw_candidates'."""
 
 
-@dg.asset(group_name="training", kinds={"polars", "duckdb"}, metadata=SNAPSHOT)
+@dg.asset(group_name="sources", kinds={"polars", "duckdb"}, metadata=SNAPSHOT)
 def heldout_reasoning(context: dg.AssetExecutionContext, config: HeldoutConfig) -> dg.MaterializeResult:
     """Held-out reasoning-gym items (seeds no training stage uses) per family, in three variants:
-    as trained, harder, and under a rephrased prompt. Every model is scored on these."""
+    as trained, harder, and under a rephrased prompt. Every model is scored on these: the gate
+    (model_eval) and the drift report (through generator_eval) alike."""
     with user_errors():
         df = heldout_items(config, config)
     return dg.MaterializeResult(value=df, metadata=table_meta(
@@ -153,4 +154,4 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, c
         metadata={"model_id": model_id, "status": df["status"][0], "in_service": registry.serving()})
 
 
-TRAINING_ASSETS = [heldout_reasoning, candidate_model, model_eval, promoted_model]
+TRAINING_ASSETS = [candidate_model, model_eval, promoted_model]

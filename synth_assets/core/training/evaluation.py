@@ -63,3 +63,19 @@ def mcnemar_p(a: list[bool], b: list[bool]) -> float:
     if only_a + only_b == 0:
         return 1.0
     return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def as_verdict_rows(scores: pl.DataFrame, items: pl.DataFrame, model: str, generation: int) -> pl.DataFrame:
+    """Held-out reasoning results as rows of generator_eval (VERDICT_SCHEMA): the variant is
+    the prompt template (``heldout_heldout``, ``heldout_harder``, ``heldout_rephrased``)."""
+    from synth_assets.core.tasks import conform
+    from synth_assets.core.verification import VERDICT_SCHEMA
+
+    df = scores.join(items.select("item_id", "question", "answer"), on="item_id", how="left")
+    rows = [{"candidate_id": f"g{generation}/eval/{r['item_id']}", "generation": generation, "task_id": r["item_id"],
+             "source": "reasoning_gym", "family": r["family"], "domain": "procedural", "prompt": r["question"],
+             "answer": r["answer"], "verifier": "reasoning_gym", "completion": r["completion"], "model": model,
+             "prompt_template": f"heldout_{r['variant']}", "temperature": 0.0, "extracted_answer": r["answer_given"],
+             "verdict": "pass" if r["correct"] else "fail", "score": 1.0 if r["correct"] else 0.0,
+             "verifier_name": "reasoning_gym:heldout"} for r in df.iter_rows(named=True)]
+    return conform(rows, VERDICT_SCHEMA)

@@ -7,9 +7,10 @@ Paired on the same held-out items, per family and variant, with an exact McNemar
 * the macro-average over families of the held-out variant is not lower (MACRO_LOWER);
 * no shifted variant (harder, rephrased) is significantly lower (SHIFT_REGRESSION);
 * its answers did not collapse onto fewer values (DIVERSITY_LOSS): per family, the entropy of
-  the answers it gives falls below ``diversity_floor`` times the parent's while the parent's
-  is at least ``min_parent_entropy`` bits (a parent that already answers one value to
-  everything has no diversity to lose).
+  the answers it gives falls below ``diversity_floor`` times the smaller of the parent's and
+  the reference answers' entropy, when that is at least ``min_parent_entropy`` bits (a parent
+  that already answers one value to everything has no diversity to lose, and a parent that
+  writes a different wrong answer to every item has no more diversity than the task has).
 
 A gain is counted (``significant_gain``) only when the candidate beats both the parent and the
 stronger trivial baseline (most common answer, last shot's answer), each significantly.
@@ -47,8 +48,8 @@ def compare(candidate: pl.DataFrame, parent: pl.DataFrame, baselines: pl.DataFra
     cand = candidate.select("item_id", "family", "variant", pl.col("correct").alias("c"),
                             pl.col("answer_given").alias("ca"))
     par = parent.select("item_id", pl.col("correct").alias("p"), pl.col("answer_given").alias("pa"))
-    joined = cand.join(par, on="item_id", how="inner").join(baselines.select("item_id", "most_common", "last_shot"),
-                                                            on="item_id", how="inner")
+    joined = cand.join(par, on="item_id", how="inner").join(
+        baselines.select("item_id", "answer", "most_common", "last_shot"), on="item_id", how="inner")
     rows = []
     for (family, variant), g in joined.group_by(["family", "variant"], maintain_order=True):
         c, p = g["c"].to_list(), g["p"].to_list()
@@ -59,10 +60,11 @@ def compare(candidate: pl.DataFrame, parent: pl.DataFrame, baselines: pl.DataFra
         worse = kc < kp and p_parent < settings.alpha
         gain = kc > kp and p_parent < settings.alpha and kc > sum(best_base) and p_base < settings.alpha
         ec, ep = entropy(g["ca"].to_list()), entropy(g["pa"].to_list())
+        reference = min(ep, entropy(g["answer"].to_list()))
         flag = ""
         if worse:
             flag = "REGRESSION" if variant == "heldout" else "SHIFT_REGRESSION"
-        elif variant == "heldout" and ep >= settings.min_parent_entropy and ec < settings.diversity_floor * ep:
+        elif variant == "heldout" and reference >= settings.min_parent_entropy and ec < settings.diversity_floor * reference:
             flag = "DIVERSITY_LOSS"
         lo, hi = wilson(kc, n)
         plo, phi = wilson(kp, n)

@@ -142,7 +142,7 @@ def trivial_baselines(items: pl.DataFrame) -> pl.DataFrame:
         counts = Counter(part["answer"].to_list())
         mode = min(counts, key=lambda a: (-counts[a], a))  # ties: the smallest, so the choice is stable
         for r in part.iter_rows(named=True):
-            out.append({"item_id": r["item_id"], "family": family, "variant": variant,
+            out.append({"item_id": r["item_id"], "family": family, "variant": variant, "answer": r["answer"],
                         "most_common": r["answer"] == mode, "last_shot": r["answer"] == r["last_shot_answer"]})
     return pl.DataFrame(out, schema={"item_id": pl.String, "family": pl.String, "variant": pl.String,
-                                     "most_common": pl.Boolean, "last_shot": pl.Boolean})
+                                     "answer": pl.String, "most_common": pl.Boolean, "last_shot": pl.Boolean})

@@ -143,18 +143,25 @@ def scores_for(record: ModelRecord, items: pl.DataFrame, registry: Registry, log
                generator: TextGenerator | None = None) -> pl.DataFrame:
     """The model's per-item results, from the registry when it was evaluated on these items
     before (greedy decoding makes them a property of the model), else computed and stored."""
-    cached = registry.cached_scores(record.model_id, items["item_id"].to_list())
+    key = score_key(record.model_id)
+    cached = registry.cached_scores(key, items["item_id"].to_list())
     if cached is not None:
         log(f"{record.model_id}: reusing its stored answers on {items.height} held-out items")
         return cached
     gen = generator or load_generator(record)
     try:
-        scores = evaluate(gen, record.model_id, items, log=log)
+        scores = evaluate(gen, key, items, log=log)
     finally:
         if generator is None:
             _close(gen)
     registry.store_scores(scores)
     return scores
+
+
+def score_key(model_id: str) -> str:
+    """Stored answers are keyed by the model name generators write on rows, so generator_eval
+    (which knows the generator, not the registry id) and the gate share them."""
+    return MODEL_ID if model_id == "base" else model_id
 
 
 def evaluate_candidate(model_id: str, items: pl.DataFrame, mix: pl.DataFrame, registry: Registry,
