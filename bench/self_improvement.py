@@ -8,7 +8,8 @@ arms on the same tasks and seeds, with the platform's own core functions.
 Each arm has its own DuckDB registry; a candidate is promoted only through the gate, and the
 next round generates with whatever serves. Per round and arm it prints the held-out pass rate
 per family and variant with 95% intervals (and the trivial baselines), the gate's decision
-and reasons, the diversity of the round's samples (distinct-2, answer entropy), the yield
+and reasons, the diversity of the round's samples (distinct answers per task, answer entropy),
+the drift report's held-out degradation test on the candidate against the previous round, the yield
 (verified candidates per CPU-minute of generation and verification), and wall time.
 
     .venv/bin/python bench/self_improvement.py [--rounds 3] [--tasks-per-family 30] [--samples 4]
@@ -30,7 +31,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from quality_checks.metrics import distinct_n, take_budget  # noqa: E402
+from quality_checks.drift import eval_rows  # noqa: E402
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation  # noqa: E402
 from synth_assets.core.sandbox import Sandbox, SandboxLimits  # noqa: E402
 from synth_assets.core.tasks import humaneval_references, reasoning_gym_tasks  # noqa: E402
@@ -81,6 +82,8 @@ def run_arm(arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.D
     out = []
     serving = reg.get(reg.serving())
     base_scores = scores_for(serving, items, reg, log)
+    held0 = base_scores.filter(pl.col("variant") == "heldout")
+    series = {0: (int(held0["correct"].sum()), held0.height)}  # the drift report's held-out series, round 0 = base
     out.append({"arm": arm, "round": 0, "model": "base", "rates": pass_rates(base_scores).to_dicts()})
     for r in range(1, args.rounds + 1):
         t_round = time.monotonic()
@@ -95,7 +98,11 @@ def run_arm(arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.D
         gen_wall = time.monotonic() - t0
         passed = verified.filter(pl.col("verdict") == "pass")
         answers = [a.strip() for a in samples["completion"].fill_null("").to_list()]
-        d2 = distinct_n(take_budget(samples["completion"].fill_null("").to_list(), 2000), 2)
+        # answers are a few tokens: diversity is how many different answers a task gets, and how
+        # spread the answers are overall (distinct-n of one-token texts would be 0 every round)
+        per_task = samples.with_columns(pl.col("completion").fill_null("").str.strip_chars().alias("a")).group_by(
+            "task_id").agg((pl.col("a").n_unique() / pl.len()).alias("u"))
+        distinct_answers = float(per_task["u"].mean())
         if arm == "default":
             keep = passed.unique(["task_id", "extracted_answer"]).with_columns(
                 pl.col("candidate_id").alias("row_id"), pl.col("source").alias("task_source"),
@@ -117,14 +124,18 @@ def run_arm(arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.D
         comparison, ok, reasons, dropped = evaluate_candidate(row["model_id"], items, mix, reg, GateSettings(), log)
         reg.decide(row["model_id"], "promoted" if ok else "rejected", "the gate passed" if ok else "; ".join(reasons))
         cand_scores = scores_for(reg.get(row["model_id"]), items, reg, log)
+        held = cand_scores.filter(pl.col("variant") == "heldout")
+        series[r] = (int(held["correct"].sum()), held.height)
+        drift = eval_rows(r, series, "heldout_reasoning_pass_rate").row(0, named=True)
         out.append({
             "arm": arm, "round": r, "model": row["model_id"], "parent": serving.model_id, "promoted": ok,
             "reasons": reasons, "mix_rows": mix.height, "train_rows": row["train_rows"],
             "samples": samples.height, "verified": passed.height,
             "yield_per_cpu_min": passed.height / max(cpu_min, 1e-9), "cpu_min": cpu_min, "gen_wall_s": gen_wall,
             "train_wall_s": train_wall, "round_wall_s": time.monotonic() - t_round,
-            "distinct_2": d2, "answer_entropy": entropy(answers), "contaminated_dropped": dropped,
-            "rates": pass_rates(cand_scores).to_dicts(),
+            "distinct_answers_per_task": distinct_answers, "answer_entropy": entropy(answers),
+            "contaminated_dropped": dropped,
+            "rates": pass_rates(cand_scores).to_dicts(), "drift_status": drift["status"], "drift_note": drift["note"],
             "comparison": comparison.select("family", "variant", "candidate_rate", "parent_rate", "most_common_rate",
                                             "last_shot_rate", "p_vs_parent", "p_vs_baseline", "significant_gain",
                                             "flag").to_dicts()})
@@ -136,7 +147,8 @@ def run_arm(arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.D
 
 def report(results: list[dict]) -> str:
     lines = ["| arm | round | model | promoted | family/variant: rate [95% CI] (parent; most common / last shot) "
-             "| verified/CPU-min | distinct-2 | answer entropy | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+             "| verified/CPU-min | distinct answers/task | answer entropy | drift: held-out pass rate vs previous round | wall s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         cmp_ = {f"{c['family']}/{c['variant']}": c for c in res.get("comparison", [])}
         cells = []
@@ -147,8 +159,9 @@ def report(results: list[dict]) -> str:
                      f"{', GAIN' if c['significant_gain'] else ''}{', ' + c['flag'] if c['flag'] else ''})") if c else ""
             cells.append(f"{key} {rate['rate']:.2f} [{rate['low']:.2f}, {rate['high']:.2f}]{extra}")
         lines.append(f"| {res['arm']} | {res['round']} | {res['model']} | {res.get('promoted', '-')} | "
-                     + "<br>".join(cells) + f" | {res.get('yield_per_cpu_min', 0):.1f} | {res.get('distinct_2', 0):.3f} | "
-                     f"{res.get('answer_entropy', 0):.2f} | {res.get('round_wall_s', 0):.0f} |")
+                     + "<br>".join(cells) + f" | {res.get('yield_per_cpu_min', 0):.1f} | {res.get('distinct_answers_per_task', 0):.3f} | "
+                     f"{res.get('answer_entropy', 0):.2f} | {res.get('drift_status', '-')} {res.get('drift_note', '')} | "
+                     f"{res.get('round_wall_s', 0):.0f} |")
     return "\n".join(lines)
 
 
