@@ -67,6 +67,14 @@ def summary(wh: Warehouse) -> str:
         mix = wh.sql(f"select source, split, count(*) n from {s}.mixed_training_set where generation = ? "
                      "group by 1, 2 order by 1, 2", [g])
         out += ["", "training set (this generation): " + ", ".join(f"{a}/{b}: {n}" for a, b, n in mix.iter_rows())]
+    if wh.table_exists("model_registry"):
+        from synth_assets.core.training.registry import Registry
+
+        reg = Registry(wh)
+        row = reg.models().filter(pl.col("mix_generation") == g)
+        trained = (f"; generation {g}'s candidate {row['model_id'][-1]}: {row['status'][-1]}"
+                   + (f" ({row['reason'][-1][:120]})" if row["status"][-1] == "rejected" else "")) if row.height else ""
+        out += ["", f"model in service: {reg.serving()}{trained}  (synth models)"]
     paths = wh.export_paths(g)
     out += [f"exported to: {paths['train']} and {paths['validation']}" if paths else
             "not exported: training_export did not run for this generation (the mix failed or its blocking "

@@ -96,6 +96,8 @@ def test_checks_are_listed_with_blocking_and_severity_in_the_ui(webserver):
     assert mix_checks["gx_column_values_to_not_be_null__license"]["blocking"] is False  # a warning
     drift_checks = {c["name"]: c for c in by_asset["drift_report"]["assetChecksOrError"]["checks"]}
     assert drift_checks["gx_column_values_to_not_be_in_set__status"]["blocking"] is False
+    gate = {c["name"]: c for c in by_asset["model_eval"]["assetChecksOrError"]["checks"]}
+    assert (by_asset["model_eval"]["groupName"], gate["promotion_gate"]["blocking"]) == ("training", True)
 
     launched = gql(webserver, """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
         __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",

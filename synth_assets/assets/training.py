@@ -43,13 +43,17 @@ def _artefact_root(config: CandidateSettings, wh_path: str) -> Path:
     return Path(config.artefact_dir) if config.artefact_dir else Path(wh_path).parent / "models"
 
 
-def _loss_plot(curve: list[dict], path: Path) -> Path:
+def _loss_plot(curve: list[dict], path: Path) -> bytes:
+    """Train and validation loss per epoch as a PNG (written to ``path`` and returned, so the
+    asset page shows it inline)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
     for key in ("train_loss", "validation_loss"):
         pts = [(c["epoch"], c[key]) for c in curve if c.get(key) is not None]
         if pts:
@@ -58,10 +62,12 @@ def _loss_plot(curve: list[dict], path: Path) -> Path:
     ax.set_ylabel("loss (target tokens)")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue())
+    return buf.getvalue()
 
 
 @dg.asset(group_name="training", kinds=TRAINING_KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
@@ -77,14 +83,20 @@ def candidate_model(context: dg.AssetExecutionContext, config: CandidateConfig, 
         row = train_candidate(mixed_training_set, generation, config, registry, _artefact_root(config, wh.path),
                               log=context.log.info)
     curve = row.get("loss_curve") or []
-    plot = _loss_plot(curve, _artefact_root(config, wh.path) / row["model_id"] / "loss.png") if curve else None
-    df = registry.models().filter(pl.col("model_id") == row["model_id"])
+    plot_path = _artefact_root(config, wh.path) / row["model_id"] / "loss.png"
+    png = _loss_plot(curve, plot_path) if curve else None
+    everything = registry.models()
+    df = everything.filter(pl.col("model_id") == row["model_id"])
     meta = table_meta(df, model_id=row["model_id"], parent_id=row["parent_id"], train_rows=row["train_rows"],
                       train_tokens=row.get("train_tokens") or 0, wall_s=round(row["wall_s"], 1))
     meta["loss_curve"] = dg.MetadataValue.md(markdown_table(pl.DataFrame(curve), list(pl.DataFrame(curve).columns),
                                                             rows=50) if curve else "(none reported)")
-    if plot:
-        meta["loss_plot"] = dg.MetadataValue.path(str(plot))
+    meta["registry"] = dg.MetadataValue.md(registry_markdown(everything))
+    if png:
+        import base64
+
+        meta["loss_plot"] = dg.MetadataValue.md(f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})")
+        meta["loss_plot_file"] = dg.MetadataValue.path(str(plot_path))
     meta["adapter"] = dg.MetadataValue.path(str(row.get("adapter_path") or row.get("endpoint_base_url")))
     return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
                                 metadata=meta)
@@ -148,10 +160,18 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, c
         else:
             registry.decide(model_id, "promoted", "the gate passed")
             context.log.info(f"{model_id} is now in service")
-    df = registry.models().filter(pl.col("model_id") == model_id)
+    everything = registry.models()
+    df = everything.filter(pl.col("model_id") == model_id)
     return dg.MaterializeResult(
         value=df.with_columns(pl.lit(generation_of(context), dtype=pl.Int64).alias("generation")),
-        metadata={"model_id": model_id, "status": df["status"][0], "in_service": registry.serving()})
+        metadata={"model_id": model_id, "status": df["status"][0], "in_service": registry.serving(),
+                  "registry": dg.MetadataValue.md(registry_markdown(everything))})
+
+
+def registry_markdown(models: pl.DataFrame) -> str:
+    """The registry as the asset pages show it: lineage, counts, status and reason."""
+    return markdown_table(models, ["model_id", "parent_id", "mix_generation", "train_rows", "train_tokens", "wall_s",
+                                   "status", "reason"], rows=100, width=80)
 
 
 TRAINING_ASSETS = [candidate_model, model_eval, promoted_model]
