@@ -185,7 +185,7 @@ def train_lora(
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            running, seen = running + float(loss), seen + 1
+            running, seen = running + float(loss.detach()), seen + 1
             if time.monotonic() - last_log >= log_every_s:
                 log(f"epoch {epoch} step {step}/{total_steps}: train loss {running / seen:.4f} "
                     f"({time.monotonic() - started:.0f}s)")
