@@ -14,7 +14,8 @@ from synth_assets.core.markdown import markdown_table
 
 @dg.asset_check(asset="model_eval", blocking=True, required_resource_keys={"warehouse"},
                 description="The promotion gate: no family significantly worse than the parent (McNemar, alpha "
-                "0.05), macro-average not lower, no shifted variant significantly worse, no DIVERSITY_LOSS.")
+                "0.05), macro-average not lower, no shifted variant significantly worse, no DIVERSITY_LOSS, and "
+                "(require_gain) a significant gain over the parent and the trivial baselines in some family.")
 def promotion_gate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     wh = context.resources.warehouse.get()
     g = check_generation(context)
@@ -24,7 +25,7 @@ def promotion_gate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResul
     return dg.AssetCheckResult(
         passed=df.height > 0 and flagged.height == 0,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=(f"{model_id}: promoted only if not worse than its parent" if df.height
+        description=(f"{model_id}: promoted only if better than its parent and not worse anywhere" if df.height
                      else "no evaluation stored for this generation"),
         metadata={"model_id": str(model_id), "offending": flagged.height,
                   "offending_families": dg.MetadataValue.md(markdown_table(

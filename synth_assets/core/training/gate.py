@@ -13,7 +13,11 @@ Paired on the same held-out items, per family and variant, with an exact McNemar
   writes a different wrong answer to every item has no more diversity than the task has).
 
 A gain is counted (``significant_gain``) only when the candidate beats both the parent and the
-stronger trivial baseline (most common answer, last shot's answer), each significantly.
+stronger trivial baseline (most common answer, last shot's answer), each significantly. With
+``require_gain`` (the default) a candidate must also show such a gain in at least one family
+(NO_GAIN otherwise): "not worse" alone let a model trained on its own unverified samples be
+promoted for drifting toward the most common answer (bench/self_improvement.py, naive arm), and
+the mission is to promote a model only when it is better.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class GateSettings(Settings):
     diversity_floor: float = Field(default=0.5, gt=0, le=1,
                                    description="answer entropy below this share of the parent's is DIVERSITY_LOSS")
     min_parent_entropy: float = Field(default=0.5, ge=0, description="bits; below it diversity loss is not judged")
+    require_gain: bool = Field(default=True, description="promote only with a significant gain over the parent and "
+                               "the trivial baselines in at least one family (NO_GAIN otherwise)")
 
 
 def entropy(values: list[str]) -> float:
@@ -79,9 +85,11 @@ def compare(candidate: pl.DataFrame, parent: pl.DataFrame, baselines: pl.DataFra
     held = out.filter(pl.col("variant") == "heldout")
     if held.height:
         cm, pm = float(held["candidate_rate"].mean()), float(held["parent_rate"].mean())
+        gained = bool(held["significant_gain"].any())
+        flag = "MACRO_LOWER" if cm < pm else "NO_GAIN" if settings.require_gain and not gained else ""
         macro = {k: None for k in EVAL_SCHEMA} | {
             "family": MACRO, "variant": "heldout", "n": int(held["n"].sum()), "candidate_rate": cm, "parent_rate": pm,
-            "significant_gain": False, "significantly_worse": cm < pm, "flag": "MACRO_LOWER" if cm < pm else ""}
+            "significant_gain": gained, "significantly_worse": cm < pm, "flag": flag}
         out = pl.concat([out, pl.DataFrame([macro], schema=EVAL_SCHEMA)])
     return out
 
