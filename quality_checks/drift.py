@@ -262,7 +262,7 @@ def eval_rows(generation: int, scores: dict[int, tuple[int, int]], metric: str =
 def drift_report(
     mix: pl.DataFrame, generation: int, settings: DriftSettings,
     generated: dict[int, list[str]] | None = None,
-    eval_scores: dict[str, dict[int, tuple[int, int]]] | dict[int, tuple[int, int]] | None = None,
+    eval_scores: dict[str, dict[int, tuple[int, int]]] | None = None,
 ) -> pl.DataFrame:
     """The report for ``generation``: accepted rows, every generated completion (which holds far
     more text than the accepted rows when the generator is weak, and shows a collapsing
@@ -272,8 +272,7 @@ def drift_report(
     if generated is not None:
         frames.append(corpus_report("generated", generated, human, generation, settings))
     if eval_scores is not None:
-        by_metric = eval_scores if all(isinstance(k, str) for k in eval_scores) else {"heldout_pass_rate": eval_scores}
-        frames += [eval_rows(generation, scores, metric) for metric, scores in by_metric.items()]
+        frames += [eval_rows(generation, scores, metric) for metric, scores in eval_scores.items()]
     return pl.concat(frames)
 
 

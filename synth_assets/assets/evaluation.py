@@ -61,19 +61,14 @@ def generator_eval(
     rate = float((df["verdict"] == "pass").mean()) if df.height else 0.0
     reasoning = {}
     if config.reasoning_items and heldout_reasoning.height:
-        from synth_assets.core.training.evaluation import as_verdict_rows, evaluate
+        from synth_assets.core.training.evaluation import as_verdict_rows
+        from synth_assets.core.training.loop import stored_answers
         from synth_assets.core.training.registry import Registry
 
-        gen = generator.get()
-        registry = Registry(warehouse.get())
-        ids = heldout_reasoning["item_id"].to_list()
+        gen = generator.get()  # the run's shared generator: the resource frees it, not this step
         with user_errors():
-            scores = registry.cached_scores(gen.model, ids)
-            if scores is None:
-                scores = evaluate(gen, gen.model, heldout_reasoning, log=context.log.info)
-                registry.store_scores(scores)
-            else:
-                context.log.info(f"{gen.model}: reusing its stored answers on {len(ids)} held-out reasoning items")
+            scores = stored_answers(Registry(warehouse.get()), gen.model, heldout_reasoning, lambda: gen,
+                                    context.log.info, close=False)
         rows = as_verdict_rows(scores, heldout_reasoning, gen.model, generation)
         df = pl.concat([df, rows])
         for variant, part in scores.group_by("variant"):

@@ -89,8 +89,7 @@ def candidate_model(context: dg.AssetExecutionContext, config: CandidateConfig, 
     df = everything.filter(pl.col("model_id") == row["model_id"])
     meta = table_meta(df, model_id=row["model_id"], parent_id=row["parent_id"], train_rows=row["train_rows"],
                       train_tokens=row.get("train_tokens") or 0, wall_s=round(row["wall_s"], 1))
-    meta["loss_curve"] = dg.MetadataValue.md(markdown_table(pl.DataFrame(curve), list(pl.DataFrame(curve).columns),
-                                                            rows=50) if curve else "(none reported)")
+    meta["loss_curve"] = dg.MetadataValue.md(markdown_table(pl.DataFrame(curve), rows=50) if curve else "(none reported)")
     meta["registry"] = dg.MetadataValue.md(registry_markdown(everything))
     if png:
         import base64

@@ -118,12 +118,15 @@ class PromptSettings(Settings):
     few_shot_seed: int = Field(default=7, description="which solved examples are shown")
 
 
-def answer_prompt(question: str, examples: Sequence[tuple[str, str]]) -> str:
-    """Few-shot completion prompt: the base model continues after 'Answer:'."""
-    parts = ["Answer each question with the final answer only.\n"]
+def answer_prompt(question: str, examples: Sequence[tuple[str, str]],
+                  instruction: str = "Answer each question with the final answer only.",
+                  q_label: str = "Question:", a_label: str = "Answer:") -> str:
+    """Few-shot completion prompt: the base model continues after the answer label. The held-out
+    evaluation's rephrased variant passes other wording and labels."""
+    parts = [instruction + "\n"]
     for q, a in examples:
-        parts.append(f"Question: {q}\nAnswer: {a}\n")
-    parts.append(f"Question: {question}\nAnswer:")
+        parts.append(f"{q_label} {q}\n{a_label} {a}\n")
+    parts.append(f"{q_label} {question}\n{a_label}")
     return "\n".join(parts)
 
 

@@ -71,11 +71,8 @@ class HeldoutSettings(Settings):
 
 def rephrased_prompt(question: str, examples: list[tuple[str, str]]) -> str:
     """The answer prompt under other wording and labels (a prompt-template shift)."""
-    parts = ["Reply to every problem below with nothing but its final result.\n"]
-    for q, a in examples:
-        parts.append(f"Q: {q}\nA: {a}\n")
-    parts.append(f"Q: {question}\nA:")
-    return "\n".join(parts)
+    return answer_prompt(question, examples, "Reply to every problem below with nothing but its final result.",
+                         "Q:", "A:")
 
 
 @functools.lru_cache(maxsize=64)

@@ -139,23 +139,28 @@ def smoke_load(record: ModelRecord) -> None:
         _close(gen)
 
 
-def scores_for(record: ModelRecord, items: pl.DataFrame, registry: Registry, log: Log = lambda _m: None,
-               generator: TextGenerator | None = None) -> pl.DataFrame:
+def stored_answers(registry: Registry, key: str, items: pl.DataFrame, open_generator: Callable[[], TextGenerator],
+                   log: Log = lambda _m: None, close: bool = True) -> pl.DataFrame:
     """The model's per-item results, from the registry when it was evaluated on these items
-    before (greedy decoding makes them a property of the model), else computed and stored."""
-    key = score_key(record.model_id)
+    before (greedy decoding makes them a property of the model), else computed and stored.
+    ``open_generator`` is called only when the model must run; ``close`` frees what it made."""
     cached = registry.cached_scores(key, items["item_id"].to_list())
     if cached is not None:
-        log(f"{record.model_id}: reusing its stored answers on {items.height} held-out items")
+        log(f"{key}: reusing its stored answers on {items.height} held-out items")
         return cached
-    gen = generator or load_generator(record)
+    gen = open_generator()
     try:
         scores = evaluate(gen, key, items, log=log)
     finally:
-        if generator is None:
+        if close:
             _close(gen)
     registry.store_scores(scores)
     return scores
+
+
+def scores_for(record: ModelRecord, items: pl.DataFrame, registry: Registry, log: Log = lambda _m: None) -> pl.DataFrame:
+    """A registered model's per-item results (``stored_answers`` under its row-name key)."""
+    return stored_answers(registry, score_key(record.model_id), items, lambda: load_generator(record), log)
 
 
 def score_key(model_id: str) -> str:

@@ -82,9 +82,11 @@ class Registry:
         self.wh = wh
         self.t = f"{wh.schema}.model_registry"
         self.s = f"{wh.schema}.model_serving"
+        self._ready = False  # the tables exist: checked once per instance, not on every read
 
     def _ensure(self) -> None:
-        if self.wh.table_exists("model_registry"):
+        if self._ready or self.wh.table_exists("model_registry"):
+            self._ready = True
             return
         base = {k: None for k in REGISTRY_SCHEMA} | {
             "model_id": BASE_ID, "base_model": MODEL_ID, "kind": "base", "status": "promoted",
@@ -99,6 +101,7 @@ class Registry:
             con.execute(f"create table if not exists {self.s} as select * from serving limit 0")
             if not con.execute(f"select count(*) from {self.s}").fetchone()[0]:
                 con.execute(f"insert into {self.s} by name select * from serving")
+        self._ready = True
 
     # ------------------------------------------------------------ reads
     def models(self) -> pl.DataFrame:
