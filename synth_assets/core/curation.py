@@ -13,7 +13,9 @@ Stages run in a fixed order and each row gets the first reason that applies:
 5. ``near_duplicate``: MinHash LSH over the *completions* of this generation and of every
    row accepted in earlier generations, each pair confirmed by exact Jaccard. Procedural
    prompts are templates, so prompts would make whole families look alike; completions of
-   different tasks count only when both are long enough to mean something;
+   different tasks count only when both are long enough to mean something. Rows are kept by
+   a greedy representative selection (``select_representatives``): every dropped row names a
+   kept row it is confirmed similar to, and no confirmed pair remains among the kept rows;
 6. ``diversity_cap``: at most k rows per task, picked to be as different from each other
    (and from the task's earlier accepted rows) as possible.
 
@@ -40,7 +42,7 @@ from synth_assets.core.near_duplicates import (
     NearDupSettings,
     estimated_similarity,
     find_near_duplicates,
-    find_near_duplicates_from,
+    select_representatives,
     shingle,
     signatures,
 )
@@ -349,9 +351,10 @@ def curate(
             nd = find_near_duplicates(texts, settings.near_duplicates,
                                       pair_filter=lambda a, b: (a < nr) & (b >= nr))
             labels = (refs["ref_source"] + ":" + refs["ref_id"]).to_list()
-            for a, b, j in zip(nd.i, nd.j, nd.jaccard):
-                row = live[b - nr]
-                r.drop_rows([row], "contaminated_near_duplicate", f"Jaccard {j:.2f} with {labels[a]}")
+            hit, partner, jac = nd.linked(np.arange(len(texts)) < nr)
+            for x in np.flatnonzero(hit[nr:]):
+                r.drop_rows([live[x]], "contaminated_near_duplicate",
+                            f"Jaccard {jac[nr + x]:.2f} with {labels[partner[nr + x]]}")
 
     # near-duplicates among completions: this generation plus everything accepted before
     alive = r.alive()
@@ -369,36 +372,37 @@ def curate(
         sh = shingle(all_text, settings.near_duplicates)
         sizes = sh.sizes()
 
-        def pair_ok(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            same_task = task_code[a] == task_code[b]
-            long_enough = (sizes[a] >= min_sh) & (sizes[b] >= min_sh)
-            return ~((a < n_prev) & (b < n_prev)) & (same_task | long_enough)
-
-        nd = find_near_duplicates_from(sh, settings.near_duplicates, pair_filter=pair_ok)
-        n_pairs, n_candidates, kept_sig = len(nd.i), nd.candidates, nd.signatures
-        score = np.concatenate([np.full(n_prev, np.inf),
-                                df["score"].fill_null(0).to_numpy()[live].astype(float)])
-        best_j: dict[int, tuple[float, int]] = {}
-        for a, b, j in zip(nd.i.tolist(), nd.j.tolist(), nd.jaccard.tolist()):
-            for x, y in ((a, b), (b, a)):
-                if x not in best_j or j > best_j[x][0]:
-                    best_j[x] = (j, y)
-        members: dict[int, list[int]] = {}
-        for x in best_j:
-            members.setdefault(int(nd.cluster[x]), []).append(x)
-        for group in members.values():
-            # representative: a row accepted earlier, else the best score, else the first row
-            rep = min(group, key=lambda x: (x >= n_prev, -score[x], x))
-            for x in group:
-                if x >= n_prev:
-                    r.cluster[live[x - n_prev]] = all_ids[rep]
-                if x == rep or x < n_prev:
-                    continue
-                j, partner = best_j[x]
-                row = live[x - n_prev]
-                r.drop_rows([row], "near_duplicate",
-                       f"Jaccard {j:.2f} with {all_ids[partner]}; cluster of {len(group)} kept {all_ids[rep]}")
-                r.dup_of[row] = all_ids[rep]
+        # the comparison scope: every pair within a task, and pairs across tasks when both texts
+        # are long enough to mean something (short procedural answers repeat across tasks by
+        # design). Short texts are candidates only within their task; an extra within-task pass
+        # over the sizes where a short and a long text can still reach the threshold
+        # (|A & B| / |A | B| <= min / max size) covers short-long pairs of one task.
+        t = settings.near_duplicates.threshold
+        scope = np.where(sizes >= min_sh, -1, task_code)
+        border = (sizes >= np.ceil(t * min_sh)) & (sizes <= np.floor((min_sh - 1) / t))
+        forced = np.arange(len(all_text)) < n_prev
+        score = np.concatenate([np.zeros(n_prev), df["score"].fill_null(0).to_numpy()[live].astype(float)])
+        kept_sig = signatures(sh, settings.near_duplicates)
+        sel = select_representatives(sh, settings.near_duplicates, score, scope=scope,
+                                     extra=[(border, task_code)], forced=forced, sig=kept_sig)
+        n_pairs, n_candidates = int((~sel.keep).sum()), sel.candidates
+        keep, dup_of, dup_j = sel.keep, sel.duplicate_of, sel.jaccard
+        for x in np.flatnonzero(~keep):
+            row = live[x - n_prev]
+            kept_id = all_ids[dup_of[x]]
+            r.drop_rows([row], "near_duplicate", f"Jaccard {dup_j[x]:.2f} with {kept_id} (kept)")
+            r.dup_of[row] = r.cluster[row] = kept_id
+        for x in np.unique(dup_of[~keep]):
+            if x >= n_prev:
+                r.cluster[live[x - n_prev]] = all_ids[x]
+        # an exact duplicate names the row kept in its place: when that row itself just lost
+        # to a near-duplicate, name the row that row lost to (an identical text, same Jaccard)
+        lost = {ids[row]: row for row in live[~keep[n_prev:]]}
+        for row in range(n):
+            if r.reason[row] == "exact_duplicate" and r.dup_of[row] in lost:
+                twin = lost[r.dup_of[row]]
+                r.dup_of[row] = r.cluster[row] = r.dup_of[twin]
+                r.detail[row] += f"; that row lost to {r.dup_of[twin]} ({r.detail[twin].split(' with ')[0]})"
 
     # diversity cap: at most k per task, as mutually different as possible
     alive = r.alive()
@@ -452,7 +456,7 @@ def curate(
     kept, dropped = conform(kept, FILTERED_SCHEMA), conform(dropped, DROP_SCHEMA)
     coverage = coverage_report(verified, kept)
     stats = {
-        "input_rows": n, "kept": kept.height, "near_duplicate_pairs": n_pairs,
+        "input_rows": n, "kept": kept.height, "near_duplicates_dropped": n_pairs,
         "lsh_candidate_pairs": n_candidates, "previous_rows_compared": n_prev,
         "references_compared": refs.height,
     }

@@ -366,9 +366,10 @@ def _gate_novelty(proposals: list[dict], existing: pl.DataFrame, settings: Synth
     texts = old + [p["prompt"] for p in live]
     nd = find_near_duplicates(texts, NearDupSettings(threshold=settings.novelty_threshold, shingle_size=3))
     dup_of: dict[int, tuple[int, float]] = {}
-    for a, b, j in zip(nd.i.tolist(), nd.j.tolist(), nd.jaccard.tolist()):
-        if b >= len(old) and (b not in dup_of):
-            dup_of[b] = (a, j)  # a < b: an existing task or an earlier proposal
+    jac = {(x, y): j for x, y, j in zip(nd.i.tolist(), nd.j.tolist(), nd.jaccard.tolist())}
+    for a, b in sorted(nd.document_pairs()):
+        if b >= len(old) and (b not in dup_of):  # a < b: an existing task or an earlier proposal
+            dup_of[b] = (a, jac.get((min(nd.rep[a], nd.rep[b]), max(nd.rep[a], nd.rep[b])), 1.0))
     seen = {_norm(t) for t in old}
     for x, p in enumerate(live, start=len(old)):
         if _norm(p["prompt"]) in seen or x in dup_of:
