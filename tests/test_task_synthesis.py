@@ -254,3 +254,37 @@ def test_an_accepted_synthesized_task_reaches_the_pool_and_is_generated_for(db_p
     assert set(pool.filter(pl.col("source") == "synthesized")["task_id"]) == set(accepted["task_id"])
     verified = store.read("verified_set", generation=1).filter(pl.col("source") == "synthesized")
     assert verified["verdict"].to_list() == ["pass", "pass"]
+
+
+# ------------------------------------------------------------------ no wrong answer through agreement alone (issue 17)
+@pytest.mark.parametrize("question, wrong, right", [
+    ("Find the Greatest Common Divisor (GCD) of these numbers: 532, 656.", "2", "4"),  # the README's own example
+    ('How many times does the letter "e" appear in the text: "the tree here"?', "10", "5"),
+    ("What is 37 + 48 - 19?", "56", "66"),
+])
+def test_a_consistently_wrong_reference_is_rejected_by_a_program(question, wrong, right):
+    def proposals(answer):
+        return RuleGeneratorDouble([(r"Write one new question", lambda r: " " + question),
+                                    (r"Answer each question", lambda r: " " + answer)])
+
+    row = run(proposals(wrong), ONLY("new_task")).row(0, named=True)
+    assert (row["status"], row["reject_reason"]) == ("rejected", "reference_mismatch")
+    check = json.loads(row["gates"])["program_check"]
+    assert (check["expected"], check["majority"], check["agrees"]) == (right, wrong, False)
+    ok = run(proposals(right), ONLY("new_task")).row(0, named=True)
+    assert ok["status"] == "accepted" and ok["reference_check"].startswith("program: ")
+
+
+def test_a_question_no_program_reads_is_marked_unverified_and_sampled_for_review():
+    from synth_assets.core.review import flag_rows
+
+    gen = RuleGeneratorDouble([(r"Write one new question", lambda r: " Which planet is known as the red planet?"),
+                               (r"Answer each question", lambda r: " Mars")])
+    row = run(gen, ONLY("new_task")).row(0, named=True)
+    assert (row["status"], row["reference_check"]) == ("accepted", "unverified_reference")
+    filtered = pl.DataFrame({"candidate_id": ["c1", "c2", "c3"], "generation": [1, 1, 1],
+                             "task_id": [row["task_id"], row["task_id"], "other"], "family": ["f"] * 3,
+                             "prompt": ["q"] * 3, "training_text": ["Mars"] * 3, "judge_score": [None] * 3})
+    queue = flag_rows(filtered, spot_checks_per_family=0, judge_threshold=0.5, unverified_tasks={row["task_id"]})
+    assert queue["flag_reason"].to_list() == ["unverified_reference"]
+    assert queue["task_id"].to_list() == [row["task_id"]]

@@ -295,11 +295,14 @@ class ReviewQueueConfig(dg.Config):
 @dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def review_queue(
     context: dg.AssetExecutionContext, config: ReviewQueueConfig, filtered_set: pl.DataFrame,
-    review_decisions: pl.DataFrame,
+    review_decisions: pl.DataFrame, synthesized_tasks: pl.DataFrame,
 ) -> dg.MaterializeResult:
-    """Accepted rows flagged for a person: low judge scores and a spot-check sample per family.
+    """Accepted rows flagged for a person: low judge scores, a row of each synthesized task whose
+    reference answer rests on agreement alone, and a spot-check sample per family.
     Decide with `synth review accept|reject ID...`; the next mix honours the decisions."""
-    queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold)
+    unverified = set(synthesized_tasks.filter(pl.col("reference_check") == "unverified_reference")["task_id"]
+                     .to_list()) if "reference_check" in synthesized_tasks.columns else set()
+    queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold, unverified)
     queue = with_status(queue, latest_decisions(review_decisions))
     context.log.info(f"review queue: {queue.height} rows flagged, {counts(queue, 'status')}")
     return dg.MaterializeResult(value=queue, metadata=table_meta(

@@ -1,7 +1,8 @@
 """A review queue for people: flagged accepted rows, and decisions the next mix honours.
 
-Flagged: every accepted row the LLM judge scored low, plus a spot-check sample of each task
-family's accepted rows. A reviewer accepts or rejects rows (``synth review accept|reject``);
+Flagged: every accepted row the LLM judge scored low, one row of every synthesized task whose
+reference answer no program could check (``unverified_reference``), plus a spot-check sample
+of each task family's accepted rows. A reviewer accepts or rejects rows (``synth review accept|reject``);
 decisions are appended to ``synth.review_decisions`` and the latest decision per row wins.
 Rejected rows never enter a mix again; with ``review_policy: require_acceptance`` flagged rows
 stay out until someone accepts them.
@@ -28,15 +29,24 @@ DECISION_SCHEMA = {
 }
 
 
-def flag_rows(filtered: pl.DataFrame, spot_checks_per_family: int, judge_threshold: float) -> pl.DataFrame:
+def flag_rows(filtered: pl.DataFrame, spot_checks_per_family: int, judge_threshold: float,
+              unverified_tasks: set[str] = frozenset()) -> pl.DataFrame:
+    """Low judge scores, a spot-check sample per family, and one row per task whose reference
+    answer rests on the generator's agreement alone (``unverified_reference``): a person checks
+    the answer that row was verified against."""
     rows = []
     for (family,), group in filtered.group_by(["family"], maintain_order=True):
         ordered = sorted(group.to_dicts(), key=lambda r: hashlib.sha1(r["candidate_id"].encode()).hexdigest())
         spot = {r["candidate_id"] for r in ordered[:spot_checks_per_family]}
+        sampled: set[str] = set()
         for r in ordered:
             low = r.get("judge_score") is not None and r["judge_score"] < judge_threshold
-            if low or r["candidate_id"] in spot:
-                rows.append({**r, "flag_reason": "low_judge_score" if low else "spot_check", "status": "pending"})
+            unverified = r["task_id"] in unverified_tasks and r["task_id"] not in sampled
+            if unverified:
+                sampled.add(r["task_id"])
+            if low or unverified or r["candidate_id"] in spot:
+                reason = "low_judge_score" if low else "unverified_reference" if unverified else "spot_check"
+                rows.append({**r, "flag_reason": reason, "status": "pending"})
     return conform(rows, QUEUE_SCHEMA)
 
 

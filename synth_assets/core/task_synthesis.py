@@ -4,7 +4,10 @@ A proposed task enters the pool only once something checked it:
 
 - answer tasks: a reference answer by **self-consistency**: several samples of the generator
   answer the new question, and the majority answer is kept only when its agreement rate reaches
-  ``min_agreement`` (kept with the task). A paraphrase must also keep its seed's answer.
+  ``min_agreement`` (kept with the task). A paraphrase must also keep its seed's answer. Then a
+  **program check** (``reference_check``): where a program can read the question (GCD, letter
+  counts, arithmetic, ...), its answer must equal the majority's (else ``reference_mismatch``);
+  where none can, the task is marked ``unverified_reference`` and sampled for review.
 - code tasks: the generator writes a function (signature + docstring) and a ``check(candidate)``
   test; several sampled solutions run against the tests in the sandbox, and the task is kept
   when at least ``min_passing_solutions`` of them pass and agree on every test call (a
@@ -32,6 +35,7 @@ from synth_assets.core.curation import REFERENCE_TEXT_SCHEMA, ngram_hits
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import ANSWER_STOP, SampleRequest, TextGenerator, answer_prompt
 from synth_assets.core.near_duplicates import NearDupSettings, find_near_duplicates
+from synth_assets.core.reference_check import check_reference
 from synth_assets.core.sandbox import FunctionCheck, Sandbox
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks import TASK_SCHEMA, conform
@@ -47,6 +51,9 @@ PROPOSAL_SCHEMA: dict[str, pl.DataType] = {
     "generator": pl.String,
     "model": pl.String,
     "agreement": pl.Float64,  # self-consistency agreement of the reference answer / passing-solution share
+    # how the reference was established: "program: <solver>", "unverified_reference" (agreement only),
+    # "tests" (code: sampled solutions pass the generated tests)
+    "reference_check": pl.String,
     "gates": pl.String,  # JSON: each gate's result
     "status": pl.String,  # accepted | rejected
     "reject_reason": pl.String,
@@ -270,7 +277,8 @@ def synthesize_tasks(
             "verifier_spec": json.dumps(p["spec"]) if p.get("spec") else None,
             "license": SYNTH_LICENSE, "seed_task_id": s["task_id"], "seed_license": s.get("license"),
             "method": p["method"], "generator": gen.name, "model": gen.model,
-            "agreement": p.get("agreement"), "gates": json.dumps(p["gates"]),
+            "agreement": p.get("agreement"), "reference_check": p.get("reference_check"),
+            "gates": json.dumps(p["gates"]),
             "status": "rejected" if p["reject"] else "accepted", "reject_reason": p["reject"],
         })
     df = conform(out, PROPOSAL_SCHEMA)
@@ -301,6 +309,19 @@ def _gate_answers(proposals: list[dict], gen: TextGenerator, settings: Synthesis
             p["gates"]["paraphrase_keeps_answer"] = False
             p["reject"] = "paraphrase_changed_answer"
             continue
+        # agreement alone admits a consistently wrong generator: where a program can read the
+        # question, its answer decides
+        check = check_reference(p["seed"]["family"], p["prompt"], answer)
+        if check is None:
+            p["reference_check"] = "unverified_reference"
+            p["gates"]["program_check"] = "no program reads this question: agreement only"
+        else:
+            p["gates"]["program_check"] = {"solver": check.solver, "expected": check.expected,
+                                           "majority": answer, "agrees": check.agrees}
+            if not check.agrees:
+                p["reject"] = "reference_mismatch"
+                continue
+            p["reference_check"] = f"program: {check.solver}"
         p["answer"], p["verifier"] = answer, _verifier_for(answer)
 
 
@@ -356,6 +377,7 @@ def _gate_code(proposals: list[dict], gen: TextGenerator, sandbox: Sandbox | Non
             p["reject"] = "solutions_disagree_with_tests"
             continue
         p["spec"] = {"test": p["test"], "entry_point": p["entry_point"], "reference_solution": good[0]}
+        p["reference_check"] = "tests"
 
 
 def _gate_novelty(proposals: list[dict], existing: pl.DataFrame, settings: SynthesisSettings) -> None:
