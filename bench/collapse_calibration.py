@@ -29,27 +29,30 @@ def main() -> None:
     corpus = human_sentences()
     print(f"human corpus: {len(corpus)} sentences, {sum(len(s.split()) for s in corpus)} tokens "
           f"(stdlib docstrings); budget {args.budget} tokens; {args.sentences} sentences per generation")
-    settings = DriftSettings(token_budget=args.budget)
-    first_alert: dict[str, list] = {}
-    alerts_total: dict[str, tuple[int, int]] = {}
+    rules = {"bootstrap": DriftSettings(token_budget=args.budget),
+             "relative (old)": DriftSettings(token_budget=args.budget, decline_test="relative")}
+    summary: dict[tuple[str, str], tuple[int, int, list, int]] = {}
     t0 = time.perf_counter()
-    print(f"{'mode':<11}{'seed':>4}{'gen':>4}{'distinct-2':>12}{'rare cov':>10}{'gzip':>8}{'JS->H':>8}  DIVERSITY_LOSS")
+    print(f"{'mode':<11}{'seed':>4}{'gen':>4}{'distinct-2':>12}{'rare cov':>10}{'gzip':>8}{'JS->H':>8}"
+          f"  {'DIVERSITY_LOSS (bootstrap / old)':<34} FIDELITY_GAP")
     for mode in ("replace", "accumulate", "human"):
-        fired = checked = 0
         for seed in range(args.seeds):
             sc = Scenario(generations=args.generations, sentences_per_generation=args.sentences, seed=seed)
-            rows = alerts(mode, sc, settings, corpus)
-            for r in rows:
-                checked += 1
-                fired += r["DIVERSITY_LOSS"] == "alert"
+            by_rule = {name: alerts(mode, sc, st, corpus) for name, st in rules.items()}
+            for name, rows in by_rule.items():
+                fired, checked, firsts, gaps = summary.get((mode, name), (0, 0, [], 0))
+                fired += sum(r["DIVERSITY_LOSS"] == "alert" for r in rows)
+                gaps += sum(r["FIDELITY_GAP"] == "notice" for r in rows)
+                firsts = firsts + [next((r["generation"] for r in rows if r["DIVERSITY_LOSS"] == "alert"), None)]
+                summary[(mode, name)] = (fired, checked + len(rows), firsts, gaps)
+            for r, old in zip(by_rule["bootstrap"], by_rule["relative (old)"]):
                 print(f"{mode:<11}{seed:>4}{r['generation']:>4}{r['distinct_2']:>+12.1%}{r['rare_type_coverage']:>+10.1%}"
-                      f"{r['compression_ratio']:>+8.1%}{r['js_distance_to_human']:>+8.1%}  {r['DIVERSITY_LOSS']}")
-            first_alert.setdefault(mode, []).append(
-                next((r["generation"] for r in rows if r["DIVERSITY_LOSS"] == "alert"), None))
-        alerts_total[mode] = (fired, checked)
+                      f"{r['compression_ratio']:>+8.1%}{r['js_distance_to_human']:>+8.1%}  "
+                      f"{r['DIVERSITY_LOSS'] + ' / ' + old['DIVERSITY_LOSS']:<34} {r['FIDELITY_GAP']}", flush=True)
     print()
-    for mode, (fired, checked) in alerts_total.items():
-        print(f"{mode:<11} DIVERSITY_LOSS in {fired}/{checked} generation checks; first alert by seed: {first_alert[mode]}")
+    print(f"{'mode':<11} {'rule':<15} {'alerts':>8} {'first alert by seed':<28} {'FIDELITY_GAP notices':>20}")
+    for (mode, name), (fired, checked, firsts, gaps) in summary.items():
+        print(f"{mode:<11} {name:<15} {f'{fired}/{checked}':>8} {str(firsts):<28} {f'{gaps}/{checked}':>20}")
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

@@ -18,12 +18,23 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Literal
 
+import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
+from scipy.sparse import csr_matrix
 
-from quality_checks.metrics import lexical_profile, n_tokens, rare_types, take_budget
+from quality_checks.metrics import (
+    compression_ratio,
+    lexical_profile,
+    n_tokens,
+    rare_types,
+    take_budget,
+    unigram_distribution,
+)
 from synth_assets.core.markdown import markdown_table
 from synth_assets.core.settings import Settings
 
@@ -83,6 +94,12 @@ class DriftSettings(Settings):
                                     description="a change must exceed this many human-half noise floors")
     thresholds: dict[str, list[float]] = Field(
         default={}, description="per metric [warn, fail] relative changes, overriding the calibrated defaults")
+    decline_test: Literal["bootstrap", "relative"] = Field(
+        default="bootstrap", description="core metrics: 'bootstrap' (a decline of the rule's size beyond resampling "
+        "noise) or 'relative' (the earlier rule: fixed relative thresholds and the human-halves noise floor)")
+    bootstrap_samples: int = Field(default=200, ge=20, description="resamples of documents behind each core interval")
+    z_warn: float = Field(default=1.96, gt=0, description="core metrics: decline z (bootstrap) that warns")
+    z_fail: float = Field(default=3.0, gt=0, description="core metrics: decline z (bootstrap) that fails")
     fidelity_distinct2_ratio: float = Field(default=0.8, gt=0, description="G1/human distinct-2 under this: a gap")
     fidelity_rare_ratio: float = Field(default=0.85, gt=0, description="G1/human rare coverage under this: a gap")
 
@@ -118,12 +135,21 @@ def human_halves(human: list[str]) -> tuple[list[str], list[str]]:
 
 
 def texts_by_generation(mix: pl.DataFrame) -> tuple[dict[int, list[str]], list[str]]:
+    """The accepted corpus: every synthetic row of the mix as it is trained on (prompt and
+    response), by the generation that made it, and the human rows alike.
+
+    Why the prompt too: accepted responses are mostly short answers ("4", a name), so two default
+    generations held 28 and 8 rows, too few tokens for any metric; the training example is what
+    a model learns from, and which tasks' examples survive verification and curation is itself
+    what narrows when a generator collapses."""
+    def text(df: pl.DataFrame) -> list[str]:
+        return (df["prompt"].fill_null("") + "\n\n" + df["response"].fill_null("")).to_list()
+
     synth = mix.filter(pl.col("source") == "synthetic")
     by_gen: dict[int, list[str]] = {}
-    for g, resp in zip(synth["origin_generation"].to_list(), synth["response"].to_list()):
-        by_gen.setdefault(int(g), []).append(resp or "")
-    human = mix.filter(pl.col("source") == "human")["response"].fill_null("").to_list()
-    return by_gen, human
+    for g, t in zip(synth["origin_generation"].to_list(), text(synth)):
+        by_gen.setdefault(int(g), []).append(t)
+    return by_gen, text(mix.filter(pl.col("source") == "human"))
 
 
 def generated_by_generation(candidates: pl.DataFrame) -> dict[int, list[str]]:
@@ -131,6 +157,78 @@ def generated_by_generation(candidates: pl.DataFrame) -> dict[int, list[str]]:
     for g, text in zip(candidates["generation"].to_list(), candidates["completion"].to_list()):
         by_gen.setdefault(int(g), []).append(text or "")
     return by_gen
+
+
+# ------------------------------------------------------------------ resampling intervals
+def _draws(n_docs: int, b: int, seed: int) -> np.ndarray:
+    """(b, n_docs) multinomial counts: each row a bootstrap resample of the documents."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_docs, np.full(n_docs, 1 / n_docs), size=b).astype(np.float64)
+
+
+def _incidence(docs: list[list[str]], items) -> tuple[csr_matrix, dict]:  # noqa: ANN001
+    vocab: dict = {}
+    rows, cols, vals = [], [], []
+    for d, toks in enumerate(docs):
+        for it, c in items(toks).items():
+            rows.append(d)
+            cols.append(vocab.setdefault(it, len(vocab)))
+            vals.append(c)
+    return csr_matrix((np.asarray(vals, float), (rows, cols)), shape=(len(docs), max(len(vocab), 1))), vocab
+
+
+def bootstrap_core(docs: list[list[str]], rare: set[str], human_dist: dict[str, float], b: int,
+                   seed: int) -> dict[str, np.ndarray]:
+    """Each core metric recomputed on ``b`` resamples of the documents (with replacement).
+
+    Why resample documents: a text's tokens are not independent draws, so the interval must come
+    from the unit that was sampled. distinct-2, rare-type coverage and the JS distance are
+    computed for all resamples at once from sparse document x n-gram counts; the gzip ratio
+    needs the text itself, so it gets a quarter of the resamples."""
+    if not docs:
+        return {}
+    w = _draws(len(docs), b, seed)
+    out: dict[str, np.ndarray] = {}
+    bigrams, _ = _incidence(docs, lambda t: Counter(zip(t, t[1:])))
+    present = csr_matrix(w > 0) @ (bigrams > 0).astype(np.float64)
+    total = w @ np.asarray(bigrams.sum(axis=1)).ravel()
+    out["distinct_2"] = np.asarray((present > 0).sum(axis=1)).ravel() / np.maximum(total, 1)
+    if rare:
+        hits, _ = _incidence(docs, lambda t: {x: 1 for x in set(t) & rare})
+        out["rare_type_coverage"] = np.asarray(((csr_matrix(w > 0) @ hits) > 0).sum(axis=1)).ravel() / len(rare)
+    if human_dist:
+        uni, vocab = _incidence(docs, Counter)
+        counts = np.asarray((csr_matrix(w) @ uni).todense())
+        words = list(vocab)
+        q_in = np.array([human_dist.get(x, 0.0) for x in words])
+        q_out = max(0.0, 1.0 - q_in.sum())  # human mass on words this corpus never uses
+        p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        m = (p + q_in) / 2
+
+        def kl(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(a > 0, a * np.log2(a / np.where(c > 0, c, 1)), 0.0).sum(axis=1)
+
+        js = 0.5 * kl(p, m) + 0.5 * (kl(np.broadcast_to(q_in, p.shape), m) + q_out)  # q_out: log2(q/(q/2)) = 1
+        out["js_distance_to_human"] = np.sqrt(np.clip(js, 0, 1))
+    # gzip would compress a resample's repeated documents against each other, so its spread
+    # comes from half-samples without replacement, which for a mean-like statistic have the
+    # full sample's variance (sigma^2 / m * (1 - m / n) with m = n / 2)
+    rng = np.random.default_rng(seed + 1)
+    half = max(1, len(docs) // 2)
+    out["compression_ratio"] = np.asarray([
+        compression_ratio([docs[i] for i in np.sort(rng.choice(len(docs), half, replace=False))])
+        for _ in range(max(10, b // 4))])
+    return out
+
+
+def decline_z(rule: Rule, cur: float | None, ref: float | None, se_cur: float | None,
+              se_ref: float | None) -> float | None:
+    """How many standard errors the change from ``ref`` to ``cur`` goes in the collapse direction."""
+    if cur is None or ref is None or se_cur is None or se_ref is None:
+        return None
+    se = math.hypot(se_cur, se_ref)
+    return -rule.direction * (cur - ref) / se if se > 0 else None
 
 
 def corpus_report(
@@ -150,8 +248,19 @@ def corpus_report(
     sizes = [n_tokens(take_budget(t, settings.token_budget)) for t in corpora.values() if t]
     budget = min([settings.token_budget, *sizes]) if sizes and all(corpora[k] for k in ("current", "human")) else 0
     prof: dict[str, dict[str, float] | None] = {}
+    boots: dict[str, dict[str, np.ndarray]] = {}
+    human_rare_cov = None
     if budget:
-        rare = rare_types(take_budget(human, budget))
+        # rare types from one human half, the human baseline from the other: a corpus always
+        # covers its own rare types, so measuring human data against itself would call every
+        # other sample (even fresh human text) a gap
+        rare = rare_types(take_budget(half_a or human, budget))
+        human_docs = take_budget(human, budget)
+        human_dist = unigram_distribution(human_docs)
+        from quality_checks.metrics import rare_type_coverage
+
+        human_rare_cov = rare_type_coverage(take_budget(half_b or human, budget), rare)
+        seed = int(hashlib.sha1(f"{corpus}/{generation}".encode()).hexdigest()[:8], 16)
         for k, texts in corpora.items():
             if not texts:
                 prof[k] = None
@@ -159,8 +268,13 @@ def corpus_report(
                 prof[k] = lexical_profile(texts, budget)
             else:
                 prof[k] = lexical_profile(texts, budget, reference=human, rare=rare)
+                if k in ("current", "previous", "first") and settings.decline_test == "bootstrap":
+                    boots[k] = bootstrap_core(take_budget(texts, budget), rare, human_dist,
+                                              settings.bootstrap_samples, seed + len(boots))
+        if prof.get("human"):
+            prof["human"]["rare_type_coverage"] = human_rare_cov
     enough = budget >= settings.min_tokens and bool(current)
-    rows, fails, severe = [], [], []
+    rows, fails, severe, significant = [], [], [], []
     for metric in [*settings.rules, *INFO_METRICS]:
         rule = settings.rules.get(metric)
         val = {k: (p.get(metric) if p else None) for k, p in prof.items()}
@@ -169,16 +283,38 @@ def corpus_report(
         noise = None  # the reference-based metrics have no half-vs-half analogue here
         if val.get("half_a") is not None and val.get("half_b") is not None:
             noise = abs(_rel(val["half_a"], val["half_b"]) or 0.0)
+        se = {k: float(np.std(b[metric], ddof=1)) for k, b in boots.items() if metric in b}
         status, note = "info", ""
         warn_t = fail_t = None
         if rule:
-            warn_t = max(rule.warn, settings.noise_multiplier * (noise or 0.0))
-            fail_t = max(rule.fail, warn_t)
+            tested = "current" in se  # a bootstrap interval replaces the noise floor
+            warn_t = rule.warn if tested else max(rule.warn, settings.noise_multiplier * (noise or 0.0))
+            fail_t = rule.warn if tested else max(rule.fail, warn_t)
             if not enough:
                 status = "insufficient_data"
                 note = f"only {budget} comparable tokens (need {settings.min_tokens})"
             elif val.get("previous") is None and val.get("first") is None:
                 status, note = "baseline", "first synthetic generation: the reference for later ones"
+            elif tested:
+                # core metrics: a decline counts when it is at least the rule's size *and* beyond
+                # resampling noise (bootstrap over documents), against the previous or the first
+                z = {ref: decline_z(rule, cur, val.get(ref), se.get("current"), se.get(ref))
+                     for ref in ("previous", "first")}
+                rel = {"previous": d_prev, "first": d_first}
+                sized = {ref: -rule.direction * rel[ref] for ref in rel if rel[ref] is not None}
+                worst = max(sized.values(), default=0.0)
+                zs = {ref: z[ref] for ref in sized if z[ref] is not None and sized[ref] >= rule.warn}
+                best_z = max(zs.values(), default=0.0)
+                status = "fail" if best_z >= settings.z_fail else "warn" if best_z >= settings.z_warn else "ok"
+                z_text = ", ".join(f"vs {ref} {sized[ref]:+.1%} (z {z[ref]:.1f})" for ref in sized if z[ref] is not None)
+                note = (f"decline in the collapse direction {z_text}; counts at >= {rule.warn:.0%} with "
+                        f"z >= {settings.z_warn} (warn) / {settings.z_fail} (fail)")
+                if rule.core and status == "fail":
+                    fails.append(metric)
+                if rule.core and max([v for v in z.values() if v is not None], default=0.0) >= settings.z_fail:
+                    significant.append(metric)  # a decline beyond noise, whatever its size
+                if rule.core and rule.critical is not None and best_z >= settings.z_fail and worst >= rule.critical:
+                    severe.append(metric)
             else:
                 # a change from 0 has no relative size: it counts as none (absolute cuts still apply)
                 worst = max([-rule.direction * d for d in (d_prev, d_first) if d is not None], default=0.0)
@@ -201,11 +337,16 @@ def corpus_report(
     # composite rows
     if not enough:
         loss_status, loss_note = "insufficient_data", "not enough comparable tokens"
-    elif len(fails) >= 2 or severe:
+    elif len(fails) >= 2 or severe or (fails and len(set(fails) | set(significant)) >= 2):
         loss_status = "alert"
-        loss_note = f"failing core signals: {', '.join(fails) or '-'}; severe: {', '.join(severe) or '-'}"
+        loss_note = (f"failing core signals: {', '.join(fails) or '-'}; corroborated by a significant decline of: "
+                     f"{', '.join(m for m in significant if m not in fails) or '-'}; severe: {', '.join(severe) or '-'}")
     else:
         loss_status, loss_note = "ok", f"failing core signals: {', '.join(fails) or 'none'}"
+    if current:
+        measured = n_tokens(take_budget(current, budget)) if budget else 0
+        loss_note += (f"; rests on {len(current)} rows ({sum(n_tokens(take_budget([t], 10**9)) for t in current)} "
+                      f"tokens), compared at {measured} tokens each")
     rows.append(_composite(generation, corpus, "DIVERSITY_LOSS", loss_status, loss_note, budget, prev_g, first_g))
     gap_note, gap = "", False
     if enough and prof.get("current") and prof.get("human"):

@@ -122,7 +122,8 @@ def run(mode: str, sc: Scenario, corpus: list[str] | None = None) -> tuple[dict[
 
 
 def alerts(mode: str, sc: Scenario, settings: DriftSettings, corpus: list[str] | None = None) -> list[dict]:
-    """Per generation from 2 on: the DIVERSITY_LOSS status and the core metrics' changes vs G1."""
+    """Per generation from 2 on: the DIVERSITY_LOSS and FIDELITY_GAP statuses and the core
+    metrics' changes vs G1."""
     by_gen, reference = run(mode, sc, corpus)
     out = []
     for g in range(2, sc.generations + 1):
@@ -132,7 +133,7 @@ def alerts(mode: str, sc: Scenario, settings: DriftSettings, corpus: list[str] |
             if r["metric"] in ("distinct_2", "rare_type_coverage", "compression_ratio", "js_distance_to_human"):
                 row[r["metric"]] = r["change_vs_first"]
                 row[f"{r['metric']}_status"] = r["status"]
-            if r["metric"] == "DIVERSITY_LOSS":
-                row["DIVERSITY_LOSS"] = r["status"]
+            if r["metric"] in ("DIVERSITY_LOSS", "FIDELITY_GAP"):
+                row[r["metric"]] = r["status"]
         out.append(row)
     return out

@@ -35,10 +35,15 @@ def test_repetition_lowers_distinct_2_and_raises_compression():
     assert compression_ratio([]) == 0.0
 
 
-def mix_for(gen_texts: dict[int, list[str]], human: list[str]) -> pl.DataFrame:
-    rows = [{"source": "synthetic", "origin_generation": g, "response": t} for g, ts in gen_texts.items() for t in ts]
-    rows += [{"source": "human", "origin_generation": None, "response": t} for t in human]
-    return pl.DataFrame(rows, schema={"source": pl.String, "origin_generation": pl.Int64, "response": pl.String})
+def mix_for(gen_texts: dict[int, list[str]], human: list[str], prompts: dict[str, str] | None = None) -> pl.DataFrame:
+    """A mix's synthetic rows by generation and its human rows; ``prompts`` maps a response to
+    the prompt it answers (none by default)."""
+    p = prompts or {}
+    rows = [{"source": "synthetic", "origin_generation": g, "prompt": p.get(t, ""), "response": t}
+            for g, ts in gen_texts.items() for t in ts]
+    rows += [{"source": "human", "origin_generation": None, "prompt": p.get(t, ""), "response": t} for t in human]
+    return pl.DataFrame(rows, schema={"source": pl.String, "origin_generation": pl.Int64, "prompt": pl.String,
+                                      "response": pl.String})
 
 
 def test_drift_report_flags_a_collapsed_generation_and_baselines_the_first():
@@ -76,3 +81,25 @@ def test_reference_metrics_behave():
 def test_tiny_corpora_are_insufficient_not_alarming():
     rep = drift_report(mix_for({1: ["4"], 2: ["5"]}, ["x y z"]), 2, DriftSettings())
     assert set(rep.filter(pl.col("warn_threshold").is_not_null())["status"]) == {"insufficient_data"}
+
+
+def test_the_accepted_corpus_at_default_sizes_gets_a_real_status():
+    """Two default generations accepted 28 and 8 short rows: answers alone are a few tokens, but
+    the training examples (prompt and answer) are enough to measure, and the report says what it
+    rests on."""
+    import reasoning_gym
+
+    ds = reasoning_gym.create_dataset("gcd", size=60, seed=5)
+    items = [(ds[i]["question"], ds[i]["answer"]) for i in range(60)]
+    prompts = {f"{a} #{i}": q for i, (q, a) in enumerate(items)}  # responses are distinct keys
+    answers = list(prompts)
+    mix = mix_for({1: answers[:28], 2: answers[28:36]}, answers[36:], prompts)
+    rep = drift_report(mix, 2, DriftSettings()).filter(pl.col("corpus") == "accepted")
+    assert set(rep.filter(pl.col("warn_threshold").is_not_null())["status"]) == {"ok"}  # same family, same kind
+    loss = rep.filter(pl.col("metric") == "DIVERSITY_LOSS").row(0, named=True)
+    assert loss["status"] == "ok" and "rests on 8 rows (224 tokens)" in loss["note"]
+    # the same 8 rows, all one example: the monitor sees it at this size
+    collapsed = mix_for({1: answers[:28], 2: [answers[28]] * 8}, answers[36:], prompts)
+    rep = drift_report(collapsed, 2, DriftSettings()).filter(pl.col("corpus") == "accepted")
+    status = dict(zip(rep["metric"], rep["status"]))
+    assert (status["distinct_2"], status["DIVERSITY_LOSS"]) == ("fail", "alert")
