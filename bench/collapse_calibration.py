@@ -25,10 +25,12 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=6)
     ap.add_argument("--budget", type=int, default=20_000)
     ap.add_argument("--sentences", type=int, default=1500)
+    ap.add_argument("--order", type=int, default=2, help="word n-gram order of the model (3 collapses more slowly)")
     args = ap.parse_args()
     corpus = human_sentences()
     print(f"human corpus: {len(corpus)} sentences, {sum(len(s.split()) for s in corpus)} tokens "
-          f"(stdlib docstrings); budget {args.budget} tokens; {args.sentences} sentences per generation")
+          f"(stdlib docstrings); budget {args.budget} tokens; {args.sentences} sentences per generation; "
+          f"order-{args.order} word model")
     rules = {"bootstrap": DriftSettings(token_budget=args.budget),
              "relative (old)": DriftSettings(token_budget=args.budget, decline_test="relative")}
     summary: dict[tuple[str, str], tuple[int, int, list, int]] = {}
@@ -37,7 +39,8 @@ def main() -> None:
           f"  {'DIVERSITY_LOSS (bootstrap / old)':<34} FIDELITY_GAP")
     for mode in ("replace", "accumulate", "human"):
         for seed in range(args.seeds):
-            sc = Scenario(generations=args.generations, sentences_per_generation=args.sentences, seed=seed)
+            sc = Scenario(generations=args.generations, sentences_per_generation=args.sentences, seed=seed,
+                          order=args.order)
             by_rule = {name: alerts(mode, sc, st, corpus) for name, st in rules.items()}
             for name, rows in by_rule.items():
                 fired, checked, firsts, gaps = summary.get((mode, name), (0, 0, [], 0))

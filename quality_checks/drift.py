@@ -11,7 +11,12 @@ the README):
   a change must also exceed twice that floor to count;
 * the first generation is the baseline: its distance from human data is a FIDELITY_GAP
   notice, never diversity loss;
-* DIVERSITY_LOSS fires when two or more core signals fail together, or one is severe.
+* core metrics (distinct-2, rare-type coverage, gzip ratio, JS distance to human) fail when
+  they decline by at least the rule's size *and* beyond resampling noise: a bootstrap over
+  documents gives each its interval (``decline_test: relative`` restores the fixed rule);
+* DIVERSITY_LOSS fires when two or more core signals fail together, one is severe, or a
+  direct diversity signal (distinct-2, rare-type coverage) fails and another core signal
+  declines significantly (z >= z_fail) with it.
 """
 
 from __future__ import annotations
@@ -46,11 +51,12 @@ class Rule:
     fail: float
     critical: float | None = None  # one signal this bad is enough for DIVERSITY_LOSS
     core: bool = False  # counts towards the composite alert
+    lead: bool = False  # a direct diversity signal: failing alone, it needs only corroboration
 
 
 DEFAULT_RULES: dict[str, Rule] = {
-    "distinct_2": Rule(+1, 0.10, 0.15, 0.30, core=True),
-    "rare_type_coverage": Rule(+1, 0.10, 0.15, core=True),
+    "distinct_2": Rule(+1, 0.10, 0.15, 0.30, core=True, lead=True),
+    "rare_type_coverage": Rule(+1, 0.10, 0.15, core=True, lead=True),
     "compression_ratio": Rule(-1, 0.03, 0.05, 0.15, core=True),
     "js_distance_to_human": Rule(-1, 0.05, 0.10, core=True),
     "distinct_1": Rule(+1, 0.10, 0.20),
@@ -337,7 +343,8 @@ def corpus_report(
     # composite rows
     if not enough:
         loss_status, loss_note = "insufficient_data", "not enough comparable tokens"
-    elif len(fails) >= 2 or severe or (fails and len(set(fails) | set(significant)) >= 2):
+    elif len(fails) >= 2 or severe or (
+            any(settings.rules[m].lead for m in fails) and len(set(fails) | set(significant)) >= 2):
         loss_status = "alert"
         loss_note = (f"failing core signals: {', '.join(fails) or '-'}; corroborated by a significant decline of: "
                      f"{', '.join(m for m in significant if m not in fails) or '-'}; severe: {', '.join(severe) or '-'}")

@@ -518,13 +518,23 @@ def select_representatives(
     partner, pj = np.full(n, -1, np.int64), np.full(n, np.nan)
     confirmed = 0
     if len(u):
-        sets = unique_sets(sh, np.arange(n))
-        adj = csr_matrix((np.ones(2 * len(u), np.int8), (np.concatenate([v, u]), np.concatenate([u, v]))),
-                         shape=(n, n))
-        visit = np.flatnonzero(state == 0)
-        visit = visit[np.argsort(best[visit], kind="stable")]  # classes by their best member's rank
-        confirmed = _greedy(visit, adj.indptr.astype(np.int64), adj.indices.astype(np.int64), state,
-                            sets.offsets, sets.hashes, settings.threshold - 1e-12, partner, pj)
+        # only classes with a candidate take part: shingle sets and adjacency over those alone
+        involved = np.unique(np.concatenate([u, v]))
+        lu, lv = np.searchsorted(involved, u), np.searchsorted(involved, v)
+        sets = unique_sets(sh, involved)
+        k = len(involved)
+        adj = csr_matrix((np.ones(2 * len(u), np.int8), (np.concatenate([lv, lu]), np.concatenate([lu, lv]))),
+                         shape=(k, k))
+        local_state = state[involved]
+        visit = np.argsort(best[involved], kind="stable")  # classes by their best member's rank
+        visit = visit[local_state[visit] == 0]
+        local_partner, local_j = np.full(k, -1, np.int64), np.full(k, np.nan)
+        confirmed = _greedy(visit, adj.indptr.astype(np.int64), adj.indices.astype(np.int64), local_state,
+                            sets.offsets, sets.hashes, settings.threshold - 1e-12, local_partner, local_j)
+        state[involved] = local_state
+        lost_local = local_partner >= 0
+        partner[involved[lost_local]] = involved[local_partner[lost_local]]
+        pj[involved[lost_local]] = local_j[lost_local]
     state[state == 0] = 1
 
     # back to documents: a kept class keeps its best member (and any forced member)
