@@ -209,8 +209,12 @@ def candidate_pairs(
     if len(idx) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     sc = None if scope is None else np.asarray(scope)[idx]
-    found = [_bucket_pairs(_row_keys(sig[idx, band * rows : (band + 1) * rows], sc, band), idx, n)
-             for band in range(bands)]
+
+    def band_pairs(band: int) -> np.ndarray:
+        return _bucket_pairs(_row_keys(sig[idx, band * rows : (band + 1) * rows], sc, band), idx, n)
+
+    with ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, 4))) as ex:  # numpy sorts release the GIL
+        found = list(ex.map(band_pairs, range(bands)))
     packed = _sorted_unique(np.concatenate(found))
     return (packed // np.uint64(n)).astype(np.int64), (packed % np.uint64(n)).astype(np.int64)
 
@@ -519,8 +523,11 @@ def select_representatives(
     confirmed = 0
     if len(u):
         # only classes with a candidate take part: shingle sets and adjacency over those alone
-        involved = np.unique(np.concatenate([u, v]))
-        lu, lv = np.searchsorted(involved, u), np.searchsorted(involved, v)
+        mark = np.zeros(n, bool)
+        mark[u] = mark[v] = True
+        involved = np.flatnonzero(mark)
+        local = np.cumsum(mark) - 1  # document -> its row among the involved (no sort needed)
+        lu, lv = local[u], local[v]
         sets = unique_sets(sh, involved)
         k = len(involved)
         adj = csr_matrix((np.ones(2 * len(u), np.int8), (np.concatenate([lv, lu]), np.concatenate([lu, lv]))),
