@@ -4,7 +4,7 @@
     .venv/bin/python bench/near_duplicates.py --per-family 60  # quicker
 
 Corpora (none of them shaped for the algorithm):
-- ``templated``: real reasoning-gym questions (300 per family from 70 families, seed 11, as the
+- ``templated``: real reasoning-gym questions (300 per family from 77 families, seed 11, as the
   generator prints them), plus planted near-copies of 2,000 of them with word edits aimed at
   Jaccard 0.70-1.0 around the 0.8 threshold;
 - ``free text``: the 20k-row corpus of ``bench/curation_scale.py`` (Zipf vocabulary, edited
