@@ -149,6 +149,8 @@ def texts_by_generation(mix: pl.DataFrame) -> tuple[dict[int, list[str]], list[s
     a model learns from, and which tasks' examples survive verification and curation is itself
     what narrows when a generator collapses."""
     def text(df: pl.DataFrame) -> list[str]:
+        if "prompt" not in df.columns:  # a frame of responses alone (older exports, hand-made mixes)
+            return df["response"].fill_null("").to_list()
         return (df["prompt"].fill_null("") + "\n\n" + df["response"].fill_null("")).to_list()
 
     synth = mix.filter(pl.col("source") == "synthetic")

@@ -138,9 +138,10 @@ class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
                 if record.status != "promoted" and not self.model_version:
                     raise SynthConfigError(f"generator: {model_id} is in service but {record.status}")
                 _resource_log(f"generator: serving {model_id} from the model registry")
-                return load_generator(record, n_ctx=self.n_ctx, n_threads=self.n_threads)
+                return load_generator(record, n_ctx=self.n_ctx, n_threads=self.n_threads, parallel=self.parallel,
+                                      log=_resource_log)
         return LlamaCppGenerator(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                 terms=self.model_terms)
+                                 terms=self.model_terms, parallel=self.parallel, log=_resource_log)
 
 
 class OpenAIGeneratorResource(EndpointSettings, GeneratorResource):
@@ -281,15 +282,18 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> GeneratorResource:
-    """``SYNTH_GENERATOR`` picks the backend: ``llama_cpp`` (the embedded default), ``openai``
+    """``SYNTH_GENERATOR`` picks the backend: ``llama_cpp`` (the embedded default;
+    ``SYNTH_LLAMA_PARALLEL``: sequences decoded together, 1 = one request at a time), ``openai``
     (``SYNTH_OPENAI_BASE_URL``, ``SYNTH_OPENAI_MODEL``, ``SYNTH_OPENAI_API``, ``SYNTH_OPENAI_API_KEY_ENV``,
     ``SYNTH_OPENAI_CONCURRENCY``), ``import`` (``SYNTH_IMPORT_FILES``, comma-separated) or ``mixture``
     (members in the YAML/JSON file ``SYNTH_GENERATORS_FILE``)."""
     kind = (os.environ.get("SYNTH_GENERATOR") or "llama_cpp").lower()
     env = os.environ.get
     if kind == "llama_cpp":
+        parallel = _from_env("SYNTH_LLAMA_PARALLEL", int)
         return LlamaCppGeneratorResource(model_path=_from_env("SYNTH_MODEL_PATH"), registry=warehouse,
-                                         model_version=_from_env("SYNTH_MODEL_VERSION"))
+                                         model_version=_from_env("SYNTH_MODEL_VERSION"),
+                                         **({"parallel": parallel} if parallel is not None else {}))
     if kind == "openai":
         missing = [v for v in ("SYNTH_OPENAI_BASE_URL", "SYNTH_OPENAI_MODEL") if not env(v)]
         if missing:

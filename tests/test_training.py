@@ -351,6 +351,15 @@ def test_the_gguf_adapter_does_in_llama_cpp_what_the_peft_adapter_does_in_transf
              plain.create_completion(q, max_tokens=4, temperature=0, stop=["\n"])["choices"][0]["text"].strip())
             for q in probe]
     assert [(a, b, c == "banana") for a, b, c in said] == [("banana", "banana", False)] * 2
+    # the batched fast path serves the adapter too (issue 16)
+    from synth_assets.core.generation import SampleRequest
+    from synth_assets.core.llama_backend import LlamaCppGenerator
+
+    fast = LlamaCppGenerator(lora_path=str(gguf), n_ctx=256, parallel=4)
+    assert fast._batched is not None
+    reqs = [SampleRequest(f"p{i}", q, "probe", 0.0, 1.0, 4, ("\n",), 0, 0) for i, q in enumerate(probe * 2)]
+    assert [s.text.strip() for s in fast.generate(reqs)] == ["banana"] * 4
+    fast.close()
 
 
 @pytest.mark.slow

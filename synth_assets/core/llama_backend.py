@@ -94,13 +94,18 @@ class LlamaSettings(Settings):
         default=None, description="a GGUF file; default: the packaged Gemma 3 270M (SHA256-checked)")
     n_ctx: int = Field(default=2048, ge=256, description="context window in tokens")
     n_threads: Optional[int] = Field(default=None, ge=1, description="CPU threads; default all cores")
+    parallel: int = Field(default=8, ge=1, le=64, description="sequences decoded together in one llama.cpp batch "
+                          "(samples of a prompt share its evaluation; 1: one request at a time)")
     model_terms: Optional[str] = Field(
         default=None, description="licence/terms of the model, written on every row and the dataset card; "
         "default: Gemma Terms of Use for the packaged model")
 
 
 class LlamaCppGenerator:
-    """llama-cpp-python completion calls; samples of one prompt reuse its evaluated prefix."""
+    """The embedded model. With ``parallel`` > 1 requests go through the batched decoder
+    (``llama_batched``: prompts evaluated once, shared few-shot prefixes cached, up to
+    ``parallel`` sequences per decode step); with 1, llama-cpp-python's completion calls, one
+    request at a time (samples of one prompt reuse its evaluated prefix)."""
 
     name = "llama_cpp"
 
@@ -112,6 +117,8 @@ class LlamaCppGenerator:
         model_id: str | None = None,
         terms: str | None = None,
         lora_path: str | None = None,
+        parallel: int = 1,
+        log=None,  # noqa: ANN001
     ) -> None:
         path = Path(model_path) if model_path else ensure_model_file()
         if not path.exists():
@@ -141,14 +148,32 @@ class LlamaCppGenerator:
             what = f"LoRA adapter {lora_path}" if lora_path else f"model file {path}"
             raise SynthConfigError(f"generator: llama.cpp could not load the {what} ({exc}); "
                                    "re-create it, or serve another model (synth models serve <id>)") from None
+        self._log = log or (lambda _m: None)
+        self._batched = None
+        while parallel > 1:
+            from synth_assets.core.llama_batched import BatchedDecoder
+
+            try:
+                self._batched = BatchedDecoder(self._llm, parallel, n_ctx, lora_adapter=self._llm._lora_adapter,
+                                               log=lambda m: self._log(m))
+                break
+            except (ValueError, RuntimeError) as exc:  # no memory for that many sequences' cache
+                self._log(f"generator: {parallel} parallel sequences do not fit ({exc}); trying {parallel // 2}")
+                parallel //= 2
 
     def close(self) -> None:
         """Free the model's memory now rather than at interpreter exit."""
+        batched, self._batched = getattr(self, "_batched", None), None
+        if batched is not None:
+            batched.close()
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is not None and callable(getattr(llm, "close", None)):
             llm.close()
 
     def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        if self._batched is not None:
+            yield from self._batched.generate(requests)
+            return
         for req in requests:
             t0 = time.perf_counter()
             out = self._llm.create_completion(

@@ -109,18 +109,20 @@ def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSetti
     return row
 
 
-def load_generator(record: ModelRecord, n_ctx: int = 2048, n_threads: int | None = None) -> TextGenerator:
+def load_generator(record: ModelRecord, n_ctx: int = 2048, n_threads: int | None = None,
+                   parallel: int | None = None, log=None) -> TextGenerator:  # noqa: ANN001
     """The TextGenerator that serves a registered model (llama.cpp, or its OpenAI endpoint)."""
     if record.endpoint_base_url:
         from synth_assets.core.openai_backend import EndpointSettings, OpenAICompatibleGenerator
 
         return OpenAICompatibleGenerator(EndpointSettings(base_url=record.endpoint_base_url,
                                                           model=record.endpoint_model or ""))
-    from synth_assets.core.llama_backend import LlamaCppGenerator
+    from synth_assets.core.llama_backend import LlamaCppGenerator, LlamaSettings
 
+    parallel = LlamaSettings().parallel if parallel is None else parallel  # the same fast path as the resource
     return LlamaCppGenerator(model_path=record.gguf_path, n_ctx=n_ctx, n_threads=n_threads,
                              model_id=MODEL_ID if record.model_id == "base" else record.model_id,
-                             lora_path=record.adapter_path)
+                             lora_path=record.adapter_path, parallel=parallel, log=log)
 
 
 def _close(gen: TextGenerator) -> None:
@@ -130,7 +132,7 @@ def _close(gen: TextGenerator) -> None:
 
 
 def smoke_load(record: ModelRecord) -> None:
-    gen = load_generator(record, n_ctx=256)
+    gen = load_generator(record, n_ctx=256, parallel=1)
     try:
         from synth_assets.core.generation import SampleRequest
 

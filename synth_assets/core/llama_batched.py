@@ -1,0 +1,241 @@
+"""Batched decoding on llama.cpp: many sequences advance together, one forward pass per step.
+
+llama-cpp-python's ``create_completion`` decodes one sequence at a time, so six samples of a
+task cost six decodes of every token. Here up to ``parallel`` requests share one llama.cpp
+context (one KV cache, a sequence id each): a prompt is evaluated once and its cache copied to
+every sequence that samples it (``llama_memory_seq_cp``), then each step decodes one token of
+every live sequence in a single ``llama_decode`` call. Each sequence keeps the sampler chain
+``create_completion`` builds (top-k 40, typical 1, top-p, min-p 0.05, temperature, then a
+distribution seeded with the request's seed; greedy at temperature 0) and its stop strings.
+
+Why not llama.cpp's server: it would be a second process with its own model copy and an HTTP
+hop per request; the context here lives in the generator that already holds the weights, and
+a LoRA adapter set on the model applies to it the same way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from synth_assets.core.generation import Sample, SampleRequest
+
+
+@dataclass
+class _Seq:
+    req: SampleRequest
+    index: int  # position in the caller's request list
+    seq_id: int
+    sampler: object
+    pos: int = 0  # tokens in this sequence's cache
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    done: str = ""  # finish reason once finished
+    prompt_tokens: int = 0
+    t0: float = 0.0
+
+
+class BatchedDecoder:
+    """One llama.cpp context with ``parallel`` sequences over a loaded ``llama_cpp.Llama``."""
+
+    def __init__(self, llm, parallel: int, n_ctx_per_seq: int, lora_adapter=None, lora_scale: float = 1.0,
+                 log=lambda _m: None) -> None:  # noqa: ANN001 (llama_cpp types)
+        import llama_cpp
+        from llama_cpp import _internals as internals
+
+        self._cpp, self._internals, self._llm, self._log = llama_cpp, internals, llm, log
+        self.parallel = parallel
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = (parallel + 1) * n_ctx_per_seq
+        params.n_batch = max(512, parallel)
+        params.n_ubatch = max(512, parallel)
+        params.n_seq_max = parallel + 1  # one more: the shared prefix lives in sequence ``parallel``
+        params.kv_unified = True  # sequences share prompt cells copied from one evaluation
+        params.n_threads = params.n_threads_batch = llm.context_params.n_threads
+        self.n_ctx_per_seq = n_ctx_per_seq
+        self._ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        if lora_adapter is not None:
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(lora_adapter)
+            scales = (ctypes.c_float * 1)(lora_scale)
+            if llama_cpp.llama_set_adapters_lora(self._ctx.ctx, adapters, 1, scales):
+                raise RuntimeError("llama.cpp refused the LoRA adapter on the batched context")
+        self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, parallel + 1)
+        self._n_batch = params.n_batch
+        self._bos = [llm.token_bos()] if llm._model.add_bos_token() and llm.token_bos() >= 0 else []
+        self._vocab = llm._model.vocab
+        self._prefix: list[int] = []
+        self.min_prefix = 32  # a shorter shared prefix is not worth a copy
+        # what the bench and the tests read: work done, not time
+        self.prompt_tokens_evaluated = 0
+        self.decode_steps = 0
+        self.tokens_decoded = 0
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+
+    # ------------------------------------------------------------------ pieces
+    def _sampler(self, req: SampleRequest):  # noqa: ANN202
+        s = self._internals.LlamaSampler()
+        if req.temperature <= 0:
+            s.add_greedy()
+        else:
+            s.add_top_k(40)
+            s.add_typical(1.0, 1)
+            s.add_top_p(req.top_p, 1)
+            s.add_min_p(0.05, 1)
+            s.add_temp(req.temperature)
+            s.add_dist(req.seed & 0xFFFFFFFF)
+        return s
+
+    def _fill(self, items: list[tuple[int, int, int, bool]]) -> None:
+        """Batch of (token, position, sequence id, wants logits)."""
+        b = self._batch
+        b.n_tokens = len(items)
+        for k, (tok, pos, sid, want) in enumerate(items):
+            b.token[k] = tok
+            b.pos[k] = pos
+            b.seq_id[k][0] = sid
+            b.n_seq_id[k] = 1
+            b.logits[k] = want
+
+    def _decode(self, items: list[tuple[int, int, int, bool]]) -> None:
+        self._fill(items)
+        rc = self._cpp.llama_decode(self._ctx.ctx, self._batch)
+        if rc != 0:
+            raise MemoryError(f"llama_decode returned {rc} for a batch of {len(items)} tokens")
+
+    @property
+    def shared_prefix_tokens(self) -> int:
+        """Tokens of the prefix currently cached for every prompt that starts with it."""
+        return len(self._prefix)
+
+    @staticmethod
+    def _common(a: list[int], b: list[int]) -> int:
+        n = 0
+        for x, y in zip(a, b):
+            if x != y:
+                break
+            n += 1
+        return n
+
+    def _refresh_prefix(self, prompts: list[list[int]]) -> None:
+        """Cache the group's common prefix in the prefix sequence when it is long enough to pay
+        and the cache does not already hold it (the few-shot examples a family's answer prompts
+        share: about 250 of their 300 tokens). Groups of one family keep finding it cached."""
+        lcp = prompts[0]
+        for p in prompts[1:]:
+            lcp = lcp[: self._common(lcp, p)]
+        if len(prompts) < 2 or len(lcp) < self.min_prefix or self._common(self._prefix, lcp) == len(lcp):
+            return
+        cpp = self._cpp
+        cpp.llama_memory_seq_rm(cpp.llama_get_memory(self._ctx.ctx), self.parallel, -1, -1)
+        for start in range(0, len(lcp), self._n_batch):
+            chunk = lcp[start : start + self._n_batch]
+            self._decode([(t, start + k, self.parallel, False) for k, t in enumerate(chunk)])
+        self.prompt_tokens_evaluated += len(lcp)
+        self._prefix = list(lcp)
+
+    def _cached_part(self, tokens: list[int]) -> int:
+        n = self._common(self._prefix, tokens)
+        return n if n >= self.min_prefix else 0
+
+    # ------------------------------------------------------------------ the loop
+    def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        """Samples in request order; requests are taken ``parallel`` at a time, and a prompt
+        shared by several of them is evaluated once. A group the context cannot hold is split
+        in halves (with a log line), down to one sequence, never a crash."""
+        pending = list(requests)
+        width = self.parallel
+        while pending:
+            group = pending[:width]
+            try:
+                out = self._group(group)
+            except MemoryError as exc:
+                if width == 1:
+                    raise
+                width = max(1, width // 2)
+                self._log(f"batched decoding: {exc}; retrying {len(group)} requests {width} at a time")
+                self._prefix = []
+                continue
+            pending = pending[len(group):]
+            yield from out
+
+    def _tokens(self, prompt: str) -> list[int]:
+        return self._bos + self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def _group(self, reqs: list[SampleRequest]) -> list[Sample]:
+        cpp, ctx = self._cpp, self._ctx.ctx
+        mem = cpp.llama_get_memory(ctx)
+        for sid in range(self.parallel):  # the prefix sequence (id ``parallel``) stays cached
+            cpp.llama_memory_seq_rm(mem, sid, -1, -1)
+        seqs = [_Seq(req, i, i, self._sampler(req), t0=time.perf_counter()) for i, req in enumerate(reqs)]
+        by_prompt: dict[str, list[_Seq]] = {}
+        for q in seqs:
+            by_prompt.setdefault(q.req.prompt, []).append(q)
+        toks: dict[str, list[int]] = {}
+        for prompt, group in by_prompt.items():
+            t = self._tokens(prompt)
+            room = self.n_ctx_per_seq - max(q.req.max_tokens for q in group)
+            toks[prompt] = t[-max(1, room):]  # as llama-cpp-python, keep the prompt's tail when it must cut
+        self._refresh_prefix(list(toks.values()))
+        # every prompt's own part, all prompts in one batch; a sequence copies the shared prefix
+        items: list[tuple[int, int, int, bool]] = []
+        last_of: list[str | None] = []
+        for prompt, group in by_prompt.items():
+            owner, t = group[0], toks[prompt]
+            start = min(self._cached_part(t), len(t) - 1)  # the last token is always evaluated: its logits
+            if start:
+                cpp.llama_memory_seq_cp(mem, self.parallel, owner.seq_id, 0, start)
+            for k in range(start, len(t)):
+                items.append((t[k], k, owner.seq_id, k == len(t) - 1))
+                last_of.append(prompt if k == len(t) - 1 else None)
+        self.prompt_tokens_evaluated += len(items)
+        for c in range(0, len(items), self._n_batch):
+            self._decode(items[c : c + self._n_batch])
+            for k, prompt in enumerate(last_of[c : c + self._n_batch]):
+                if prompt is None:
+                    continue
+                group = by_prompt[prompt]
+                for q in group:
+                    if q is not group[0]:
+                        cpp.llama_memory_seq_cp(mem, group[0].seq_id, q.seq_id, -1, -1)
+                    q.prompt_tokens = q.pos = len(toks[prompt])
+                    self._sample(q, k)  # every sample's first token from the prompt's last logits
+        while True:
+            live = [s for s in seqs if not s.done]
+            if not live:
+                break
+            self._decode([(s.tokens[-1], s.pos, s.seq_id, True) for s in live])
+            self.decode_steps += 1
+            self.tokens_decoded += len(live)
+            for k, s in enumerate(live):
+                s.pos += 1
+                self._sample(s, k)
+        out = []
+        for s in seqs:
+            out.append(Sample(text=s.text, finish_reason=s.done, prompt_tokens=s.prompt_tokens,
+                              completion_tokens=len(s.tokens), latency_s=time.perf_counter() - s.t0))
+        return out
+
+    def _sample(self, s: _Seq, idx: int) -> None:
+        cpp = self._cpp
+        tok = cpp.llama_sampler_sample(s.sampler.sampler, self._ctx.ctx, idx)
+        if cpp.llama_vocab_is_eog(self._vocab, tok):
+            s.done = "stop"
+            return
+        s.tokens.append(tok)
+        text = self._llm.detokenize(s.tokens).decode("utf-8", errors="ignore")
+        hits = [text.index(x) for x in s.req.stop if x and x in text]
+        if hits:
+            s.text, s.done = text[: min(hits)], "stop"
+            return
+        s.text = text
+        if len(s.tokens) >= s.req.max_tokens or s.pos + 1 >= self.n_ctx_per_seq:
+            s.done = "length"
