@@ -16,13 +16,12 @@ as the number of sequences decoded together grows.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import polars as pl  # noqa: E402
 
 from synth_assets.assets.sources import DEFAULT_FAMILIES  # noqa: E402
 from synth_assets.core.generation import SamplingPlan, plan_requests  # noqa: E402
@@ -59,7 +58,7 @@ def main() -> None:
     planned = plan_requests(tasks, SamplingPlan(samples_per_task=args.samples), generation=1)
     requests = [r for _t, r in planned]
     gen = LlamaCppGenerator()
-    batched = BatchedDecoder(gen._llm, parallel=args.parallel, n_ctx_per_seq=1024)
+    batched = BatchedDecoder(gen._llm, parallel=args.parallel, n_ctx_per_seq=2048)
     seq, seq_s = run(gen, requests)
     bat, bat_s = run(batched, requests)
     tok_seq = sum(s.completion_tokens for s in seq)
@@ -79,20 +78,27 @@ def main() -> None:
         inside = lo1 <= k2 / n2 <= hi1
         print(f"  {fam:<18} {k1:>3}/{n1:<3} [{lo1:.2f}, {hi1:.2f}] | {k2:>3}/{n2:<3} [{lo2:.2f}, {hi2:.2f}]"
               f"  {'within' if inside else 'OUTSIDE'} the sequential interval")
-    # throughput against the number of sequences decoded together (same requests)
+    # throughput against the number of sequences decoded together: on the task requests, and in
+    # pure decoding (64 tokens a sequence, no stop), whose single-stream rate sets the limit
+    from synth_assets.core.generation import SampleRequest
+
+    story = "Write a long story about a dragon and a knight.\n"
     single = None
-    print(f"\n{'width':>5} {'candidates/min':>15} {'decode tok/s':>13} {'of the limit':>13}")
-    sub = requests[: max(32, 2 * max(int(w) for w in args.widths.split(",")))]
+    print(f"\n{'width':>5} {'candidates/min':>15} {'pure decode tok/s':>18} {'of width x single':>18} {'peak RSS':>9}")
+    sub = requests[: 4 * max(int(w) for w in args.widths.split(","))]
     for w in (int(x) for x in args.widths.split(",")):
-        dec = BatchedDecoder(gen._llm, parallel=w, n_ctx_per_seq=1024)
-        out, secs = run(dec, sub)
+        dec = BatchedDecoder(gen._llm, parallel=w, n_ctx_per_seq=2048)
+        _out, secs = run(dec, sub)
+        pure = [SampleRequest("s", story, "story", 1.0, 0.95, 64, (), 1000 + i, i) for i in range(w)]
+        run(dec, pure)  # warm
+        out, psecs = run(dec, pure)
         dec.close()
-        rate = sum(s.completion_tokens for s in out) / secs
+        rate = sum(s.completion_tokens for s in out) / psecs
         single = single or rate
-        print(f"{w:>5} {60 * len(sub) / secs:>15.0f} {rate:>13.1f} {rate / (single * w):>12.0%}")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{w:>5} {60 * len(sub) / secs:>15.0f} {rate:>18.1f} {rate / (single * w):>17.0%} {rss:>8.0f}M")
     batched.close()
     gen.close()
-    _ = pl
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ print("BENCH " + json.dumps({"rc": rc, "wall_s": wall, "run_s": run_s, "steps": 
 
 def one(parallel: int, select: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "DAGSTER_HOME": tmp, "SYNTH_DUCKDB_PATH": str(Path(tmp) / "synth.duckdb"),
+        env = {**os.environ, "DAGSTER_HOME": tmp, "SYNTH_DUCKDB_PATH": str(Path(tmp) / "warehouse.duckdb"),
                "SYNTH_LLAMA_PARALLEL": str(parallel), "BENCH_ROOT": str(ROOT), "BENCH_SELECT": select}
         (Path(tmp) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         t0 = time.perf_counter()

@@ -290,7 +290,10 @@ def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> Generat
     kind = (os.environ.get("SYNTH_GENERATOR") or "llama_cpp").lower()
     env = os.environ.get
     if kind == "llama_cpp":
-        parallel = _from_env("SYNTH_LLAMA_PARALLEL", int)
+        raw = os.environ.get("SYNTH_LLAMA_PARALLEL")  # parsed here: an IntEnvVar fails the field's ge=1 bound
+        if raw and not (raw.isdigit() and 1 <= int(raw) <= 64):
+            raise SynthConfigError(f"environment variable SYNTH_LLAMA_PARALLEL={raw!r}: a whole number from 1 to 64")
+        parallel = int(raw) if raw else None
         return LlamaCppGeneratorResource(model_path=_from_env("SYNTH_MODEL_PATH"), registry=warehouse,
                                          model_version=_from_env("SYNTH_MODEL_VERSION"),
                                          **({"parallel": parallel} if parallel is not None else {}))

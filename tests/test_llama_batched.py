@@ -46,6 +46,19 @@ def test_a_family_prefix_is_evaluated_once_across_tasks(gen):
     assert dec.prompt_tokens_evaluated - before == sum(s.prompt_tokens - shared for s in out)
 
 
+def test_a_long_answer_does_not_hold_back_short_ones(gen):
+    """Continuous batching: 1 request of 40 tokens beside 12 of 1 token; the short ones take the
+    freed slots while the long one runs, so the whole takes about as many decode steps as the
+    long one alone, not one batch after another."""
+    dec: BatchedDecoder = gen._batched
+    long_req = SampleRequest("long", "Write a story about a dragon.\n", "p", 1.0, 0.95, 40, (), 7, 0)
+    short = [req(answer_prompt(f"What is {a} + 1?", SHOTS), i, max_tokens=1) for i, a in enumerate(range(12))]
+    before = dec.decode_steps
+    out = list(gen.generate([long_req] + short))
+    assert out[0].completion_tokens == 40 and all(s.completion_tokens == 1 for s in out[1:])
+    assert dec.decode_steps - before == 39  # the long one's steps; the short ones finish on admission
+
+
 def test_sampled_outputs_come_back_in_request_order_and_are_reproducible(gen):
     prompts = [answer_prompt(q, SHOTS) for q, _ in [("What is 9 + 9?", 0), ("What is 2 + 40?", 0)]]
     reqs = [req(p, i, temperature=1.0, seed=100 + i) for i in range(5) for p in prompts]
@@ -56,12 +69,12 @@ def test_sampled_outputs_come_back_in_request_order_and_are_reproducible(gen):
 
 
 class TightDecoderDouble(BatchedDecoder):
-    """Test double: a decoder whose context 'cannot hold' more than two sequences at once."""
+    """Test double: a decoder whose context 'cannot hold' more than two new sequences at once."""
 
-    def _group(self, reqs):
-        if len(reqs) > 2:
-            raise MemoryError(f"no KV slot for {len(reqs)} sequences")
-        return super()._group(reqs)
+    def _admit(self, batch, *rest):
+        if len(batch) > 2:
+            raise MemoryError(f"no KV slot for {len(batch)} sequences")
+        return super()._admit(batch, *rest)
 
 
 def test_a_group_that_does_not_fit_is_retried_in_halves(gen):
@@ -74,4 +87,16 @@ def test_a_group_that_does_not_fit_is_retried_in_halves(gen):
     sizes = [s.prompt_tokens for s in out]
     assert len(out) == 5 and sizes == sorted(set(sizes))
     assert lines == ["batched decoding: no KV slot for 5 sequences; retrying 5 requests 4 at a time",
-                     "batched decoding: no KV slot for 4 sequences; retrying 4 requests 2 at a time"]
+                     "batched decoding: no KV slot for 4 sequences; retrying 5 requests 2 at a time"]
+
+
+def test_the_parallel_setting_comes_from_the_environment_and_bad_values_are_named(monkeypatch):
+    from synth_assets.core.errors import SynthConfigError
+    from synth_assets.resources import generator_from_env
+
+    monkeypatch.setenv("SYNTH_GENERATOR", "llama_cpp")
+    monkeypatch.setenv("SYNTH_LLAMA_PARALLEL", "4")
+    assert generator_from_env().parallel == 4
+    monkeypatch.setenv("SYNTH_LLAMA_PARALLEL", "many")
+    with pytest.raises(SynthConfigError, match="SYNTH_LLAMA_PARALLEL='many': a whole number from 1 to 64"):
+        generator_from_env()

@@ -94,7 +94,7 @@ class LlamaSettings(Settings):
         default=None, description="a GGUF file; default: the packaged Gemma 3 270M (SHA256-checked)")
     n_ctx: int = Field(default=2048, ge=256, description="context window in tokens")
     n_threads: Optional[int] = Field(default=None, ge=1, description="CPU threads; default all cores")
-    parallel: int = Field(default=8, ge=1, le=64, description="sequences decoded together in one llama.cpp batch "
+    parallel: int = Field(default=16, ge=1, le=64, description="sequences decoded together in one llama.cpp batch "
                           "(samples of a prompt share its evaluation; 1: one request at a time)")
     model_terms: Optional[str] = Field(
         default=None, description="licence/terms of the model, written on every row and the dataset card; "

@@ -132,7 +132,9 @@ class BatchedDecoder:
         lcp = prompts[0]
         for p in prompts[1:]:
             lcp = lcp[: self._common(lcp, p)]
-        if len(prompts) < 2 or len(lcp) < self.min_prefix or self._common(self._prefix, lcp) == len(lcp):
+        # keep the cache while it still serves these prompts (a family's examples); replace it
+        # when a new family's prompts share a prefix it lacks
+        if len(prompts) < 2 or len(lcp) < self.min_prefix or self._common(self._prefix, lcp) >= self.min_prefix:
             return
         cpp = self._cpp
         cpp.llama_memory_seq_rm(cpp.llama_get_memory(self._ctx.ctx), self.parallel, -1, -1)
@@ -148,54 +150,101 @@ class BatchedDecoder:
 
     # ------------------------------------------------------------------ the loop
     def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
-        """Samples in request order; requests are taken ``parallel`` at a time, and a prompt
-        shared by several of them is evaluated once. A group the context cannot hold is split
-        in halves (with a log line), down to one sequence, never a crash."""
-        pending = list(requests)
-        width = self.parallel
-        while pending:
-            group = pending[:width]
+        """Samples in request order, decoded continuously: up to ``parallel`` sequences advance
+        together, and a finished one's slot takes the next request at once, so a long answer
+        never holds a batch of short ones back. A prompt is evaluated once however many samples
+        it has. When the context cannot hold the batch, the rest is retried with half as many
+        sequences (with a log line), down to one, never a crash."""
+        reqs = list(requests)
+        done, width = 0, self.parallel
+        while done < len(reqs):
             try:
-                out = self._group(group)
+                for sample in self._stream(reqs, done, width):
+                    done += 1
+                    yield sample
             except MemoryError as exc:
                 if width == 1:
                     raise
                 width = max(1, width // 2)
-                self._log(f"batched decoding: {exc}; retrying {len(group)} requests {width} at a time")
+                self._log(f"batched decoding: {exc}; retrying {len(reqs) - done} requests {width} at a time")
                 self._prefix = []
-                continue
-            pending = pending[len(group):]
-            yield from out
+                self._cpp.llama_memory_clear(self._cpp.llama_get_memory(self._ctx.ctx), True)
 
     def _tokens(self, prompt: str) -> list[int]:
         return self._bos + self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
-    def _group(self, reqs: list[SampleRequest]) -> list[Sample]:
-        cpp, ctx = self._cpp, self._ctx.ctx
-        mem = cpp.llama_get_memory(ctx)
+    def _prompt_tokens(self, req: SampleRequest) -> list[int]:
+        t = self._tokens(req.prompt)
+        return t[-max(1, self.n_ctx_per_seq - req.max_tokens):]  # as llama-cpp-python: keep the tail
+
+    def _stream(self, reqs: list[SampleRequest], first: int, width: int) -> Iterator[Sample]:
+        cpp = self._cpp
+        mem = cpp.llama_get_memory(self._ctx.ctx)
         for sid in range(self.parallel):  # the prefix sequence (id ``parallel``) stays cached
             cpp.llama_memory_seq_rm(mem, sid, -1, -1)
-        seqs = [_Seq(req, i, i, self._sampler(req), t0=time.perf_counter()) for i, req in enumerate(reqs)]
+        free = list(range(width))
+        active: dict[int, _Seq] = {}
+        holder: dict[str, _Seq] = {}  # prompt -> an active sequence whose cache starts with it
+        results: dict[int, Sample] = {}
+        nxt = admit = first
+        while nxt < len(reqs):
+            if free and admit < len(reqs):
+                batch = []
+                while free and admit < len(reqs):
+                    batch.append(_Seq(reqs[admit], admit, free.pop(0), self._sampler(reqs[admit]),
+                                      t0=time.perf_counter()))
+                    admit += 1
+                self._admit(batch, reqs[admit] if admit < len(reqs) else None, holder, mem)
+                active.update({q.seq_id: q for q in batch})
+            live = [q for q in active.values() if not q.done]
+            if live:
+                self._decode([(q.tokens[-1], q.pos, q.seq_id, True) for q in live])
+                self.decode_steps += 1
+                self.tokens_decoded += len(live)
+                for k, q in enumerate(live):
+                    q.pos += 1
+                    self._sample(q, k)
+            for q in [q for q in active.values() if q.done]:
+                results[q.index] = Sample(text=q.text, finish_reason=q.done, prompt_tokens=q.prompt_tokens,
+                                          completion_tokens=len(q.tokens), latency_s=time.perf_counter() - q.t0)
+                del active[q.seq_id]
+                cpp.llama_memory_seq_rm(mem, q.seq_id, -1, -1)
+                free.append(q.seq_id)
+                if holder.get(q.req.prompt) is q:
+                    heir = next((o for o in active.values() if o.req.prompt == q.req.prompt), None)
+                    if heir is None:
+                        del holder[q.req.prompt]
+                    else:
+                        holder[q.req.prompt] = heir
+            while nxt in results:
+                yield results.pop(nxt)
+                nxt += 1
+
+    def _admit(self, batch: list[_Seq], upcoming: SampleRequest | None, holder: dict[str, _Seq], mem) -> None:  # noqa: ANN001
+        """Evaluate the prompts of newly admitted sequences (one llama_decode for all of them)
+        and sample each one's first token. A prompt an active sequence already holds is copied
+        from it; otherwise the cached shared prefix is copied and only the rest evaluated."""
+        cpp = self._cpp
         by_prompt: dict[str, list[_Seq]] = {}
-        for q in seqs:
+        for q in batch:
             by_prompt.setdefault(q.req.prompt, []).append(q)
-        toks: dict[str, list[int]] = {}
-        for prompt, group in by_prompt.items():
-            t = self._tokens(prompt)
-            room = self.n_ctx_per_seq - max(q.req.max_tokens for q in group)
-            toks[prompt] = t[-max(1, room):]  # as llama-cpp-python, keep the prompt's tail when it must cut
-        self._refresh_prefix(list(toks.values()))
-        # every prompt's own part, all prompts in one batch; a sequence copies the shared prefix
+        toks = {p: self._prompt_tokens(g[0].req) for p, g in by_prompt.items()}
+        seen = list(toks.values()) + ([self._prompt_tokens(upcoming)] if upcoming is not None else [])
+        self._refresh_prefix(seen)
         items: list[tuple[int, int, int, bool]] = []
         last_of: list[str | None] = []
         for prompt, group in by_prompt.items():
             owner, t = group[0], toks[prompt]
-            start = min(self._cached_part(t), len(t) - 1)  # the last token is always evaluated: its logits
-            if start:
-                cpp.llama_memory_seq_cp(mem, self.parallel, owner.seq_id, 0, start)
-            for k in range(start, len(t)):
-                items.append((t[k], k, owner.seq_id, k == len(t) - 1))
-                last_of.append(prompt if k == len(t) - 1 else None)
+            had = holder.get(prompt)
+            if had is not None:  # another sample of this prompt is running: its cache has the prompt
+                start = len(t) - 1
+                cpp.llama_memory_seq_cp(mem, had.seq_id, owner.seq_id, 0, start)
+            else:
+                start = min(self._cached_part(t), len(t) - 1)  # the last token is always evaluated
+                if start:
+                    cpp.llama_memory_seq_cp(mem, self.parallel, owner.seq_id, 0, start)
+            items += [(t[k], k, owner.seq_id, k == len(t) - 1) for k in range(start, len(t))]
+            last_of += [prompt if k == len(t) - 1 else None for k in range(start, len(t))]
         self.prompt_tokens_evaluated += len(items)
         for c in range(0, len(items), self._n_batch):
             self._decode(items[c : c + self._n_batch])
@@ -208,21 +257,7 @@ class BatchedDecoder:
                         cpp.llama_memory_seq_cp(mem, group[0].seq_id, q.seq_id, -1, -1)
                     q.prompt_tokens = q.pos = len(toks[prompt])
                     self._sample(q, k)  # every sample's first token from the prompt's last logits
-        while True:
-            live = [s for s in seqs if not s.done]
-            if not live:
-                break
-            self._decode([(s.tokens[-1], s.pos, s.seq_id, True) for s in live])
-            self.decode_steps += 1
-            self.tokens_decoded += len(live)
-            for k, s in enumerate(live):
-                s.pos += 1
-                self._sample(s, k)
-        out = []
-        for s in seqs:
-            out.append(Sample(text=s.text, finish_reason=s.done, prompt_tokens=s.prompt_tokens,
-                              completion_tokens=len(s.tokens), latency_s=time.perf_counter() - s.t0))
-        return out
+                holder.setdefault(prompt, group[0])
 
     def _sample(self, s: _Seq, idx: int) -> None:
         cpp = self._cpp
