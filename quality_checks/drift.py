@@ -36,8 +36,10 @@ from quality_checks.metrics import (
     compression_ratio,
     lexical_profile,
     n_tokens,
+    rare_type_coverage,
     rare_types,
     take_budget,
+    tokenize,
     unigram_distribution,
 )
 from synth_assets.core.markdown import markdown_table
@@ -265,8 +267,6 @@ def corpus_report(
         rare = rare_types(take_budget(half_a or human, budget))
         human_docs = take_budget(human, budget)
         human_dist = unigram_distribution(human_docs)
-        from quality_checks.metrics import rare_type_coverage
-
         human_rare_cov = rare_type_coverage(take_budget(half_b or human, budget), rare)
         seed = int(hashlib.sha1(f"{corpus}/{generation}".encode()).hexdigest()[:8], 16)
         for k, texts in corpora.items():
@@ -354,7 +354,7 @@ def corpus_report(
         loss_status, loss_note = "ok", f"failing core signals: {', '.join(fails) or 'none'}"
     if current:
         measured = n_tokens(take_budget(current, budget)) if budget else 0
-        loss_note += (f"; rests on {len(current)} rows ({sum(n_tokens(take_budget([t], 10**9)) for t in current)} "
+        loss_note += (f"; rests on {len(current)} rows ({sum(len(tokenize(t)) for t in current)} "
                       f"tokens), compared at {measured} tokens each")
     rows.append(_composite(generation, corpus, "DIVERSITY_LOSS", loss_status, loss_note, budget, prev_g, first_g))
     gap_note, gap = "", False

@@ -155,7 +155,7 @@ class LlamaCppGenerator:
 
             try:
                 self._batched = BatchedDecoder(self._llm, parallel, n_ctx, lora_adapter=self._llm._lora_adapter,
-                                               log=lambda m: self._log(m))
+                                               log=self._log)
                 break
             except (ValueError, RuntimeError) as exc:  # no memory for that many sequences' cache
                 self._log(f"generator: {parallel} parallel sequences do not fit ({exc}); trying {parallel // 2}")

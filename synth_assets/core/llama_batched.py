@@ -170,11 +170,9 @@ class BatchedDecoder:
                 self._prefix = []
                 self._cpp.llama_memory_clear(self._cpp.llama_get_memory(self._ctx.ctx), True)
 
-    def _tokens(self, prompt: str) -> list[int]:
-        return self._bos + self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-
     def _prompt_tokens(self, req: SampleRequest) -> list[int]:
-        t = self._tokens(req.prompt)
+        """The prompt as create_completion tokenizes it (BOS, special tokens parsed)."""
+        t = self._bos + self._llm.tokenize(req.prompt.encode("utf-8"), add_bos=False, special=True)
         return t[-max(1, self.n_ctx_per_seq - req.max_tokens):]  # as llama-cpp-python: keep the tail
 
     def _stream(self, reqs: list[SampleRequest], first: int, width: int) -> Iterator[Sample]:

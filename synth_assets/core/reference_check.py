@@ -16,6 +16,7 @@ they never trust a number the generator wrote.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -124,6 +125,7 @@ def _count_bits(q: str) -> str | None:
     return str(bin(int(m.group(1))).count("1")) if m else None
 
 
+@functools.cache  # built once: every leg-count question reads it
 def _legs_table() -> dict[str, int]:
     from reasoning_gym.arithmetic.leg_counting import ANIMALS
 
