@@ -288,3 +288,9 @@ def test_a_question_no_program_reads_is_marked_unverified_and_sampled_for_review
     queue = flag_rows(filtered, spot_checks_per_family=0, judge_threshold=0.5, unverified_tasks={row["task_id"]})
     assert queue["flag_reason"].to_list() == ["unverified_reference"]
     assert queue["task_id"].to_list() == [row["task_id"]]
+
+
+def test_a_question_too_deep_for_the_arithmetic_reader_is_left_unverified_not_a_crash():
+    from synth_assets.core.reference_check import check_reference
+
+    assert check_reference("basic_arithmetic", "What is " + " + ".join(["1"] * 3000) + "?", "3000") is None
