@@ -285,15 +285,12 @@ def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> Generat
     """``SYNTH_GENERATOR`` picks the backend: ``llama_cpp`` (the embedded default;
     ``SYNTH_LLAMA_PARALLEL``: sequences decoded together, 1 = one request at a time), ``openai``
     (``SYNTH_OPENAI_BASE_URL``, ``SYNTH_OPENAI_MODEL``, ``SYNTH_OPENAI_API``, ``SYNTH_OPENAI_API_KEY_ENV``,
-    ``SYNTH_OPENAI_CONCURRENCY``), ``import`` (``SYNTH_IMPORT_FILES``, comma-separated) or ``mixture``
+    ``SYNTH_OPENAI_CONCURRENCY``, ``SYNTH_OPENAI_SAMPLES_PER_REQUEST``), ``import`` (``SYNTH_IMPORT_FILES``, comma-separated) or ``mixture``
     (members in the YAML/JSON file ``SYNTH_GENERATORS_FILE``)."""
     kind = (os.environ.get("SYNTH_GENERATOR") or "llama_cpp").lower()
     env = os.environ.get
     if kind == "llama_cpp":
-        raw = os.environ.get("SYNTH_LLAMA_PARALLEL")  # parsed here: an IntEnvVar fails the field's ge=1 bound
-        if raw and not (raw.isdigit() and 1 <= int(raw) <= 64):
-            raise SynthConfigError(f"environment variable SYNTH_LLAMA_PARALLEL={raw!r}: a whole number from 1 to 64")
-        parallel = int(raw) if raw else None
+        parallel = _int_from_env("SYNTH_LLAMA_PARALLEL", 1, 64)
         return LlamaCppGeneratorResource(model_path=_from_env("SYNTH_MODEL_PATH"), registry=warehouse,
                                          model_version=_from_env("SYNTH_MODEL_VERSION"),
                                          **({"parallel": parallel} if parallel is not None else {}))
@@ -304,7 +301,9 @@ def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> Generat
                                    "SYNTH_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 SYNTH_OPENAI_MODEL=<served model>)")
         optional = {k: v for k, v in {"api": _from_env("SYNTH_OPENAI_API"),
                                       "api_key_env": _from_env("SYNTH_OPENAI_API_KEY_ENV"),
-                                      "concurrency": _from_env("SYNTH_OPENAI_CONCURRENCY", int)}.items() if v}
+                                      "concurrency": _int_from_env("SYNTH_OPENAI_CONCURRENCY", 1, 100_000),
+                                      "samples_per_request": _int_from_env("SYNTH_OPENAI_SAMPLES_PER_REQUEST", 1, 128),
+                                      }.items() if v is not None}
         return OpenAIGeneratorResource(base_url=dg.EnvVar("SYNTH_OPENAI_BASE_URL"),
                                        model=dg.EnvVar("SYNTH_OPENAI_MODEL"), **optional)
     if kind == "import":
@@ -348,13 +347,24 @@ def mixture_from_file(path: str) -> MixtureGeneratorResource:
         raise SynthConfigError(f"{p}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 
 
-def _from_env(name: str, kind: type = str):  # noqa: ANN202
+def _int_from_env(name: str, lo: int, hi: int) -> Optional[int]:
+    """A bounded whole number from the environment, parsed here with an error that names the
+    variable: dg.EnvVar.int stands in as 0 until launch, which fails the setting's own bound at
+    definition time (and is falsy, so it was silently dropped)."""
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    if not (raw.strip().isdigit() and lo <= int(raw) <= hi):
+        raise SynthConfigError(f"environment variable {name}={raw!r}: a whole number from {lo} to {hi}")
+    return int(raw)
+
+
+def _from_env(name: str):  # noqa: ANN202
     """``dg.EnvVar(name)`` when the variable is set (the UI then shows the value's source and
-    reads it at launch), else None. dg.EnvVar carries strings and ints only; floats and
-    booleans are parsed here instead."""
+    reads it at launch), else None. Numbers are parsed by ``_int_from_env`` instead."""
     if not os.environ.get(name):
         return None
-    return dg.EnvVar.int(name) if kind is int else dg.EnvVar(name)
+    return dg.EnvVar(name)
 
 
 def default_resources() -> dict:

@@ -28,6 +28,7 @@ class Attempt:
     at: float
     delivered: bool = False  # a well-formed 200 reached the client
     authorization: str | None = None
+    n: int = 1  # choices asked for
 
 
 @dataclass
@@ -36,6 +37,12 @@ class FaultProxy:
     plan: Callable[[int, int], str | None] = lambda _i, _a: None  # (request number, attempt) -> fault
     timeout_s: float = 5.0  # how long a "timeout" fault stalls
     require_key: str | None = None  # answer 401 unless "Authorization: Bearer <key>"
+    # a test double for vLLM's `n` in front of a server that ignores it (llama-cpp-python's):
+    # a request for n choices is served by n upstream requests seeded seed, seed+1, ..., merged
+    # into one response with the choices indexed 0..n-1 and the prompt's tokens counted once
+    serve_n: bool = False
+    reject_n: bool = False  # answer 400 to a request for n > 1 choices (as some servers do)
+    served: dict[str, list[str]] = field(default_factory=dict)  # rid -> texts of the n choices, by index
     attempts: list[Attempt] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -90,7 +97,8 @@ class FaultProxy:
             attempt = 1 + sum(1 for a in self.attempts if a.rid == rid)
             auth = h.headers.get("Authorization")
             fault = self.plan(n, attempt)
-            rec = Attempt(rid, data.get("seed"), attempt, fault, time.monotonic(), authorization=auth)
+            rec = Attempt(rid, data.get("seed"), attempt, fault, time.monotonic(), authorization=auth,
+                          n=int(data.get("n") or 1))
             self.attempts.append(rec)
         if self.require_key and auth != f"Bearer {self.require_key}":
             h._reply(401, b'{"error": {"message": "invalid api key"}}')
@@ -106,6 +114,10 @@ class FaultProxy:
             h._reply(200, b'{"id": "x", "choices": [{"tex')
         elif fault == "drop":
             self._drop(h)
+        elif self.reject_n and rec.n > 1:
+            h._reply(400, b'{"error": {"message": "only one completion choice is allowed"}}')
+        elif self.serve_n and rec.n > 1:
+            self._serve_n(h, data, rec)
         else:
             r = self._client.post(self.upstream + h.path, content=body, headers={"Content-Type": "application/json"})
             if fault == "drop_after_upstream":  # the server did the work; the answer never arrives
@@ -113,6 +125,23 @@ class FaultProxy:
                 return
             h._reply(r.status_code, r.content)
             rec.delivered = r.status_code == 200
+
+    def _serve_n(self, h: BaseHTTPRequestHandler, data: dict, rec: Attempt) -> None:
+        choices, usage = [], {"prompt_tokens": 0, "completion_tokens": 0}
+        for j in range(rec.n):
+            one = {**data, "n": 1, "seed": int(data.get("seed") or 0) + j}
+            r = self._client.post(self.upstream + h.path, json=one)
+            if r.status_code != 200:
+                h._reply(r.status_code, r.content)
+                return
+            body = r.json()
+            choices.append({**body["choices"][0], "index": j})
+            usage["prompt_tokens"] = body["usage"]["prompt_tokens"]
+            usage["completion_tokens"] += body["usage"]["completion_tokens"]
+        self.served[rec.rid] = [c["text"] for c in choices]
+        h._reply(200, json.dumps({"id": "n", "object": "text_completion", "choices": choices[::-1],
+                                  "usage": usage}).encode())
+        rec.delivered = True
 
     @staticmethod
     def _drop(h: BaseHTTPRequestHandler) -> None:

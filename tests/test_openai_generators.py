@@ -25,7 +25,14 @@ from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import SampleRequest
 from synth_assets.core.generator_mix import route
 from synth_assets.core.import_backend import ImportedGenerator
-from synth_assets.core.openai_backend import RetryableError, parse_response
+from synth_assets.core.openai_backend import (
+    OpenAICompatibleGenerator,
+    EndpointSettings,
+    RetryableError,
+    group_requests,
+    parse_response,
+    split_tokens,
+)
 from synth_assets.core.response_cache import _TABLE
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.resources import (
@@ -101,8 +108,29 @@ def test_malformed_responses_are_retryable(body):
 
 def test_well_formed_responses_parse_for_both_apis():
     assert parse_response(b'{"choices": [{"text": " 4", "finish_reason": "stop"}], "usage": '
-                          b'{"prompt_tokens": 3, "completion_tokens": 1}}', "completions") == (" 4", "stop", 3, 1)
-    assert parse_response(b'{"choices": [{"message": {"content": "hi"}}]}', "chat")[0] == "hi"
+                          b'{"prompt_tokens": 3, "completion_tokens": 1}}', "completions") == ([(" 4", "stop")], 3, 1)
+    assert parse_response(b'{"choices": [{"message": {"content": "hi"}}]}', "chat")[0] == [("hi", "stop")]
+
+
+def test_choices_of_one_request_come_back_in_index_order():
+    body = b'{"choices": [{"text": "b", "index": 1, "finish_reason": "length"}, {"text": "a", "index": 0}]}'
+    assert parse_response(body, "completions")[0] == [("a", "stop"), ("b", "length")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(total=st.integers(0, 10_000), texts=st.lists(st.text(max_size=40), min_size=1, max_size=16))
+def test_a_requests_completion_tokens_are_shared_exactly(total, texts):
+    shares = split_tokens(total, texts)
+    assert len(shares) == len(texts) and sum(shares) == total and min(shares) >= 0
+
+
+def test_samples_of_one_prompt_and_sampling_share_a_request():
+    # six samples of one task at alternating temperatures (the default plan), then another task
+    reqs = [SampleRequest("a", "p", "t", (0.7, 1.0)[i % 2], 0.95, 8, (), 100 + i, i) for i in range(6)]
+    reqs.append(SampleRequest("b", "q", "t", 0.7, 0.95, 8, (), 7, 0))
+    assert group_requests(reqs, 2) == [[0, 2], [1, 3], [4], [5], [6]]
+    assert group_requests(reqs, 8) == [[0, 2, 4], [1, 3, 5], [6]]
+    assert group_requests(reqs, 1) == [[i] for i in range(7)]
 
 
 def _req(task: str, i: int) -> SampleRequest:
@@ -203,6 +231,56 @@ def test_faults_lose_nothing_duplicate_nothing_and_keep_the_key_secret(llama_ser
     logs = " ".join(str(ev.message) + str(getattr(ev, "dagster_event", "")) for ev in
                     instance.all_logs(res.run_id))
     assert secret not in logs
+
+
+def _two_tasks_six_samples() -> list[SampleRequest]:
+    return [SampleRequest(t, f"Q: What is {t}?\nA:", "t", (0.7, 1.0)[i % 2], 0.95, 6, ("\n",), 1000 * k + i, i)
+            for k, t in enumerate(["2+2", "3+5"]) for i in range(6)]
+
+
+@pytest.mark.slow
+def test_samples_of_one_prompt_arrive_in_one_request_with_n(llama_server, tmp_path):
+    """Against a server that honours n (the proxy's vLLM double over the real model): 12 samples
+    in 4 requests of n=3; each sample is its choice of its group's request, cached under its own
+    key; the prompt's tokens are counted once per request."""
+    proxy = FaultProxy(llama_server, serve_n=True)
+    cache = str(tmp_path / "cache.duckdb")
+    reqs = _two_tasks_six_samples()
+    try:
+        gen = OpenAICompatibleGenerator(EndpointSettings(base_url=proxy.url, model=SERVED_MODEL, samples_per_request=4),
+                                        cache_path=cache)
+        out = list(gen.generate(reqs))
+    finally:
+        proxy.close()
+    assert [a.n for a in proxy.attempts] == [3, 3, 3, 3]
+    for g in group_requests(reqs, 4):
+        served = proxy.served[f"{reqs[g[0]].seed}|{reqs[g[0]].prompt}"]
+        assert [out[i].text for i in g] == [t.split("\n")[0] for t in served]
+        assert out[g[0]].prompt_tokens > 0 and all(out[i].prompt_tokens == 0 for i in g[1:])
+    assert gen.stats.completed == 12 and gen.stats.requests == 4 and gen.n_supported
+    assert len(cached_keys(cache)) == 12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["ignores", "rejects"])
+def test_a_server_without_n_gets_one_sample_per_request(llama_server, server):
+    """llama-cpp-python's server answers n=3 with one choice (kept); others answer 400: either way
+    the client says so once and asks for every other sample alone, with its own seed; nothing
+    is lost or asked for twice."""
+    proxy = FaultProxy(llama_server, reject_n=server == "rejects")
+    logs: list[str] = []
+    reqs = _two_tasks_six_samples()
+    try:
+        gen = OpenAICompatibleGenerator(EndpointSettings(base_url=proxy.url, model=SERVED_MODEL, samples_per_request=4,
+                                                         concurrency=1), log=logs.append)
+        out = list(gen.generate(reqs))
+    finally:
+        proxy.close()
+    assert len(out) == 12 and not gen.n_supported
+    assert [a.n for a in proxy.attempts] == [3] + [1] * (11 if server == "ignores" else 12)
+    assert sorted(a.seed for a in proxy.delivered()) == sorted(r.seed for r in reqs)
+    why = "answered n=3 with 1 choice(s)" if server == "ignores" else "rejected n=3 (HTTP 400"
+    assert sum(why in m and "asking one sample per request" in m for m in logs) == 1
 
 
 @pytest.mark.slow
@@ -361,3 +439,21 @@ def test_mixture_members_wrap_prompts_and_override_temperature():
     assert out[1].request == reqs[1]
     with pytest.raises(SynthConfigError, match="must contain {prompt}"):
         MixtureGenerator([Member("x", EchoGeneratorDouble("a"), 1, prompt_template="no placeholder")])
+
+
+def test_endpoint_numbers_from_the_environment_reach_the_generator(monkeypatch):
+    import dagster as dg
+
+    from synth_assets.resources import generator_from_env
+
+    monkeypatch.setenv("SYNTH_GENERATOR", "openai")
+    monkeypatch.setenv("SYNTH_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("SYNTH_OPENAI_MODEL", "m")
+    monkeypatch.setenv("SYNTH_OPENAI_CONCURRENCY", "3")
+    monkeypatch.setenv("SYNTH_OPENAI_SAMPLES_PER_REQUEST", "4")
+    with dg.build_resources({"generator": generator_from_env()}) as res:
+        s = res.generator.settings()
+    assert (s.concurrency, s.samples_per_request) == (3, 4)
+    monkeypatch.setenv("SYNTH_OPENAI_SAMPLES_PER_REQUEST", "0")
+    with pytest.raises(SynthConfigError, match="SYNTH_OPENAI_SAMPLES_PER_REQUEST='0': a whole number from 1 to 128"):
+        generator_from_env()

@@ -49,6 +49,12 @@ class EndpointSettings(Settings):
     api: Literal["completions", "chat"] = Field(default="completions", description="'completions' (base models) or 'chat'")
     api_key_env: Optional[str] = Field(default=None, description="NAME of the environment variable holding the key")
     concurrency: int = Field(default=8, ge=1, description="requests in flight at once")
+    samples_per_request: int = Field(
+        default=8, ge=1, le=128,
+        description="n: samples of one prompt (same temperature, top_p, max_tokens, stop) asked for in one "
+                    "request, so the server evaluates the prompt once (vLLM, SGLang, hosted OpenAI); a "
+                    "server that answers with one choice or rejects n is asked one sample a request, with "
+                    "a log line. 1 = never group")
     requests_per_minute: Optional[float] = Field(default=None, gt=0)
     tokens_per_minute: Optional[float] = Field(default=None, gt=0, description="prompt (estimated) + max tokens")
     timeout_s: float = Field(default=120.0, gt=0, description="one request's timeout")
@@ -138,24 +144,55 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
-def parse_response(body: bytes, api: str) -> tuple[str, str, int | None, int | None]:
-    """(text, finish_reason, prompt_tokens, completion_tokens) or RetryableError for a malformed body."""
+def parse_response(body: bytes, api: str) -> tuple[list[tuple[str, str]], int | None, int | None]:
+    """([(text, finish_reason) per choice, in choice index order], prompt_tokens,
+    completion_tokens summed over the choices), or RetryableError for a malformed body."""
     try:
         data = json.loads(body)
-        choice = data["choices"][0]
-        text = choice["message"]["content"] if api == "chat" else choice["text"]
-        if text is None and api == "chat":
-            text = ""  # a chat reply with no content (e.g. only a refusal or a tool call) is an empty answer
-        if not isinstance(text, str):
-            raise TypeError("text is not a string")
+        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        if not choices:
+            raise IndexError("no choices")
+        out = []
+        for choice in choices:
+            text = choice["message"]["content"] if api == "chat" else choice["text"]
+            if text is None and api == "chat":
+                text = ""  # a chat reply with no content (e.g. only a refusal or a tool call) is an empty answer
+            if not isinstance(text, str):
+                raise TypeError("text is not a string")
+            out.append((text, str(choice.get("finish_reason") or "stop")))
         usage = data.get("usage") or {}
         pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
         for v in (pt, ct):
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise TypeError(f"usage token count {v!r} is not a non-negative integer")
-        return text, str(choice.get("finish_reason") or "stop"), pt, ct
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        return out, pt, ct
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise RetryableError(f"malformed response ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
+def split_tokens(total: int, texts: Sequence[str]) -> list[int]:
+    """A request's completion tokens shared among its choices in proportion to their length
+    (servers report one sum for all n), summing exactly to ``total``."""
+    weights = [len(t) + 1 for t in texts]
+    shares = [total * w // sum(weights) for w in weights]
+    shares[-1] += total - sum(shares)
+    return shares
+
+
+def group_requests(requests: Sequence[SampleRequest], n: int) -> list[list[int]]:
+    """Indices of requests that can share one request with ``n`` choices: same prompt and
+    sampling (temperature, top_p, max_tokens, stop), in first-seen order, at most ``n`` each.
+    A group is deterministic in the batch, so its seed (its first sample's) is too."""
+    groups: dict[tuple, list[list[int]]] = {}
+    order: list[list[int]] = []
+    for i, r in enumerate(requests):
+        key = (r.prompt, r.prompt_template, r.temperature, r.top_p, r.max_tokens, r.stop)
+        chunks = groups.setdefault(key, [])
+        if not chunks or len(chunks[-1]) >= n:
+            chunks.append([])
+            order.append(chunks[-1])
+        chunks[-1].append(i)
+    return order
 
 
 class OpenAICompatibleGenerator:
@@ -172,6 +209,7 @@ class OpenAICompatibleGenerator:
         self.settings, self.cache_path, self.log = settings, cache_path, log
         self.model, self.terms, self.prices = settings.model, settings.terms, settings.prices
         self.stats = EndpointStats()
+        self.n_supported = settings.samples_per_request > 1  # False once the server shows it ignores n
 
     @property
     def identity(self) -> str:
@@ -181,10 +219,12 @@ class OpenAICompatibleGenerator:
         return s.model if not s.system_prompt else f"{s.model}|{s.api}|{s.system_prompt}"
 
     # ---------------------------------------------------------------- one request
-    def _payload(self, req: SampleRequest) -> dict:
+    def _payload(self, req: SampleRequest, n: int = 1) -> dict:
         s = self.settings
         body = {"model": s.model, "temperature": req.temperature, "top_p": req.top_p,
                 "max_tokens": req.max_tokens, "seed": req.seed}
+        if n > 1:  # the first sample's seed seeds all n (vLLM draws the n choices from one seeded request)
+            body["n"] = n
         if req.stop:
             body["stop"] = list(req.stop)[: s.max_stop_sequences] if s.max_stop_sequences else list(req.stop)
         if s.api == "chat":
@@ -201,13 +241,14 @@ class OpenAICompatibleGenerator:
     def _count(self, kind: str) -> None:
         self.stats.errors_by_kind[kind] = self.stats.errors_by_kind.get(kind, 0) + 1
 
-    async def _once(self, client: httpx.AsyncClient, req: SampleRequest) -> Sample:
+    async def _once(self, client: httpx.AsyncClient, req: SampleRequest, n: int = 1) -> list[Sample]:
+        """One HTTP request for ``n`` samples of ``req``'s prompt; the server may return fewer."""
         s = self.settings
         path = "/chat/completions" if s.api == "chat" else "/completions"
         self.stats.requests += 1
         t0 = time.perf_counter()
         try:
-            resp = await client.post(s.base_url.rstrip("/") + path, json=self._payload(req), headers=self._headers())
+            resp = await client.post(s.base_url.rstrip("/") + path, json=self._payload(req, n), headers=self._headers())
         except httpx.TimeoutException:
             raise RetryableError("timeout") from None
         except httpx.TransportError as exc:  # refused, reset, dropped mid-response
@@ -220,14 +261,22 @@ class OpenAICompatibleGenerator:
             raise PermanentError(f"HTTP {resp.status_code} (not authorised): {hint}")
         if resp.status_code >= 400:
             raise PermanentError(f"HTTP {resp.status_code}: {resp.text[:300]}")
-        text, finish, pt, ct = parse_response(resp.content, s.api)
-        # stops the request could not carry (max_stop_sequences) are applied here
-        cut = min((i for i in (text.find(x) for x in req.stop) if i >= 0), default=-1)
-        if cut >= 0:
-            text, finish = text[:cut], "stop"
-        return Sample(text, finish, int(pt or 0), int(ct or 0), time.perf_counter() - t0)
+        choices, pt, ct = parse_response(resp.content, s.api)
+        latency = time.perf_counter() - t0
+        choices = choices[:n]
+        tokens = split_tokens(int(ct or 0), [t for t, _f in choices])
+        out = []
+        for j, ((text, finish), ct_j) in enumerate(zip(choices, tokens)):
+            # stops the request could not carry (max_stop_sequences) are applied here
+            cut = min((i for i in (text.find(x) for x in req.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
+            # the prompt was evaluated (and is billed) once: its tokens go on the first choice
+            out.append(Sample(text, finish, int(pt or 0) if j == 0 else 0, ct_j, latency))
+        return out
 
-    async def _with_retries(self, client: httpx.AsyncClient, req: SampleRequest, limits, stop: asyncio.Event) -> Sample:
+    async def _with_retries(self, client: httpx.AsyncClient, req: SampleRequest, limits, stop: asyncio.Event,
+                            n: int = 1) -> list[Sample]:
         """tenacity's policy: retry what may succeed later (``RetryableError``), waiting what the
         server's Retry-After asks, else exponential backoff with jitter; stop after
         ``max_retries`` retries or when the batch stopped on a permanent error."""
@@ -251,10 +300,10 @@ class OpenAICompatibleGenerator:
             ):
                 with attempt:
                     attempts += 1
-                    for bucket, amount in limits(req):
+                    for bucket, amount in limits(req, n):
                         await bucket.take(amount)
                     try:
-                        return await self._once(client, req)
+                        return await self._once(client, req, n)
                     except RetryableError as exc:
                         self._count(str(exc).split(" (")[0].split(":")[0])
                         raise
@@ -265,34 +314,26 @@ class OpenAICompatibleGenerator:
     # ---------------------------------------------------------------- the batch
     async def _run(self, todo: list[tuple[int, str, SampleRequest]], out: queue.Queue,
                    cache: ResponseCache | None) -> None:
+        """Every sample of ``todo`` once, ``samples_per_request`` of one prompt per request where
+        the server honours ``n``; each sample is cached and handed on as it arrives."""
         s = self.settings
         sem = asyncio.Semaphore(s.concurrency)
         stop = asyncio.Event()  # set on a permanent error: no new requests, in-flight ones finish
         req_bucket = TokenBucket(s.requests_per_minute) if s.requests_per_minute else None
         tok_bucket = TokenBucket(s.tokens_per_minute) if s.tokens_per_minute else None
 
-        def limits(req: SampleRequest) -> list:
+        def limits(req: SampleRequest, n: int) -> list:
             out_ = []
             if req_bucket:
                 out_.append((req_bucket, 1))
             if tok_bucket:  # an estimate before the fact: about four characters per token
-                out_.append((tok_bucket, len(req.prompt) / 4 + req.max_tokens))
+                out_.append((tok_bucket, len(req.prompt) / 4 + n * req.max_tokens))
             return out_
 
         timeout = httpx.Timeout(s.timeout_s, connect=min(10.0, s.timeout_s))
         limits_http = httpx.Limits(max_connections=s.concurrency, max_keepalive_connections=s.concurrency)
         async with httpx.AsyncClient(timeout=timeout, limits=limits_http) as client:
-            async def one(i: int, key: str, req: SampleRequest) -> None:
-                async with sem:
-                    if stop.is_set():
-                        out.put((i, PermanentError("not requested: an earlier request failed")))
-                        return
-                    try:
-                        sample = await self._with_retries(client, req, limits, stop)
-                    except Exception as exc:  # noqa: BLE001 - surfaced to the caller in order
-                        stop.set()
-                        out.put((i, exc))
-                        return
+            def deliver(i: int, key: str, sample: Sample) -> None:
                 if cache is not None:
                     cache.put(key, s.model, sample)
                 self.stats.completed += 1
@@ -300,7 +341,44 @@ class OpenAICompatibleGenerator:
                 self.stats.completion_tokens += sample.completion_tokens
                 out.put((i, sample))
 
-            await asyncio.gather(*(one(i, k, r) for i, k, r in todo))
+            async def group(members: list[tuple[int, str, SampleRequest]]) -> None:
+                while members:
+                    async with sem:
+                        n = len(members) if self.n_supported else 1  # decided once a slot is free
+                        if stop.is_set():
+                            for i, _k, _r in members:
+                                out.put((i, PermanentError("not requested: an earlier request failed")))
+                            return
+                        try:
+                            samples = await self._with_retries(client, members[0][2], limits, stop, n)
+                        except PermanentError as exc:
+                            if n > 1 and str(exc).startswith(("HTTP 400", "HTTP 422")):
+                                self._n_unsupported(f"it rejected n={n} ({str(exc)[:120]})")
+                                continue
+                            stop.set()
+                            for i, _k, _r in members:
+                                out.put((i, exc))
+                            return
+                        except Exception as exc:  # noqa: BLE001 - surfaced to the caller in order
+                            stop.set()
+                            for i, _k, _r in members:
+                                out.put((i, exc))
+                            return
+                    if n > 1 and len(samples) < n:
+                        self._n_unsupported(f"it answered n={n} with {len(samples)} choice(s)")
+                    for (i, key, _r), sample in zip(members, samples):
+                        deliver(i, key, sample)
+                    members = members[len(samples):]
+
+            n_max = s.samples_per_request if self.n_supported else 1
+            groups = group_requests([r for _i, _k, r in todo], n_max)
+            await asyncio.gather(*(group([todo[j] for j in g]) for g in groups))
+
+    def _n_unsupported(self, why: str) -> None:
+        if self.n_supported:
+            self.n_supported = False
+            self.log(f"{self.settings.model} at {self.settings.base_url}: {why}; asking one sample per request "
+                     "from now on (set samples_per_request: 1 to skip the probe)")
 
     def _open_cache(self) -> ResponseCache | None:
         if not self.cache_path:
