@@ -17,6 +17,7 @@ from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import TextGenerator
 from synth_assets.core.llama_backend import LlamaSettings
 from synth_assets.core.openai_backend import EndpointSettings
+from synth_assets.core.ray_fanout import RaySettings
 from synth_assets.core.sandbox import Sandbox, SandboxLimits
 from synth_assets.core.warehouse import Warehouse, default_duckdb_path
 
@@ -230,8 +231,9 @@ def _resource_log(message: str) -> None:
     logging.getLogger("synth_assets").info(message)
 
 
-class SandboxResource(BuiltOnce):
-    """Bubblewrap isolation for model-written code. Turning it off is explicit and logged."""
+class SandboxResource(RaySettings, BuiltOnce):
+    """Bubblewrap isolation for model-written code. Turning it off is explicit and logged.
+    With ``ray_address`` the sandboxes run on a Ray cluster's nodes (core/ray_fanout.py)."""
 
     enabled: bool = Field(default=True, description="False runs model code unsandboxed (unsafe)")
     timeout_s: float = 10.0
@@ -254,6 +256,12 @@ class SandboxResource(BuiltOnce):
     def build(self) -> Sandbox:
         limits = SandboxLimits(self.timeout_s, self.cpu_s, self.memory_mb, self.max_processes, self.max_file_mb,
                                tmpfs_mb=self.tmpfs_mb)
+        if self.ray_address:
+            from synth_assets.core.ray_fanout import RaySandbox
+
+            return RaySandbox(RaySettings(**self.model_dump(include=set(RaySettings.model_fields))), limits,
+                              enabled=self.enabled, python_executable=self.python_executable,
+                              require_cgroups=self.require_cgroups, log=_resource_log)
         return Sandbox(limits, enabled=self.enabled, python_executable=self.python_executable, workers=self.workers,
                        require_cgroups=self.require_cgroups)
 
@@ -374,7 +382,7 @@ def default_resources() -> dict:
         "warehouse": warehouse,
         "io_manager": GenerationalIOManager(warehouse=warehouse),
         "generator": generator_from_env(warehouse),
-        "sandbox": SandboxResource(enabled=_env_bool("SYNTH_SANDBOX", True)),
+        "sandbox": SandboxResource(enabled=_env_bool("SYNTH_SANDBOX", True), ray_address=_from_env("SYNTH_RAY_ADDRESS")),
         "humaneval_split": HumanEvalSplitResource(
             human_fraction=float(os.environ.get("SYNTH_HUMANEVAL_HUMAN_FRACTION", 0.3)),
             heldout_fraction=float(os.environ.get("SYNTH_HUMANEVAL_HELDOUT_FRACTION", 0.2)),

