@@ -17,6 +17,8 @@ setup() {
   [ -x /usr/bin/python3 ] || need+=(python3-minimal)
   # the browser test drives Debian's Chromium (Playwright's own browser download is not used)
   if [ "${1:-}" = test ] && [ ! -x /usr/bin/chromium ]; then need+=(chromium); fi
+  # the PostgreSQL instance test starts a throwaway server of its own (Debian's postgresql)
+  if [ "${1:-}" = test ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then need+=(postgresql); fi
   if [ ${#need[@]} -gt 0 ]; then
     log "installing system packages: ${need[*]}"
     local SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

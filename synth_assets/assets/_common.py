@@ -12,6 +12,11 @@ from synth_assets.core.markdown import markdown_table
 
 KINDS = {"polars", "duckdb"}
 
+# Every asset writes the DuckDB file (one writing process at a time): they share one concurrency
+# pool, limited to 1 in dagster_home/dagster.postgres.yaml, so queued runs and parallel steps
+# take turns at the file; asset checks only read and run beside them.
+DUCKDB_POOL = "duckdb"
+
 GENERATIONAL = {"storage": "generational"}
 SNAPSHOT = {"storage": "snapshot"}
 

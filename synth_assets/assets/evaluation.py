@@ -8,6 +8,7 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.assets._common import (
+    DUCKDB_POOL,
     GENERATIONAL,
     GENERATIONS,
     KINDS,
@@ -35,7 +36,7 @@ class GeneratorEvalConfig(SamplingPlan, dg.Config):
     temperatures: list[float] = Field(default=[0.7], min_length=1, description="keep equal to raw_candidates'")
 
 
-@dg.asset(group_name="reports", kinds=KINDS, metadata=GENERATIONAL, deps=["raw_candidates"],
+@dg.asset(pool=DUCKDB_POOL, group_name="reports", kinds=KINDS, metadata=GENERATIONAL, deps=["raw_candidates"],
           partitions_def=GENERATIONS)
 def generator_eval(
     context: dg.AssetExecutionContext,
@@ -84,7 +85,7 @@ class ExportConfig(dg.Config):
     )
 
 
-@dg.asset(group_name="synth", kinds={"polars", "json", "parquet"}, partitions_def=GENERATIONS,
+@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds={"polars", "json", "parquet"}, partitions_def=GENERATIONS,
           ins={"filter_drops": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION)})
 def training_export(
     context: dg.AssetExecutionContext, config: ExportConfig, mixed_training_set: pl.DataFrame,

@@ -14,6 +14,7 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.assets._common import (
+    DUCKDB_POOL,
     GENERATIONAL,
     GENERATIONS,
     KINDS,
@@ -48,7 +49,7 @@ class RawCandidatesConfig(SamplingPlan, dg.Config):
     """The core's SamplingPlan: samples per task, temperatures, seed and prompt settings."""
 
 
-@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def raw_candidates(
     context: dg.AssetExecutionContext,
     config: RawCandidatesConfig,
@@ -141,7 +142,7 @@ class VerifiedSetConfig(dg.Config):
     custom_verifiers: list[CustomVerifierConfig] = Field(default=[])
 
 
-@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def verified_set(
     context: dg.AssetExecutionContext,
     config: VerifiedSetConfig,
@@ -203,7 +204,7 @@ class PreferencePairsConfig(dg.Config):
     max_pairs_per_task: int = Field(default=2, ge=1)
 
 
-@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def preference_pairs(
     context: dg.AssetExecutionContext, config: PreferencePairsConfig, verified_set: pl.DataFrame
 ) -> dg.MaterializeResult:
@@ -238,6 +239,7 @@ class FilteredSetConfig(CurationSettings, dg.Config):
 
 
 @dg.multi_asset(
+    pool=DUCKDB_POOL,
     outs={
         "filtered_set": dg.AssetOut(group_name="synth", kinds=KINDS, metadata=GENERATIONAL,
                                     description="Verified candidates that survived every filter."),
@@ -292,7 +294,7 @@ class ReviewQueueConfig(dg.Config):
     judge_threshold: float = Field(default=0.5, ge=0, le=1, description="accepted rows the judge scored below this are flagged")
 
 
-@dg.asset(group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def review_queue(
     context: dg.AssetExecutionContext, config: ReviewQueueConfig, filtered_set: pl.DataFrame,
     review_decisions: pl.DataFrame, synthesized_tasks: pl.DataFrame,
@@ -318,6 +320,7 @@ class MixConfig(MixSettings, dg.Config):
 
 
 @dg.asset(
+    pool=DUCKDB_POOL,
     group_name="synth",
     kinds=KINDS,
     metadata=GENERATIONAL,

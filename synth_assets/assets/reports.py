@@ -7,6 +7,7 @@ from quality_checks.charts import chart_markdown, diversity_chart_png
 from quality_checks.drift import DriftSettings, generated_by_generation, report_markdown
 from quality_checks.drift import drift_report as build_drift_report
 from synth_assets.assets._common import (
+    DUCKDB_POOL,
     GENERATIONAL,
     GENERATIONS,
     KINDS,
@@ -39,6 +40,7 @@ def eval_scores(generator_eval: pl.DataFrame) -> dict[str, dict[int, tuple[int, 
 
 
 @dg.asset(
+    pool=DUCKDB_POOL,
     group_name="reports",
     kinds=KINDS,
     metadata=GENERATIONAL,

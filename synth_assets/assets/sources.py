@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import KINDS, SNAPSHOT, counts, table_meta, user_errors
+from synth_assets.assets._common import DUCKDB_POOL, KINDS, SNAPSHOT, counts, table_meta, user_errors
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.tasks import (
     TASK_SCHEMA,
@@ -62,7 +62,7 @@ def apply_shares(df: pl.DataFrame, shares: dict[str, float]) -> pl.DataFrame:
     return pl.concat(parts).drop("_kind", "_h")
 
 
-@dg.asset(group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
+@dg.asset(pool=DUCKDB_POOL, group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
 def task_pool(
     context: dg.AssetExecutionContext, config: TaskPoolConfig, humaneval_split: HumanEvalSplitResource,
     synthesized_tasks: pl.DataFrame,
@@ -109,7 +109,7 @@ def _references(part: str, config: ReferenceConfig, split: HumanEvalSplitResourc
         return pl.concat(parts) if parts else conform([], REFERENCE_SCHEMA)
 
 
-@dg.asset(group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
+@dg.asset(pool=DUCKDB_POOL, group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
 def human_reference(config: ReferenceConfig, humaneval_split: HumanEvalSplitResource) -> dg.MaterializeResult:
     """Human-written examples mixed into every training set (default: HumanEval's human split,
     prompt plus canonical solution)."""
@@ -117,7 +117,7 @@ def human_reference(config: ReferenceConfig, humaneval_split: HumanEvalSplitReso
     return dg.MaterializeResult(value=df, metadata=table_meta(df, rows_by_source=counts(df, "source")))
 
 
-@dg.asset(group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
+@dg.asset(pool=DUCKDB_POOL, group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
 def heldout_eval(config: ReferenceConfig, humaneval_split: HumanEvalSplitResource) -> dg.MaterializeResult:
     """Evaluation items no generated or mixed row may contain (default: HumanEval's held-out split)."""
     df = _references("heldout", config, humaneval_split, "heldout_eval.user_files")

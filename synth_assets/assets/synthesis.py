@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import KINDS, SNAPSHOT, counts, markdown_preview, table_meta, user_errors
+from synth_assets.assets._common import DUCKDB_POOL, KINDS, SNAPSHOT, counts, markdown_preview, table_meta, user_errors
 from synth_assets.core.curation import heldout_texts_of
 from synth_assets.core.generation import PromptSettings
 from synth_assets.core.task_synthesis import PROPOSAL_SCHEMA, SynthesisSettings, synthesize_tasks
@@ -35,6 +35,7 @@ def _thin_families(history: pl.DataFrame, families: list[str]) -> list[str]:
 
 
 @dg.multi_asset(
+    pool=DUCKDB_POOL,
     outs={
         "synthesized_tasks": dg.AssetOut(group_name="sources", kinds=KINDS, metadata=SNAPSHOT,
                                          description="Synthesized tasks that passed every gate, accumulated across runs."),

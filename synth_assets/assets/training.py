@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from synth_assets.assets._common import GENERATIONAL, GENERATIONS, SNAPSHOT, generation_of, table_meta, user_errors
+from synth_assets.assets._common import DUCKDB_POOL, GENERATIONAL, GENERATIONS, SNAPSHOT, generation_of, table_meta, user_errors
 from synth_assets.core.generation import PromptSettings
 from synth_assets.core.markdown import markdown_table
 from synth_assets.core.training.gate import MACRO, GateSettings
@@ -23,7 +23,7 @@ class HeldoutConfig(HeldoutSettings, PromptSettings, dg.Config):
     """Which held-out items every model is scored on; the prompt settings are raw_candidates'."""
 
 
-@dg.asset(group_name="sources", kinds={"polars", "duckdb"}, metadata=SNAPSHOT)
+@dg.asset(pool=DUCKDB_POOL, group_name="sources", kinds={"polars", "duckdb"}, metadata=SNAPSHOT)
 def heldout_reasoning(context: dg.AssetExecutionContext, config: HeldoutConfig) -> dg.MaterializeResult:
     """Held-out reasoning-gym items (seeds no training stage uses) per family, in three variants:
     as trained, harder, and under a rephrased prompt. Every model is scored on these: the gate
@@ -70,7 +70,7 @@ def _loss_plot(curve: list[dict], path: Path) -> bytes:
     return buf.getvalue()
 
 
-@dg.asset(group_name="training", kinds=TRAINING_KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@dg.asset(pool=DUCKDB_POOL, group_name="training", kinds=TRAINING_KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def candidate_model(context: dg.AssetExecutionContext, config: CandidateConfig, mixed_training_set: pl.DataFrame,
                     warehouse: WarehouseResource) -> dg.MaterializeResult:
     """A generator fine-tuned (LoRA) on this generation's mix (train split; validation split for
@@ -105,7 +105,7 @@ class GateConfig(GateSettings, dg.Config):
     """The core's GateSettings: the paired tests' alpha and the diversity-loss rule."""
 
 
-@dg.asset(group_name="training", kinds={"polars", "duckdb"}, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@dg.asset(pool=DUCKDB_POOL, group_name="training", kinds={"polars", "duckdb"}, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def model_eval(context: dg.AssetExecutionContext, config: GateConfig, candidate_model: pl.DataFrame,
                heldout_reasoning: pl.DataFrame, mixed_training_set: pl.DataFrame,
                warehouse: WarehouseResource) -> dg.MaterializeResult:
@@ -143,7 +143,7 @@ class PromotionConfig(dg.Config):
     require_approval: bool = Field(default=False, description="wait for 'synth models approve <id>' before serving")
 
 
-@dg.asset(group_name="training", kinds={"polars", "duckdb"}, metadata=GENERATIONAL, partitions_def=GENERATIONS,
+@dg.asset(pool=DUCKDB_POOL, group_name="training", kinds={"polars", "duckdb"}, metadata=GENERATIONAL, partitions_def=GENERATIONS,
           deps=[model_eval])
 def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, candidate_model: pl.DataFrame,
                    warehouse: WarehouseResource) -> dg.MaterializeResult:
