@@ -46,3 +46,36 @@ def chart_markdown(png: bytes | None) -> str:
     if not png:
         return "_no generations to chart yet_"
     return f"![diversity over generations](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def calibration_chart_png(per_family: pl.DataFrame, min_accuracy: float) -> bytes | None:
+    """The judge's agreement with the verifiers per family, with 95% Wilson intervals and the
+    trust threshold: where the bars fall under the line, the judge does not decide alone."""
+    if per_family.height == 0:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from synth_assets.core.training.evaluation import wilson
+
+    fams = per_family["family"].to_list()
+    acc = per_family["accuracy"].to_list()
+    n = per_family["rows"].to_list()
+    lo_hi = [wilson(round(a * k), k) for a, k in zip(acc, n)]
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
+    ax.bar(range(len(fams)), acc, yerr=[[a - lo for a, (lo, _hi) in zip(acc, lo_hi)],
+                                        [hi - a for a, (_lo, hi) in zip(acc, lo_hi)]], capsize=3, color="steelblue")
+    ax.axhline(min_accuracy, color="red", linewidth=1, label=f"min_accuracy {min_accuracy}")
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="a coin")
+    ax.set_xticks(range(len(fams)), [f"{f}\n(n={k})" for f, k in zip(fams, n)], fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("agreement with the verifier")
+    ax.set_title("AI judge vs programmatic verdicts, per family")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

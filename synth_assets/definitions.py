@@ -11,6 +11,7 @@ from quality_checks.promotion import promotion_gate
 from synth_assets.assets._common import GENERATIONS, next_generation_key
 from synth_assets.assets.evaluation import generator_eval, training_export
 from synth_assets.assets.feedback import FEEDBACK_SOURCES
+from synth_assets.assets.judging import judge_calibration
 from synth_assets.assets.pipeline import (
     filtered_set,
     mixed_training_set,
@@ -29,13 +30,13 @@ from synth_assets.resources import default_resources
 
 # the generation stages (with their sources and reports), and the loop that trains on them
 GENERATION_ASSETS = [synthesized_tasks, task_pool, human_reference, heldout_eval, heldout_reasoning, raw_candidates,
-                     verified_set, preference_pairs, filtered_set, review_queue, mixed_training_set, training_export,
+                     verified_set, judge_calibration, preference_pairs, filtered_set, review_queue, mixed_training_set, training_export,
                      generator_eval, drift_report, *FEEDBACK_SOURCES]
 ALL_ASSETS = [*GENERATION_ASSETS, *TRAINING_ASSETS]
 GX_CHECKS = [gx_suite_checks(a) for a in SUITE_ASSETS]
 GENERATION_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS]
 ALL_CHECKS = [*GENERATION_CHECKS, promotion_gate]
-CHECK_KEYS = [key for c in ALL_CHECKS for key in c.check_keys]
+CHECK_KEYS = [key for c in [*ALL_CHECKS, judge_calibration] for key in c.check_keys]
 
 nightly_job = dg.define_asset_job(
     "nightly_regeneration",

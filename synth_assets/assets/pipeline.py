@@ -40,7 +40,7 @@ from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
 from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers
 from synth_assets.core.preferences import preference_pairs as build_preference_pairs
-from synth_assets.core.review import apply_decisions, flag_rows, latest_decisions, with_status
+from synth_assets.core.review import JUDGE_UNTRUSTED, apply_decisions, flag_rows, latest_decisions, with_status
 from synth_assets.core.verification import revise_failures, verify_candidates
 from synth_assets.resources import GeneratorResource, SandboxResource
 
@@ -297,14 +297,17 @@ class ReviewQueueConfig(dg.Config):
 @dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def review_queue(
     context: dg.AssetExecutionContext, config: ReviewQueueConfig, filtered_set: pl.DataFrame,
-    review_decisions: pl.DataFrame, synthesized_tasks: pl.DataFrame,
+    review_decisions: pl.DataFrame, synthesized_tasks: pl.DataFrame, judge_calibration: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Accepted rows flagged for a person: low judge scores, a row of each synthesized task whose
-    reference answer rests on agreement alone, and a spot-check sample per family.
+    reference answer rests on agreement alone, a spot-check sample per family, and every row
+    only the judge passed while its calibration does not clear the thresholds.
     Decide with `synth review accept|reject ID...`; the next mix honours the decisions."""
     unverified = set(synthesized_tasks.filter(pl.col("reference_check") == "unverified_reference")["task_id"]
                      .to_list()) if "reference_check" in synthesized_tasks.columns else set()
-    queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold, unverified)
+    # no calibration rows = nothing the judge could be checked on: it is not trusted
+    trusted = judge_calibration.height > 0 and bool(judge_calibration["trusted"][0])
+    queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold, unverified, trusted)
     queue = with_status(queue, latest_decisions(review_decisions))
     context.log.info(f"review queue: {queue.height} rows flagged, {counts(queue, 'status')}")
     return dg.MaterializeResult(value=queue, metadata=table_meta(
@@ -341,9 +344,10 @@ def mixed_training_set(
     into train/validation, with a human share never under the floor (training_export publishes it)."""
     generation = generation_of(context)
     decisions = latest_decisions(review_decisions)
+    untrusted = review_queue.filter(pl.col("flag_reason") == JUDGE_UNTRUSTED)["candidate_id"].to_list()
     accepted, n_rejected, n_held = apply_decisions(
         filtered_set, decisions, set(review_queue["candidate_id"].to_list()),
-        config.review_policy == "require_acceptance")
+        config.review_policy == "require_acceptance", must_accept=set(untrusted))
     if n_rejected or n_held:
         context.log.info(f"review: left out {n_rejected} rejected rows, held back {n_held} pending rows")
     human, leaked = decontaminate_references(

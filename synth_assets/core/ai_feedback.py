@@ -38,6 +38,28 @@ def judge_prompt(rubric: str, task: str, response: str) -> str:
     return f"{rubric}\n\nTask:\n{task.strip()}\n\nResponse:\n{response.strip()}\n\nScore (1-10):"
 
 
+# worked examples, one for each answer, so a base model learns the format and that B is as
+# likely as A (without them the embedded model answered "A" to every pair)
+_PREFERENCE_SHOTS = (("What is 9 + 4?", "13", "14", "A"), ("How many vowels are in 'banana'?", "2", "3", "B"))
+
+
+def _preference_item(task: str, a: str, b: str) -> str:
+    return f"Task:\n{task.strip()}\n\nResponse A:\n{a.strip()}\n\nResponse B:\n{b.strip()}\n\nThe better response is Response"
+
+
+def preference_prompt(task: str, a: str, b: str) -> str:
+    shots = "".join(f"{_preference_item(t, x, y)} {w}\n\n" for t, x, y, w in _PREFERENCE_SHOTS)
+    return f"Which response answers the task correctly?\n\n{shots}{_preference_item(task, a, b)}"
+
+
+_CHOICE = re.compile(r"\b([AB])\b")
+
+
+def parse_choice(text: str) -> str | None:
+    m = _CHOICE.search(text)
+    return m.group(1) if m else None
+
+
 def parse_score(text: str) -> int | None:
     m = _SCORE.search(text)
     return int(m.group(1)) if m else None
@@ -72,6 +94,16 @@ class Judge:
             n = parse_score(s.text)
             out.append(JudgeResult(None if n is None else (n - 1) / 9, s.text.strip()[:200], s.latency_s))
         return out
+
+    def prefer(self, items: Sequence[tuple[str, str, str]]) -> list[str | None]:
+        """For each (task, response A, response B): "A", "B", or None when the reply names neither."""
+        reqs = [
+            SampleRequest(task_id=f"prefer/{i}", prompt=preference_prompt(t, a, b), prompt_template="judge_pairwise_v1",
+                          temperature=0.0, top_p=1.0, max_tokens=self.max_tokens, stop=("\n",), seed=self.seed,
+                          sample_index=0)
+            for i, (t, a, b) in enumerate(items)
+        ]
+        return [parse_choice(s.text) for s in self.generator.generate(reqs)]
 
 
 def critique_prompt(principles: str, task: str, response: str) -> str:

@@ -29,23 +29,29 @@ DECISION_SCHEMA = {
 }
 
 
+JUDGE_UNTRUSTED = "judge_untrusted"
+
+
 def flag_rows(filtered: pl.DataFrame, spot_checks_per_family: int, judge_threshold: float,
-              unverified_tasks: set[str] = frozenset()) -> pl.DataFrame:
-    """Low judge scores, a spot-check sample per family, and one row per task whose reference
-    answer rests on the generator's agreement alone (``unverified_reference``): a person checks
-    the answer that row was verified against."""
+              unverified_tasks: set[str] = frozenset(), judge_trusted: bool = True) -> pl.DataFrame:
+    """Low judge scores, a spot-check sample per family, one row per task whose reference
+    answer rests on the generator's agreement alone (``unverified_reference``), and, while the
+    judge's calibration does not clear its thresholds, every row only the judge passed
+    (``judge_untrusted``: held out of the mix until a person accepts it)."""
     rows = []
     for (family,), group in filtered.group_by(["family"], maintain_order=True):
         ordered = sorted(group.to_dicts(), key=lambda r: hashlib.sha1(r["candidate_id"].encode()).hexdigest())
         spot = {r["candidate_id"] for r in ordered[:spot_checks_per_family]}
         sampled: set[str] = set()
         for r in ordered:
+            untrusted = not judge_trusted and r.get("verifier") == "judge"
             low = r.get("judge_score") is not None and r["judge_score"] < judge_threshold
             unverified = r["task_id"] in unverified_tasks and r["task_id"] not in sampled
             if unverified:
                 sampled.add(r["task_id"])
-            if low or unverified or r["candidate_id"] in spot:
-                reason = "low_judge_score" if low else "unverified_reference" if unverified else "spot_check"
+            if untrusted or low or unverified or r["candidate_id"] in spot:
+                reason = (JUDGE_UNTRUSTED if untrusted else "low_judge_score" if low
+                          else "unverified_reference" if unverified else "spot_check")
                 rows.append({**r, "flag_reason": reason, "status": "pending"})
     return conform(rows, QUEUE_SCHEMA)
 
@@ -73,10 +79,11 @@ def decision_rows(ids: list[str], decision: str, note: str = "", reviewer: str |
 
 
 def apply_decisions(accepted: pl.DataFrame, decisions: dict[str, str], flagged: set[str],
-                    require_acceptance: bool) -> tuple[pl.DataFrame, int, int]:
-    """(rows allowed into the mix, rejected count, held-back pending count)."""
+                    require_acceptance: bool, must_accept: set[str] = frozenset()) -> tuple[pl.DataFrame, int, int]:
+    """(rows allowed into the mix, rejected count, held-back pending count). Rows in
+    ``must_accept`` (only an untrusted judge passed them) wait for acceptance under any policy."""
     rejected = {c for c, d in decisions.items() if d == "reject"}
-    held = {c for c in flagged if decisions.get(c) != "accept"} if require_acceptance else set()
+    held = {c for c in (flagged if require_acceptance else set()) | set(must_accept) if decisions.get(c) != "accept"}
     keep = accepted.filter(~pl.col("candidate_id").is_in(rejected | held))
     n_rej = accepted.filter(pl.col("candidate_id").is_in(rejected)).height
     n_held = accepted.filter(pl.col("candidate_id").is_in(held - rejected)).height
