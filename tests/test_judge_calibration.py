@@ -146,12 +146,11 @@ def test_the_asset_reports_and_its_check_warns_with_the_reasons():
     from synth_assets.assets.judging import JudgeCalibrationConfig, judge_calibration
 
     ctx = dg.build_asset_context(partition_key="1")
-    res = judge_calibration(ctx, JudgeCalibrationConfig(), verified(), human(), JudgeDoubleResource())
-    (check,) = res.check_results
+    out, check = list(judge_calibration(ctx, JudgeCalibrationConfig(), verified(), human(), JudgeDoubleResource()))
     assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert "judge-only verdicts go to the review queue" in check.description and "flip with the order" in check.description
-    assert res.metadata["trusted"] is False
-    assert "data:image/png;base64," in res.metadata["agreement_chart"].value
+    assert out.metadata["trusted"].value is False and out.value["trusted"].unique().to_list() == [False]
+    assert "data:image/png;base64," in out.metadata["agreement_chart"].value
 
 
 def _filtered(verifiers: list[str]) -> pl.DataFrame:
@@ -189,3 +188,39 @@ def test_review_queue_reads_the_calibration_and_an_empty_one_is_not_trust():
     res = review_queue(ctx, ReviewQueueConfig(spot_checks_per_family=0), _filtered(["judge"]),
                        conform([], DECISION_SCHEMA), pl.DataFrame({"task_id": []}), empty)
     assert res.value["flag_reason"].to_list() == ["judge_untrusted"]
+
+
+def _judge_pairs() -> pl.DataFrame:
+    """Two tasks whose candidates all passed: only the judge's scores order them."""
+    from synth_assets.core.preferences import preference_pairs
+
+    rows = []
+    for t in range(2):
+        for ok in (True, False):
+            rows.append({"candidate_id": f"{t}/{ok}", "generation": 1, "task_id": f"t{t}", "family": "poems",
+                         "prompt": f"Write line {t}.", "completion": "RIGHT line" if ok else "WRONG line",
+                         "verifier": "judge", "verdict": "pass", "score": 0.9, "judge_score": 0.9 if ok else 0.7})
+    return preference_pairs(conform(rows, VERDICT_SCHEMA))
+
+
+@pytest.mark.parametrize("choose, trusted, expected", [
+    (oracle_choice, True, ([True, True], [None, None])),
+    (lambda _a, _b: "A", True, ([False, False], ["position_flip", "position_flip"])),
+    (oracle_choice, False, ([None, None], ["judge_untrusted", "judge_untrusted"])),
+])
+def test_judge_ordered_pairs_are_shown_in_both_orders(choose, trusted, expected):
+    from synth_assets.core.preferences import check_judge_pairs
+
+    pairs = _judge_pairs()
+    assert pairs["basis"].to_list() == ["judge_score", "judge_score"]
+    judge = Judge(JudgeRuleDouble(oracle_score, choose), "Rate the response.")
+    out = check_judge_pairs(pairs, judge if trusted else None, trusted)
+    assert (out["orders_agree"].to_list(), out["drop_reason"].to_list()) == expected
+
+
+def test_pairs_a_program_decided_need_no_judge():
+    from synth_assets.core.preferences import check_judge_pairs, preference_pairs
+
+    pairs = preference_pairs(verified(n_tasks=2))
+    out = check_judge_pairs(pairs, None, judge_trusted=False)
+    assert out["basis"].to_list() == ["verdict", "verdict"] and out["drop_reason"].to_list() == [None, None]

@@ -1,6 +1,7 @@
 """The AI judge's calibration: its agreement and biases where programs know the truth."""
 
 import base64
+from collections.abc import Iterator
 from typing import Optional
 
 import dagster as dg
@@ -64,7 +65,7 @@ def summary_markdown(summary: dict) -> str:
 def judge_calibration(
     context: dg.AssetExecutionContext, config: JudgeCalibrationConfig, verified_set: pl.DataFrame,
     human_reference: pl.DataFrame, generator: GeneratorResource,
-) -> dg.MaterializeResult:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The LLM judge scored on rows whose verdict a program gave and on human-written rows:
     agreement (accuracy, kappa, per family), length, position and self-preference bias, each
     with its sample size and 95% interval, and whether it is trusted."""
@@ -81,16 +82,16 @@ def judge_calibration(
     chart = (f"![judge agreement per family](data:image/png;base64,{base64.b64encode(png).decode()})" if png
              else "_no scored rows_")
     fam_md = markdown_table(cal.per_family, cal.per_family.columns, rows=50, width=40)
-    return dg.MaterializeResult(
-        value=cal.rows,
+    yield dg.Output(
+        cal.rows,
         metadata={**table_meta(cal.rows, generation=generation), "summary": dg.MetadataValue.json(cal.summary),
                   "calibration": dg.MetadataValue.md(md), "per_family": dg.MetadataValue.md(fam_md),
                   "agreement_chart": dg.MetadataValue.md(chart), "trusted": cal.trusted,
                   "pairs_preview": dg.MetadataValue.md(markdown_preview(cal.pairs))},
-        check_results=[dg.AssetCheckResult(
-            check_name=TRUST_CHECK, passed=cal.trusted, severity=dg.AssetCheckSeverity.WARN,
-            description=("the judge clears every threshold" if cal.trusted else
-                         "not trusted, so judge-only verdicts go to the review queue: " + "; ".join(cal.reasons)),
-            metadata={"reasons": dg.MetadataValue.json(cal.reasons), "accuracy": cal.summary["accuracy"],
-                      "kappa": cal.summary["kappa"], "flip_rate": cal.summary["flip_rate"]})],
     )
+    yield dg.AssetCheckResult(
+        check_name=TRUST_CHECK, passed=cal.trusted, severity=dg.AssetCheckSeverity.WARN,
+        description=("the judge clears every threshold" if cal.trusted else
+                     "not trusted, so judge-only verdicts go to the review queue: " + "; ".join(cal.reasons)),
+        metadata={"reasons": dg.MetadataValue.json(cal.reasons), "accuracy": cal.summary["accuracy"],
+                  "kappa": cal.summary["kappa"], "flip_rate": cal.summary["flip_rate"]})

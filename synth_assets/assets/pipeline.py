@@ -39,6 +39,7 @@ from synth_assets.core.generation import SamplingPlan, attach_log, run_generatio
 from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
 from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers
+from synth_assets.core.preferences import check_judge_pairs
 from synth_assets.core.preferences import preference_pairs as build_preference_pairs
 from synth_assets.core.review import JUDGE_UNTRUSTED, apply_decisions, flag_rows, latest_decisions, with_status
 from synth_assets.core.verification import revise_failures, verify_candidates
@@ -206,14 +207,24 @@ class PreferencePairsConfig(dg.Config):
 
 @dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def preference_pairs(
-    context: dg.AssetExecutionContext, config: PreferencePairsConfig, verified_set: pl.DataFrame
+    context: dg.AssetExecutionContext, config: PreferencePairsConfig, verified_set: pl.DataFrame,
+    judge_calibration: pl.DataFrame, generator: GeneratorResource,
 ) -> dg.MaterializeResult:
     """Chosen/rejected pairs for the same task (verified or higher-scored vs failed or lower),
-    for preference training (DPO-style)."""
+    for preference training (DPO-style). A pair only the judge's scores ordered is kept when the
+    judge prefers it in both orders and its calibration clears; otherwise it stays with a
+    drop_reason (position_flip, judge_untrusted) and is not trained on."""
     pairs = build_preference_pairs(verified_set, config.max_pairs_per_task)
+    trusted = judge_calibration.height > 0 and bool(judge_calibration["trusted"][0])
+    judged = pairs.filter(pl.col("basis") == "judge_score").height if pairs.height else 0
+    with user_errors():
+        judge = (Judge(generator.get(), read_text_file(None, DEFAULT_RUBRIC, "judge rubric"))
+                 if judged and trusted else None)
+        pairs = check_judge_pairs(pairs, judge, trusted)
     return dg.MaterializeResult(value=pairs, metadata=table_meta(
-        pairs, generation=generation_of(context),
-        pairs_by_basis=counts(pairs, "basis"), tasks_with_pairs=pairs["task_id"].n_unique() if pairs.height else 0))
+        pairs, generation=generation_of(context), pairs_by_basis=counts(pairs, "basis"),
+        dropped=counts(pairs.filter(pl.col("drop_reason").is_not_null()), "drop_reason"),
+        tasks_with_pairs=pairs["task_id"].n_unique() if pairs.height else 0))
 
 
 class NearDuplicateConfig(NearDupSettings, dg.Config):

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from synth_assets.core.tasks import conform
+
+if TYPE_CHECKING:
+    from synth_assets.core.ai_feedback import Judge
 
 PAIR_SCHEMA: dict[str, pl.DataType] = {
     "pair_id": pl.String,
@@ -21,6 +26,11 @@ PAIR_SCHEMA: dict[str, pl.DataType] = {
     "chosen_score": pl.Float64,
     "rejected_score": pl.Float64,
     "basis": pl.String,  # verdict | score | judge_score
+    # judge_score pairs only: did the pairwise judge prefer `chosen` with it shown first and second
+    "orders_agree": pl.Boolean,
+    # null = a training pair; position_flip (the judge's preference followed the order shown) or
+    # judge_untrusted (the judge's calibration did not clear its thresholds): kept for review only
+    "drop_reason": pl.String,
 }
 
 
@@ -56,3 +66,26 @@ def preference_pairs(verified: pl.DataFrame, max_pairs_per_task: int = 2) -> pl.
                 "chosen_score": c["score"], "rejected_score": r["score"], "basis": _basis(_key(c), _key(r)),
             })
     return conform(rows, PAIR_SCHEMA)
+
+
+def check_judge_pairs(pairs: pl.DataFrame, judge: "Judge | None", judge_trusted: bool) -> pl.DataFrame:
+    """Pairs whose order rests on the judge's scores (basis ``judge_score``) are shown to the
+    judge in both orders: kept only when it prefers ``chosen`` both times and its calibration
+    clears; the rest stay in the table with a drop reason. Pairs a program decided are kept."""
+    idx = [i for i, b in enumerate(pairs["basis"].to_list()) if b == "judge_score"]
+    agree: list[bool | None] = [None] * pairs.height
+    reason: list[str | None] = [None] * pairs.height
+    if idx and judge is not None:
+        rows = pairs.to_dicts()
+        shown = [(rows[i]["prompt"], rows[i]["chosen"], rows[i]["rejected"]) for i in idx]
+        shown += [(p, r, c) for p, c, r in shown]
+        prefs = judge.prefer(shown)
+        for k, i in enumerate(idx):
+            agree[i] = prefs[k] == "A" and prefs[len(idx) + k] == "B"
+    for i in idx:
+        if not judge_trusted:
+            reason[i] = "judge_untrusted"
+        elif not agree[i]:
+            reason[i] = "position_flip"
+    return pairs.with_columns(pl.Series("orders_agree", agree, dtype=pl.Boolean),
+                              pl.Series("drop_reason", reason, dtype=pl.String))
