@@ -25,8 +25,8 @@ from quality_checks.drift import report_markdown
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.warehouse import Warehouse, default_duckdb_path
 
-TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "preference_pairs",
-          "filtered_set", "filter_drops", "mixed_training_set", "generator_eval", "drift_report", "alerts"]
+TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "judge_calibration",
+          "preference_pairs", "filtered_set", "filter_drops", "mixed_training_set", "generator_eval", "drift_report", "alerts"]
 
 
 def summary(wh: Warehouse) -> str:

@@ -12,6 +12,7 @@ SMOKE_RUN_CONFIG: dict = {"ops": {
     "raw_candidates": {"config": {"samples_per_task": 2, "code_max_tokens": 48}},
     "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 48}},
     "heldout_reasoning": {"config": {"families": ["letter_counting", "gcd"], "items_per_family": 10}},
+    "judge_calibration": {"config": {"rows_per_cell": 3, "human_rows": 3, "pairs": 3}},
 }}
 
 # the loop at smoke size: a few dozen rows, one epoch (held-out items: two families of ten, above)

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 
+from synth_assets.assets.judging import JudgeCalibrationConfig
 from synth_assets.assets.pipeline import JudgeConfig, MixConfig, RawCandidatesConfig, ReviseConfig, VerifiedSetConfig
 from synth_assets.assets.evaluation import GeneratorEvalConfig
 from synth_assets.assets.sources import TaskPoolConfig
@@ -27,8 +28,10 @@ SMALL = {
     "raw_candidates": RawCandidatesConfig(samples_per_task=2, code_max_tokens=48),
     "generator_eval": GeneratorEvalConfig(max_tasks=2, code_max_tokens=48),
     "heldout_reasoning": HeldoutConfig(families=["gcd"], items_per_family=3),
+    "judge_calibration": JudgeCalibrationConfig(rows_per_cell=2, human_rows=2, pairs=2),
 }
-TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "filtered_set",
+TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "judge_calibration",
+          "filtered_set",
           "filter_drops", "mixed_training_set", "drift_report", "preference_pairs", "generator_eval", "review_queue"]
 
 
@@ -114,6 +117,7 @@ def test_two_generations_end_to_end(resources, instance, db_path):
                  "train_validation_disjoint"):
         assert any(k[1] == name and e.passed for k, e in checks.items()), name
     assert all(e.passed for e in evals if e.severity == dg.AssetCheckSeverity.ERROR)
+    assert ("judge_calibration", "judge_trusted") in checks  # the real model judged, the check says whether to trust it
     gx_assets = {k[0] for k in checks if k[1].startswith("gx_")}
     assert gx_assets >= {"task_pool", "raw_candidates", "verified_set", "filtered_set", "mixed_training_set", "drift_report"}
     assert wh.read("generator_eval", generation=2).filter(~pl.col("prompt_template").str.starts_with("heldout_")).height == 2
