@@ -303,6 +303,8 @@ def filtered_set(
 class ReviewQueueConfig(dg.Config):
     spot_checks_per_family: int = Field(default=3, ge=0, description="accepted rows per family sampled for review")
     judge_threshold: float = Field(default=0.5, ge=0, le=1, description="accepted rows the judge scored below this are flagged")
+    science_reviews_per_family: int = Field(
+        default=3, ge=0, description="the most promising accepted proposals of each science family, for a scientist")
 
 
 @dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
@@ -318,7 +320,8 @@ def review_queue(
                      .to_list()) if "reference_check" in synthesized_tasks.columns else set()
     # no calibration rows = nothing the judge could be checked on: it is not trusted
     trusted = judge_calibration.height > 0 and bool(judge_calibration["trusted"][0])
-    queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold, unverified, trusted)
+    queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold, unverified, trusted,
+                      config.science_reviews_per_family)
     queue = with_status(queue, latest_decisions(review_decisions))
     context.log.info(f"review queue: {queue.height} rows flagged, {counts(queue, 'status')}")
     return dg.MaterializeResult(value=queue, metadata=table_meta(

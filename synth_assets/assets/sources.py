@@ -19,7 +19,8 @@ from synth_assets.core.tasks import (
 )
 from synth_assets.resources import HumanEvalSplitResource
 
-DEFAULT_FAMILIES = ["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting"]
+DEFAULT_FAMILIES = ["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting",
+                    "projectile_design"]  # the last: a science family (core/science.py), validated by simulation
 
 
 class TaskPoolConfig(dg.Config):

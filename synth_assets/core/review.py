@@ -32,16 +32,23 @@ DECISION_SCHEMA = {
 JUDGE_UNTRUSTED = "judge_untrusted"
 
 
+PROMISING_SCIENCE = "promising_science"
+
+
 def flag_rows(filtered: pl.DataFrame, spot_checks_per_family: int, judge_threshold: float,
-              unverified_tasks: set[str] = frozenset(), judge_trusted: bool = True) -> pl.DataFrame:
+              unverified_tasks: set[str] = frozenset(), judge_trusted: bool = True,
+              science_per_family: int = 0) -> pl.DataFrame:
     """Low judge scores, a spot-check sample per family, one row per task whose reference
-    answer rests on the generator's agreement alone (``unverified_reference``), and, while the
-    judge's calibration does not clear its thresholds, every row only the judge passed
-    (``judge_untrusted``: held out of the mix until a person accepts it)."""
+    answer rests on the generator's agreement alone (``unverified_reference``), while the
+    judge's calibration does not clear its thresholds every row only the judge passed
+    (``judge_untrusted``: held out of the mix until a person accepts it), and the most
+    promising accepted proposals of each science family (``promising_science``: the highest
+    simulation scores, one per task first) for a scientist to look at."""
     rows = []
     for (family,), group in filtered.group_by(["family"], maintain_order=True):
         ordered = sorted(group.to_dicts(), key=lambda r: hashlib.sha1(r["candidate_id"].encode()).hexdigest())
         spot = {r["candidate_id"] for r in ordered[:spot_checks_per_family]}
+        promising = _promising([r for r in ordered if r.get("domain") == "science"], science_per_family)
         sampled: set[str] = set()
         for r in ordered:
             untrusted = not judge_trusted and r.get("verifier") == "judge"
@@ -49,11 +56,21 @@ def flag_rows(filtered: pl.DataFrame, spot_checks_per_family: int, judge_thresho
             unverified = r["task_id"] in unverified_tasks and r["task_id"] not in sampled
             if unverified:
                 sampled.add(r["task_id"])
-            if untrusted or low or unverified or r["candidate_id"] in spot:
+            if untrusted or low or unverified or r["candidate_id"] in promising or r["candidate_id"] in spot:
                 reason = (JUDGE_UNTRUSTED if untrusted else "low_judge_score" if low
-                          else "unverified_reference" if unverified else "spot_check")
+                          else "unverified_reference" if unverified
+                          else PROMISING_SCIENCE if r["candidate_id"] in promising else "spot_check")
                 rows.append({**r, "flag_reason": reason, "status": "pending"})
     return conform(rows, QUEUE_SCHEMA)
+
+
+def _promising(rows: list[dict], k: int) -> set[str]:
+    """Up to k proposals: best score first, one per task before a second of any task."""
+    firsts, rest, seen = [], [], set()
+    for r in sorted(rows, key=lambda r: -(r.get("score") or 0.0)):
+        (rest if r["task_id"] in seen else firsts).append(r)
+        seen.add(r["task_id"])
+    return {r["candidate_id"] for r in (firsts + rest)[:k]}
 
 
 def latest_decisions(decisions: pl.DataFrame | None) -> dict[str, str]:

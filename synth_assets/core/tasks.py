@@ -16,12 +16,13 @@ from typing import Any
 import polars as pl
 
 from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.science import SCIENCE_FAMILIES, SCIENCE_LICENSE  # registers the science families
 
 TASK_SCHEMA: dict[str, pl.DataType] = {
     "task_id": pl.String,
     "source": pl.String,  # reasoning_gym | humaneval | user
     "family": pl.String,  # reasoning-gym dataset name, "humaneval", or the user's family
-    "domain": pl.String,  # procedural | code | math | text
+    "domain": pl.String,  # procedural | science | code | math | text
     "prompt": pl.String,
     "answer": pl.String,  # reference answer (null for code tasks)
     "verifier": pl.String,  # reasoning_gym | python_tests | math | exact
@@ -38,6 +39,7 @@ REFERENCE_SCHEMA: dict[str, pl.DataType] = {
     "response": pl.String,
     "license": pl.String,
 }
+
 
 VERIFIERS = ("reasoning_gym", "python_tests", "math", "exact", "judge")  # or custom:<name>
 HUMANEVAL_LICENSE = "MIT (openai/human-eval)"
@@ -89,12 +91,12 @@ def reasoning_gym_tasks(families: Iterable[str], per_family: int, seed: int) -> 
                     "task_id": f"rg/{family}/{seed}/{i}",
                     "source": "reasoning_gym",
                     "family": family,
-                    "domain": "procedural",
+                    "domain": "science" if family in SCIENCE_FAMILIES else "procedural",
                     "prompt": entry["question"],
                     "answer": str(entry["answer"]),
                     "verifier": "reasoning_gym",
                     "verifier_spec": json.dumps({"name": family, "size": per_family, "seed": seed, "index": i}),
-                    "license": REASONING_GYM_LICENSE,
+                    "license": SCIENCE_LICENSE if family in SCIENCE_FAMILIES else REASONING_GYM_LICENSE,
                 }
             )
     return conform(rows, TASK_SCHEMA)

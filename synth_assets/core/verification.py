@@ -98,9 +98,12 @@ def verify_reasoning_gym(row: dict, pass_threshold: float) -> Verdict:
         return Verdict("error", 0.0, f"reasoning_gym:{spec['name']}", _pkg_version("reasoning-gym"),
                        f"scorer raised {type(exc).__name__}: {exc}", time.perf_counter() - t0, answer)
     ok = score >= pass_threshold
+    # a family that can say what is wrong (the science families: the violated constraints) does
+    explain = getattr(ds, "explain", None)
+    why = explain(answer, entry) if callable(explain) else f"expected {str(entry['answer'])[:80]!r}"
     return Verdict(
         "pass" if ok else "fail", score, f"reasoning_gym:{spec['name']}", _pkg_version("reasoning-gym"),
-        f"score {score:.3f} (threshold {pass_threshold}); expected {str(entry['answer'])[:80]!r}",
+        f"score {score:.3f} (threshold {pass_threshold}); {why}"[:500],
         time.perf_counter() - t0, answer,
     )
 

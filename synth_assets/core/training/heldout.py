@@ -43,6 +43,7 @@ HARDER: dict[str, dict] = {
     "leg_counting": {"min_animals": 11, "max_animals": 15},
     "number_sorting": {"min_numbers": 11, "max_numbers": 16},
     "spell_backward": {"min_word_len": 8},
+    "projectile_design": {"min_range": 150.0, "max_range": 400.0},
 }
 VARIANTS = ("heldout", "harder", "rephrased")
 
@@ -62,8 +63,9 @@ class HeldoutSettings(Settings):
     """Which held-out items every model is evaluated on."""
 
     families: list[str] = Field(
-        default=["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting"],
-        description="reasoning-gym families (the training families)")
+        default=["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting",
+                 "projectile_design"],
+        description="reasoning-gym families (the training families; projectile_design is the platform's science family)")
     items_per_family: int = Field(default=100, ge=1, description="items per family and variant")
     variants: list[str] = Field(default=list(VARIANTS), description="heldout, harder, rephrased")
     seed: int = Field(default=HELDOUT_SEED, description="first seed; keep it far from every training seed")
