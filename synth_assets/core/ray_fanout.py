@@ -101,7 +101,8 @@ class RaySandbox:
         self.settings, self.log = settings, log
         self.limits = limits or SandboxLimits()
         self.enabled, self.require_cgroups = enabled, require_cgroups
-        self.python = python_executable or "the node's /usr/bin/python3"
+        # the interpreter a node's sandbox runs (the local default, so verifier_version reads the same)
+        self.python = python_executable or "/usr/bin/python3"
         self._python_arg = python_executable
         self.warnings: list[str] = []
         check_reachable(settings.ray_address, settings.ray_connect_timeout_s)
