@@ -224,10 +224,10 @@ def measure(rows: pl.DataFrame, pairs: pl.DataFrame, own_writer: str | None,
         reasons.append("no row with a known verdict got a score from the judge")
     else:
         if acc_lo < settings.min_accuracy:
-            reasons.append(f"agreement with the verifiers {k_acc / n:.2f} (95% CI {acc_lo:.2f}-{acc_hi:.2f}, n={n}) "
+            reasons.append(f"agreement with the verifiers {k_acc / n:.2f} (95% CI {acc_lo:.2f} to {acc_hi:.2f}, n={n}) "
                            f"is not clearly above min_accuracy {settings.min_accuracy}")
         if not kap >= settings.min_kappa:
-            reasons.append(f"Cohen's kappa {kap:.2f} (95% CI {kap_lo:.2f}-{kap_hi:.2f}) is under min_kappa {settings.min_kappa}")
+            reasons.append(f"Cohen's kappa {kap:.2f} (95% CI {kap_lo:.2f} to {kap_hi:.2f}) is under min_kappa {settings.min_kappa}")
     if summary["flip_rate"] is not None and summary["flip_rate"] > settings.max_flip_rate:
         reasons.append(f"{summary['flip_rate']:.0%} of {answered.height} pairs flip with the order shown "
                        f"(max_flip_rate {settings.max_flip_rate:.0%})")
