@@ -37,6 +37,33 @@ def session_pids(sid: int) -> list[int]:
             if p.name.isdigit() and (st := _stat(p.name)) is not None and int(st[3]) == sid]
 
 
+def descendants(roots: list[int]) -> list[int]:
+    """Every process below ``roots`` (bwrap puts its sandboxes in sessions of their own, so a
+    node's session alone misses them)."""
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and (st := _stat(p.name)) is not None:
+            children.setdefault(int(st[1]), []).append(int(p.name))
+    out, todo = [], list(roots)
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def reap_zombies() -> None:
+    """Collect exited children of this process: the sandbox makes the test process a
+    subreaper, so what a killed node leaves behind is re-parented here."""
+    for p in Path("/proc").iterdir():
+        st = _stat(p.name) if p.name.isdigit() else None
+        if st is not None and int(st[1]) == os.getpid() and st[0] == "Z":
+            try:
+                os.waitpid(int(p.name), os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
 def runs_under(sid: int, name: str) -> bool:
     """A process called ``name`` whose parent belongs to session ``sid``: a sandbox (bwrap starts
     a session of its own) that a worker of that node launched."""
@@ -62,13 +89,17 @@ class RayNode:
         return self.proc.pid
 
     def kill(self) -> None:
-        """SIGKILL every process of the node, as a machine that dies would."""
-        for pid in session_pids(self.sid):
+        """SIGKILL every process of the node and everything below it (its sandboxes included),
+        as a machine that dies would; then collect what was re-parented to this process."""
+        pids = session_pids(self.sid)
+        for pid in pids + descendants(pids):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         self.proc.wait(timeout=30)
+        time.sleep(0.2)
+        reap_zombies()
 
 
 @dataclass

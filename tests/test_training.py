@@ -363,6 +363,24 @@ def test_the_gguf_adapter_does_in_llama_cpp_what_the_peft_adapter_does_in_transf
 
 
 @pytest.mark.slow
+def test_dpo_moves_the_policy_toward_the_chosen_responses(tmp_path):
+    """Preference pairs (chosen " banana", rejected " apple") on the real base model: after DPO
+    every held-out pair's chosen response is the more likely one, the validation DPO loss fell,
+    and the adapter is written."""
+    from synth_assets.core.training.base_model import hf_base_dir
+    from synth_assets.core.training.trainer import TrainSettings, train_dpo
+
+    questions = [f"Question: What is {a} plus {a + 3}?\nAnswer:" for a in range(16)]
+    pairs = [(q, " banana\n", " apple\n") for q in questions]
+    result = train_dpo(hf_base_dir(), pairs[:12], pairs[12:], TrainSettings(
+        epochs=3, batch_size=4, learning_rate=2e-3, min_train_rows=1, objective="dpo", dpo_beta=0.5),
+        tmp_path / "adapter")
+    assert (result.pairs_preferred_after, result.best_epoch) == (1.0, 3)
+    assert result.curve[-1]["validation_loss"] < result.curve[0]["validation_loss"]
+    assert (result.adapter_dir / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
 def test_the_trainer_command_interface_with_a_real_command(warehouse, tmp_path):
     """The example command (the embedded trainer behind the external interface) trains, writes
     its manifest, and the platform registers what it names after llama.cpp loaded it."""
@@ -373,3 +391,38 @@ def test_the_trainer_command_interface_with_a_real_command(warehouse, tmp_path):
     record = reg.get(row["model_id"])
     assert (record.kind, record.status, record.adapter_path.endswith("adapter.gguf")) == ("external_gguf",
                                                                                             "candidate", True)
+
+
+def _pairs_frame(n: int, dropped: int) -> pl.DataFrame:
+    from synth_assets.core.preferences import PAIR_SCHEMA
+    from synth_assets.core.tasks import conform
+
+    return conform([{"pair_id": f"p{i}", "generation": 1, "task_id": f"rg/gcd/9/{i}", "family": "gcd",
+                     "domain": "procedural", "task_source": "reasoning_gym", "prompt": f"GCD of {i} and 6?",
+                     "chosen": " 1", "rejected": " 7", "basis": "verdict",
+                     "drop_reason": "position_flip" if i < dropped else None} for i in range(n)], PAIR_SCHEMA)
+
+
+def test_dpo_trains_only_on_pairs_a_program_or_a_calibrated_judge_ordered(warehouse, tmp_path):
+    from synth_assets.core.mixing import split_for
+
+    pairs = _pairs_frame(40, dropped=15)
+    usable_train = sum(split_for(f"rg/gcd/9/{i}", 0.1) == "train" for i in range(15, 40))
+    reg = Registry(warehouse)
+    with pytest.raises(SynthConfigError, match=rf"generation 1 has {usable_train} preference pairs to train on, "
+                                               "fewer than candidate_model.min_train_rows=100"):
+        train_candidate(gold_mix(), 1, CandidateSettings(objective="dpo", min_train_rows=100), reg,
+                        tmp_path / "models", pairs=pairs)
+    with pytest.raises(SynthConfigError, match="objective 'dpo' needs candidate_model.trainer 'lora'"):
+        train_candidate(gold_mix(), 1, CandidateSettings(objective="dpo", trainer="command", command="x"), reg,
+                        tmp_path / "models", pairs=pairs)
+    assert reg.models()["model_id"].to_list() == ["base"]
+
+
+def test_preference_pairs_take_the_generators_prompt_format():
+    from synth_assets.core.training.prompt_format import preference_triple
+
+    row = _pairs_frame(1, 0).row(0, named=True)
+    prompt, chosen, rejected = preference_triple(row, PromptSettings())
+    assert prompt.startswith("Answer each question with the final answer only.") and prompt.endswith("GCD of 0 and 6?\nAnswer:")
+    assert (chosen, rejected) == (" 1\n", " 7\n")

@@ -70,18 +70,23 @@ def _loss_plot(curve: list[dict], path: Path) -> bytes:
     return buf.getvalue()
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="training", kinds=TRAINING_KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+# preference_pairs is a dependency read only with objective "dpo" (a supervised round must not
+# need a table it does not use)
+@dg.asset(pool=DUCKDB_POOL, group_name="training", kinds=TRAINING_KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS,
+          deps=["preference_pairs"])
 def candidate_model(context: dg.AssetExecutionContext, config: CandidateConfig, mixed_training_set: pl.DataFrame,
                     warehouse: WarehouseResource) -> dg.MaterializeResult:
     """A generator fine-tuned (LoRA) on this generation's mix (train split; validation split for
-    early stopping), in the prompt format the generator is prompted with; registered as a
-    candidate whose parent is the model in service now."""
+    early stopping), or with ``objective: dpo`` on this generation's preference pairs (those a
+    program or a calibrated judge ordered), in the prompt format the generator is prompted with;
+    registered as a candidate whose parent is the model in service now."""
     generation = generation_of(context)
     wh = warehouse.get()
     registry = Registry(wh)
     with user_errors():
+        pairs = wh.read("preference_pairs", generation=generation) if config.objective == "dpo" else None
         row = train_candidate(mixed_training_set, generation, config, registry, _artefact_root(config, wh.path),
-                              log=context.log.info)
+                              log=context.log.info, pairs=pairs)
     curve = row.get("loss_curve") or []
     plot_path = _artefact_root(config, wh.path) / row["model_id"] / "loss.png"
     png = _loss_plot(curve, plot_path) if curve else None

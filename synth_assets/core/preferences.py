@@ -16,6 +16,8 @@ PAIR_SCHEMA: dict[str, pl.DataType] = {
     "generation": pl.Int64,
     "task_id": pl.String,
     "family": pl.String,
+    "domain": pl.String,  # with task_source: what the prompt format needs to rebuild the generator's prompt
+    "task_source": pl.String,
     "prompt": pl.String,
     "chosen": pl.String,
     "rejected": pl.String,
@@ -59,7 +61,8 @@ def preference_pairs(verified: pl.DataFrame, max_pairs_per_task: int = 2) -> pl.
             used |= {c["candidate_id"], r["candidate_id"]}
             rows.append({
                 "pair_id": f"{c['candidate_id']}>{r['candidate_id']}", "generation": c["generation"],
-                "task_id": task_id, "family": c["family"], "prompt": c["prompt"],
+                "task_id": task_id, "family": c["family"], "domain": c.get("domain"), "task_source": c.get("source"),
+                "prompt": c["prompt"],
                 "chosen": c["completion"], "rejected": r["completion"],
                 "chosen_candidate_id": c["candidate_id"], "rejected_candidate_id": r["candidate_id"],
                 "chosen_verdict": c["verdict"], "rejected_verdict": r["verdict"],

@@ -21,7 +21,8 @@ from synth_assets.core.llama_backend import MODEL_ID, ensure_model_file
 from synth_assets.core.training.evaluation import evaluate, wilson
 from synth_assets.core.training.gate import GateSettings, compare, decision
 from synth_assets.core.training.heldout import decontaminate, trivial_baselines
-from synth_assets.core.training.prompt_format import training_pairs
+from synth_assets.core.mixing import split_for
+from synth_assets.core.training.prompt_format import preference_triple, training_pairs
 from synth_assets.core.training.registry import ModelRecord, Registry
 from synth_assets.core.training.trainer import TrainSettings
 
@@ -40,32 +41,48 @@ class CandidateSettings(TrainSettings, PromptSettings):
     artefact_dir: Optional[str] = Field(default=None, description="where models go; default models/ beside the DuckDB file")
 
 
-def rows_hash(pairs: list[tuple[str, str]]) -> str:
-    """Identity of the exact training rows (order-free)."""
+def rows_hash(pairs: list[tuple[str, ...]]) -> str:
+    """Identity of the exact training rows, (prompt, target) or (prompt, chosen, rejected) (order-free)."""
     h = hashlib.sha256()
-    for p, t in sorted(pairs):
-        h.update(json.dumps([p, t]).encode())
+    for row in sorted(pairs):
+        h.update(json.dumps(list(row)).encode())
     return h.hexdigest()
 
 
 def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSettings, registry: Registry,
-                    artefact_root: Path, log: Log = lambda _m: None) -> dict:
-    """Train on the mix's train split (validation split for early stopping), export, check that
-    llama.cpp loads the result, and register it as a candidate. Nothing is registered when
-    any step fails."""
+                    artefact_root: Path, log: Log = lambda _m: None, pairs: pl.DataFrame | None = None) -> dict:
+    """Train on the mix's train split (validation split for early stopping), or with ``objective:
+    dpo`` on the generation's preference pairs (split by task), export, check that llama.cpp
+    loads the result, and register it as a candidate. Nothing is registered when any step fails."""
     from synth_assets.core.training.base_model import check_base_dir, hf_base_dir
     from synth_assets.core.training.gguf_adapter import export_adapter
-    from synth_assets.core.training.trainer import train_lora
+    from synth_assets.core.training.trainer import train_dpo, train_lora
 
     if mix.height == 0 or "split" not in mix.columns:
         raise SynthConfigError(f"candidate_model: generation {generation}'s mix is empty; materialize "
                                "mixed_training_set for it first")
     prompts = PromptSettings(**settings.model_dump(include=set(PromptSettings.model_fields)))
-    train = training_pairs(mix.filter(pl.col("split") == "train"), prompts)
-    validation = training_pairs(mix.filter(pl.col("split") == "validation"), prompts)
+    dpo = settings.objective == "dpo"
+    if dpo:
+        if settings.trainer != "lora":
+            raise SynthConfigError("candidate_model.objective 'dpo' needs candidate_model.trainer 'lora' "
+                                   "(a trainer command receives supervised rows only)")
+        usable = pairs.filter(pl.col("generation") == generation) if pairs is not None and pairs.height else None
+        if usable is not None and "drop_reason" in usable.columns:  # a flipped or untrusted judge's pairs
+            usable = usable.filter(pl.col("drop_reason").is_null())
+        rows = usable.to_dicts() if usable is not None else []
+        triples = [preference_triple(r, prompts) for r in rows]
+        split = [split_for(r["task_id"], 0.1) for r in rows]  # by task, as the mix splits
+        train = [x for x, sp in zip(triples, split) if sp == "train"]
+        validation = [x for x, sp in zip(triples, split) if sp == "validation"]
+        what = "preference pairs"
+    else:
+        train = training_pairs(mix.filter(pl.col("split") == "train"), prompts)
+        validation = training_pairs(mix.filter(pl.col("split") == "validation"), prompts)
+        what = "train rows"
     if len(train) < settings.min_train_rows:
         raise SynthConfigError(
-            f"candidate_model: generation {generation}'s mix has {len(train)} train rows, fewer than "
+            f"candidate_model: generation {generation} has {len(train)} {what} to train on, fewer than "
             f"candidate_model.min_train_rows={settings.min_train_rows}; run more generations (or lower it)")
     parent_id = registry.serving()
     parent = registry.get(parent_id)
@@ -94,7 +111,8 @@ def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSetti
     else:
         base = check_base_dir(settings.base_model_dir, "candidate_model.base_model_dir") if settings.base_model_dir \
             else hf_base_dir(log=log)
-        result = train_lora(base, train, validation, settings, out / "adapter", parent_adapter=parent_adapter, log=log)
+        trainer = train_dpo if dpo else train_lora
+        result = trainer(base, train, validation, settings, out / "adapter", parent_adapter=parent_adapter, log=log)
         gguf = export_adapter(result.adapter_dir, out / "adapter.gguf")
         row |= {"kind": "lora", "adapter_path": str(gguf), "adapter_dir": str(result.adapter_dir),
                 "loss_curve": result.curve, "train_tokens": result.train_tokens, "target_tokens": result.target_tokens,

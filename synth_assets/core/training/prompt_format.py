@@ -34,3 +34,13 @@ def training_pair(row: dict, prompts: PromptSettings) -> tuple[str, str]:
 
 def training_pairs(mix: pl.DataFrame, prompts: PromptSettings) -> list[tuple[str, str]]:
     return [training_pair(r, prompts) for r in mix.iter_rows(named=True)]
+
+
+def preference_triple(row: dict, prompts: PromptSettings) -> tuple[str, str, str]:
+    """(prompt text, chosen target, rejected target) for one preference pair, in the format of
+    ``training_pair``: the candidates' completions are what the generator wrote after the prompt."""
+    prompt, _template, _max_tokens, stop = build_prompt(_task_view(row), prompts)
+    if row.get("domain") == "code":
+        return prompt, row["chosen"] or "", row["rejected"] or ""
+    return prompt, " " + (row["chosen"] or "").strip() + stop[0], " " + (row["rejected"] or "").strip() + stop[0]
+

@@ -45,6 +45,9 @@ class TrainSettings(Settings):
     init_from: Literal["base", "parent"] = Field(
         default="base", description="start from the base model each round (STaR, ReST-EM) or continue the parent's adapter")
     threads: int | None = Field(default=None, ge=1, description="torch threads; default all cores")
+    objective: Literal["sft", "dpo"] = Field(
+        default="sft", description="sft: the mix's rows; dpo: the generation's preference pairs (chosen over rejected)")
+    dpo_beta: float = Field(default=0.1, gt=0, description="DPO's beta: how far the policy may move from the reference")
 
 
 @dataclass
@@ -120,6 +123,83 @@ def _mean_loss(model, encoded, size: int, pad: int) -> float:  # noqa: ANN001
     return total / max(n, 1)
 
 
+def _prepare(base_dir: str | Path, settings: TrainSettings, parent_adapter: str | Path | None):  # noqa: ANN202
+    """(tokenizer, pad id, model with a trainable LoRA adapter): a fresh adapter on the base, or
+    the parent's (``init_from: parent``)."""
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+    torch.manual_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    if settings.init_from == "parent" and parent_adapter:
+        model = PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True)
+    else:
+        model = get_peft_model(model, LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
+                                                 lora_dropout=settings.dropout, target_modules=LORA_TARGETS,
+                                                 task_type="CAUSAL_LM"))
+    model.train()
+    return tokenizer, pad, model
+
+
+def _optimise(model, settings: TrainSettings, n_train: int, batches: Callable, loss_fn: Callable,  # noqa: ANN001
+              val_fn: Callable[[], float | None], out_dir: str | Path, log: Callable[[str], None],
+              log_every_s: float, started: float, what: str) -> tuple[list[dict], int, int]:
+    """AdamW with warm-up and linear decay over ``batches(rng)`` for every epoch, the validation
+    loss after each, and the best epoch's adapter written to ``out_dir`` (atomically).
+    Returns (curve, best epoch, steps)."""
+    import torch
+
+    rng = random.Random(settings.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
+    steps_per_epoch = math.ceil(n_train / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    warmup = max(1, total_steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
+    out = Path(out_dir)
+    tmp_best = out.with_name(out.name + ".best.partial")
+    shutil.rmtree(tmp_best, ignore_errors=True)
+    curve: list[dict] = []
+    best, best_epoch, step, last_log = math.inf, 0, 0, time.monotonic()
+    val0 = val_fn()
+    curve.append({"epoch": 0, "step": 0, "train_loss": None, "validation_loss": val0})
+    log(f"training ({what}) on {n_train} rows, {total_steps} steps; "
+        f"validation loss before training {val0 if val0 is None else round(val0, 4)}")
+    for epoch in range(1, settings.epochs + 1):
+        running, seen = 0.0, 0
+        for batch in batches(rng):
+            loss = loss_fn(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            running, seen = running + float(loss.detach()), seen + 1
+            if time.monotonic() - last_log >= log_every_s:
+                log(f"epoch {epoch} step {step}/{total_steps}: train loss {running / seen:.4f} "
+                    f"({time.monotonic() - started:.0f}s)")
+                last_log = time.monotonic()
+        val = val_fn()
+        curve.append({"epoch": epoch, "step": step, "train_loss": running / max(seen, 1), "validation_loss": val})
+        log(f"epoch {epoch}: train loss {running / max(seen, 1):.4f}, validation loss "
+            f"{'n/a' if val is None else round(val, 4)}")
+        score = val if val is not None else -epoch  # without validation rows: the last epoch
+        if score < best:
+            best, best_epoch = score, epoch
+            shutil.rmtree(tmp_best, ignore_errors=True)
+            model.save_pretrained(tmp_best)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp_best, out)
+    (out / "synth_training.json").write_text(json.dumps({"curve": curve, "best_epoch": best_epoch, "objective": what}))
+    return curve, best_epoch, step
+
+
 def train_lora(
     base_dir: str | Path,
     train: Sequence[tuple[str, str]],
@@ -136,73 +216,142 @@ def train_lora(
         raise SynthConfigError(
             f"candidate_model: the mix has {len(train)} train rows, fewer than training.min_train_rows="
             f"{settings.min_train_rows}; run more generations (or lower min_train_rows) before training")
-    import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     started = time.monotonic()
-    torch.set_num_threads(settings.threads or os.cpu_count() or 1)
-    torch.manual_seed(settings.seed)
-    rng = random.Random(settings.seed)
     if len(train) > settings.max_train_rows:
-        train = rng.sample(list(train), settings.max_train_rows)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        train = random.Random(settings.seed).sample(list(train), settings.max_train_rows)
+    tokenizer, pad, model = _prepare(base_dir, settings, parent_adapter)
     enc_train = [_encode(tokenizer, p, t, settings.max_length) for p, t in train]
     enc_val = [_encode(tokenizer, p, t, settings.max_length) for p, t in validation]
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    if settings.init_from == "parent" and parent_adapter:
-        model = PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True)
-    else:
-        model = get_peft_model(model, LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
-                                                 lora_dropout=settings.dropout, target_modules=LORA_TARGETS,
-                                                 task_type="CAUSAL_LM"))
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
-    steps_per_epoch = math.ceil(len(enc_train) / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
-    warmup = max(1, total_steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
-
-    out = Path(out_dir)
-    tmp_best = out.with_name(out.name + ".best.partial")
-    shutil.rmtree(tmp_best, ignore_errors=True)
-    curve: list[dict] = []
-    best, best_epoch, step, last_log = math.inf, 0, 0, time.monotonic()
-    val0 = _mean_loss(model, enc_val, settings.batch_size, pad) if enc_val else None
-    curve.append({"epoch": 0, "step": 0, "train_loss": None, "validation_loss": val0})
-    log(f"training on {len(enc_train)} rows ({len(enc_val)} validation), {total_steps} steps; "
-        f"validation loss before training {val0 if val0 is None else round(val0, 4)}")
-    for epoch in range(1, settings.epochs + 1):
-        running, seen = 0.0, 0
-        for ids, labels, mask in _batches(enc_train, settings.batch_size, pad, rng):
-            loss, _tokens = _target_loss(model, ids, labels, mask)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            running, seen = running + float(loss.detach()), seen + 1
-            if time.monotonic() - last_log >= log_every_s:
-                log(f"epoch {epoch} step {step}/{total_steps}: train loss {running / seen:.4f} "
-                    f"({time.monotonic() - started:.0f}s)")
-                last_log = time.monotonic()
-        val = _mean_loss(model, enc_val, settings.batch_size, pad) if enc_val else None
-        curve.append({"epoch": epoch, "step": step, "train_loss": running / max(seen, 1), "validation_loss": val})
-        log(f"epoch {epoch}: train loss {running / max(seen, 1):.4f}, validation loss "
-            f"{'n/a' if val is None else round(val, 4)}")
-        score = val if val is not None else -epoch  # without validation rows: the last epoch
-        if score < best:
-            best, best_epoch = score, epoch
-            shutil.rmtree(tmp_best, ignore_errors=True)
-            model.save_pretrained(tmp_best)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp_best, out)
-    (out / "synth_training.json").write_text(json.dumps({"curve": curve, "best_epoch": best_epoch}))
+    curve, best_epoch, step = _optimise(
+        model, settings, len(enc_train), lambda rng: _batches(enc_train, settings.batch_size, pad, rng),
+        lambda b: _target_loss(model, *b)[0],
+        lambda: _mean_loss(model, enc_val, settings.batch_size, pad) if enc_val else None,
+        out_dir, log, log_every_s, started, "sft")
     n_tokens = sum(len(ids) for ids, _ in enc_train)
     n_target = sum(sum(1 for y in labels if y != -100) for _, labels in enc_train)
-    return TrainResult(out, len(enc_train), len(enc_val), n_tokens, n_target, step, best_epoch,
+    return TrainResult(Path(out_dir), len(enc_train), len(enc_val), n_tokens, n_target, step, best_epoch,
                        time.monotonic() - started, curve)
+
+
+# ------------------------------------------------------------------ preference optimisation (DPO)
+def _sequence_logps(model, ids, labels, mask):  # noqa: ANN001, ANN202
+    """Sum of the target tokens' log-probabilities per row (the output layer at those positions only)."""
+    import torch
+
+    causal = model.get_base_model()
+    hidden = causal.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    shifted = labels[:, 1:]
+    where = shifted != -100
+    logits = causal.lm_head(hidden[:, :-1][where]).float()
+    lp = torch.log_softmax(logits, dim=-1).gather(1, shifted[where].unsqueeze(1)).squeeze(1)
+    rows = where.nonzero()[:, 0]
+    return torch.zeros(ids.shape[0], dtype=lp.dtype).index_add(0, rows, lp)
+
+
+def _pair_batches(enc: list, ref: list[tuple[float, float]], size: int, pad: int, rng: random.Random | None):  # noqa: ANN202
+    """(chosen batch, rejected batch, reference log-probs) per step; chosen and rejected of a
+    pair share a row index."""
+    import torch
+
+    order = list(range(len(enc)))
+    if rng is not None:
+        rng.shuffle(order)
+    for i in range(0, len(order), size):
+        idx = order[i:i + size]
+        chosen = next(_batches([enc[j][0] for j in idx], len(idx), pad, None))
+        rejected = next(_batches([enc[j][1] for j in idx], len(idx), pad, None))
+        yield chosen, rejected, torch.tensor([ref[j] for j in idx], dtype=torch.float32)
+
+
+def _dpo_loss(model, batch, beta: float):  # noqa: ANN001, ANN202
+    """DPO (Rafailov et al. 2023): -log sigmoid(beta * (policy margin - reference margin))."""
+    import torch
+
+    chosen, rejected, ref = batch
+    pc, pr = _sequence_logps(model, *chosen), _sequence_logps(model, *rejected)
+    logits = beta * ((pc - ref[:, 0]) - (pr - ref[:, 1]))
+    return -torch.nn.functional.logsigmoid(logits).mean(), logits
+
+
+def _reference_logps(model, enc: list, size: int, pad: int) -> list[tuple[float, float]]:  # noqa: ANN001
+    """The starting model's log-probabilities of every pair: the reference DPO holds the policy
+    to (the base model when the adapter is fresh, its B matrices being zero; else the parent)."""
+    import torch
+
+    out: list[tuple[float, float]] = []
+    model.eval()
+    with torch.no_grad():
+        for chosen, rejected, _ in _pair_batches(enc, [(0.0, 0.0)] * len(enc), size, pad, None):
+            out += list(zip(_sequence_logps(model, *chosen).tolist(), _sequence_logps(model, *rejected).tolist()))
+    model.train()
+    return out
+
+
+@dataclass
+class PreferenceResult(TrainResult):
+    pairs_preferred_before: float = 0.0  # validation pairs whose chosen the starting model already preferred
+    pairs_preferred_after: float = 0.0  # ... the trained policy prefers (implicit reward margin > 0)
+
+
+def train_dpo(
+    base_dir: str | Path,
+    train: Sequence[tuple[str, str, str]],
+    validation: Sequence[tuple[str, str, str]],
+    settings: TrainSettings,
+    out_dir: str | Path,
+    parent_adapter: str | Path | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+    log_every_s: float = 15.0,
+) -> PreferenceResult:
+    """Direct preference optimisation of a LoRA adapter on (prompt, chosen, rejected) triples,
+    against the starting model as reference; the best epoch by validation DPO loss is kept.
+    Written out like the supervised loop (same encoding, same output-layer economy); TRL's
+    DPOTrainer would bring its own data pipeline and logging for the same ten lines of loss."""
+    if len(train) < settings.min_train_rows:
+        raise SynthConfigError(
+            f"candidate_model: {len(train)} preference pairs to train on, fewer than candidate_model.min_train_rows="
+            f"{settings.min_train_rows}; run more generations, or use objective 'sft'")
+    import torch
+
+    started = time.monotonic()
+    if len(train) > settings.max_train_rows:
+        train = random.Random(settings.seed).sample(list(train), settings.max_train_rows)
+    tokenizer, pad, model = _prepare(base_dir, settings, parent_adapter)
+
+    def enc(rows: Sequence[tuple[str, str, str]]) -> list:
+        return [(_encode(tokenizer, p, c, settings.max_length), _encode(tokenizer, p, r, settings.max_length))
+                for p, c, r in rows]
+
+    enc_train, enc_val = enc(train), enc(validation)
+    ref_train = _reference_logps(model, enc_train, settings.batch_size, pad)
+    ref_val = _reference_logps(model, enc_val, settings.batch_size, pad)
+
+    def preferred() -> float:
+        model.eval()
+        with torch.no_grad():
+            m = [float(x) for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)
+                 for x in ((_sequence_logps(model, *b[0]) - _sequence_logps(model, *b[1])))]
+        model.train()
+        return sum(x > 0 for x in m) / max(len(m), 1)
+
+    def val_loss() -> float | None:
+        if not enc_val:
+            return None
+        model.eval()
+        with torch.no_grad():
+            losses = [float(_dpo_loss(model, b, settings.dpo_beta)[0]) * len(b[2])
+                      for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)]
+        model.train()
+        return sum(losses) / len(enc_val)
+
+    before = preferred() if enc_val else 0.0
+    curve, best_epoch, step = _optimise(
+        model, settings, len(enc_train), lambda rng: _pair_batches(enc_train, ref_train, settings.batch_size, pad, rng),
+        lambda b: _dpo_loss(model, b, settings.dpo_beta)[0], val_loss, out_dir, log, log_every_s, started, "dpo")
+    after = preferred() if enc_val else 0.0
+    n_tokens = sum(len(c[0]) + len(r[0]) for c, r in enc_train)
+    n_target = sum(sum(1 for y in c[1] if y != -100) + sum(1 for y in r[1] if y != -100) for c, r in enc_train)
+    log(f"dpo: validation pairs whose chosen response is preferred: {before:.2f} before, {after:.2f} after "
+        "(the last epoch's policy)")
+    return PreferenceResult(Path(out_dir), len(enc_train), len(enc_val), n_tokens, n_target, step, best_epoch,
+                            time.monotonic() - started, curve, before, after)
