@@ -167,3 +167,12 @@ def test_synth_run_prints_a_user_error_as_one_line_without_a_traceback(tmp_path)
     assert "Traceback" not in out.stdout + out.stderr and "Stack Trace" not in out.stdout + out.stderr
     verbose = subprocess.run([*synth, "--traceback"], env=env, capture_output=True, text=True, timeout=300)
     assert verbose.returncode == 1 and "Stack Trace" in verbose.stdout + verbose.stderr
+
+
+def test_a_refused_candidate_is_not_a_failed_run():
+    from synth_assets.cli import GATE_STEP, run_outcome
+
+    assert run_outcome(True, set()) == (0, "SUCCESS")
+    assert run_outcome(False, {GATE_STEP})[0] == 0 and "refused the candidate" in run_outcome(False, {GATE_STEP})[1]
+    assert run_outcome(False, {GATE_STEP, "verified_set"}) == (1, "FAILURE")
+    assert run_outcome(False, {"filtered_set_candidates_accounted_for"}) == (1, "FAILURE")
