@@ -35,6 +35,13 @@ def diversity_chart_png(history: pl.DataFrame, corpus: str = "generated") -> byt
     ax.set_ylabel("% change vs first generation")
     ax.set_title(f"diversity of the {corpus} corpus" + (" (red: DIVERSITY_LOSS)" if alerts else ""))
     ax.legend(fontsize=7, loc="best")
+    return figure_png(fig)
+
+
+def figure_png(fig) -> bytes:  # noqa: ANN001 - a matplotlib Figure
+    """The figure as PNG bytes, laid out; the figure is closed (charts are drawn per run)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -42,10 +49,11 @@ def diversity_chart_png(history: pl.DataFrame, corpus: str = "generated") -> byt
     return buf.getvalue()
 
 
-def chart_markdown(png: bytes | None) -> str:
+def chart_markdown(png: bytes | None, alt: str = "diversity over generations",
+                   empty: str = "_no generations to chart yet_") -> str:
     if not png:
-        return "_no generations to chart yet_"
-    return f"![diversity over generations](data:image/png;base64,{base64.b64encode(png).decode()})"
+        return empty
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def calibration_chart_png(per_family: pl.DataFrame, min_accuracy: float) -> bytes | None:
@@ -74,8 +82,4 @@ def calibration_chart_png(per_family: pl.DataFrame, min_accuracy: float) -> byte
     ax.set_ylabel("agreement with the verifier")
     ax.set_title("AI judge vs programmatic verdicts, per family")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)

@@ -1,6 +1,5 @@
 """The AI judge's calibration: its agreement and biases where programs know the truth."""
 
-import base64
 from collections.abc import Iterator
 from typing import Optional
 
@@ -8,7 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
-from quality_checks.charts import calibration_chart_png
+from quality_checks.charts import calibration_chart_png, chart_markdown
 from synth_assets.assets._common import (
     DUCKDB_POOL,
     GENERATIONAL,
@@ -79,8 +78,7 @@ def judge_calibration(
     context.log.info(f"judge calibration of generation {generation} ({cal.summary['judge']}):\n{md}\n"
                      + ("trusted" if cal.trusted else "NOT trusted: " + "; ".join(cal.reasons)))
     png = calibration_chart_png(cal.per_family, config.min_accuracy)
-    chart = (f"![judge agreement per family](data:image/png;base64,{base64.b64encode(png).decode()})" if png
-             else "_no scored rows_")
+    chart = chart_markdown(png, "judge agreement per family", "_no scored rows_")
     fam_md = markdown_table(cal.per_family, cal.per_family.columns, rows=50, width=40)
     yield dg.Output(
         cal.rows,

@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 from pydantic import Field
 
+from quality_checks.charts import chart_markdown, figure_png
 from synth_assets.assets._common import DUCKDB_POOL, GENERATIONAL, GENERATIONS, SNAPSHOT, generation_of, table_meta, user_errors
 from synth_assets.core.generation import PromptSettings
 from synth_assets.core.markdown import markdown_table
@@ -46,8 +47,6 @@ def _artefact_root(config: CandidateSettings, wh_path: str) -> Path:
 def _loss_plot(curve: list[dict], path: Path) -> bytes:
     """Train and validation loss per epoch as a PNG (written to ``path`` and returned, so the
     asset page shows it inline)."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,13 +60,10 @@ def _loss_plot(curve: list[dict], path: Path) -> bytes:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (target tokens)")
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
+    png = figure_png(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue())
-    return buf.getvalue()
+    path.write_bytes(png)
+    return png
 
 
 # preference_pairs is a dependency read only with objective "dpo" (a supervised round must not
@@ -97,9 +93,7 @@ def candidate_model(context: dg.AssetExecutionContext, config: CandidateConfig, 
     meta["loss_curve"] = dg.MetadataValue.md(markdown_table(pl.DataFrame(curve), rows=50) if curve else "(none reported)")
     meta["registry"] = dg.MetadataValue.md(registry_markdown(everything))
     if png:
-        import base64
-
-        meta["loss_plot"] = dg.MetadataValue.md(f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})")
+        meta["loss_plot"] = dg.MetadataValue.md(chart_markdown(png, "loss curve"))
         meta["loss_plot_file"] = dg.MetadataValue.path(str(plot_path))
     meta["adapter"] = dg.MetadataValue.path(str(row.get("adapter_path") or row.get("endpoint_base_url")))
     return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
