@@ -39,6 +39,7 @@ from synth_assets.core.generation import SamplingPlan, attach_log, run_generatio
 from synth_assets.core.mixing import MixSettings, build_mix
 from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
 from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers
+from synth_assets.core.judge_calibration import is_trusted
 from synth_assets.core.preferences import check_judge_pairs
 from synth_assets.core.preferences import preference_pairs as build_preference_pairs
 from synth_assets.core.review import JUDGE_UNTRUSTED, apply_decisions, flag_rows, latest_decisions, with_status
@@ -215,7 +216,7 @@ def preference_pairs(
     judge prefers it in both orders and its calibration clears; otherwise it stays with a
     drop_reason (position_flip, judge_untrusted) and is not trained on."""
     pairs = build_preference_pairs(verified_set, config.max_pairs_per_task)
-    trusted = judge_calibration.height > 0 and bool(judge_calibration["trusted"][0])
+    trusted = is_trusted(judge_calibration)
     judged = pairs.filter(pl.col("basis") == "judge_score").height if pairs.height else 0
     with user_errors():
         judge = (Judge(generator.get(), read_text_file(None, DEFAULT_RUBRIC, "judge rubric"))
@@ -318,8 +319,7 @@ def review_queue(
     Decide with `synth review accept|reject ID...`; the next mix honours the decisions."""
     unverified = set(synthesized_tasks.filter(pl.col("reference_check") == "unverified_reference")["task_id"]
                      .to_list()) if "reference_check" in synthesized_tasks.columns else set()
-    # no calibration rows = nothing the judge could be checked on: it is not trusted
-    trusted = judge_calibration.height > 0 and bool(judge_calibration["trusted"][0])
+    trusted = is_trusted(judge_calibration)
     queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold, unverified, trusted,
                       config.science_reviews_per_family)
     queue = with_status(queue, latest_decisions(review_decisions))

@@ -31,6 +31,7 @@ from synth_assets.core.ai_feedback import Judge
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks import conform
 from synth_assets.core.training.evaluation import wilson
+from synth_assets.core.verification import response_text
 
 CALIBRATION_SCHEMA: dict[str, pl.DataType] = {
     "generation": pl.Int64,
@@ -84,6 +85,12 @@ class Calibration:
     reasons: list[str] = field(default_factory=list)
 
 
+def is_trusted(calibration: pl.DataFrame) -> bool:
+    """A generation's stored calibration rows say whether its judge is trusted; none at all (nothing
+    the judge could be checked on) means it is not."""
+    return calibration.height > 0 and bool(calibration["trusted"][0])
+
+
 def sample_rows(verified: pl.DataFrame, human: pl.DataFrame, settings: CalibrationSettings) -> pl.DataFrame:
     """Rows whose truth is known: programmatically verified candidates, up to ``rows_per_cell``
     per family and verdict (deterministic by seed), and human-written rows."""
@@ -91,8 +98,6 @@ def sample_rows(verified: pl.DataFrame, human: pl.DataFrame, settings: Calibrati
                            & ~pl.col("verifier").str.starts_with("custom:"))
     prog = (prog.with_columns(pl.col("candidate_id").hash(settings.seed).alias("_h")).sort("_h")
             .group_by("family", "verdict", maintain_order=True).head(settings.rows_per_cell).drop("_h"))
-    from synth_assets.core.verification import response_text
-
     rows = [{"row_kind": "verified", "candidate_id": r["candidate_id"], "task_id": r["task_id"],
              "family": r["family"], "writer": r["model"] or r["generator"] or "?", "truth": r["verdict"] == "pass",
              "prompt": r["prompt"], "response": response_text(r)} for r in prog.iter_rows(named=True)]
@@ -144,14 +149,6 @@ def rho_interval(rho: float, n: int) -> tuple[float, float]:
         return (-1.0, 1.0)
     z, se = math.atanh(max(-0.999999, min(0.999999, rho))), 1 / math.sqrt(n - 3)
     return math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se)
-
-
-def _mean_interval(x: np.ndarray, seed: int = 0, samples: int = 1000) -> tuple[float, float]:
-    if len(x) < 2:
-        return (-1.0, 1.0)
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(samples, len(x)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 def _r(x: float) -> float | None:
@@ -252,8 +249,6 @@ def calibrate(judge: Judge, verified: pl.DataFrame, human: pl.DataFrame, generat
         pl.Series("judge_pass", [None if s is None else s >= settings.threshold for s in scores], dtype=pl.Boolean),
         pl.col("response").str.len_chars().cast(pl.Int64).alias("length")), CALIBRATION_SCHEMA)
     pairs = sample_pairs(verified, settings)
-    from synth_assets.core.verification import response_text
-
     shown = []
     for good, bad in pairs:
         g, b = response_text(good), response_text(bad)
