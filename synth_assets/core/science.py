@@ -113,10 +113,11 @@ class ProjectileDesignDataset(ProceduralDataset):
     def score_answer(self, answer: Optional[str], entry: dict[str, Any]) -> float:
         return self.check(answer, entry)[0]
 
-    def explain(self, answer: Optional[str], entry: dict[str, Any]) -> str:
-        """The verdict's detail: what the simulation found wrong, or that every constraint held."""
+    def score_with_detail(self, answer: Optional[str], entry: dict[str, Any]) -> tuple[float, str]:
+        """The score and the verdict's detail from one simulation: what it found wrong, or that
+        every constraint held."""
         score, violated = self.check(answer, entry)
-        return "all 4 constraints met in simulation" if not violated else "violated: " + "; ".join(violated)
+        return score, "all 4 constraints met in simulation" if not violated else "violated: " + "; ".join(violated)
 
 
 def register() -> None:

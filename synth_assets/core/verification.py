@@ -92,15 +92,19 @@ def verify_reasoning_gym(row: dict, pass_threshold: float) -> Verdict:
     entry = ds[spec["index"]]
     answer = extract_short_answer(row["completion"] or "")
     t0 = time.perf_counter()
+    # a family that can say what is wrong (the science families: the violated constraints) scores
+    # and explains in one call (one simulation per verdict)
+    explained = getattr(ds, "score_with_detail", None)
     try:
-        score = float(ds.score_answer(answer=answer, entry=entry))
+        if callable(explained):
+            score, why = explained(answer, entry)
+            score = float(score)
+        else:
+            score, why = float(ds.score_answer(answer=answer, entry=entry)), f"expected {str(entry['answer'])[:80]!r}"
     except Exception as exc:  # noqa: BLE001 - a scorer crash is an error verdict, not a crash of the run
         return Verdict("error", 0.0, f"reasoning_gym:{spec['name']}", _pkg_version("reasoning-gym"),
                        f"scorer raised {type(exc).__name__}: {exc}", time.perf_counter() - t0, answer)
     ok = score >= pass_threshold
-    # a family that can say what is wrong (the science families: the violated constraints) does
-    explain = getattr(ds, "explain", None)
-    why = explain(answer, entry) if callable(explain) else f"expected {str(entry['answer'])[:80]!r}"
     return Verdict(
         "pass" if ok else "fail", score, f"reasoning_gym:{spec['name']}", _pkg_version("reasoning-gym"),
         f"score {score:.3f} (threshold {pass_threshold}); {why}"[:500],
