@@ -93,20 +93,25 @@ def _batches(encoded: list[tuple[list[int], list[int]]], size: int, pad: int, rn
         yield ids, labels, mask
 
 
-def _target_loss(model, ids, labels, mask):  # noqa: ANN001, ANN202
-    """Mean cross-entropy on the target tokens, with logits computed at those positions only.
+def _target_logits(model, ids, labels, mask):  # noqa: ANN001, ANN202
+    """(logits, target ids, where) at the positions that predict a target token only.
 
     Gemma 3's output layer spans a 262k vocabulary: on a 3-shot prompt it costs more than the
-    whole transformer body when applied at every position, while the loss needs it only where a
+    whole transformer body when applied at every position, while the losses need it only where a
     target token is predicted (a few per row). Measured on 40 3-shot gcd rows: see the README."""
-    import torch
-
     causal = model.get_base_model()
     hidden = causal.model(input_ids=ids, attention_mask=mask).last_hidden_state
     shifted = labels[:, 1:]
     where = shifted != -100
-    logits = causal.lm_head(hidden[:, :-1][where])
-    return torch.nn.functional.cross_entropy(logits.float(), shifted[where]), int(where.sum())
+    return causal.lm_head(hidden[:, :-1][where]).float(), shifted[where], where
+
+
+def _target_loss(model, ids, labels, mask):  # noqa: ANN001, ANN202
+    """Mean cross-entropy on the target tokens (and how many there were)."""
+    import torch
+
+    logits, targets, where = _target_logits(model, ids, labels, mask)
+    return torch.nn.functional.cross_entropy(logits, targets), int(where.sum())
 
 
 def _mean_loss(model, encoded, size: int, pad: int) -> float:  # noqa: ANN001
@@ -235,15 +240,11 @@ def train_lora(
 
 # ------------------------------------------------------------------ preference optimisation (DPO)
 def _sequence_logps(model, ids, labels, mask):  # noqa: ANN001, ANN202
-    """Sum of the target tokens' log-probabilities per row (the output layer at those positions only)."""
+    """Sum of the target tokens' log-probabilities per row."""
     import torch
 
-    causal = model.get_base_model()
-    hidden = causal.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    shifted = labels[:, 1:]
-    where = shifted != -100
-    logits = causal.lm_head(hidden[:, :-1][where]).float()
-    lp = torch.log_softmax(logits, dim=-1).gather(1, shifted[where].unsqueeze(1)).squeeze(1)
+    logits, targets, where = _target_logits(model, ids, labels, mask)
+    lp = torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
     rows = where.nonzero()[:, 0]
     return torch.zeros(ids.shape[0], dtype=lp.dtype).index_add(0, rows, lp)
 
