@@ -68,3 +68,13 @@ def test_the_most_promising_accepted_proposals_go_to_a_person():
     queue = flag_rows(rows, spot_checks_per_family=0, judge_threshold=0.0, science_per_family=3)
     assert queue["flag_reason"].to_list() == [PROMISING_SCIENCE] * 3
     assert queue["task_id"].n_unique() == 3  # one per task before a second of any
+
+
+@pytest.mark.timeout(120)  # a hang guard: before the step bound, speed=1000000 flew for minutes
+def test_an_absurd_proposal_cannot_stall_verification():
+    ds = reasoning_gym_dataset(PROJECTILE, 1, 42)
+    entry = ds[0]
+    score, violated = ds.check("speed=1000000, angle=45", entry)
+    assert score == 0.25 and float(violated[1].split()[2]) == pytest.approx(1e12 / G, rel=1e-6)
+    huge = "9" * 400  # parses as inf
+    assert ds.check(f"speed={huge}, angle=45", entry) == (0.0, [f"speed {huge[:20]} or angle 45 is not a finite number"])

@@ -57,7 +57,10 @@ def simulate(speed: float, angle_deg: float, dt_max: float = 0.01) -> tuple[floa
 
     ground.terminal, ground.direction = True, -1
     t_end = 2 * y0[3] / G + 1.0
-    sol = solve_ivp(lambda _t, s: [s[2], s[3], 0.0, -G], (0.0, t_end), y0, events=ground, max_step=dt_max,
+    # at most about 10,000 steps whatever the proposal: a model that writes speed=1000000 must
+    # not stall verification (at dt_max that flight took minutes; realistic launches keep dt_max)
+    step = max(dt_max, t_end / 10_000)
+    sol = solve_ivp(lambda _t, s: [s[2], s[3], 0.0, -G], (0.0, t_end), y0, events=ground, max_step=step,
                     rtol=1e-8, atol=1e-8, dense_output=False)
     landed = sol.y_events[0][-1][0] if len(sol.t_events[0]) else float(sol.y[0][-1])
     return float(landed), float(max(sol.y[1].max(), 0.0))
@@ -94,6 +97,8 @@ class ProjectileDesignDataset(ProceduralDataset):
         if not m:
             return 0.0, ["no design: expected 'speed=<m/s>, angle=<degrees>'"]
         speed, angle = float(m.group(1)), float(m.group(2))
+        if not (math.isfinite(speed) and math.isfinite(angle)):  # 400 digits parse as inf
+            return 0.0, [f"speed {m.group(1)[:20]} or angle {m.group(2)[:20]} is not a finite number"]
         md = entry["metadata"]
         violated = []
         if not 0 < angle < 90:
