@@ -3,7 +3,12 @@ arms on the same tasks and seeds, with the platform's own core functions.
 
 * default: verified synthetic rows (reasoning-gym's scorer) accumulated across rounds, mixed
   with human rows (HumanEval canonical solutions, the platform's default human reference);
-* naive: every sample, unverified, no human data, each round replacing the last.
+* naive: every sample, unverified, no human data, each round replacing the last;
+* dpo: the default arm's supervised candidate, then direct preference optimisation started from
+  it on the same round's preference pairs (verified chosen vs failed rejected, the platform's
+  ``preference_pairs``); the DPO model is gated against the model in service, and its held-out
+  results are compared item by item with the supervised model it started from (the paired
+  difference with a bootstrap 95% interval and McNemar's exact p): did preference optimisation help.
 
 Each arm has its own DuckDB registry; a candidate is promoted only through the gate, and the
 next round generates with whatever serves. Per round and arm it prints the held-out pass rate
@@ -13,7 +18,8 @@ the drift report's held-out degradation test on the candidate against the previo
 (verified candidates per CPU-minute of generation and verification), and wall time.
 
     .venv/bin/python bench/self_improvement.py [--rounds 3] [--tasks-per-family 30] [--samples 4]
-        [--heldout 50] [--families letter_counting,gcd,chain_sum,basic_arithmetic] [--out bench/results.json]
+        [--heldout 50] [--families letter_counting,gcd,chain_sum,basic_arithmetic] [--arms default,naive,dpo]
+        [--out bench/results.json]
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from quality_checks.drift import eval_rows  # noqa: E402
+from synth_assets.core.errors import SynthConfigError  # noqa: E402
+from synth_assets.core.preferences import preference_pairs  # noqa: E402
 from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation  # noqa: E402
 from synth_assets.core.sandbox import Sandbox, SandboxLimits  # noqa: E402
 from synth_assets.core.tasks import humaneval_references, reasoning_gym_tasks  # noqa: E402
@@ -45,6 +53,7 @@ from synth_assets.core.training.loop import (  # noqa: E402
     scores_for,
     train_candidate,
 )
+from synth_assets.core.training.evaluation import mcnemar_p  # noqa: E402
 from synth_assets.core.training.registry import Registry  # noqa: E402
 from synth_assets.core.verification import verify_candidates  # noqa: E402
 from synth_assets.core.warehouse import Warehouse  # noqa: E402
@@ -53,6 +62,22 @@ from synth_assets.core.warehouse import Warehouse  # noqa: E402
 def entropy(values: list[str]) -> float:
     n = len(values)
     return -sum(c / n * math.log2(c / n) for c in Counter(values).values()) if n else 0.0
+
+
+def paired_difference(a: pl.DataFrame, b: pl.DataFrame, seed: int = 0, resamples: int = 10_000) -> dict:
+    """Model a's held-out accuracy minus model b's on the same items: the mean of per-item
+    differences with a percentile bootstrap 95% interval, the items only one got right, and
+    McNemar's exact p (the same test the gate uses per family)."""
+    import numpy as np
+
+    j = a.select("item_id", pl.col("correct").alias("a")).join(b.select("item_id", pl.col("correct").alias("b")),
+                                                               on="item_id")
+    x, y = j["a"].to_list(), j["b"].to_list()
+    d = np.array(x, dtype=float) - np.array(y, dtype=float)
+    means = np.random.default_rng(seed).choice(d, size=(resamples, d.size)).mean(axis=1)
+    return {"n": int(d.size), "diff": float(d.mean()), "low": float(np.percentile(means, 2.5)),
+            "high": float(np.percentile(means, 97.5)), "only_a": int((d > 0).sum()), "only_b": int((d < 0).sum()),
+            "p": mcnemar_p(x, y)}
 
 
 def mix_rows(df: pl.DataFrame, source: str, round_: int) -> pl.DataFrame:
@@ -120,8 +145,12 @@ def run_arm(arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.D
         settings = CandidateSettings(epochs=args.epochs, max_train_rows=args.max_train_rows, min_train_rows=4,
                                      seed=r)
         row = train_candidate(mix, r, settings, reg, work / arm / "models", log=log)
+        extra: dict = {}
+        if arm == "dpo":
+            row, extra = preference_stage(row, mix, verified, r, args, reg, items, work, log)
         train_wall = time.monotonic() - t1
-        comparison, ok, reasons, dropped = evaluate_candidate(row["model_id"], items, mix, reg, GateSettings(), log)
+        comparison, ok, reasons, dropped = evaluate_candidate(row["model_id"], items, mix, reg, GateSettings(), log,
+                                                              against=serving.model_id)
         reg.decide(row["model_id"], "promoted" if ok else "rejected", "the gate passed" if ok else "; ".join(reasons))
         cand_scores = scores_for(reg.get(row["model_id"]), items, reg, log)
         held = cand_scores.filter(pl.col("variant") == "heldout")
@@ -134,7 +163,7 @@ def run_arm(arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.D
             "yield_per_cpu_min": passed.height / max(cpu_min, 1e-9), "cpu_min": cpu_min, "gen_wall_s": gen_wall,
             "train_wall_s": train_wall, "round_wall_s": time.monotonic() - t_round,
             "distinct_answers_per_task": distinct_answers, "answer_entropy": entropy(answers),
-            "contaminated_dropped": dropped,
+            "contaminated_dropped": dropped, **extra,
             "rates": pass_rates(cand_scores).to_dicts(), "drift_status": drift["status"], "drift_note": drift["note"],
             "comparison": comparison.select("family", "variant", "candidate_rate", "parent_rate", "most_common_rate",
                                             "last_shot_rate", "p_vs_parent", "p_vs_baseline", "significant_gain",
@@ -143,6 +172,31 @@ def run_arm(arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.D
             f"({'; '.join(reasons) or 'gate passed'}); {passed.height}/{samples.height} verified")
     sandbox.close()
     return out
+
+
+def preference_stage(sft: dict, mix: pl.DataFrame, verified: pl.DataFrame, r: int, args: argparse.Namespace,
+                     reg: Registry, items: pl.DataFrame, work: Path, log) -> tuple[dict, dict]:  # noqa: ANN001
+    """DPO started from the round's supervised candidate on the round's pairs; returns the model
+    the arm gates (the DPO model, or the supervised one when there are too few pairs) and what
+    the report shows of the stage."""
+    pairs = preference_pairs(verified)
+    sft_scores = scores_for(reg.get(sft["model_id"]), items, reg, log)
+    settings = CandidateSettings(epochs=args.epochs, max_train_rows=args.max_train_rows, min_train_rows=4, seed=r,
+                                 objective="dpo", init_from="parent", dpo_beta=args.dpo_beta)
+    t0 = time.monotonic()
+    try:
+        dpo = train_candidate(mix, r, settings, reg, work / "dpo" / "models", log=log, pairs=pairs,
+                              start_from=sft["model_id"])
+    except SynthConfigError as e:  # too few pairs this round: the supervised candidate is gated alone
+        log(f"[dpo] round {r}: no preference stage ({e})")
+        return sft, {"pairs": pairs.height, "dpo": None, "sft_model": sft["model_id"]}
+    reg.decide(sft["model_id"], "rejected", f"the dpo arm's supervised stage; {dpo['model_id']} was trained from it")
+    dpo_scores = scores_for(reg.get(dpo["model_id"]), items, reg, log)
+    paired = paired_difference(dpo_scores, sft_scores)
+    log(f"[dpo] round {r}: {pairs.height} pairs; DPO - SFT held-out accuracy {paired['diff']:+.3f} "
+        f"[{paired['low']:+.3f}, {paired['high']:+.3f}] on {paired['n']} items, p={paired['p']:.3f}")
+    return dpo, {"pairs": pairs.height, "dpo_train_pairs": dpo["train_rows"], "dpo_wall_s": time.monotonic() - t0,
+                 "sft_model": sft["model_id"], "sft_rates": pass_rates(sft_scores).to_dicts(), "dpo_vs_sft": paired}
 
 
 def report(results: list[dict]) -> str:
@@ -162,6 +216,15 @@ def report(results: list[dict]) -> str:
                      + "<br>".join(cells) + f" | {res.get('yield_per_cpu_min', 0):.1f} | {res.get('distinct_answers_per_task', 0):.3f} | "
                      f"{res.get('answer_entropy', 0):.2f} | {res.get('drift_status', '-')} {res.get('drift_note', '')} | "
                      f"{res.get('round_wall_s', 0):.0f} |")
+    dpo = [res for res in results if "dpo_vs_sft" in res]
+    if dpo:
+        lines += ["", "| round | pairs (trained on) | supervised model | DPO model | DPO - supervised held-out accuracy "
+                  "[95% CI] | items only DPO / only supervised got right | McNemar p |", "|---|---|---|---|---|---|---|"]
+        for res in dpo:
+            d = res["dpo_vs_sft"]
+            lines.append(f"| {res['round']} | {res['pairs']} ({res['dpo_train_pairs']}) | {res['sft_model']} | "
+                         f"{res['model']} | {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (n={d['n']}) | "
+                         f"{d['only_a']} / {d['only_b']} | {d['p']:.3f} |")
     return "\n".join(lines)
 
 
@@ -175,7 +238,8 @@ def main() -> None:
     ap.add_argument("--human-rows", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--max-train-rows", type=int, default=300)
-    ap.add_argument("--arms", default="default,naive")
+    ap.add_argument("--arms", default="default,naive,dpo")
+    ap.add_argument("--dpo-beta", type=float, default=0.1)
     ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args()
     families = args.families.split(",")

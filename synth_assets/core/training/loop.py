@@ -50,10 +50,13 @@ def rows_hash(pairs: list[tuple[str, ...]]) -> str:
 
 
 def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSettings, registry: Registry,
-                    artefact_root: Path, log: Log = lambda _m: None, pairs: pl.DataFrame | None = None) -> dict:
+                    artefact_root: Path, log: Log = lambda _m: None, pairs: pl.DataFrame | None = None,
+                    start_from: str | None = None) -> dict:
     """Train on the mix's train split (validation split for early stopping), or with ``objective:
     dpo`` on the generation's preference pairs (split by task), export, check that llama.cpp
-    loads the result, and register it as a candidate. Nothing is registered when any step fails."""
+    loads the result, and register it as a candidate. Nothing is registered when any step fails.
+    ``start_from`` names the registered parent (default: the model in service), so preference
+    optimisation can start from, and be compared with, the same round's supervised candidate."""
     from synth_assets.core.training.base_model import check_base_dir, hf_base_dir
     from synth_assets.core.training.gguf_adapter import export_adapter
     from synth_assets.core.training.trainer import train_dpo, train_lora
@@ -84,7 +87,7 @@ def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSetti
         raise SynthConfigError(
             f"candidate_model: generation {generation} has {len(train)} {what} to train on, fewer than "
             f"candidate_model.min_train_rows={settings.min_train_rows}; run more generations (or lower it)")
-    parent_id = registry.serving()
+    parent_id = start_from or registry.serving()
     parent = registry.get(parent_id)
     hparams = settings.model_dump(exclude=set(PromptSettings.model_fields) | {"artefact_dir", "command_timeout_s"})
     digest = rows_hash(train)
@@ -190,13 +193,16 @@ def score_key(model_id: str) -> str:
 
 
 def evaluate_candidate(model_id: str, items: pl.DataFrame, mix: pl.DataFrame, registry: Registry,
-                       gate: GateSettings, log: Log = lambda _m: None) -> tuple[pl.DataFrame, bool, list[str], int]:
+                       gate: GateSettings, log: Log = lambda _m: None,
+                       against: str | None = None) -> tuple[pl.DataFrame, bool, list[str], int]:
     """(comparison rows, promote?, reasons, items dropped as contaminated): candidate against
-    its parent on the same decontaminated held-out items."""
+    its parent on the same decontaminated held-out items, or against the registered model
+    ``against`` (a preference-optimised model started from an unpromoted supervised one is
+    gated against the model in service)."""
     cand = registry.get(model_id)
-    if cand.parent_id is None:
+    if (against or cand.parent_id) is None:
         raise SynthConfigError(f"model_eval: {model_id} has no parent to compare with")
-    parent = registry.get(cand.parent_id)
+    parent = registry.get(against or cand.parent_id)
     items, dropped = decontaminate(items, mix["prompt"] if mix.height else pl.Series([], dtype=pl.String))
     if dropped:
         log(f"dropped {dropped} held-out items whose question is in the mix")
