@@ -426,3 +426,27 @@ def test_preference_pairs_take_the_generators_prompt_format():
     prompt, chosen, rejected = preference_triple(row, PromptSettings())
     assert prompt.startswith("Answer each question with the final answer only.") and prompt.endswith("GCD of 0 and 6?\nAnswer:")
     assert (chosen, rejected) == (" 1\n", " 7\n")
+
+
+# a named trainer-command double: it trains nothing and names the base model's GGUF, so the
+# registry's lineage can be exercised in seconds (a real command is tested above)
+BASE_GGUF_TRAINER_DOUBLE = (f"{sys.executable} -c 'import json, os; json.dump({{\"gguf\": os.environ[\"SYNTH_BASE_GGUF\"]}}, "
+                            f"open(os.environ[\"SYNTH_MANIFEST\"], \"w\"))'")
+
+
+def test_a_candidate_started_from_an_unpromoted_one_names_it_and_is_gated_against_the_model_in_service(
+        warehouse, tmp_path):
+    """The bench's supervised-then-DPO arm: the second stage's parent is the round's supervised
+    candidate (lineage), while the gate compares it with the model in service (``against``)."""
+    from synth_assets.core.training.loop import evaluate_candidate, score_key
+
+    reg = Registry(warehouse)
+    settings = CandidateSettings(trainer="command", command=BASE_GGUF_TRAINER_DOUBLE, min_train_rows=4)
+    first = train_candidate(gold_mix(n_per_family=6), 1, settings, reg, tmp_path / "m")
+    second = train_candidate(gold_mix(n_per_family=6), 1, settings.model_copy(update={"seed": 1}), reg,
+                             tmp_path / "m", start_from=first["model_id"])
+    items = heldout_items(HeldoutSettings(families=["gcd"], items_per_family=2), PromptSettings())
+    evaluate_candidate(second["model_id"], items, gold_mix(n_per_family=6), reg, GateSettings(), against="base")
+    ids = items["item_id"].to_list()
+    assert (reg.get(second["model_id"]).parent_id, reg.cached_scores(score_key("base"), ids) is not None,
+            reg.cached_scores(score_key(first["model_id"]), ids)) == (first["model_id"], True, None)
