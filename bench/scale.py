@@ -12,7 +12,9 @@ in effect, since this measures the platform, not the model), then
   - curate: quality filters, exact and near-duplicates, decontamination, caps (curate()),
   - mix: the kept rows with human rows at the 35% floor (build_mix, the chat-format rows).
 Printed per stage: rows/s, peak RSS after the stage, and the growth exponent of its time
-between sizes (log t2/t1 over log n2/n1; 1.0 is linear).
+between sizes (log t2/t1 over log n2/n1; 1.0 is linear). Then curation as the filtered_set
+asset runs it, in a fresh process: the generation read from the DuckDB file, then curate(),
+with that process's peak RSS (the corpus build's memory does not count there).
 
 Verification: every HumanEval canonical solution and two broken variants (492 programs, real
 code and tests), in the bubblewrap sandbox: locally with 1 and 2 workers, and on a Ray cluster
@@ -47,7 +49,23 @@ def _rss_mb() -> int:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def data_worker(n: int) -> dict:
+def store_worker(d: str) -> dict:
+    """Curation as the asset runs it, in a fresh process: the generation read from the DuckDB
+    file the data worker wrote, then curate(); peak RSS is this path's alone (no corpus build)."""
+    from synth_assets.core.curation import CurationSettings, curate
+    from synth_assets.core.warehouse import Warehouse
+
+    refs = pl.read_parquet(Path(d) / "refs.parquet")
+    t0 = time.perf_counter()
+    verified = Warehouse(Path(d) / "scale.duckdb").read("verified_set", 1)
+    read_s, read_rss = time.perf_counter() - t0, _rss_mb()
+    t0 = time.perf_counter()
+    cur = curate(verified, CurationSettings(), refs)
+    return {"read_s": read_s, "read_rss_mb": read_rss, "curate_s": time.perf_counter() - t0,
+            "curate_rss_mb": _rss_mb(), "kept": cur.kept.height}
+
+
+def data_worker(n: int, keep: str | None = None) -> dict:
     from bench.curation_scale import build_corpus
     from synth_assets.core.curation import CurationSettings, curate
     from synth_assets.core.mixing import MixSettings, build_mix
@@ -57,10 +75,12 @@ def data_worker(n: int) -> dict:
     corpus, refs, _planted = build_corpus(n)
     out: dict = {"rows": n, "rss_corpus_mb": _rss_mb()}
     with tempfile.TemporaryDirectory() as d:
-        wh = Warehouse(Path(d) / "scale.duckdb")
+        wh = Warehouse(Path(keep or d) / "scale.duckdb")
         t0 = time.perf_counter()
         wh.write_generation("verified_set", corpus, 1)
         out["write_s"], out["write_rss_mb"] = time.perf_counter() - t0, _rss_mb()
+        if keep:
+            refs.write_parquet(Path(keep) / "refs.parquet")
     t0 = time.perf_counter()
     cur = curate(corpus, CurationSettings(), refs)
     out["curate_s"], out["curate_rss_mb"] = time.perf_counter() - t0, _rss_mb()
@@ -140,22 +160,36 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--worker", type=int)
+    ap.add_argument("--dir", help="(worker) keep the DuckDB file and references here")
+    ap.add_argument("--store-worker", help="(worker) curate the generation stored in this directory")
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(data_worker(args.worker)))
+        print(json.dumps(data_worker(args.worker, args.dir)))
+        return
+    if args.store_worker:
+        print(json.dumps(store_worker(args.store_worker)))
         return
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]  # --sizes "" measures verification only
     results = []
     print(f"{'rows':>9} {'stage':>7} {'seconds':>8} {'rows/s':>9} {'peak RSS MB':>12} {'growth exponent':>16}")
+    def run(*argv: str) -> dict:
+        return json.loads(subprocess.run([sys.executable, __file__, *argv], check=True, capture_output=True,
+                                         text=True).stdout.strip().splitlines()[-1])
+
     for n in sizes:
-        r = json.loads(subprocess.run([sys.executable, __file__, "--worker", str(n)], check=True,
-                                      capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        with tempfile.TemporaryDirectory() as d:
+            r = run("--worker", str(n), "--dir", d)
+            r["store"] = run("--store-worker", d)
         results.append(r)
         for st in STAGES:
             exp = "" if len(results) < 2 else f"{_exp(results[-2][st + '_s'], r[st + '_s'], results[-2]['rows'], n):.2f}"
             print(f"{n:>9} {st:>7} {r[st + '_s']:>8.2f} {n / r[st + '_s']:>9.0f} {r[st + '_rss_mb']:>12} {exp:>16}")
+        st_ = r["store"]
         print(f"{'':>9} corpus in memory {r['rss_corpus_mb']} MB; kept {r['kept']}, mix {r['mix_rows']} rows",
               flush=True)
+        print(f"{'':>9} as the asset curates (a fresh process reads the generation from DuckDB, then curate()): "
+              f"read {st_['read_s']:.1f} s ({st_['read_rss_mb']} MB), curate {st_['curate_s']:.1f} s, "
+              f"peak RSS {st_['curate_rss_mb']} MB", flush=True)
     if len(results) > 1:
         a, b = results[0], results[-1]
         print("growth exponent, smallest to largest: " + ", ".join(

@@ -40,6 +40,7 @@ from synth_assets.core.settings import Settings
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.near_duplicates import (
     NearDupSettings,
+    SHINGLE_CHUNK,
     estimated_similarity,
     find_near_duplicates,
     select_representatives,
@@ -200,20 +201,23 @@ def ngram_hits(texts: pl.Series, references: pl.DataFrame, n: int) -> tuple[np.n
     ref_owner = np.repeat(np.arange(references.height), ref.sizes())
     order = np.argsort(ref.hashes, kind="stable")
     ref_sorted, owner_sorted = ref.hashes[order], ref_owner[order]
-    cand = shingle(texts, st, mode="regex", whole_short=False, bits=64)
-    pos = np.searchsorted(ref_sorted, cand.hashes)
-    pos_c = np.minimum(pos, max(len(ref_sorted) - 1, 0))
-    hit = (len(ref_sorted) > 0) & (ref_sorted[pos_c] == cand.hashes)
-    owner = np.repeat(np.arange(texts.len()), cand.sizes())
-    counts = np.bincount(owner[hit], minlength=texts.len())
+    counts = np.zeros(texts.len(), np.int64)
     first: list[str | None] = [None] * texts.len()
     labels = (references["ref_source"] + ":" + references["ref_id"]).to_list()
-    hit_idx = np.flatnonzero(hit)
-    if len(hit_idx):
-        owners = owner[hit_idx]
-        _, first_pos = np.unique(owners, return_index=True)
-        for k in first_pos:
-            first[owners[k]] = labels[owner_sorted[pos_c[hit_idx[k]]]]
+    for s in range(0, texts.len(), SHINGLE_CHUNK):  # a slice at a time: each text's hits are its own
+        part = texts.slice(s, SHINGLE_CHUNK)
+        cand = shingle(part, st, mode="regex", whole_short=False, bits=64)
+        pos = np.searchsorted(ref_sorted, cand.hashes)
+        pos_c = np.minimum(pos, max(len(ref_sorted) - 1, 0))
+        hit = (len(ref_sorted) > 0) & (ref_sorted[pos_c] == cand.hashes)
+        owner = np.repeat(np.arange(part.len()), cand.sizes())
+        counts[s:s + part.len()] = np.bincount(owner[hit], minlength=part.len())
+        hit_idx = np.flatnonzero(hit)
+        if len(hit_idx):
+            owners = owner[hit_idx]
+            _, first_pos = np.unique(owners, return_index=True)
+            for k in first_pos:
+                first[s + owners[k]] = labels[owner_sorted[pos_c[hit_idx[k]]]]
     return counts, first
 
 
@@ -291,6 +295,26 @@ def _quality(df: pl.DataFrame, q: QualitySettings, r: _Reasons) -> None:
         r.drop(low, "judge_below_threshold", lambda i: f"judge score {js[i]:.2f} < {q.judge_min_score}")
 
 
+# what the decisions read of a verified row, and of a row accepted earlier: a generation is
+# curated from these columns alone, so the store's other columns never enter Python memory
+CURATION_COLUMNS = ("candidate_id", "generation", "task_id", "family", "domain", "verifier", "prompt", "completion",
+                    "extracted_answer", "verdict", "verdict_detail", "score", "judge_score")
+HISTORY_COLUMNS = ("candidate_id", "task_id", "verifier", "completion", "training_text")
+DECISION_SCHEMA: dict[str, pl.DataType] = {
+    "candidate_id": pl.String, "training_text": pl.String, "text_hash": pl.String, "cluster_id": pl.String,
+    "drop_reason": pl.String, "drop_detail": pl.String, "duplicate_of": pl.String,
+}
+
+
+@dataclass
+class Decisions:
+    """One row per candidate, in input order: null ``drop_reason`` = kept."""
+
+    table: pl.DataFrame  # DECISION_SCHEMA
+    coverage: pl.DataFrame
+    stats: dict
+
+
 def curate(
     verified: pl.DataFrame,
     settings: CurationSettings,
@@ -301,38 +325,59 @@ def curate(
 
     ``references``: texts to decontaminate against (REFERENCE_TEXT_SCHEMA). ``previous``: rows
     accepted in earlier generations (FILTERED_SCHEMA); new rows may not duplicate them.
+    In memory; ``curate_generation`` does the same from and into the warehouse.
     """
+    verified = conform(verified, VERDICT_SCHEMA) if set(CURATION_COLUMNS) - set(verified.columns) else verified
+    dec = decide(verified.select(CURATION_COLUMNS), settings, references, previous)
+    out = verified.drop([c for c in DECISION_SCHEMA if c != "candidate_id" and c in verified.columns]).hstack(
+        dec.table.drop("candidate_id"))
+    keep = out["drop_reason"].is_null()
+    kept = conform(out.filter(keep), FILTERED_SCHEMA)
+    dropped = conform(out.filter(~keep), DROP_SCHEMA)
+    return Curation(kept, dropped, dec.coverage, dec.stats)
+
+
+def decide(
+    verified: pl.DataFrame,
+    settings: CurationSettings,
+    references: pl.DataFrame | None = None,
+    previous: pl.DataFrame | None = None,
+) -> Decisions:
+    """Every candidate's fate (``CURATION_COLUMNS`` in, ``DECISION_SCHEMA`` out, same order);
+    ``previous`` needs ``HISTORY_COLUMNS`` only."""
     refs = references if references is not None else conform([], REFERENCE_TEXT_SCHEMA)
     prev = previous if previous is not None and previous.height else conform([], FILTERED_SCHEMA)
-    df = verified.with_columns(training_text_expr().alias("training_text"))
+    df = verified.select(CURATION_COLUMNS).with_columns(training_text_expr().alias("training_text"))
+    del verified  # the caller may have passed its only reference: columns dropped below are freed
     df = df.with_columns(dedup_text_expr().alias("_dedup"))
     n = df.height
     r = _Reasons(n)
-    verdict = df["verdict"].fill_null("missing").to_list()
-    vdetail = df["verdict_detail"].fill_null("").to_list()
-    for i in range(n):
-        if verdict[i] != "pass":
-            r.reason[i], r.detail[i] = f"verdict_{verdict[i]}", vdetail[i][:200]
+    failed = df.select(pl.int_range(pl.len()).alias("i"), pl.col("verdict").fill_null("missing"),
+                       pl.col("verdict_detail").fill_null("").str.slice(0, 200)).filter(pl.col("verdict") != "pass")
+    for i, verdict, detail in failed.iter_rows():
+        r.reason[i], r.detail[i] = f"verdict_{verdict}", detail
+    del failed
     _quality(df, settings.quality, r)
 
-    # exact duplicates per task, against earlier generations first
-    key = df.select((pl.col("task_id") + "\x1f" + normalise_expr("_dedup")).alias("k"))["k"]
+    # exact duplicates per task, against earlier generations first (in polars: a million keys as
+    # Python strings and a dict of them cost more memory than the rows themselves)
+    key_expr = (pl.col("task_id") + "\x1f" + normalise_expr("_dedup")).alias("k")
     prev_dedup = prev.with_columns(dedup_text_expr().alias("_dedup")) if prev.height else None
-    prev_keys = set(prev_dedup.select((pl.col("task_id") + "\x1f" + normalise_expr("_dedup")).alias("k"))["k"]
-                    .to_list()) if prev_dedup is not None else set()
-    seen: dict[str, int] = {}
-    ids = df["candidate_id"].to_list()
-    alive = r.alive()
-    for i, k in enumerate(key.to_list()):
-        if not alive[i]:
-            continue
-        if k in prev_keys:
+    prev_keys = prev_dedup.select(key_expr)["k"] if prev_dedup is not None else pl.Series("k", [], pl.String)
+    ids = df["candidate_id"]
+    dups = (df.select(pl.int_range(pl.len()).alias("i"), key_expr, pl.col("candidate_id"))
+            .filter(pl.Series(r.alive()))
+            .with_columns(pl.col("k").is_in(prev_keys.implode()).alias("earlier"),
+                          pl.col("candidate_id").first().over("k").alias("first"),
+                          pl.col("k").is_first_distinct().alias("is_first"))
+            .filter(pl.col("earlier") | ~pl.col("is_first")).select("i", "earlier", "first"))
+    for i, earlier, first_id in dups.iter_rows():
+        if earlier:
             r.drop_rows([i], "exact_duplicate", "same normalised text as a row accepted in an earlier generation")
-        elif k in seen:
-            r.drop_rows([i], "exact_duplicate", "same normalised text as another candidate of this task")
-            r.dup_of[i] = ids[seen[k]]
         else:
-            seen[k] = i
+            r.drop_rows([i], "exact_duplicate", "same normalised text as another candidate of this task")
+            r.dup_of[i] = first_id
+    del dups, prev_keys
 
     # decontamination: word n-grams, then near-duplicates of reference items
     ctext = df["prompt"].fill_null("") + "\n" + df["training_text"]
@@ -346,15 +391,21 @@ def curate(
         alive = r.alive()
         if settings.decontaminate_near_duplicates and alive.any():
             live = np.flatnonzero(alive)
-            texts = pl.concat([refs["text"], ctext.gather(live)])
             nr = refs.height
-            nd = find_near_duplicates(texts, settings.near_duplicates,
-                                      pair_filter=lambda a, b: (a < nr) & (b >= nr))
             labels = (refs["ref_source"] + ":" + refs["ref_id"]).to_list()
-            hit, partner, jac = nd.linked(np.arange(len(texts)) < nr)
-            for x in np.flatnonzero(hit[nr:]):
-                r.drop_rows([live[x]], "contaminated_near_duplicate",
-                            f"Jaccard {jac[nr + x]:.2f} with {labels[partner[nr + x]]}")
+            # only reference-candidate pairs count, so the candidates can go a slice at a time
+            for s in range(0, len(live), SHINGLE_CHUNK):
+                rows = live[s:s + SHINGLE_CHUNK]
+                texts = pl.concat([refs["text"], ctext.gather(rows)])
+                nd = find_near_duplicates(texts, settings.near_duplicates,
+                                          pair_filter=lambda a, b: (a < nr) & (b >= nr))
+                hit, partner, jac = nd.linked(np.arange(len(texts)) < nr)
+                for x in np.flatnonzero(hit[nr:]):
+                    r.drop_rows([rows[x]], "contaminated_near_duplicate",
+                                f"Jaccard {jac[nr + x]:.2f} with {labels[partner[nr + x]]}")
+                del nd
+    del ctext
+    df = df.drop("prompt", "completion", "extracted_answer", "verdict_detail", "judge_score")
 
     # near-duplicates among completions: this generation plus everything accepted before
     alive = r.alive()
@@ -364,12 +415,17 @@ def curate(
     n_prev = prev.height
     all_text = pl.concat([prev_dedup["_dedup"] if prev_dedup is not None else pl.Series([], dtype=pl.String),
                           df["_dedup"].gather(live)])
-    all_task = (prev["task_id"].to_list() if n_prev else []) + df["task_id"].gather(live).to_list()
-    all_ids = (prev["candidate_id"].to_list() if n_prev else []) + [ids[i] for i in live]
+    df = df.drop("_dedup")
+    del prev_dedup
+    prev_tasks = prev["task_id"] if n_prev else pl.Series([], dtype=pl.String)
+    # row names are gathered when needed: a million Python strings cost more than the texts
+    all_ids = pl.concat([prev["candidate_id"] if n_prev else pl.Series([], dtype=pl.String), ids.gather(live)])
+    k = settings.max_per_task
     if len(all_text) and settings.near_duplicates.enabled:
-        task_code = pl.Series(all_task).cast(pl.Categorical).to_physical().to_numpy()
+        task_code = pl.concat([prev_tasks, df["task_id"].gather(live)]).cast(pl.Categorical).to_physical().to_numpy()
         min_sh = settings.near_duplicates.cross_task_min_shingles
         sh = shingle(all_text, settings.near_duplicates)
+        del all_text
         sizes = sh.sizes()
 
         # the comparison scope: every pair within a task, and pairs across tasks when both texts
@@ -380,87 +436,96 @@ def curate(
         t = settings.near_duplicates.threshold
         scope = np.where(sizes >= min_sh, -1, task_code)
         border = (sizes >= np.ceil(t * min_sh)) & (sizes <= np.floor((min_sh - 1) / t))
-        forced = np.arange(len(all_text)) < n_prev
+        forced = np.arange(sh.n) < n_prev
         score = np.concatenate([np.zeros(n_prev), df["score"].fill_null(0).to_numpy()[live].astype(float)])
         kept_sig = signatures(sh, settings.near_duplicates)
         sel = select_representatives(sh, settings.near_duplicates, score, scope=scope,
                                      extra=[(border, task_code)], forced=forced, sig=kept_sig)
+        del sh, scope, border, forced, score, task_code
         n_pairs, n_candidates = int((~sel.keep).sum()), sel.candidates
         keep, dup_of, dup_j = sel.keep, sel.duplicate_of, sel.jaccard
-        for x in np.flatnonzero(~keep):
+        lost_x = np.flatnonzero(~keep)
+        for x, kept_id in zip(lost_x.tolist(), all_ids.gather(dup_of[lost_x]).to_list()):
             row = live[x - n_prev]
-            kept_id = all_ids[dup_of[x]]
             r.drop_rows([row], "near_duplicate", f"Jaccard {dup_j[x]:.2f} with {kept_id} (kept)")
             r.dup_of[row] = r.cluster[row] = kept_id
-        for x in np.unique(dup_of[~keep]):
-            if x >= n_prev:
-                r.cluster[live[x - n_prev]] = all_ids[x]
+        heads = np.unique(dup_of[~keep])
+        heads = heads[heads >= n_prev]
+        for x, head_id in zip(heads.tolist(), all_ids.gather(heads).to_list()):
+            r.cluster[live[x - n_prev]] = head_id
         # an exact duplicate names the row kept in its place: when that row itself just lost
         # to a near-duplicate, name the row that row lost to (an identical text, same Jaccard)
-        lost = {ids[row]: row for row in live[~keep[n_prev:]]}
+        lost_rows = live[~keep[n_prev:]]
+        lost = dict(zip(ids.gather(lost_rows).to_list(), lost_rows.tolist()))
         for row in range(n):
             if r.reason[row] == "exact_duplicate" and r.dup_of[row] in lost:
                 twin = lost[r.dup_of[row]]
                 r.dup_of[row] = r.cluster[row] = r.dup_of[twin]
                 r.detail[row] += f"; that row lost to {r.dup_of[twin]} ({r.detail[twin].split(' with ')[0]})"
+        del sel, keep, dup_of, dup_j, lost
+    elif k and len(all_text):
+        kept_sig = signatures(shingle(all_text, settings.near_duplicates), settings.near_duplicates)
+    del all_ids
 
     # diversity cap: at most k per task, as mutually different as possible
     alive = r.alive()
-    k = settings.max_per_task
     if k and alive.any():
-        if kept_sig is None:
-            kept_sig = signatures(shingle(all_text, settings.near_duplicates), settings.near_duplicates)
-        pos_of_row = {int(row): n_prev + x for x, row in enumerate(live)}
-        tasks = df["task_id"].to_list()
-        by_task: dict[str, list[int]] = {}
-        for i in np.flatnonzero(alive):
-            by_task.setdefault(tasks[i], []).append(int(i))
+        pos_of_row = np.full(n, -1, np.int64)
+        pos_of_row[live] = n_prev + np.arange(len(live))
+        # only tasks over the cap need a decision (in Python); the rest never leave polars
+        over = (df.select(pl.int_range(pl.len()).alias("i"), "task_id").filter(pl.Series(alive))
+                .group_by("task_id", maintain_order=True).agg("i").filter(pl.col("i").list.len() > k))
         prev_by_task: dict[str, list[int]] = {}
-        for x in range(n_prev):
-            prev_by_task.setdefault(all_task[x], []).append(x)
+        if n_prev and over.height:
+            near = np.flatnonzero(prev_tasks.is_in(over["task_id"].implode()).to_numpy())
+            for x, task in zip(near.tolist(), prev_tasks.gather(near).to_list()):
+                prev_by_task.setdefault(task, []).append(x)
         scores = df["score"].fill_null(0).to_numpy().astype(float)
-        for task, rows in by_task.items():
-            if len(rows) <= k:
-                continue
+        for task, rows in over.iter_rows():
             chosen_pos = list(prev_by_task.get(task, []))
             pool = sorted(rows, key=lambda i: (-scores[i], i))
             picked: list[int] = []
             if not chosen_pos:
                 picked.append(pool.pop(0))
-                chosen_pos.append(pos_of_row[picked[0]])
+                chosen_pos.append(int(pos_of_row[picked[0]]))
             while len(picked) < k and pool:
-                cand_pos = np.array([pos_of_row[i] for i in pool])
+                cand_pos = pos_of_row[np.array(pool)]
                 closest = np.zeros(len(pool))
                 for c in chosen_pos:
                     closest = np.maximum(closest, estimated_similarity(kept_sig, c, cand_pos))
                 best = int(np.argmin(closest))  # first minimum = best score among equals
                 picked.append(pool.pop(best))
-                chosen_pos.append(pos_of_row[picked[-1]])
+                chosen_pos.append(int(pos_of_row[picked[-1]]))
             r.drop_rows(pool, "diversity_cap",
                    f"task {task} had {len(rows)} accepted rows; kept the {k} most different from each other")
+    kept_sig = None  # (n, num_perm) uint32: a quarter of a GB at a million rows, freed before assembly
 
-    # assemble
+    # assemble: the decisions, and the text hash of every kept row
     keep_mask = r.alive()
-    out = df.drop("_dedup").with_columns(
+    table = df.select("candidate_id", "training_text").with_columns(
         pl.Series("cluster_id", r.cluster, dtype=pl.String),
-        pl.Series("_reason", r.reason, dtype=pl.String),
-        pl.Series("_detail", r.detail, dtype=pl.String),
-        pl.Series("_dup_of", r.dup_of, dtype=pl.String),
+        pl.Series("drop_reason", r.reason, dtype=pl.String),
+        pl.Series("drop_detail", r.detail, dtype=pl.String),
+        pl.Series("duplicate_of", r.dup_of, dtype=pl.String),
     )
-    kept = out.filter(pl.Series(keep_mask)).with_columns(
-        pl.col("training_text").map_batches(
-            lambda s: pl.Series([hashlib.sha256(normalise(t).encode()).hexdigest()[:16] for t in s.to_list()],
-                                dtype=pl.String), return_dtype=pl.String).alias("text_hash"))
-    dropped = out.filter(pl.Series(~keep_mask)).rename(
-        {"_reason": "drop_reason", "_detail": "drop_detail", "_dup_of": "duplicate_of"})
-    kept, dropped = conform(kept, FILTERED_SCHEMA), conform(dropped, DROP_SCHEMA)
-    coverage = coverage_report(verified, kept)
+    hashes: list[str | None] = [None] * n
+    kept_rows = np.flatnonzero(keep_mask)
+    for s in range(0, len(kept_rows), SHINGLE_CHUNK):  # kept rows only, a slice of Python strings at a time
+        rows = kept_rows[s:s + SHINGLE_CHUNK]
+        for i, t in zip(rows.tolist(), df["training_text"].gather(rows).to_list()):
+            hashes[i] = hashlib.sha256(normalise(t).encode()).hexdigest()[:16]
+    table = table.with_columns(pl.Series("text_hash", hashes, dtype=pl.String))
+    del hashes
+    table = table.with_columns(pl.when(pl.col("drop_reason").is_null()).then(None).otherwise(
+        pl.col("drop_detail")).alias("drop_detail")).select(list(DECISION_SCHEMA))
+    coverage = coverage_report(df.select("family", "domain", "verdict"),
+                               df.select("family", "domain").filter(pl.Series(keep_mask)))
     stats = {
-        "input_rows": n, "kept": kept.height, "near_duplicates_dropped": n_pairs,
+        "input_rows": n, "kept": int(keep_mask.sum()), "near_duplicates_dropped": n_pairs,
         "lsh_candidate_pairs": n_candidates, "previous_rows_compared": n_prev,
         "references_compared": refs.height,
     }
-    return Curation(kept, dropped, coverage, stats)
+    return Decisions(table, coverage, stats)
 
 
 def coverage_report(verified: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:

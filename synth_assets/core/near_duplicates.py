@@ -89,6 +89,11 @@ def _tokens(texts: pl.Series, mode: str) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(blob, dtype=np.uint8).astype(np.uint64), np.repeat(np.arange(len(lens)), lens)
 
 
+# documents shingled at once: a document's shingles depend on it alone, so slicing changes
+# nothing but the peak memory (1M texts of ~40 words at once held ~2 GB of per-token arrays)
+SHINGLE_CHUNK = 100_000
+
+
 def shingle(
     texts: pl.Series | list[str], settings: NearDupSettings, mode: str | None = None,
     whole_short: bool = True, bits: int = 32,
@@ -97,6 +102,12 @@ def shingle(
     one shingle (near-duplicates) rather than none (n-gram overlap). ``bits=64`` for exact
     set membership against large reference sets, where 32-bit collisions would be too common."""
     texts = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.String)
+    if texts.len() > SHINGLE_CHUNK:  # per-token arrays cost ~40 bytes a token: build them a slice at a time
+        parts = [shingle(texts.slice(s, SHINGLE_CHUNK), settings, mode, whole_short, bits)
+                 for s in range(0, texts.len(), SHINGLE_CHUNK)]
+        hashes = np.concatenate([x.hashes for x in parts])
+        sizes = np.concatenate([x.sizes() for x in parts])
+        return Shingles(hashes, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
     n, k = texts.len(), settings.shingle_size
     tok, doc = _tokens(texts, mode or settings.shingle)
     size = len(tok)
@@ -189,10 +200,15 @@ def _bucket_pairs(keys: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
     return lo * np.uint64(n) + hi
 
 
-def _row_keys(sig: np.ndarray, scope: np.ndarray | None, salt: int) -> np.ndarray:
+def _row_keys(sig: np.ndarray, idx: np.ndarray, cols: range, scope: np.ndarray | None, salt: int) -> np.ndarray:
+    """One uint64 per row ``idx`` hashing the signature columns ``cols``, a column at a time:
+    widening the whole (rows x columns) block to uint64 held 1 GB at a million rows."""
     rng = np.random.default_rng(12345 + salt)
-    mult = rng.integers(1, 2**63, sig.shape[1], dtype=np.uint64) | np.uint64(1)
-    key = _splitmix((sig.astype(np.uint64) * mult).sum(axis=1, dtype=np.uint64) + np.uint64(salt))
+    mult = rng.integers(1, 2**63, len(cols), dtype=np.uint64) | np.uint64(1)
+    acc = np.zeros(len(idx), np.uint64)
+    for m, c in zip(mult, cols):
+        acc += sig[idx, c].astype(np.uint64) * m
+    key = _splitmix(acc + np.uint64(salt))
     if scope is not None:
         key = _splitmix(key ^ (np.asarray(scope).astype(np.uint64) * _MIX))
     return key
@@ -211,7 +227,7 @@ def candidate_pairs(
     sc = None if scope is None else np.asarray(scope)[idx]
 
     def band_pairs(band: int) -> np.ndarray:
-        return _bucket_pairs(_row_keys(sig[idx, band * rows : (band + 1) * rows], sc, band), idx, n)
+        return _bucket_pairs(_row_keys(sig, idx, range(band * rows, (band + 1) * rows), sc, band), idx, n)
 
     with ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, 4))) as ex:  # numpy sorts release the GIL
         found = list(ex.map(band_pairs, range(bands)))
@@ -229,7 +245,7 @@ def identical_classes(sh: Shingles, sig: np.ndarray, usable: np.ndarray, scope: 
     idx = np.flatnonzero(usable)
     if len(idx) < 2:
         return rep
-    key = _row_keys(sig[idx], None if scope is None else np.asarray(scope)[idx], 10_007)
+    key = _row_keys(sig, idx, range(sig.shape[1]), None if scope is None else np.asarray(scope)[idx], 10_007)
     key = _splitmix(key ^ sh.sizes()[idx].astype(np.uint64))
     order = np.argsort(key, kind="stable")  # stable: the lowest index leads its run
     k = key[order]
