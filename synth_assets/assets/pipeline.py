@@ -28,7 +28,7 @@ from synth_assets.assets._common import (
 from synth_assets.core.curation import (
     CurationSettings,
     QualitySettings,
-    curate,
+    curate_generation,
     decontaminate_references,
     heldout_references,
     heldout_texts_of,
@@ -44,7 +44,7 @@ from synth_assets.core.preferences import check_judge_pairs
 from synth_assets.core.preferences import preference_pairs as build_preference_pairs
 from synth_assets.core.review import JUDGE_UNTRUSTED, apply_decisions, flag_rows, latest_decisions, with_status
 from synth_assets.core.verification import revise_failures, verify_candidates
-from synth_assets.resources import GeneratorResource, SandboxResource
+from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
 
 class RawCandidatesConfig(SamplingPlan, dg.Config):
@@ -259,46 +259,49 @@ class FilteredSetConfig(CurationSettings, dg.Config):
                                     description="Every candidate that did not survive, with its reason code."),
     },
     partitions_def=GENERATIONS,
+    # read and written in DuckDB by curate_generation, not loaded through the IO manager
+    deps=["verified_set", "accepted_history"],
 )
 def filtered_set(
-    context: dg.AssetExecutionContext, config: FilteredSetConfig, verified_set: pl.DataFrame,
-    heldout_eval: pl.DataFrame, accepted_history: pl.DataFrame,
+    context: dg.AssetExecutionContext, config: FilteredSetConfig, heldout_eval: pl.DataFrame,
+    warehouse: WarehouseResource,
 ):
     """Passing candidates after quality filters, exact and near-duplicate removal (within the
     generation and against every earlier accepted row), decontamination against held-out and
     registered benchmarks, and a per-task diversity cap; the rest go to filter_drops with a reason.
 
-    Earlier accepted rows come from ``accepted_history``, a source that observes this asset's own
-    table: Dagster allows an asset to depend on its own earlier partitions only for time
-    partitions, so the history is a declared source, and only generations before this one count."""
+    The generation's rows stay in DuckDB: the decisions read only the columns they need (of
+    ``verified_set``, and of ``accepted_history``, a source that observes this asset's own table
+    for the generations before this one: Dagster allows an asset to depend on its own earlier
+    partitions only for time partitions), and DuckDB writes the kept and dropped rows by joining
+    the stored rows with the decisions, both tables in one transaction."""
     gen = generation_of(context)
+    wh = warehouse.get()
     with user_errors():
-        settings = config
         refs = [heldout_references(heldout_eval)] + [read_benchmark_file(p) for p in config.benchmark_paths()]
-        references = pl.concat(refs)
-        previous = (accepted_history.filter(pl.col("generation") < gen)
-                    if accepted_history.height and gen > 1 else None)
-        context.log.info(f"curating {verified_set.height} candidates against {references.height} reference items "
-                         f"and {0 if previous is None else previous.height} rows accepted earlier")
         t0 = time.perf_counter()
-        cur = curate(verified_set, settings, references, previous)
-    kept, dropped = cur.kept, cur.dropped
-    reasons = counts(dropped, "drop_reason")
+        cur = curate_generation(wh, gen, config, pl.concat(refs), log=context.log.info)
+    reasons = cur.drops_by_reason
     wiped = cur.coverage.filter(pl.col("wiped_out"))["family"].to_list()
-    context.log.info(f"kept {kept.height} of {verified_set.height} in {time.perf_counter() - t0:.1f}s; "
+    kept_by_family = {str(f): int(k) for f, k in cur.coverage.group_by("family").agg(pl.col("kept").sum())
+                      .sort("family").iter_rows() if k}
+    context.log.info(f"kept {cur.kept} of {cur.kept + cur.dropped} in {time.perf_counter() - t0:.1f}s; "
                      f"dropped by reason {reasons}")
     if wiped:
         context.log.warning(f"filtering removed every passing row of families {wiped}")
-    clusters = kept.filter(pl.col("cluster_id").is_not_null())["cluster_id"].n_unique() if kept.height else 0
-    yield dg.Output(kept, output_name="filtered_set",
-                    metadata=table_meta(kept, generation=gen, kept_by_family=counts(kept, "family"),
-                                        drops_by_reason=reasons,
-                                        near_duplicate_clusters=clusters,
-                                        coverage=dg.MetadataValue.md(markdown_preview(cur.coverage, rows=100)),
-                                        families_wiped_out=wiped,
-                                        benchmark_files=config.benchmark_paths(), **cur.stats))
-    yield dg.Output(dropped, output_name="filter_drops",
-                    metadata=table_meta(dropped, generation=gen, drops_by_reason=reasons))
+
+    def stored_meta(table: str, rows: int, **extra: object) -> dict:
+        preview = wh.sql(f"select * from {wh.schema}.{table} where generation = ? limit 10", [gen])
+        return table_meta(preview, generation=gen, **extra) | {"dagster/row_count": rows}
+
+    yield dg.Output(None, output_name="filtered_set",
+                    metadata=stored_meta("filtered_set", cur.kept, kept_by_family=kept_by_family,
+                                         drops_by_reason=reasons, near_duplicate_clusters=cur.clusters,
+                                         coverage=dg.MetadataValue.md(markdown_preview(cur.coverage, rows=100)),
+                                         families_wiped_out=wiped, benchmark_files=config.benchmark_paths(),
+                                         **cur.stats))
+    yield dg.Output(None, output_name="filter_drops",
+                    metadata=stored_meta("filter_drops", cur.dropped, drops_by_reason=reasons))
 
 
 class ReviewQueueConfig(dg.Config):

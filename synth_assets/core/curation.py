@@ -25,7 +25,7 @@ Everything is vectorised over polars/numpy so a million candidates curate in abo
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import ast
 import hashlib
@@ -49,6 +49,9 @@ from synth_assets.core.near_duplicates import (
 )
 from synth_assets.core.tasks import conform, read_table_file
 from synth_assets.core.verification import VERDICT_SCHEMA
+
+if TYPE_CHECKING:
+    from synth_assets.core.warehouse import Warehouse
 
 FILTERED_SCHEMA: dict[str, pl.DataType] = {
     **VERDICT_SCHEMA, "training_text": pl.String, "text_hash": pl.String, "cluster_id": pl.String,
@@ -543,3 +546,58 @@ def coverage_report(verified: pl.DataFrame, kept: pl.DataFrame) -> pl.DataFrame:
             .with_columns(pl.col("kept").fill_null(0))
             .with_columns(((pl.col("passing") > 0) & (pl.col("kept") == 0)).alias("wiped_out"))
             .select(list(schema)).sort("family"))
+
+
+@dataclass
+class StoredCuration:
+    """What ``curate_generation`` wrote, for the asset's metadata and logs."""
+
+    kept: int
+    dropped: int
+    coverage: pl.DataFrame
+    stats: dict
+    drops_by_reason: dict[str, int]
+    clusters: int
+
+
+def curate_generation(warehouse: "Warehouse", generation: int, settings: CurationSettings,
+                      references: pl.DataFrame | None = None, verified_table: str = "verified_set",
+                      kept_table: str = "filtered_set", dropped_table: str = "filter_drops",
+                      log=lambda _m: None) -> StoredCuration:  # noqa: ANN001
+    """``curate`` from and into the warehouse: the decisions read only ``CURATION_COLUMNS`` of the
+    generation and ``HISTORY_COLUMNS`` of the rows kept in earlier generations, and the kept and
+    dropped rows are written by DuckDB joining the stored rows with the decisions, both tables
+    in one transaction, so a generation's full rows never enter Python memory (a million
+    candidates curate in under 2 GiB; ``bench/scale.py``)."""
+    v = f"{warehouse.schema}.{verified_table}"
+    cols = ", ".join(f'"{c}"' for c in CURATION_COLUMNS)
+    previous = None
+    if generation > 1 and warehouse.table_exists(kept_table):
+        previous = warehouse.sql(f"select {', '.join(HISTORY_COLUMNS)} from {warehouse.schema}.{kept_table} "
+                                 "where generation < ?", [generation])
+    n_ids = warehouse.sql(f"select count(*) as n, count(distinct candidate_id) as u from {v} where generation = ?",
+                          [generation]).row(0)
+    if n_ids[0] != n_ids[1]:
+        raise SynthConfigError(f"{v}: generation {generation} holds {n_ids[0]} rows but {n_ids[1]} distinct "
+                               "candidate_id values; re-materialize verified_set for it")
+    log(f"curating {n_ids[0]} candidates against {0 if references is None else references.height} reference items "
+        f"and {0 if previous is None else previous.height} rows accepted earlier")
+    # the frame is passed without a name kept here, so decide() frees the columns it is done with
+    dec = decide(warehouse.sql(f"select {cols} from {v} where generation = ?", [generation]), settings,
+                 references, previous)
+    del previous
+    decisions = dec.table.with_row_index("_pos")
+    kept_cols = ", ".join(f'd."{c}"' if c in DECISION_SCHEMA and c != "candidate_id" else f'v."{c}"'
+                          for c in FILTERED_SCHEMA)
+    drop_cols = ", ".join(f'd."{c}"' if c in DECISION_SCHEMA and c != "candidate_id" else f'v."{c}"'
+                          for c in DROP_SCHEMA)
+    join = f"from {v} v join _decisions d using (candidate_id) where v.generation = ?"
+    written = warehouse.write_generation_sql(
+        {kept_table: f"select {kept_cols} {join} and d.drop_reason is null order by d._pos",
+         dropped_table: f"select {drop_cols} {join} and d.drop_reason is not null order by d._pos"},
+        [generation], generation, {"_decisions": decisions})
+    dropped = decisions.filter(pl.col("drop_reason").is_not_null())
+    reasons = {str(k): int(c) for k, c in dropped.group_by("drop_reason").len().sort("drop_reason").iter_rows()}
+    kept = decisions.filter(pl.col("drop_reason").is_null())
+    return StoredCuration(written[kept_table], written[dropped_table], dec.coverage, dec.stats, reasons,
+                          int(kept["cluster_id"].drop_nulls().n_unique()))

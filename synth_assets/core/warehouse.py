@@ -154,6 +154,30 @@ class Warehouse:
                 con.execute(f"insert into {t} by name select * from arrow_df")
             self._register(con, table, generation, df.height)
 
+    def write_generation_sql(self, writes: dict[str, str], params: list, generation: int,
+                             relations: dict[str, pl.DataFrame]) -> dict[str, int]:
+        """Replace generation ``generation`` of several generational tables at once, each from a
+        query (over the warehouse's tables and the given frames, by name), in one transaction:
+        the rows go from DuckDB to DuckDB without entering Python. New columns are added as in
+        ``write_generation``. Returns the rows written per table."""
+        written: dict[str, int] = {}
+        with self.transaction() as con:
+            for name, frame in relations.items():
+                con.register(name, frame.to_arrow())
+            for table, query in writes.items():
+                t = f"{self.schema}.{_ident(table)}"
+                con.execute(f"create table if not exists {t} as select * from ({query}) limit 0", params)
+                existing = {r[0] for r in con.execute(f"describe {t}").fetchall()}
+                for name, dtype, *_ in con.execute(f"describe select * from ({query})", params).fetchall():
+                    if name not in existing:
+                        con.execute(f'alter table {t} add column "{name}" {dtype}')
+                con.execute(f"delete from {t} where generation = ?", [generation])
+                con.execute(f"insert into {t} by name select * from ({query})", params)
+                written[table] = int(con.execute(f"select count(*) from {t} where generation = ?",
+                                                 [generation]).fetchone()[0])
+                self._register(con, table, generation, written[table])
+        return written
+
     def append(self, table: str, df: pl.DataFrame) -> None:
         """Append rows to an event table (alerts, review decisions), creating it on first use."""
         t = f"{self.schema}.{_ident(table)}"
