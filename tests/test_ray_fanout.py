@@ -118,3 +118,25 @@ def test_limits_travel_to_the_nodes(cluster):
     finally:
         box.close()
     assert [r.status for r in out] == ["timeout"]
+
+
+def test_curation_with_its_per_row_work_on_the_cluster_decides_as_the_local_path(cluster, monkeypatch):
+    """Decontamination's per-row work (n-gram hits, near-duplicates of held-out items) in Ray
+    tasks of 500 rows: every decision equal to the local path's on the scale corpus, which
+    plants leaks of held-out items for it to find."""
+    import polars as pl
+
+    import synth_assets.core.curation as curation
+    from bench.curation_scale import build_corpus
+    from synth_assets.core.ray_fanout import RaySlices
+
+    corpus, refs, _ = build_corpus(3000)
+    local = curation.decide(corpus, curation.CurationSettings(), refs)
+    monkeypatch.setattr(curation, "SHINGLE_CHUNK", 500)  # several tasks, so slices are reassembled in order
+    slices = RaySlices(RaySettings(ray_address=cluster.address))
+    try:
+        remote = curation.decide(corpus, curation.CurationSettings(), refs, map_slices=slices.map)
+    finally:
+        slices.close()
+    contaminated = local.table.filter(pl.col("drop_reason").str.starts_with("contaminated")).height
+    assert (remote.table.equals(local.table), contaminated > 0) == (True, True)

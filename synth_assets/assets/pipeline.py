@@ -264,7 +264,7 @@ class FilteredSetConfig(CurationSettings, dg.Config):
 )
 def filtered_set(
     context: dg.AssetExecutionContext, config: FilteredSetConfig, heldout_eval: pl.DataFrame,
-    warehouse: WarehouseResource,
+    warehouse: WarehouseResource, sandbox: SandboxResource,
 ):
     """Passing candidates after quality filters, exact and near-duplicate removal (within the
     generation and against every earlier accepted row), decontamination against held-out and
@@ -280,7 +280,20 @@ def filtered_set(
     with user_errors():
         refs = [heldout_references(heldout_eval)] + [read_benchmark_file(p) for p in config.benchmark_paths()]
         t0 = time.perf_counter()
-        cur = curate_generation(wh, gen, config, pl.concat(refs), log=context.log.info)
+        # with SYNTH_RAY_ADDRESS (the sandbox resource's ray_address) the per-row decontamination
+        # runs on the cluster too; only the settings are read here, no sandbox is built
+        cluster = None
+        if sandbox.ray_address:
+            from synth_assets.core.ray_fanout import RaySettings, RaySlices
+
+            cluster = RaySlices(RaySettings(**sandbox.model_dump(include=set(RaySettings.model_fields))),
+                                log=context.log.info)
+        try:
+            cur = curate_generation(wh, gen, config, pl.concat(refs), log=context.log.info,
+                                    map_slices=cluster.map if cluster else None)
+        finally:
+            if cluster:
+                cluster.close()
     reasons = cur.drops_by_reason
     wiped = cur.coverage.filter(pl.col("wiped_out"))["family"].to_list()
     kept_by_family = {str(f): int(k) for f, k in cur.coverage.group_by("family").agg(pl.col("kept").sum())

@@ -25,6 +25,7 @@ Everything is vectorised over polars/numpy so a million candidates curate in abo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Optional
 
 import ast
@@ -241,6 +242,33 @@ def decontaminate_references(
     return human.filter(~pl.col("ref_id").is_in(bad)), bad
 
 
+def reference_hits(texts: pl.Series, refs: pl.DataFrame, ngram: int, near: NearDupSettings | None) -> pl.DataFrame:
+    """Per text of a slice: how many word n-grams it shares with the references and the first
+    reference hit; for a text with none, the reference it is a confirmed near-duplicate of (and
+    the Jaccard), when ``near`` is given. Pure, and a slice's answer depends on it alone."""
+    counts, first = ngram_hits(texts, refs, ngram)
+    label: list[str | None] = [None] * texts.len()
+    jaccard = np.full(texts.len(), np.nan)
+    clean = np.flatnonzero(counts == 0)
+    if near is not None and len(clean):
+        nr = refs.height
+        names = (refs["ref_source"] + ":" + refs["ref_id"]).to_list()
+        both = pl.concat([refs["text"], texts.gather(clean)])
+        nd = find_near_duplicates(both, near, pair_filter=lambda a, b: (a < nr) & (b >= nr))
+        hit, partner, jac = nd.linked(np.arange(len(both)) < nr)
+        for x in np.flatnonzero(hit[nr:]):
+            label[clean[x]], jaccard[clean[x]] = names[partner[nr + x]], jac[nr + x]
+    return pl.DataFrame({"count": counts, "first": pl.Series(first, dtype=pl.String),
+                         "near": pl.Series(label, dtype=pl.String), "jaccard": jaccard})
+
+
+MapSlices = Callable[..., list]
+
+
+def _local_map(fn: Callable[..., pl.DataFrame], slices: Iterable, *shared: object) -> list:
+    return [fn(s, *shared) for s in slices]
+
+
 # ------------------------------------------------------------------ curation
 def _parses(code: str) -> bool:
     try:
@@ -345,9 +373,11 @@ def decide(
     settings: CurationSettings,
     references: pl.DataFrame | None = None,
     previous: pl.DataFrame | None = None,
+    map_slices: "MapSlices | None" = None,
 ) -> Decisions:
     """Every candidate's fate (``CURATION_COLUMNS`` in, ``DECISION_SCHEMA`` out, same order);
-    ``previous`` needs ``HISTORY_COLUMNS`` only."""
+    ``previous`` needs ``HISTORY_COLUMNS`` only. ``map_slices`` runs the per-row work
+    (``reference_hits``) elsewhere, e.g. ``RaySlices.map``; by default here, slice by slice."""
     refs = references if references is not None else conform([], REFERENCE_TEXT_SCHEMA)
     prev = previous if previous is not None and previous.height else conform([], FILTERED_SCHEMA)
     df = verified.select(CURATION_COLUMNS).with_columns(training_text_expr().alias("training_text"))
@@ -382,32 +412,25 @@ def decide(
             r.dup_of[i] = first_id
     del dups, prev_keys
 
-    # decontamination: word n-grams, then near-duplicates of reference items
-    ctext = df["prompt"].fill_null("") + "\n" + df["training_text"]
+    # decontamination: word n-grams, then near-duplicates of reference items, a slice of rows
+    # at a time (a row's answer depends on the row alone), on a Ray cluster when given one
     alive = r.alive()
     if refs.height and alive.any():
-        counts, first = ngram_hits(ctext, refs, settings.decontamination_ngram)
+        live = np.flatnonzero(alive)
+        slices = (df["prompt"].gather(rows).fill_null("") + "\n" + df["training_text"].gather(rows)
+                  for rows in (live[s:s + SHINGLE_CHUNK] for s in range(0, len(live), SHINGLE_CHUNK)))
+        near = settings.near_duplicates if settings.decontaminate_near_duplicates else None
+        hits = pl.concat((map_slices or _local_map)(reference_hits, slices, refs, settings.decontamination_ngram,
+                                                    near))
         ng = settings.decontamination_ngram
-        for reason, is_bench in (("contaminated_heldout", False), ("contaminated_benchmark", True)):
-            mask = alive & (counts > 0) & np.array([(f or "").startswith("benchmark:") == is_bench for f in first])
-            r.drop(mask, reason, lambda i: f"{counts[i]} shared {ng}-word sequences with {first[i]}")
-        alive = r.alive()
-        if settings.decontaminate_near_duplicates and alive.any():
-            live = np.flatnonzero(alive)
-            nr = refs.height
-            labels = (refs["ref_source"] + ":" + refs["ref_id"]).to_list()
-            # only reference-candidate pairs count, so the candidates can go a slice at a time
-            for s in range(0, len(live), SHINGLE_CHUNK):
-                rows = live[s:s + SHINGLE_CHUNK]
-                texts = pl.concat([refs["text"], ctext.gather(rows)])
-                nd = find_near_duplicates(texts, settings.near_duplicates,
-                                          pair_filter=lambda a, b: (a < nr) & (b >= nr))
-                hit, partner, jac = nd.linked(np.arange(len(texts)) < nr)
-                for x in np.flatnonzero(hit[nr:]):
-                    r.drop_rows([rows[x]], "contaminated_near_duplicate",
-                                f"Jaccard {jac[nr + x]:.2f} with {labels[partner[nr + x]]}")
-                del nd
-    del ctext
+        for x, count, first, label, jac in hits.with_row_index("x").filter(
+                (pl.col("count") > 0) | pl.col("near").is_not_null()).iter_rows():
+            if count:
+                reason = "contaminated_benchmark" if first.startswith("benchmark:") else "contaminated_heldout"
+                r.drop_rows([live[x]], reason, f"{count} shared {ng}-word sequences with {first}")
+            else:
+                r.drop_rows([live[x]], "contaminated_near_duplicate", f"Jaccard {jac:.2f} with {label}")
+        del hits
     df = df.drop("prompt", "completion", "extracted_answer", "verdict_detail", "judge_score")
 
     # near-duplicates among completions: this generation plus everything accepted before
@@ -563,7 +586,7 @@ class StoredCuration:
 def curate_generation(warehouse: "Warehouse", generation: int, settings: CurationSettings,
                       references: pl.DataFrame | None = None, verified_table: str = "verified_set",
                       kept_table: str = "filtered_set", dropped_table: str = "filter_drops",
-                      log=lambda _m: None) -> StoredCuration:  # noqa: ANN001
+                      log=lambda _m: None, map_slices: MapSlices | None = None) -> StoredCuration:  # noqa: ANN001
     """``curate`` from and into the warehouse: the decisions read only ``CURATION_COLUMNS`` of the
     generation and ``HISTORY_COLUMNS`` of the rows kept in earlier generations, and the kept and
     dropped rows are written by DuckDB joining the stored rows with the decisions, both tables
@@ -584,7 +607,7 @@ def curate_generation(warehouse: "Warehouse", generation: int, settings: Curatio
         f"and {0 if previous is None else previous.height} rows accepted earlier")
     # the frame is passed without a name kept here, so decide() frees the columns it is done with
     dec = decide(warehouse.sql(f"select {cols} from {v} where generation = ?", [generation]), settings,
-                 references, previous)
+                 references, previous, map_slices)
     del previous
     decisions = dec.table.with_row_index("_pos")
     kept_cols = ", ".join(f'd."{c}"' if c in DECISION_SCHEMA and c != "candidate_id" else f'v."{c}"'

@@ -181,3 +181,46 @@ class RaySandbox:
         if missing:  # a batch came back short: never let a candidate go without a verdict
             raise RuntimeError(f"ray: {missing} of {len(jobs)} programs came back without a result")
         return results  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------- per-row data work
+class RaySlices:
+    """Per-row curation work on the cluster: ``fn(slice, *shared)`` as one Ray task per slice of
+    rows (``shared`` is put in the object store once), results in slice order. The functions
+    are pure, so a task retried after its worker died gives the same answer; the driver
+    assembles the answers and writes DuckDB, never the workers."""
+
+    def __init__(self, settings: RaySettings, log: Callable[[str], None] = lambda _m: None) -> None:
+        import ray
+
+        if not settings.ray_address:
+            raise SynthConfigError("RaySlices needs a cluster address (SYNTH_RAY_ADDRESS)")
+        check_reachable(settings.ray_address, settings.ray_connect_timeout_s)
+        self._owns = not ray.is_initialized()  # a RaySandbox of this process may hold the connection
+        if self._owns:
+            ray.init(address=settings.ray_address, logging_level="ERROR", log_to_driver=False,
+                     configure_logging=False)
+        self._ray, self.settings, self.log = ray, settings, log
+        self.cpus = int(ray.cluster_resources().get("CPU", 0))
+        if self.cpus == 0:
+            raise SynthConfigError(f"Ray cluster at {settings.ray_address} has no node with CPUs; "
+                                   "add a worker (`ray start --address <head>`)")
+
+    def map(self, fn: Callable[..., Any], slices: Any, *shared: Any) -> list:
+        remote = self._ray.remote(num_cpus=1, max_retries=self.settings.ray_task_retries, retry_exceptions=False,
+                                  scheduling_strategy="SPREAD")(fn)
+        refs = [self._ray.put(x) for x in shared]
+        tasks = [remote.remote(s, *refs) for s in slices]
+        self.log(f"{fn.__name__}: {len(tasks)} slices on the Ray cluster at {self.settings.ray_address} "
+                 f"({self.cpus} CPUs)")
+        try:
+            return self._ray.get(tasks)
+        except self._ray.exceptions.RayError as exc:
+            raise RuntimeError(f"ray: {fn.__name__} failed on the cluster after {self.settings.ray_task_retries} "
+                               f"retries ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); nothing was "
+                               "written") from None
+
+    def close(self) -> None:
+        """Ends the connection only when this object opened it."""
+        if self._owns and self._ray.is_initialized():
+            self._ray.shutdown()
