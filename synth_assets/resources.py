@@ -156,6 +156,9 @@ class OpenAIGeneratorResource(EndpointSettings, GeneratorResource):
     cache: bool = Field(default=True, description="keep responses in the DuckDB response cache (resumable runs)")
     cache_path: Optional[str] = Field(default=None, description="default SYNTH_RESPONSE_CACHE or response_cache.duckdb "
                                       "beside the warehouse")
+    ray_address: Optional[str] = Field(default=None, description="send the requests from Ray tasks on this cluster "
+                                       "(SYNTH_RAY_ADDRESS), for server fleets one client cannot keep busy")
+    ray_batch_requests: int = Field(default=64, ge=1, description="requests per Ray task (a task's samples stay together)")
 
     def settings(self, where: str = "generator") -> EndpointSettings:
         s = EndpointSettings(**self.model_dump(include=set(EndpointSettings.model_fields)))
@@ -167,6 +170,11 @@ class OpenAIGeneratorResource(EndpointSettings, GeneratorResource):
         from synth_assets.core.response_cache import default_cache_path
 
         cache = (self.cache_path or default_cache_path()) if self.cache else None
+        if self.ray_address:
+            from synth_assets.core.ray_fanout import RayEndpointGenerator, RaySettings
+
+            return RayEndpointGenerator(self.settings(), RaySettings(ray_address=self.ray_address), cache_path=cache,
+                                        batch_requests=self.ray_batch_requests, log=_resource_log)
         return OpenAICompatibleGenerator(self.settings(), cache_path=cache, log=_resource_log)
 
 
@@ -311,6 +319,7 @@ def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> Generat
                                       "api_key_env": _from_env("SYNTH_OPENAI_API_KEY_ENV"),
                                       "concurrency": _int_from_env("SYNTH_OPENAI_CONCURRENCY", 1, 100_000),
                                       "samples_per_request": _int_from_env("SYNTH_OPENAI_SAMPLES_PER_REQUEST", 1, 128),
+                                      "ray_address": _from_env("SYNTH_RAY_ADDRESS"),
                                       }.items() if v is not None}
         return OpenAIGeneratorResource(base_url=dg.EnvVar("SYNTH_OPENAI_BASE_URL"),
                                        model=dg.EnvVar("SYNTH_OPENAI_MODEL"), **optional)

@@ -457,3 +457,19 @@ def test_endpoint_numbers_from_the_environment_reach_the_generator(monkeypatch):
     monkeypatch.setenv("SYNTH_OPENAI_SAMPLES_PER_REQUEST", "0")
     with pytest.raises(SynthConfigError, match="SYNTH_OPENAI_SAMPLES_PER_REQUEST='0': a whole number from 1 to 128"):
         generator_from_env()
+
+
+def test_a_ray_address_in_the_environment_sends_endpoint_requests_to_the_cluster(monkeypatch):
+    """SYNTH_RAY_ADDRESS reaches the endpoint generator; an address nobody listens on fails
+    before any request, naming the cluster (the fan-out itself: tests/test_ray_fanout.py)."""
+    import dagster as dg
+
+    from synth_assets.resources import generator_from_env
+
+    monkeypatch.setenv("SYNTH_GENERATOR", "openai")
+    monkeypatch.setenv("SYNTH_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("SYNTH_OPENAI_MODEL", "m")
+    monkeypatch.setenv("SYNTH_RAY_ADDRESS", "127.0.0.1:9")
+    with dg.build_resources({"generator": generator_from_env()}) as res:
+        with pytest.raises(SynthConfigError, match=r"Ray cluster at 127.0.0.1:9 is unreachable .*nothing was run"):
+            res.generator.build()

@@ -140,3 +140,36 @@ def test_curation_with_its_per_row_work_on_the_cluster_decides_as_the_local_path
         slices.close()
     contaminated = local.table.filter(pl.col("drop_reason").str.starts_with("contaminated")).height
     assert (remote.table.equals(local.table), contaminated > 0) == (True, True)
+
+
+def test_endpoint_requests_sent_from_ray_tasks_give_the_local_samples_and_resume_from_the_cache(
+        cluster, llama_server, tmp_path):
+    """A real OpenAI-compatible server (llama.cpp's) asked from Ray tasks of one task's samples
+    each: the same samples in request order as the local client, every one cached by the driver,
+    and a second run served from the cache without a request."""
+    from synth_assets.core.generation import SampleRequest
+    from synth_assets.core.openai_backend import EndpointSettings, OpenAICompatibleGenerator
+    from synth_assets.core.ray_fanout import RayEndpointGenerator
+    from tests.test_openai_generators import SERVED_MODEL, cached_keys
+
+    reqs = [SampleRequest(t, f"Q: What is {t}?\nA:", "t", 0.0, 1.0, 6, ("\n",), 1000 * k + i, i)
+            for k, t in enumerate(["2+2", "3+5", "7-1", "9+9"]) for i in range(3)]
+    settings = EndpointSettings(base_url=llama_server + "/v1", model=SERVED_MODEL, samples_per_request=1)
+    local = [s.text for s in OpenAICompatibleGenerator(settings).generate(reqs)]
+    cache = str(tmp_path / "cache.duckdb")
+    gen = RayEndpointGenerator(settings, RaySettings(ray_address=cluster.address), cache_path=cache, batch_requests=3)
+    try:
+        first = [s.text for s in gen.generate(reqs)]
+        completed = gen.stats.completed
+        again = list(gen.generate(reqs))
+    finally:
+        gen.close()
+    assert (first, completed, len(cached_keys(cache)), [s.cached for s in again], gen.stats.cache_hits) == (
+        local, 12, 12, [True] * 12, 12)
+
+
+def test_request_batches_never_split_a_tasks_samples():
+    from synth_assets.core.ray_fanout import request_batches
+
+    assert request_batches(["a", "a", "a", "b", "b", "c", "c", "c", "c", "d"], 4) == [
+        [0, 1, 2, 3, 4], [5, 6, 7, 8], [9]]

@@ -224,3 +224,112 @@ class RaySlices:
         """Ends the connection only when this object opened it."""
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
+
+
+# --------------------------------------------------------------------- endpoint generation
+def _generate_batch(settings: Any, requests: list) -> tuple[list, dict]:
+    """On a worker: one batch of requests against the endpoint, without a cache (the driver
+    keeps the one cache); the samples and the batch's request counts."""
+    from synth_assets.core.openai_backend import OpenAICompatibleGenerator
+
+    gen = OpenAICompatibleGenerator(settings, cache_path=None)
+    return list(gen.generate(requests)), gen.stats.as_dict()
+
+
+def request_batches(task_ids: list[str], size: int) -> list[list[int]]:
+    """Contiguous batches of about ``size`` requests that never split a task's samples (they
+    share one request with ``n`` where the server supports it)."""
+    batches: list[list[int]] = []
+    for i, task in enumerate(task_ids):
+        if batches and (len(batches[-1]) < size or task_ids[batches[-1][-1]] == task):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+class RayEndpointGenerator:
+    """An OpenAI-compatible endpoint's requests fanned out over Ray tasks, for fleets of inference
+    servers that one client process cannot keep busy. The driver reads and writes the response
+    cache (a worker's samples are cached as its batch returns, so a killed run resumes), each
+    task runs the ordinary client with the endpoint's settings (concurrency, retries, ``n``),
+    and samples are handed on in request order, as ``OpenAICompatibleGenerator.generate``."""
+
+    name = "openai_compatible"
+
+    def __init__(self, settings: Any, ray_settings: RaySettings, cache_path: str | None = None,
+                 batch_requests: int = 64, log: Callable[[str], None] = lambda _m: None) -> None:
+        import ray
+
+        from synth_assets.core.openai_backend import OpenAICompatibleGenerator
+
+        if not ray_settings.ray_address:
+            raise SynthConfigError("RayEndpointGenerator needs a cluster address (SYNTH_RAY_ADDRESS)")
+        self.local = OpenAICompatibleGenerator(settings, cache_path=cache_path, log=log)
+        self.settings, self.ray_settings, self.batch_requests, self.log = settings, ray_settings, batch_requests, log
+        self.model, self.terms, self.prices, self.stats = (self.local.model, self.local.terms, self.local.prices,
+                                                           self.local.stats)
+        check_reachable(ray_settings.ray_address, ray_settings.ray_connect_timeout_s)
+        self._owns = not ray.is_initialized()
+        if self._owns:
+            ray.init(address=ray_settings.ray_address, logging_level="ERROR", log_to_driver=False,
+                     configure_logging=False)
+        self._ray = ray
+        self._remote = ray.remote(num_cpus=1, max_retries=ray_settings.ray_task_retries, retry_exceptions=False,
+                                  scheduling_strategy="SPREAD")(_generate_batch)
+
+    @property
+    def identity(self) -> str:
+        return self.local.identity
+
+    def generate(self, requests: Any) -> Any:
+        keys = [r.key(self.identity) for r in requests]
+        cache = self.local._open_cache()
+        try:
+            hits = cache.get_many(keys) if cache is not None else {}
+            self.stats.cache_hits += sum(1 for k in keys if k in hits)
+            todo = [i for i, k in enumerate(keys) if k not in hits]
+            batches = [[todo[j] for j in b] for b in
+                       request_batches([requests[i].task_id for i in todo], self.batch_requests)]
+            pending = {self._remote.remote(self.settings, [requests[i] for i in b]): b for b in batches}
+            if todo:
+                self.log(f"{self.model}: {len(todo)} requests in {len(batches)} Ray tasks on "
+                         f"{self.ray_settings.ray_address} ({len(hits)} from the response cache)")
+            ready: dict[int, Any] = {}
+            for i, k in enumerate(keys):
+                if k in hits:
+                    yield hits[k]
+                    continue
+                while i not in ready:
+                    done, _ = self._ray.wait(list(pending), num_returns=1)
+                    b = pending.pop(done[0])
+                    try:
+                        samples, stats = self._ray.get(done[0])
+                    except self._ray.exceptions.RayError as exc:
+                        raise SynthConfigError(
+                            f"generator {self.model}: a batch of {len(b)} requests (task {requests[b[0]].task_id} "
+                            f"onwards) failed on the Ray cluster ({str(exc).strip().splitlines()[-1][:400]}); "
+                            f"{self.stats.completed} samples completed this run"
+                            + (" and are cached; run again to resume" if cache is not None else "")) from None
+                    for j, s in zip(b, samples):
+                        if cache is not None:
+                            cache.put(keys[j], self.model, s)
+                        ready[j] = s
+                    for name, value in stats.items():
+                        if name == "errors_by_kind":
+                            for kind, count in value.items():
+                                self.stats.errors_by_kind[kind] = self.stats.errors_by_kind.get(kind, 0) + count
+                        elif name != "cache_hits":
+                            setattr(self.stats, name, getattr(self.stats, name) + value)
+                yield ready.pop(i)
+        finally:
+            for ref in list(locals().get("pending", {})):
+                self._ray.cancel(ref, force=True)
+            if cache is not None:
+                from synth_assets.core.response_cache import release_shared
+
+                release_shared(cache)
+
+    def close(self) -> None:
+        if self._owns and self._ray.is_initialized():
+            self._ray.shutdown()
