@@ -41,6 +41,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 LOCK_WAIT_S = 110.0  # how long a writer waits for another process's lock on the file
+WRITE_MEMORY_LIMIT = "256MB"  # DuckDB's memory for writes that join stored rows (write_generation_sql)
 
 
 def _locked(exc: BaseException) -> bool:
@@ -162,6 +163,9 @@ class Warehouse:
         ``write_generation``. Returns the rows written per table."""
         written: dict[str, int] = {}
         with self.transaction() as con:
+            # the join and its ordering spill to disk past this, rather than grow the process:
+            # a million wide rows sorted in memory took 600 MB more than the decisions
+            con.execute(f"set memory_limit = '{WRITE_MEMORY_LIMIT}'")
             for name, frame in relations.items():
                 con.register(name, frame.to_arrow())
             for table, query in writes.items():
@@ -176,6 +180,7 @@ class Warehouse:
                 written[table] = int(con.execute(f"select count(*) from {t} where generation = ?",
                                                  [generation]).fetchone()[0])
                 self._register(con, table, generation, written[table])
+            con.execute("reset memory_limit")  # the setting is the database's, shared by its other connections
         return written
 
     def append(self, table: str, df: pl.DataFrame) -> None:
