@@ -142,21 +142,24 @@ def test_curation_with_its_per_row_work_on_the_cluster_decides_as_the_local_path
     assert (remote.table.equals(local.table), contaminated > 0) == (True, True)
 
 
-def test_endpoint_requests_sent_from_ray_tasks_give_the_local_samples_and_resume_from_the_cache(
+def test_endpoint_requests_sent_from_ray_tasks_give_the_served_samples_in_order_and_resume_from_the_cache(
         cluster, llama_server, tmp_path):
-    """A real OpenAI-compatible server (llama.cpp's) asked from Ray tasks of one task's samples
-    each: the same samples in request order as the local client, every one cached by the driver,
-    and a second run served from the cache without a request."""
+    """llama.cpp's real OpenAI-compatible server, behind the proxy's double of vLLM's ``n`` (which
+    records what the server answered), asked from Ray tasks of one task's samples each: every
+    sample is what the server served for its request, in request order, cached by the driver; a
+    second run is served from the cache. (Compared with what was served, not with a second local
+    run: the server's outputs are not bit-stable between runs even greedy.)"""
     from synth_assets.core.generation import SampleRequest
-    from synth_assets.core.openai_backend import EndpointSettings, OpenAICompatibleGenerator
+    from synth_assets.core.openai_backend import EndpointSettings, group_requests
     from synth_assets.core.ray_fanout import RayEndpointGenerator
+    from tests.fault_proxy import FaultProxy
     from tests.test_openai_generators import SERVED_MODEL, cached_keys
 
-    reqs = [SampleRequest(t, f"Q: What is {t}?\nA:", "t", 0.0, 1.0, 6, ("\n",), 1000 * k + i, i)
+    reqs = [SampleRequest(t, f"Q: What is {t}?\nA:", "t", 0.7, 0.95, 6, ("\n",), 1000 * k + i, i)
             for k, t in enumerate(["2+2", "3+5", "7-1", "9+9"]) for i in range(3)]
-    settings = EndpointSettings(base_url=llama_server + "/v1", model=SERVED_MODEL, samples_per_request=1)
-    local = [s.text for s in OpenAICompatibleGenerator(settings).generate(reqs)]
+    proxy = FaultProxy(llama_server, serve_n=True)
     cache = str(tmp_path / "cache.duckdb")
+    settings = EndpointSettings(base_url=proxy.url, model=SERVED_MODEL, samples_per_request=3)
     gen = RayEndpointGenerator(settings, RaySettings(ray_address=cluster.address), cache_path=cache, batch_requests=3)
     try:
         first = [s.text for s in gen.generate(reqs)]
@@ -164,8 +167,11 @@ def test_endpoint_requests_sent_from_ray_tasks_give_the_local_samples_and_resume
         again = list(gen.generate(reqs))
     finally:
         gen.close()
+        proxy.close()
+    served = [t.split("\n")[0] for g in group_requests(reqs, 3)
+              for t in proxy.served[f"{reqs[g[0]].seed}|{reqs[g[0]].prompt}"]]
     assert (first, completed, len(cached_keys(cache)), [s.cached for s in again], gen.stats.cache_hits) == (
-        local, 12, 12, [True] * 12, 12)
+        served, 12, 12, [True] * 12, 12)
 
 
 def test_request_batches_never_split_a_tasks_samples():

@@ -285,6 +285,7 @@ class RayEndpointGenerator:
     def generate(self, requests: Any) -> Any:
         keys = [r.key(self.identity) for r in requests]
         cache = self.local._open_cache()
+        pending: dict = {}
         try:
             hits = cache.get_many(keys) if cache is not None else {}
             self.stats.cache_hits += sum(1 for k in keys if k in hits)
@@ -323,7 +324,7 @@ class RayEndpointGenerator:
                             setattr(self.stats, name, getattr(self.stats, name) + value)
                 yield ready.pop(i)
         finally:
-            for ref in list(locals().get("pending", {})):
+            for ref in pending:  # a caller that stopped early, or a failed batch: the rest is not waited for
                 self._ray.cancel(ref, force=True)
             if cache is not None:
                 from synth_assets.core.response_cache import release_shared
