@@ -127,15 +127,21 @@ def start_llama_server(threads: int = 2):  # noqa: ANN201
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    import tempfile
+
+    # its log (a line per request) goes to a file: a pipe nobody reads fills up after a few
+    # hundred requests and then blocks the server
+    log = tempfile.NamedTemporaryFile(prefix="llama_server_", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(ensure_model_file()), "--model_alias", SERVED_MODEL,
          "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", "2048",
          "--interrupt_requests", "False", "--verbose", "False"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env={**os.environ})
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ})
+    log.close()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"llama_cpp.server exited: {Path(log.name).read_text(errors='replace')[-2000:]}")
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
             return proc, f"http://127.0.0.1:{port}"
