@@ -60,6 +60,26 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise SynthConfigError(f"Ray cluster at {address} is unreachable ({why}); nothing was run. {_FIX}") from None
 
 
+def connect(settings: RaySettings) -> bool:
+    """Check the address, then join the cluster unless this process already has; True when this
+    call opened the connection (so only its opener ends it)."""
+    import ray
+
+    check_reachable(settings.ray_address, settings.ray_connect_timeout_s)
+    if ray.is_initialized():
+        return False
+    ray.init(address=settings.ray_address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
+    return True
+
+
+def disconnect(owns: bool) -> None:
+    """The cluster belongs to the user; only a connection this process's caller opened ends."""
+    import ray
+
+    if owns and ray.is_initialized():
+        ray.shutdown()
+
+
 # --------------------------------------------------------------------- on the workers
 _SANDBOXES: dict[tuple, Sandbox] = {}
 
@@ -105,10 +125,7 @@ class RaySandbox:
         self.python = python_executable or "/usr/bin/python3"
         self._python_arg = python_executable
         self.warnings: list[str] = []
-        check_reachable(settings.ray_address, settings.ray_connect_timeout_s)
-        if not ray.is_initialized():
-            ray.init(address=settings.ray_address, logging_level="ERROR", log_to_driver=False,
-                     configure_logging=False)
+        self._owns = connect(settings)
         self._ray = ray
         # SPREAD: batches go to every node evenly (the default packs a node first; measured
         # +32% against the local path at 2 workers, bench/scale.py)
@@ -141,9 +158,7 @@ class RaySandbox:
         return nodes
 
     def close(self) -> None:
-        """The cluster belongs to the user; only this process's connection ends."""
-        if self._ray.is_initialized():
-            self._ray.shutdown()
+        disconnect(self._owns)
 
     def run_many(self, programs: list[str]) -> list[RunResult]:
         """Trusted scripts' exit status (see ``Sandbox.run_many``), on the cluster."""
@@ -195,11 +210,7 @@ class RaySlices:
 
         if not settings.ray_address:
             raise SynthConfigError("RaySlices needs a cluster address (SYNTH_RAY_ADDRESS)")
-        check_reachable(settings.ray_address, settings.ray_connect_timeout_s)
-        self._owns = not ray.is_initialized()  # a RaySandbox of this process may hold the connection
-        if self._owns:
-            ray.init(address=settings.ray_address, logging_level="ERROR", log_to_driver=False,
-                     configure_logging=False)
+        self._owns = connect(settings)  # a RaySandbox of this process may hold the connection
         self._ray, self.settings, self.log = ray, settings, log
         self.cpus = int(ray.cluster_resources().get("CPU", 0))
         if self.cpus == 0:
@@ -221,9 +232,7 @@ class RaySlices:
                                "written") from None
 
     def close(self) -> None:
-        """Ends the connection only when this object opened it."""
-        if self._owns and self._ray.is_initialized():
-            self._ray.shutdown()
+        disconnect(self._owns)
 
 
 # --------------------------------------------------------------------- endpoint generation
@@ -269,11 +278,7 @@ class RayEndpointGenerator:
         self.settings, self.ray_settings, self.batch_requests, self.log = settings, ray_settings, batch_requests, log
         self.model, self.terms, self.prices, self.stats = (self.local.model, self.local.terms, self.local.prices,
                                                            self.local.stats)
-        check_reachable(ray_settings.ray_address, ray_settings.ray_connect_timeout_s)
-        self._owns = not ray.is_initialized()
-        if self._owns:
-            ray.init(address=ray_settings.ray_address, logging_level="ERROR", log_to_driver=False,
-                     configure_logging=False)
+        self._owns = connect(ray_settings)
         self._ray = ray
         self._remote = ray.remote(num_cpus=1, max_retries=ray_settings.ray_task_retries, retry_exceptions=False,
                                   scheduling_strategy="SPREAD")(_generate_batch)
@@ -332,5 +337,4 @@ class RayEndpointGenerator:
                 release_shared(cache)
 
     def close(self) -> None:
-        if self._owns and self._ray.is_initialized():
-            self._ray.shutdown()
+        disconnect(self._owns)
