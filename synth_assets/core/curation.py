@@ -359,7 +359,7 @@ def curate(
     In memory; ``curate_generation`` does the same from and into the warehouse.
     """
     verified = conform(verified, VERDICT_SCHEMA) if set(CURATION_COLUMNS) - set(verified.columns) else verified
-    dec = decide(verified.select(CURATION_COLUMNS), settings, references, previous)
+    dec = decide(verified, settings, references, previous)
     out = verified.drop([c for c in DECISION_SCHEMA if c != "candidate_id" and c in verified.columns]).hstack(
         dec.table.drop("candidate_id"))
     keep = out["drop_reason"].is_null()
@@ -610,14 +610,14 @@ def curate_generation(warehouse: "Warehouse", generation: int, settings: Curatio
                  references, previous, map_slices)
     del previous
     decisions = dec.table.with_row_index("_pos")
-    kept_cols = ", ".join(f'd."{c}"' if c in DECISION_SCHEMA and c != "candidate_id" else f'v."{c}"'
-                          for c in FILTERED_SCHEMA)
-    drop_cols = ", ".join(f'd."{c}"' if c in DECISION_SCHEMA and c != "candidate_id" else f'v."{c}"'
-                          for c in DROP_SCHEMA)
-    join = f"from {v} v join _decisions d using (candidate_id) where v.generation = ?"
+
+    def select(schema: dict, which: str) -> str:  # a schema's columns: decisions from d, the rest as stored
+        cols = ", ".join(f'd."{c}"' if c in DECISION_SCHEMA and c != "candidate_id" else f'v."{c}"' for c in schema)
+        return (f"select {cols} from {v} v join _decisions d using (candidate_id) "
+                f"where v.generation = ? and d.drop_reason is {which} order by d._pos")
+
     written = warehouse.write_generation_sql(
-        {kept_table: f"select {kept_cols} {join} and d.drop_reason is null order by d._pos",
-         dropped_table: f"select {drop_cols} {join} and d.drop_reason is not null order by d._pos"},
+        {kept_table: select(FILTERED_SCHEMA, "null"), dropped_table: select(DROP_SCHEMA, "not null")},
         [generation], generation, {"_decisions": decisions})
     dropped = decisions.filter(pl.col("drop_reason").is_not_null())
     reasons = {str(k): int(c) for k, c in dropped.group_by("drop_reason").len().sort("drop_reason").iter_rows()}

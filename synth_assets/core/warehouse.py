@@ -146,10 +146,7 @@ class Warehouse:
         arrow_df = df.to_arrow()  # noqa: F841
         with self.transaction() as con:
             con.execute(f"create table if not exists {t} as select * from arrow_df limit 0")
-            existing = {r[0] for r in con.execute(f"describe {t}").fetchall()}
-            for name in df.columns:
-                if name not in existing:
-                    con.execute(f'alter table {t} add column "{name}" {_duck_type(con, df, name)}')
+            _add_columns(con, t, df.columns, lambda name: _duck_type(con, df, name))
             con.execute(f"delete from {t} where generation = ?", [generation])
             if df.height:
                 con.execute(f"insert into {t} by name select * from arrow_df")
@@ -171,10 +168,8 @@ class Warehouse:
             for table, query in writes.items():
                 t = f"{self.schema}.{_ident(table)}"
                 con.execute(f"create table if not exists {t} as select * from ({query}) limit 0", params)
-                existing = {r[0] for r in con.execute(f"describe {t}").fetchall()}
-                for name, dtype, *_ in con.execute(f"describe select * from ({query})", params).fetchall():
-                    if name not in existing:
-                        con.execute(f'alter table {t} add column "{name}" {dtype}')
+                types = {r[0]: r[1] for r in con.execute(f"describe select * from ({query})", params).fetchall()}
+                _add_columns(con, t, list(types), types.get)
                 con.execute(f"delete from {t} where generation = ?", [generation])
                 con.execute(f"insert into {t} by name select * from ({query})", params)
                 written[table] = int(con.execute(f"select count(*) from {t} where generation = ?",
@@ -265,6 +260,15 @@ class Warehouse:
         """Run a read-only query; tables live in schema ``synth``."""
         with self.connect(read_only=True) as con:
             return pl.from_arrow(con.sql(query, params=params or None).to_arrow_table())
+
+
+def _add_columns(con: duckdb.DuckDBPyConnection, table: str, names: list[str], type_of) -> None:  # noqa: ANN001
+    """Columns the table lacks are added (older generations read NULL there), so a schema change
+    across releases never deletes history; ``type_of(name)`` is asked only for those."""
+    existing = {r[0] for r in con.execute(f"describe {table}").fetchall()}
+    for name in names:
+        if name not in existing:
+            con.execute(f'alter table {table} add column "{name}" {type_of(name)}')
 
 
 def _duck_type(con: duckdb.DuckDBPyConnection, df: pl.DataFrame, name: str) -> str:
