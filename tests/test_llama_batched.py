@@ -46,6 +46,28 @@ def test_a_family_prefix_is_evaluated_once_across_tasks(gen):
     assert dec.prompt_tokens_evaluated - before == sum(s.prompt_tokens - shared for s in out)
 
 
+def test_two_families_in_one_batch_each_find_their_own_prefix_cached(gen):
+    """A batch that spans two families (or a family's two prompt templates, as the held-out
+    evaluation's rephrased variant) caches each family's prefix in a slot of its own; with one
+    cached prefix the two shared only the instruction line and were evaluated whole."""
+    dec = BatchedDecoder(gen._llm, parallel=8, n_ctx_per_seq=512)  # no prefix cached by other tests
+    spell = [(f"Spell {w} backwards.", w[::-1]) for w in ("cat", "door", "window")]
+    words = "apple banana cherry lemon".split()
+    reqs = [req(answer_prompt(f"How many letters are in the word {w}?", shots), i)
+            for i, (w, shots) in enumerate((w, s) for w in words for s in (SHOTS, spell))]  # alternating
+    list(dec.generate(reqs))
+    before = dec.prompt_tokens_evaluated
+    out = list(dec.generate(reqs))
+    dec.close()
+    tokens = [dec._prompt_tokens(r) for r in reqs]
+    shared = {}
+    for fam in (0, 1):
+        mine = tokens[fam::2]
+        shared[fam] = min(BatchedDecoder._common(mine[0], t) for t in mine[1:])
+    assert min(shared.values()) > 50  # the three examples and the question up to the word
+    assert dec.prompt_tokens_evaluated - before == sum(s.prompt_tokens - shared[i % 2] for i, s in enumerate(out))
+
+
 def test_a_long_answer_does_not_hold_back_short_ones(gen):
     """Continuous batching: 1 request of 40 tokens beside 12 of 1 token; the short ones take the
     freed slots while the long one runs, so the whole takes about as many decode steps as the

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 
 from synth_assets.core.generation import Sample, SampleRequest
 
+# cached shared prefixes: the default pool's seven answer families, a code family and a spare
+PREFIX_SLOTS = 8
+
 
 @dataclass
 class _Seq:
@@ -51,7 +54,11 @@ class BatchedDecoder:
         params.n_ctx = (parallel + 1) * n_ctx_per_seq
         params.n_batch = max(512, parallel)
         params.n_ubatch = max(512, parallel)
-        params.n_seq_max = parallel + 1  # one more: the shared prefix lives in sequence ``parallel``
+        # the sequences after the ``parallel`` decoding ones hold cached shared prefixes (a family's
+        # few-shot examples under one template each); together they hold at most one sequence's
+        # worth of cells
+        self.prefix_slots = PREFIX_SLOTS
+        params.n_seq_max = parallel + self.prefix_slots
         params.kv_unified = True  # sequences share prompt cells copied from one evaluation
         params.n_threads = params.n_threads_batch = llm.context_params.n_threads
         self.n_ctx_per_seq = n_ctx_per_seq
@@ -61,11 +68,11 @@ class BatchedDecoder:
             scales = (ctypes.c_float * 1)(lora_scale)
             if llama_cpp.llama_set_adapters_lora(self._ctx.ctx, adapters, 1, scales):
                 raise RuntimeError("llama.cpp refused the LoRA adapter on the batched context")
-        self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, parallel + 1)
+        self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
         self._n_batch = params.n_batch
         self._bos = [llm.token_bos()] if llm._model.add_bos_token() and llm.token_bos() >= 0 else []
         self._vocab = llm._model.vocab
-        self._prefix: list[int] = []
+        self._prefixes: dict[int, list[int]] = {}  # slot sequence id -> its tokens, least recently used first
         self.min_prefix = 32  # a shorter shared prefix is not worth a copy
         # what the bench and the tests read: work done, not time
         self.prompt_tokens_evaluated = 0
@@ -113,8 +120,8 @@ class BatchedDecoder:
 
     @property
     def shared_prefix_tokens(self) -> int:
-        """Tokens of the prefix currently cached for every prompt that starts with it."""
-        return len(self._prefix)
+        """Tokens of the most recently used cached prefix."""
+        return len(next(reversed(self._prefixes.values()), []))
 
     @staticmethod
     def _common(a: list[int], b: list[int]) -> int:
@@ -125,28 +132,71 @@ class BatchedDecoder:
             n += 1
         return n
 
-    def _refresh_prefix(self, prompts: list[list[int]]) -> None:
-        """Cache the group's common prefix in the prefix sequence when it is long enough to pay
-        and the cache does not already hold it (the few-shot examples a family's answer prompts
-        share: about 250 of their 300 tokens). Groups of one family keep finding it cached."""
-        lcp = prompts[0]
-        for p in prompts[1:]:
-            lcp = lcp[: self._common(lcp, p)]
-        # keep the cache while it still serves these prompts (a family's examples); replace it
-        # when a new family's prompts share a prefix it lacks
-        if len(prompts) < 2 or len(lcp) < self.min_prefix or self._common(self._prefix, lcp) >= self.min_prefix:
-            return
-        cpp = self._cpp
-        cpp.llama_memory_seq_rm(cpp.llama_get_memory(self._ctx.ctx), self.parallel, -1, -1)
-        for start in range(0, len(lcp), self._n_batch):
-            chunk = lcp[start : start + self._n_batch]
-            self._decode([(t, start + k, self.parallel, False) for k, t in enumerate(chunk)])
-        self.prompt_tokens_evaluated += len(lcp)
-        self._prefix = list(lcp)
+    def _gain(self, lcp: list[int], k: int) -> int:
+        """Prompt tokens saved by caching ``lcp`` for ``k`` distinct prompts that start with it,
+        given what the cached prefixes already serve, minus its own evaluation."""
+        served = max((self._common(p, lcp) for p in self._prefixes.values()), default=0)
+        return k * (len(lcp) - (served if served >= self.min_prefix else 0)) - len(lcp)
 
-    def _cached_part(self, tokens: list[int]) -> int:
-        n = self._common(self._prefix, tokens)
-        return n if n >= self.min_prefix else 0
+    def _clusters(self, prompts: list[list[int]]) -> list[list[int]]:
+        """The common prefixes worth caching among ``prompts``. Sorted token lists put every
+        group side by side, and a sorted run's common prefix is the smallest common prefix of
+        its neighbours; a run is split where that is smallest (two families that share only the
+        instruction line) whenever caching the parts saves more than caching the whole."""
+        distinct = sorted({tuple(p) for p in prompts})
+        adj = [self._common(a, b) for a, b in zip(distinct, distinct[1:])]
+
+        def best(lo: int, hi: int) -> tuple[int, list[list[int]]]:
+            if hi - lo < 2:
+                return 0, []
+            n = min(adj[lo : hi - 1])
+            whole = list(distinct[lo][:n])
+            merged = (self._gain(whole, hi - lo), [whole]) if n >= self.min_prefix else (0, [])
+            cuts = [lo] + [i + 1 for i in range(lo, hi - 1) if adj[i] == n] + [hi]
+            parts = [best(a, b) for a, b in zip(cuts, cuts[1:])]
+            split = (sum(g for g, _ in parts), [x for _, xs in parts for x in xs])
+            top = max(merged, split, key=lambda c: c[0])
+            return top if top[0] > 0 else (0, [])
+
+        return best(0, len(distinct))[1]
+
+    def _refresh_prefix(self, prompts: list[list[int]]) -> None:
+        """Cache the common prefix of every group of prompts that the cached prefixes do not
+        serve well (a family's few-shot examples: 110-430 of their 140-490 tokens), each in a
+        slot of its own, so a batch that spans two families or two templates finds both cached.
+        The least recently used prefix makes room."""
+        mem = self._cpp.llama_get_memory(self._ctx.ctx)
+        for lcp in self._clusters(prompts):
+            if len(lcp) > self.n_ctx_per_seq:
+                continue
+            while self._prefixes and (len(self._prefixes) >= self.prefix_slots or
+                                      sum(map(len, self._prefixes.values())) + len(lcp) > self.n_ctx_per_seq):
+                self._evict(mem)
+            slot = next(s for s in range(self.parallel, self.parallel + self.prefix_slots) if s not in self._prefixes)
+            self._cpp.llama_memory_seq_rm(mem, slot, -1, -1)
+            for start in range(0, len(lcp), self._n_batch):
+                chunk = lcp[start : start + self._n_batch]
+                self._decode([(t, start + k, slot, False) for k, t in enumerate(chunk)])
+            self.prompt_tokens_evaluated += len(lcp)
+            self._prefixes[slot] = lcp
+
+    def _evict(self, mem) -> None:  # noqa: ANN001
+        slot = next(iter(self._prefixes))
+        del self._prefixes[slot]
+        self._cpp.llama_memory_seq_rm(mem, slot, -1, -1)
+
+    def _cached_part(self, tokens: list[int]) -> tuple[int, int]:
+        """The slot whose cached prefix shares the most with ``tokens``, and how many tokens
+        (0 when under ``min_prefix``); a slot that serves is marked recently used."""
+        best, n = -1, 0
+        for slot, prefix in self._prefixes.items():
+            k = self._common(prefix, tokens)
+            if k > n:
+                best, n = slot, k
+        if n < self.min_prefix:
+            return -1, 0
+        self._prefixes[best] = self._prefixes.pop(best)
+        return best, n
 
     # ------------------------------------------------------------------ the loop
     def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
@@ -167,7 +217,7 @@ class BatchedDecoder:
                     raise
                 width = max(1, width // 2)
                 self._log(f"batched decoding: {exc}; retrying {len(reqs) - done} requests {width} at a time")
-                self._prefix = []
+                self._prefixes.clear()
                 self._cpp.llama_memory_clear(self._cpp.llama_get_memory(self._ctx.ctx), True)
 
     def _prompt_tokens(self, req: SampleRequest) -> list[int]:
@@ -178,7 +228,7 @@ class BatchedDecoder:
     def _stream(self, reqs: list[SampleRequest], first: int, width: int) -> Iterator[Sample]:
         cpp = self._cpp
         mem = cpp.llama_get_memory(self._ctx.ctx)
-        for sid in range(self.parallel):  # the prefix sequence (id ``parallel``) stays cached
+        for sid in range(self.parallel):  # the prefix slots (ids from ``parallel``) stay cached
             cpp.llama_memory_seq_rm(mem, sid, -1, -1)
         free = list(range(width))
         active: dict[int, _Seq] = {}
@@ -238,9 +288,10 @@ class BatchedDecoder:
                 start = len(t) - 1
                 cpp.llama_memory_seq_cp(mem, had.seq_id, owner.seq_id, 0, start)
             else:
-                start = min(self._cached_part(t), len(t) - 1)  # the last token is always evaluated
+                slot, cached = self._cached_part(t)
+                start = min(cached, len(t) - 1)  # the last token is always evaluated
                 if start:
-                    cpp.llama_memory_seq_cp(mem, self.parallel, owner.seq_id, 0, start)
+                    cpp.llama_memory_seq_cp(mem, slot, owner.seq_id, 0, start)
             items += [(t[k], k, owner.seq_id, k == len(t) - 1) for k in range(start, len(t))]
             last_of += [prompt if k == len(t) - 1 else None for k in range(start, len(t))]
         self.prompt_tokens_evaluated += len(items)
