@@ -1,16 +1,18 @@
 """Batched decoding against llama-cpp-python's one-sequence-at-a-time path, same requests, same run.
 
-    .venv/bin/python bench/batched_generation.py                      # 6 families x 10 tasks, 6 samples
+    .venv/bin/python bench/batched_generation.py                      # 7 families x 10 tasks, 6 samples
     .venv/bin/python bench/batched_generation.py --per-family 4 --widths 1,2,4,8
 
 Requests are what ``raw_candidates`` sends on the defaults (the 3-shot answer prompt, 6 samples
-a task at temperatures 0.7 and 1.0, seeds derived per sample) for reasoning-gym tasks of the six
+a task at temperatures 0.7 and 1.0, seeds derived per sample) for reasoning-gym tasks of the seven
 default families (seed 42, as the task pool draws them). Both paths generate the same requests;
 every candidate is verified by the platform's reasoning-gym verifier, and each family's pass
-rate is printed with its 95% Wilson interval for both paths. Printed: candidates per minute,
-decode tokens per second, the ratio, and how close batched decoding comes to the limit
-(batched tokens/s divided by the single-stream rate times the batch width), then throughput
-as the number of sequences decoded together grows.
+rate is printed with its 95% Wilson interval for both paths (and Fisher's exact p for the
+difference). Printed: candidates per minute, decode tokens per second, the ratio, the batched
+decoder's work (prompt tokens evaluated, tokens decoded, decode steps), how close batched
+decoding comes to the limit (batched tokens/s divided by the single-stream rate times the batch
+width), throughput as the number of sequences decoded together grows, and the ceiling: the
+batched decoder's work at this machine's fastest measured prompt evaluation and decoding rates.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import resource
 import sys
 import time
 from pathlib import Path
+
+from scipy.stats import fisher_exact
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -69,6 +73,10 @@ def main() -> None:
     print(f"{'sequential (create_completion)':<34} {seq_s:>8.1f} {60 * n / seq_s:>15.0f} {tok_seq / seq_s:>13.1f}")
     print(f"{'batched':<34} {bat_s:>8.1f} {60 * n / bat_s:>15.0f} {tok_bat / bat_s:>13.1f}")
     print(f"ratio (candidates per minute): {seq_s / bat_s:.2f}x")
+    carried = sum(s.prompt_tokens for s in bat)
+    print(f"batched decoder's work: {batched.prompt_tokens_evaluated} prompt tokens evaluated of the {carried} the "
+          f"requests carried, {batched.tokens_decoded} tokens decoded in {batched.decode_steps} steps "
+          f"({batched.tokens_decoded / max(batched.decode_steps, 1):.1f} sequences a step)")
     print("\npass rate per family, 95% Wilson interval (sequential | batched):")
     ps, pb = passes(planned, seq), passes(planned, bat)
     for fam in sorted(ps):
@@ -76,8 +84,9 @@ def main() -> None:
         lo1, hi1 = wilson(k1, n1)
         lo2, hi2 = wilson(k2, n2)
         inside = lo1 <= k2 / n2 <= hi1
+        p = fisher_exact([[k1, n1 - k1], [k2, n2 - k2]])[1]
         print(f"  {fam:<18} {k1:>3}/{n1:<3} [{lo1:.2f}, {hi1:.2f}] | {k2:>3}/{n2:<3} [{lo2:.2f}, {hi2:.2f}]"
-              f"  {'within' if inside else 'OUTSIDE'} the sequential interval")
+              f"  {'within' if inside else 'OUTSIDE'} the sequential interval; Fisher p={p:.2f}")
     # throughput against the number of sequences decoded together: on the task requests, and in
     # pure decoding (64 tokens a sequence, no stop), whose single-stream rate sets the limit
     from synth_assets.core.generation import SampleRequest
@@ -86,6 +95,7 @@ def main() -> None:
     single = None
     print(f"\n{'width':>5} {'candidates/min':>15} {'pure decode tok/s':>18} {'of width x single':>18} {'peak RSS':>9}")
     sub = requests[: 4 * max(int(w) for w in args.widths.split(","))]
+    best_decode = 0.0
     for w in (int(x) for x in args.widths.split(",")):
         dec = BatchedDecoder(gen._llm, parallel=w, n_ctx_per_seq=2048)
         _out, secs = run(dec, sub)
@@ -95,10 +105,35 @@ def main() -> None:
         dec.close()
         rate = sum(s.completion_tokens for s in out) / psecs
         single = single or rate
+        best_decode = max(best_decode, rate)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{w:>5} {60 * len(sub) / secs:>15.0f} {rate:>18.1f} {rate / (single * w):>17.0%} {rss:>8.0f}M")
+    # the machine's ceiling: the batched decoder's work at the fastest prompt evaluation and the
+    # fastest batched decoding measured here; no batching of these requests can beat it
+    prompt_rate = prompt_eval_rate(gen)
+    floor_s = batched.prompt_tokens_evaluated / prompt_rate + batched.tokens_decoded / best_decode
+    print(f"\nceiling on this machine: prompt evaluation {prompt_rate:.0f} tokens/s (512-token batches), batched "
+          f"decoding {best_decode:.0f} tokens/s (the widest rate above); the batched decoder's work takes at least "
+          f"{floor_s:.1f} s at those rates, so at best {seq_s / floor_s:.2f}x the sequential path "
+          f"(measured: {seq_s / bat_s:.2f}x)")
     batched.close()
     gen.close()
+
+
+def prompt_eval_rate(gen, tokens: int = 512, repeats: int = 3) -> float:  # noqa: ANN001
+    """Tokens per second evaluating one 512-token prompt (no logits but the last): the most
+    efficient batch shape llama.cpp has for prompts, on this machine."""
+    dec = BatchedDecoder(gen._llm, parallel=1, n_ctx_per_seq=2048)
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    toks = gen._llm.tokenize(text.encode("utf-8"))[:tokens]
+    best = float("inf")
+    for _ in range(repeats):
+        dec._cpp.llama_memory_clear(dec._cpp.llama_get_memory(dec._ctx.ctx), True)
+        t0 = time.perf_counter()
+        dec._decode([(t, k, 0, k == len(toks) - 1) for k, t in enumerate(toks)])
+        best = min(best, time.perf_counter() - t0)
+    dec.close()
+    return len(toks) / best
 
 
 if __name__ == "__main__":
