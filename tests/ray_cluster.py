@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RAY = str(Path(sys.executable).parent / "ray")
+SMALL_NODE_ENV = {"RAY_enable_metrics_collection": "0"}
 
 
 def free_port() -> int:
@@ -112,9 +113,12 @@ class LocalCluster:
         return f"127.0.0.1:{self.port}"
 
     def _start(self, args: list[str], env: dict | None = None) -> RayNode:
-        proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", *args],
+        # a small node's settings (README, "Scaling out"): no log monitor, no metrics collection;
+        # measured: the idle cluster's daemons take 9% of a core instead of 14-15% (3 nodes)
+        proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", "--include-log-monitor=false",
+                                 *args],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                env=env or {**os.environ})
+                                env={**(env or os.environ), **SMALL_NODE_ENV})
         node = RayNode(proc)
         self.nodes.append(node)
         return node
