@@ -166,9 +166,7 @@ class BatchedDecoder:
         slot of its own, so a batch that spans two families or two templates finds both cached.
         The least recently used prefix makes room."""
         mem = self._cpp.llama_get_memory(self._ctx.ctx)
-        for lcp in self._clusters(prompts):
-            if len(lcp) > self.n_ctx_per_seq:
-                continue
+        for lcp in self._clusters(prompts):  # prompts are cut to n_ctx_per_seq, so a prefix fits
             while self._prefixes and (len(self._prefixes) >= self.prefix_slots or
                                       sum(map(len, self._prefixes.values())) + len(lcp) > self.n_ctx_per_seq):
                 self._evict(mem)

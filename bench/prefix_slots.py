@@ -1,0 +1,51 @@
+"""One cached prefix against eight, on the held-out evaluation's requests, alternating in one process.
+
+    .venv/bin/python bench/prefix_slots.py              # 20 items per family and variant (420 items)
+
+Requests are ``generator_eval``'s (greedy, 24 tokens, the answer stop) for the default held-out
+items, sorted by family and variant as the evaluation sends them. Each repetition runs a fresh
+decoder with one prefix slot, then one with eight; printed: wall time and prompt tokens
+evaluated (the count is deterministic, the time moves with the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from synth_assets.core.generation import ANSWER_STOP, PromptSettings, SampleRequest  # noqa: E402
+from synth_assets.core.llama_backend import LlamaCppGenerator  # noqa: E402
+from synth_assets.core.llama_batched import BatchedDecoder  # noqa: E402
+from synth_assets.core.training.heldout import HeldoutSettings, heldout_items  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--per-family", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    items = heldout_items(HeldoutSettings(items_per_family=args.per_family), PromptSettings()).sort(
+        ["family", "variant", "item_id"])
+    reqs = [SampleRequest(task_id=r["item_id"], prompt=r["prompt"], prompt_template="heldout", temperature=0.0,
+                          top_p=1.0, max_tokens=24, stop=ANSWER_STOP, seed=0, sample_index=0)
+            for r in items.iter_rows(named=True)]
+    gen = LlamaCppGenerator(parallel=1)
+    print(f"{len(reqs)} held-out requests, 16 sequences")
+    for _ in range(args.repeats):
+        for slots in (1, 8):
+            dec = BatchedDecoder(gen._llm, 16, 2048)
+            dec.prefix_slots = slots
+            t0 = time.perf_counter()
+            list(dec.generate(reqs))
+            print(f"prefix slots {slots}: {time.perf_counter() - t0:6.1f} s, "
+                  f"{dec.prompt_tokens_evaluated} prompt tokens evaluated", flush=True)
+            dec.close()
+    gen.close()
+
+
+if __name__ == "__main__":
+    main()
