@@ -29,7 +29,8 @@ def test_samples_of_one_prompt_share_one_evaluation(gen):
     before = dec.prompt_tokens_evaluated
     out = list(gen.generate([req(prompt, i) for i in range(6)]))
     n_prompt = out[0].prompt_tokens
-    assert dec.prompt_tokens_evaluated - before <= n_prompt  # once, not six times
+    # once, not six times: the other five decode only the prompt's last token into their caches
+    assert dec.prompt_tokens_evaluated - before <= n_prompt + 5
     assert len({s.text for s in out}) == 1  # greedy copies of one cache say the same thing
 
 
@@ -78,7 +79,9 @@ def test_a_long_answer_does_not_hold_back_short_ones(gen):
     before = dec.decode_steps
     out = list(gen.generate([long_req] + short))
     assert out[0].completion_tokens == 40 and all(s.completion_tokens == 1 for s in out[1:])
-    assert dec.decode_steps - before == 39  # the long one's steps; the short ones finish on admission
+    # the long one's 40 steps (its first token comes from the step that decodes the prompt's last
+    # token); each short one finishes inside them
+    assert dec.decode_steps - before == 40
 
 
 def test_sampled_outputs_come_back_in_request_order_and_are_reproducible(gen):
@@ -122,3 +125,39 @@ def test_the_parallel_setting_comes_from_the_environment_and_bad_values_are_name
     monkeypatch.setenv("SYNTH_LLAMA_PARALLEL", "many")
     with pytest.raises(SynthConfigError, match="SYNTH_LLAMA_PARALLEL='many': a whole number from 1 to 64"):
         generator_from_env()
+
+
+class CallCountingDecoderDouble(BatchedDecoder):
+    """Test double: the real decoder, counting its ``llama_decode`` calls by who made them."""
+
+    def __init__(self, *a, **k) -> None:
+        super().__init__(*a, **k)
+        self.calls: list[str] = []
+        self._admitting = False
+
+    def _admit(self, *a):
+        self._admitting = True
+        try:
+            return super()._admit(*a)
+        finally:
+            self._admitting = False
+
+    def _decode(self, items):
+        self.calls.append("admit" if self._admitting else "step")
+        return super()._decode(items)
+
+
+def test_a_late_sample_copies_the_running_one_cut_to_the_prompt_and_needs_no_call_of_its_own(gen):
+    """A sample admitted while another sample of its prompt is running copies that sequence's
+    cache cut back to the prompt (a KV stream is copied whole, so the cut is what keeps the
+    running one's answer out), and its last prompt token is decoded in the next step beside the
+    others rather than in a llama_decode of its own."""
+    dec = CallCountingDecoderDouble(gen._llm, parallel=2, n_ctx_per_seq=512)
+    story = SampleRequest("s", "Write a story about a dragon.\n", "p", 0.0, 1.0, 20, (), 0, 0)
+    short = req(answer_prompt("What is 2 + 2?", SHOTS), 1, max_tokens=1)
+    out = list(dec.generate([story, short, story]))  # the second story takes the short one's slot
+    first_admissions = dec.calls.index("step")
+    late = dec.calls[first_admissions:]
+    dec.close()
+    assert out[2].text == out[0].text and out[0].completion_tokens == 20  # greedy, from the prompt alone
+    assert late.count("admit") == 0
