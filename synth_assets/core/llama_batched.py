@@ -39,7 +39,6 @@ class _Seq:
     prompt_tokens: int = 0
     t0: float = 0.0
     feed: int = -1  # the token this sequence decodes at ``pos`` in the next step
-    prompt_feed: bool = False  # ``feed`` is the prompt's last token (its logits give the first sample)
     logits_of: "_Seq | None" = None  # the sample of the same prompt whose logits give this one's first token
 
 
@@ -60,8 +59,8 @@ class BatchedDecoder:
         params.n_seq_max = parallel + self.prefix_slots
         # A KV stream per sequence, not one unified cache: in a unified cache every token's
         # attention walks the cells of all sequences (masked), so a prompt token costs more the
-        # further the used cells spread (bench/kv_spread.py); the held-out evaluation ran 11%
-        # faster this way. Copies between streams move whole buffers (``_copy``).
+        # further the used cells spread; the held-out evaluation ran 1.16x faster this way
+        # (bench/kv_spread.py). Copies between streams move whole buffers (``_copy``).
         params.kv_unified = False
         # the sliding-window layers keep only their window (not a full-size cache): a copy moves
         # a stream's whole buffer, 22 MB a sequence instead of 38 MB for the default model
@@ -261,7 +260,6 @@ class BatchedDecoder:
                 while free and admit < len(reqs):
                     batch.append(_Seq(reqs[admit], admit, free.pop(0), self._sampler(reqs[admit]),
                                       t0=time.perf_counter()))
-                    cpp.llama_memory_seq_rm(mem, batch[-1].seq_id, -1, -1)
                     admit += 1
                 self._admit(batch, reqs[admit] if admit < len(reqs) else None, holder, mem)
                 active.update({q.seq_id: q for q in batch})
@@ -312,13 +310,13 @@ class BatchedDecoder:
         self.decode_steps += 1
         row = {q.seq_id: k for k, q in enumerate(going)}
         for q in going:
-            if q.prompt_feed:
+            if not q.tokens:  # nothing sampled yet: ``feed`` was the prompt's last token
                 self.prompt_tokens_evaluated += 1
             else:
                 self.tokens_decoded += 1
             q.pos += 1
             k = row[(q.logits_of or q).seq_id]
-            q.prompt_feed, q.logits_of = False, None
+            q.logits_of = None
             self._sample(q, k)
 
     def _admit(self, batch: list[_Seq], upcoming: SampleRequest | None, holder: dict[str, _Seq], mem) -> None:  # noqa: ANN001
@@ -347,7 +345,7 @@ class BatchedDecoder:
                 holder[prompt] = owner
             items += [(t[k], k, owner.seq_id, False) for k in range(start, len(t) - 1)]
             for q in group:
-                q.prompt_tokens, q.pos, q.feed, q.prompt_feed = len(t), len(t) - 1, t[-1], True
+                q.prompt_tokens, q.pos, q.feed = len(t), len(t) - 1, t[-1]
                 q.logits_of = owner if q is not owner else None
         self.prompt_tokens_evaluated += len(items)
         for c in range(0, len(items), self._n_batch):
