@@ -3,9 +3,12 @@
     .venv/bin/python bench/batched_generation.py                      # 7 families x 10 tasks, 6 samples
     .venv/bin/python bench/batched_generation.py --per-family 4 --widths 1,2,4,8
 
-Requests are what ``raw_candidates`` sends on the defaults (the 3-shot answer prompt, 6 samples
-a task at temperatures 0.7 and 1.0, seeds derived per sample) for reasoning-gym tasks of the seven
-default families (seed 42, as the task pool draws them). Both paths generate the same requests;
+The sequential path is llama-cpp-python's ``create_completion`` on the stored model file; the
+batched path is the generator a run builds with ``parallel`` > 1 (its decoder, on the F16 copy
+of the block weights: ``core/f16_weights.py``). Requests are what ``raw_candidates`` sends on
+the defaults (the 3-shot answer prompt, 6 samples a task at temperatures 0.7 and 1.0, seeds
+derived per sample) for reasoning-gym tasks of the seven default families (seed 42, as the task
+pool draws them). Both paths generate the same requests;
 every candidate is verified by the platform's reasoning-gym verifier, and each family's pass
 rate is printed with its 95% Wilson interval for both paths (and Fisher's exact p for the
 difference). Printed: candidates per minute, decode tokens per second, the ratio, the batched
@@ -61,8 +64,11 @@ def main() -> None:
     tasks = reasoning_gym_tasks(DEFAULT_FAMILIES, args.per_family, 42)
     planned = plan_requests(tasks, SamplingPlan(samples_per_task=args.samples), generation=1)
     requests = [r for _t, r in planned]
-    gen = LlamaCppGenerator()
-    batched = BatchedDecoder(gen._llm, parallel=args.parallel, n_ctx_per_seq=2048)
+    gen = LlamaCppGenerator()  # one request at a time: the stored weights
+    # the generator as a run builds it (the batched path on the F16 copy of the block weights)
+    fast = LlamaCppGenerator(parallel=args.parallel)
+    batched = fast._batched
+    print(f"sequential path: {gen.weights_path.name}; batched path: {fast.weights_path.name}")
     seq, seq_s = run(gen, requests)
     bat, bat_s = run(batched, requests)
     tok_seq = sum(s.completion_tokens for s in seq)
@@ -97,7 +103,7 @@ def main() -> None:
     sub = requests[: 4 * max(int(w) for w in args.widths.split(","))]
     best_decode = 0.0
     for w in (int(x) for x in args.widths.split(",")):
-        dec = BatchedDecoder(gen._llm, parallel=w, n_ctx_per_seq=2048)
+        dec = BatchedDecoder(fast._llm, parallel=w, n_ctx_per_seq=2048)
         _out, secs = run(dec, sub)
         pure = [SampleRequest("s", story, "story", 1.0, 0.95, 64, (), 1000 + i, i) for i in range(w)]
         run(dec, pure)  # warm
@@ -110,13 +116,13 @@ def main() -> None:
         print(f"{w:>5} {60 * len(sub) / secs:>15.0f} {rate:>18.1f} {rate / (single * w):>17.0%} {rss:>8.0f}M")
     # the machine's ceiling: the batched decoder's work at the fastest prompt evaluation and the
     # fastest batched decoding measured here; no batching of these requests can beat it
-    prompt_rate = prompt_eval_rate(gen)
+    prompt_rate = prompt_eval_rate(fast)
     floor_s = batched.prompt_tokens_evaluated / prompt_rate + batched.tokens_decoded / best_decode
     print(f"\nceiling on this machine: prompt evaluation {prompt_rate:.0f} tokens/s (512-token batches), batched "
           f"decoding {best_decode:.0f} tokens/s (the widest rate above); the batched decoder's work takes at least "
           f"{floor_s:.1f} s at those rates, so at best {seq_s / floor_s:.2f}x the sequential path "
           f"(measured: {seq_s / bat_s:.2f}x)")
-    batched.close()
+    fast.close()
     gen.close()
 
 

@@ -7,7 +7,7 @@ Launchpad's resource config, or by passing other instances to ``materialize()`` 
 
 import os
 from abc import ABC, abstractmethod
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 import dagster as dg
 import polars as pl
@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import TextGenerator
-from synth_assets.core.llama_backend import LlamaSettings
+from synth_assets.core.llama_backend import BatchedWeights, LlamaSettings
 from synth_assets.core.openai_backend import EndpointSettings
 from synth_assets.core.ray_fanout import RaySettings
 from synth_assets.core.sandbox import Sandbox, SandboxLimits
@@ -140,9 +140,10 @@ class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
                     raise SynthConfigError(f"generator: {model_id} is in service but {record.status}")
                 _resource_log(f"generator: serving {model_id} from the model registry")
                 return load_generator(record, n_ctx=self.n_ctx, n_threads=self.n_threads, parallel=self.parallel,
-                                      log=_resource_log)
+                                      batched_weights=self.batched_weights, log=_resource_log)
         return LlamaCppGenerator(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                 terms=self.model_terms, parallel=self.parallel, log=_resource_log)
+                                 terms=self.model_terms, parallel=self.parallel,
+                                 batched_weights=self.batched_weights, log=_resource_log)
 
 
 class OpenAIGeneratorResource(EndpointSettings, GeneratorResource):
@@ -299,17 +300,20 @@ def _env_bool(name: str, default: bool) -> bool:
 
 def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> GeneratorResource:
     """``SYNTH_GENERATOR`` picks the backend: ``llama_cpp`` (the embedded default;
-    ``SYNTH_LLAMA_PARALLEL``: sequences decoded together, 1 = one request at a time), ``openai``
+    ``SYNTH_LLAMA_PARALLEL``: sequences decoded together, 1 = one request at a time;
+    ``SYNTH_LLAMA_BATCHED_WEIGHTS``: auto, f16 or stored), ``openai``
     (``SYNTH_OPENAI_BASE_URL``, ``SYNTH_OPENAI_MODEL``, ``SYNTH_OPENAI_API``, ``SYNTH_OPENAI_API_KEY_ENV``,
     ``SYNTH_OPENAI_CONCURRENCY``, ``SYNTH_OPENAI_SAMPLES_PER_REQUEST``), ``import`` (``SYNTH_IMPORT_FILES``, comma-separated) or ``mixture``
     (members in the YAML/JSON file ``SYNTH_GENERATORS_FILE``)."""
     kind = (os.environ.get("SYNTH_GENERATOR") or "llama_cpp").lower()
     env = os.environ.get
     if kind == "llama_cpp":
-        parallel = _int_from_env("SYNTH_LLAMA_PARALLEL", 1, 64)
+        optional = {k: v for k, v in {"parallel": _int_from_env("SYNTH_LLAMA_PARALLEL", 1, 64),
+                                      "batched_weights": _choice_from_env("SYNTH_LLAMA_BATCHED_WEIGHTS",
+                                                                          get_args(BatchedWeights)),
+                                      }.items() if v is not None}
         return LlamaCppGeneratorResource(model_path=_from_env("SYNTH_MODEL_PATH"), registry=warehouse,
-                                         model_version=_from_env("SYNTH_MODEL_VERSION"),
-                                         **({"parallel": parallel} if parallel is not None else {}))
+                                         model_version=_from_env("SYNTH_MODEL_VERSION"), **optional)
     if kind == "openai":
         missing = [v for v in ("SYNTH_OPENAI_BASE_URL", "SYNTH_OPENAI_MODEL") if not env(v)]
         if missing:
@@ -374,6 +378,17 @@ def _int_from_env(name: str, lo: int, hi: int) -> Optional[int]:
     if not (raw.strip().isdigit() and lo <= int(raw) <= hi):
         raise SynthConfigError(f"environment variable {name}={raw!r}: a whole number from {lo} to {hi}")
     return int(raw)
+
+
+def _choice_from_env(name: str, choices: tuple[str, ...]) -> Optional[str]:
+    """One of ``choices`` from the environment, checked here (as ``_int_from_env``) so a typo
+    is named at definition time rather than failing a launched run."""
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return None
+    if raw not in choices:
+        raise SynthConfigError(f"environment variable {name}={raw!r}: one of {', '.join(choices)}")
+    return raw
 
 
 def _from_env(name: str):  # noqa: ANN202

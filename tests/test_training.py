@@ -356,7 +356,7 @@ def test_the_gguf_adapter_does_in_llama_cpp_what_the_peft_adapter_does_in_transf
     from synth_assets.core.llama_backend import LlamaCppGenerator
 
     fast = LlamaCppGenerator(lora_path=str(gguf), n_ctx=256, parallel=4)
-    assert fast._batched is not None
+    assert fast._batched is not None and fast.weights_path.name.endswith(".f16.gguf")  # on the F16 copy
     reqs = [SampleRequest(f"p{i}", q, "probe", 0.0, 1.0, 4, ("\n",), 0, 0) for i, q in enumerate(probe * 2)]
     assert [s.text.strip() for s in fast.generate(reqs)] == ["banana"] * 4
     fast.close()

