@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/batched_generation.py                      # 7 families x 10 tasks, 6 samples
     .venv/bin/python bench/batched_generation.py --per-family 4 --widths 1,2,4,8
+    .venv/bin/python bench/batched_generation.py --samples-sweep 1,2,4,8,16   # growth with samples a task
 
 The sequential path is llama-cpp-python's ``create_completion`` on the stored model file; the
 batched path is the generator a run builds with ``parallel`` > 1 (its decoder, on the F16 copy
@@ -14,7 +15,8 @@ rate is printed with its 95% Wilson interval for both paths (and Fisher's exact 
 difference). Printed: candidates per minute, decode tokens per second, the ratio, the batched
 decoder's work (prompt tokens evaluated, tokens decoded, decode steps), how close batched
 decoding comes to the limit (batched tokens/s divided by the single-stream rate times the batch
-width), throughput as the number of sequences decoded together grows, and the ceiling: the
+width), throughput as the number of sequences decoded together grows and as the number of
+samples per task grows (both paths, fewer tasks), and the ceiling: the
 batched decoder's work at this machine's fastest measured prompt evaluation and decoding rates.
 """
 
@@ -60,6 +62,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=6)
     ap.add_argument("--parallel", type=int, default=16)
     ap.add_argument("--widths", default="1,2,4,8,16")
+    ap.add_argument("--samples-sweep", default="1,2,4,8", help="samples per task for the growth table ('' skips it)")
+    ap.add_argument("--sweep-per-family", type=int, default=3)
     args = ap.parse_args()
     tasks = reasoning_gym_tasks(DEFAULT_FAMILIES, args.per_family, 42)
     planned = plan_requests(tasks, SamplingPlan(samples_per_task=args.samples), generation=1)
@@ -80,6 +84,7 @@ def main() -> None:
     print(f"{'batched':<34} {bat_s:>8.1f} {60 * n / bat_s:>15.0f} {tok_bat / bat_s:>13.1f}")
     print(f"ratio (candidates per minute): {seq_s / bat_s:.2f}x")
     carried = sum(s.prompt_tokens for s in bat)
+    work = (batched.prompt_tokens_evaluated, batched.tokens_decoded)  # the main run's (the sweep adds to the counters)
     print(f"batched decoder's work: {batched.prompt_tokens_evaluated} prompt tokens evaluated of the {carried} the "
           f"requests carried, {batched.tokens_decoded} tokens decoded in {batched.decode_steps} steps "
           f"({batched.tokens_decoded / max(batched.decode_steps, 1):.1f} sequences a step)")
@@ -114,10 +119,20 @@ def main() -> None:
         best_decode = max(best_decode, rate)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{w:>5} {60 * len(sub) / secs:>15.0f} {rate:>18.1f} {rate / (single * w):>17.0%} {rss:>8.0f}M")
+    # throughput against the number of samples per task: the same tasks, both paths
+    if args.samples_sweep:
+        few = reasoning_gym_tasks(DEFAULT_FAMILIES, args.sweep_per_family, 42)
+        print(f"\n{few.height} tasks, both paths, candidates per minute as samples per task grow:")
+        print(f"{'samples a task':>14} {'requests':>9} {'sequential':>11} {'batched':>9} {'ratio':>7}")
+        for k in (int(x) for x in args.samples_sweep.split(",")):
+            reqs = [r for _t, r in plan_requests(few, SamplingPlan(samples_per_task=k), generation=1)]
+            _o, a = run(gen, reqs)
+            _o, b = run(batched, reqs)
+            print(f"{k:>14} {len(reqs):>9} {60 * len(reqs) / a:>11.0f} {60 * len(reqs) / b:>9.0f} {a / b:>6.2f}x")
     # the machine's ceiling: the batched decoder's work at the fastest prompt evaluation and the
     # fastest batched decoding measured here; no batching of these requests can beat it
     prompt_rate = prompt_eval_rate(fast)
-    floor_s = batched.prompt_tokens_evaluated / prompt_rate + batched.tokens_decoded / best_decode
+    floor_s = work[0] / prompt_rate + work[1] / best_decode
     print(f"\nceiling on this machine: prompt evaluation {prompt_rate:.0f} tokens/s (512-token batches), batched "
           f"decoding {best_decode:.0f} tokens/s (the widest rate above); the batched decoder's work takes at least "
           f"{floor_s:.1f} s at those rates, so at best {seq_s / floor_s:.2f}x the sequential path "

@@ -130,7 +130,7 @@ class LlamaCppGenerator:
         terms: str | None = None,
         lora_path: str | None = None,
         parallel: int = 1,
-        batched_weights: str = "auto",
+        batched_weights: BatchedWeights = "auto",
         log=None,  # noqa: ANN001
     ) -> None:
         path = Path(model_path) if model_path else ensure_model_file()

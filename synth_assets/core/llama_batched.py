@@ -35,6 +35,7 @@ class _Seq:
     pos: int = 0  # tokens in this sequence's cache
     tokens: list[int] = field(default_factory=list)
     text: str = ""
+    raw: bytes = b""  # the sampled tokens' pieces, appended one by one (detokenizing all each step is O(n^2))
     done: str = ""  # finish reason once finished
     prompt_tokens: int = 0
     t0: float = 0.0
@@ -362,7 +363,8 @@ class BatchedDecoder:
             return
         s.tokens.append(tok)
         s.feed = tok
-        text = self._llm.detokenize(s.tokens).decode("utf-8", errors="ignore")
+        s.raw += self._llm._model.detokenize([tok])  # what detokenize(s.tokens) returns, piece by piece
+        text = s.raw.decode("utf-8", errors="ignore")
         hits = [text.index(x) for x in s.req.stop if x and x in text]
         if hits:
             s.text, s.done = text[: min(hits)], "stop"
