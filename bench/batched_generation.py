@@ -122,10 +122,15 @@ def main() -> None:
     # throughput against the number of samples per task: the same tasks, both paths
     if args.samples_sweep:
         few = reasoning_gym_tasks(DEFAULT_FAMILIES, args.sweep_per_family, 42)
-        print(f"\n{few.height} tasks, both paths, candidates per minute as samples per task grow:")
+        print(f"\n{few.height} tasks, both paths from cold caches, candidates per minute as samples per task grow:")
         print(f"{'samples a task':>14} {'requests':>9} {'sequential':>11} {'batched':>9} {'ratio':>7}")
         for k in (int(x) for x in args.samples_sweep.split(",")):
             reqs = [r for _t, r in plan_requests(few, SamplingPlan(samples_per_task=k), generation=1)]
+            # cold caches on both sides: no prefix left from an earlier run helps either path
+            gen._llm.reset()
+            mem = batched._cpp.llama_get_memory(batched._ctx.ctx)
+            while batched._prefixes:
+                batched._evict(mem)
             _o, a = run(gen, reqs)
             _o, b = run(batched, reqs)
             print(f"{k:>14} {len(reqs):>9} {60 * len(reqs) / a:>11.0f} {60 * len(reqs) / b:>9.0f} {a / b:>6.2f}x")

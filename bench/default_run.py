@@ -9,7 +9,8 @@ process, one after the other on the same machine. Printed per mode: every step's
 from the instance's step statistics, the run's wall time and what Dagster itself took (run time
 minus the steps' time), the generator's work (prompt tokens evaluated against the prompt tokens
 the requests carried: the rest was reused from a cache; tokens decoded and decode steps), and
-the candidates per minute of ``raw_candidates``. The last lines give the ratios.
+the candidates per minute of ``raw_candidates``. The last lines give the ratios, raw and with
+each run's time divided by the machine probe taken around it (``probe``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,32 @@ print("BENCH " + json.dumps({"rc": rc, "wall_s": wall, "run_s": run_s, "steps": 
 """
 
 
+PROBE = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from synth_assets.core.llama_backend import LlamaCppGenerator
+from synth_assets.core.generation import SampleRequest
+gen = LlamaCppGenerator(parallel=1)
+req = SampleRequest("probe", open(sys.argv[1] + "/README.md").read()[:2000], "probe", 0.0, 1.0, 48, (), 0, 0)
+best = float("inf")
+for _ in range(3):
+    gen._llm.reset()  # no reuse of the previous call's prompt
+    t0 = time.perf_counter()
+    list(gen.generate([req]))
+    best = min(best, time.perf_counter() - t0)
+print(best)
+"""
+
+
+def probe() -> float:
+    """Seconds for a fixed piece of model work (a README prompt, 48 greedy tokens, one request at
+    a time, best of 3), in a process of its own: the machine's speed at that moment. This machine
+    is shared, and the modes run one after the other for many minutes, so a ratio of wall times
+    can move with the machine; probes before, between and after the modes show by how much."""
+    out = subprocess.run([sys.executable, "-c", PROBE, str(ROOT)], capture_output=True, text=True, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def one(parallel: int, select: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "DAGSTER_HOME": tmp, "SYNTH_DUCKDB_PATH": str(Path(tmp) / "warehouse.duckdb"),
@@ -76,7 +103,11 @@ def main() -> None:
     ap.add_argument("--parallel", default="1,8")
     ap.add_argument("--select", default="not group:training")
     args = ap.parse_args()
-    results = {int(p): one(int(p), args.select) for p in args.parallel.split(",")}
+    probes = [probe()]
+    results = {}
+    for p in args.parallel.split(","):
+        results[int(p)] = one(int(p), args.select)
+        probes.append(probe())
     modes = list(results)
     steps = sorted({k for r in results.values() for k in r["steps"]},
                    key=lambda k: -max(r["steps"].get(k, 0) for r in results.values()))
@@ -99,11 +130,16 @@ def main() -> None:
               f"tokens evaluated" + (f" ({reused:.0%} of the candidates' prompt tokens reused)" if reused is not None
                                      else " (one request at a time: llama-cpp-python reuses the previous prompt's prefix)")
               + f", {w['tokens_decoded']} tokens in {w['decode_steps']} decode steps; exit {r['rc']}")
+    print("machine probe (a fixed model task, seconds; before, between and after the modes): "
+          + ", ".join(f"{x:.2f}" for x in probes))
+    # each mode's speed: the mean of the probes on either side of it
+    speed = {p: (probes[i] + probes[i + 1]) / 2 for i, p in enumerate(modes)}
     base = modes[0]
     for p in modes[1:]:
         a, b = results[base], results[p]
         print(f"parallel {p} vs {base}: raw_candidates {a['steps'].get('raw_candidates', 0) / max(b['steps'].get('raw_candidates', 1e-9), 1e-9):.2f}x faster, "
-              f"whole run {a['run_s'] / b['run_s']:.2f}x")
+              f"whole run {a['run_s'] / b['run_s']:.2f}x; with each run's time divided by its probes' mean "
+              f"{(a['run_s'] / speed[base]) / (b['run_s'] / speed[p]):.2f}x")
 
 
 if __name__ == "__main__":
