@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synth_assets.core.f16_weights import f16_copy  # noqa: E402
-from synth_assets.core.llama_backend import LlamaCppGenerator, model_cache_dir  # noqa: E402
+from synth_assets.core.llama_backend import LlamaCppGenerator, model_cache_dir, packaged_sha256  # noqa: E402
 from synth_assets.core.llama_batched import BatchedDecoder  # noqa: E402
 from synth_assets.core.training.evaluation import mcnemar_p, wilson  # noqa: E402
 from synth_assets.core.training.heldout import HeldoutSettings, heldout_items, score  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
     stored = LlamaCppGenerator(parallel=1)
     t0 = time.perf_counter()
-    f16_path = f16_copy(stored.path, model_cache_dir(), log=print)
+    f16_path = f16_copy(stored.path, packaged_sha256(), model_cache_dir(), log=print)
     print(f"F16 copy {f16_path} ready in {time.perf_counter() - t0:.1f} s "
           f"({f16_path.stat().st_size / 1e6:.0f} MB; stored file {stored.path.stat().st_size / 1e6:.0f} MB)")
     f16 = LlamaCppGenerator(model_path=str(f16_path), parallel=1)

@@ -12,14 +12,14 @@ from gguf.quants import dequantize
 from synth_assets.core import f16_weights
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.f16_weights import f16_copy, wants_f16
-from synth_assets.core.llama_backend import LlamaCppGenerator, ensure_model_file
+from synth_assets.core.llama_backend import LlamaCppGenerator, ensure_model_file, file_sha256, packaged_sha256
 
 
 @pytest.fixture(scope="module")
 def copied(tmp_path_factory):
     cache = tmp_path_factory.mktemp("model_cache")
     src = ensure_model_file()
-    return src, f16_copy(src, cache), cache
+    return src, f16_copy(src, packaged_sha256(), cache), cache
 
 
 def test_the_copy_rounds_every_quantized_block_weight_to_f16_and_keeps_the_rest_byte_for_byte(copied):
@@ -45,8 +45,8 @@ def test_the_copy_rounds_every_quantized_block_weight_to_f16_and_keeps_the_rest_
 def test_the_copy_is_written_once_and_a_source_with_nothing_to_convert_is_served_as_it_is(copied):
     src, dst, cache = copied
     stamp = dst.stat().st_mtime_ns
-    assert f16_copy(src, cache) == dst and dst.stat().st_mtime_ns == stamp
-    assert f16_copy(dst, cache) == dst  # already F16: no second copy
+    assert f16_copy(src, packaged_sha256(), cache) == dst and dst.stat().st_mtime_ns == stamp
+    assert f16_copy(dst, file_sha256(dst), cache) == dst  # already F16: no second copy
     assert sorted(p.suffix for p in cache.iterdir()) == [".gguf", ".unquantized"]
 
 
@@ -59,7 +59,7 @@ def test_a_failed_write_leaves_no_file_and_says_how_to_go_on(tmp_path, monkeypat
     monkeypatch.setattr(f16_weights, "_write_f16", disk_full_double)
     src = ensure_model_file()
     with pytest.raises(SynthConfigError, match=rf"F16 copy of {src} .*No space left.*batched_weights = 'stored'"):
-        f16_copy(src, tmp_path)
+        f16_copy(src, packaged_sha256(), tmp_path)
     assert os.listdir(tmp_path) == []
 
 
@@ -67,7 +67,7 @@ def test_a_file_that_is_not_gguf_is_named(tmp_path):
     bad = tmp_path / "model.gguf"
     bad.write_text("not a model")
     with pytest.raises(SynthConfigError, match=f"{bad} is not a GGUF file"):
-        f16_copy(bad, tmp_path / "cache")
+        f16_copy(bad, file_sha256(bad), tmp_path / "cache")
 
 
 def test_auto_serves_small_files_as_f16_and_large_ones_as_stored(tmp_path):

