@@ -40,6 +40,12 @@ def dagster_ui(tmp_path):
     bin_dir = Path(sys.executable).parent
     logs = tmp_path / "logs"
     logs.mkdir()
+    # The webserver and the daemon each start code servers that open the SQLite schedule storage;
+    # on an empty DAGSTER_HOME two of them can stamp its alembic version at once, and every later
+    # open fails with "more than one head" (CI, stop 27). Create the storage once first, as a user
+    # running the two as services does (README) and as `dagster dev` does in its parent process.
+    subprocess.run([str(bin_dir / "dagster"), "instance", "migrate"], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=open(logs / "migrate.log", "w"))
     procs = [
         subprocess.Popen([str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
                          cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
