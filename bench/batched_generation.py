@@ -128,9 +128,7 @@ def main() -> None:
             reqs = [r for _t, r in plan_requests(few, SamplingPlan(samples_per_task=k), generation=1)]
             # cold caches on both sides: no prefix left from an earlier run helps either path
             gen._llm.reset()
-            mem = batched._cpp.llama_get_memory(batched._ctx.ctx)
-            while batched._prefixes:
-                batched._evict(mem)
+            batched.forget_prefixes()
             _o, a = run(gen, reqs)
             _o, b = run(batched, reqs)
             print(f"{k:>14} {len(reqs):>9} {60 * len(reqs) / a:>11.0f} {60 * len(reqs) / b:>9.0f} {a / b:>6.2f}x")

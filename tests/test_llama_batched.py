@@ -47,6 +47,20 @@ def test_a_family_prefix_is_evaluated_once_across_tasks(gen):
     assert dec.prompt_tokens_evaluated - before == sum(s.prompt_tokens - shared for s in out)
 
 
+def test_forgotten_prefixes_are_evaluated_again(gen):
+    """Benches compare runs from one cold state: after forget_prefixes nothing is served cached."""
+    dec: BatchedDecoder = gen._batched
+    prompts = [answer_prompt(f"Spell the word {w} backwards.", SHOTS) for w in ("apple", "banana", "cherry")]
+    list(gen.generate([req(p, i) for i, p in enumerate(prompts)]))
+    dec.forget_prefixes()
+    assert dec.shared_prefix_tokens == 0
+    before = dec.prompt_tokens_evaluated
+    out = list(gen.generate([req(p, i) for i, p in enumerate(prompts)]))
+    # the shared prefix is evaluated again (once), then each prompt's own tail
+    assert dec.prompt_tokens_evaluated - before == dec.shared_prefix_tokens + sum(
+        s.prompt_tokens - dec.shared_prefix_tokens for s in out)
+
+
 def test_two_families_in_one_batch_each_find_their_own_prefix_cached(gen):
     """A batch that spans two families (or a family's two prompt templates, as the held-out
     evaluation's rephrased variant) caches each family's prefix in a slot of its own; with one

@@ -199,6 +199,13 @@ class BatchedDecoder:
         a sliding-window cache drops cells older than the window as a sequence grows."""
         return self._n_swa <= 0 or self._cpp.llama_memory_seq_pos_min(mem, src) <= max(0, keep - self._n_swa)
 
+    def forget_prefixes(self) -> None:
+        """Drop every cached prefix: the next call starts cold (benches compare from one state;
+        outputs depend, by rounding, on whether a prefix was evaluated alone or came cached)."""
+        mem = self._cpp.llama_get_memory(self._ctx.ctx)
+        while self._prefixes:
+            self._evict(mem)
+
     def _evict(self, mem) -> None:  # noqa: ANN001
         slot = next(iter(self._prefixes))
         del self._prefixes[slot]
