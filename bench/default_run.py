@@ -80,6 +80,8 @@ def probe() -> float:
     is shared, and the modes run one after the other for many minutes, so a ratio of wall times
     can move with the machine; probes before, between and after the modes show by how much."""
     out = subprocess.run([sys.executable, "-c", PROBE, str(ROOT)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"default_run: the machine probe failed (exit {out.returncode}):\n{out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
 
 

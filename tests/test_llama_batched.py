@@ -52,6 +52,7 @@ def test_forgotten_prefixes_are_evaluated_again(gen):
     dec: BatchedDecoder = gen._batched
     prompts = [answer_prompt(f"Spell the word {w} backwards.", SHOTS) for w in ("apple", "banana", "cherry")]
     list(gen.generate([req(p, i) for i, p in enumerate(prompts)]))
+    assert dec.shared_prefix_tokens > 50  # something was cached to forget
     dec.forget_prefixes()
     assert dec.shared_prefix_tokens == 0
     before = dec.prompt_tokens_evaluated
