@@ -3,6 +3,7 @@ prefix cached across tasks, samples in request order, and a group that does not 
 halves rather than crashing."""
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from synth_assets.core.generation import SampleRequest, answer_prompt
 from synth_assets.core.llama_backend import LlamaCppGenerator
@@ -39,12 +40,13 @@ def test_a_family_prefix_is_evaluated_once_across_tasks(gen):
     words = "apple banana cherry dog elephant fish garden house island jungle kite lemon mountain night ocean piano"
     prompts = [answer_prompt(f"Spell the word {w} backwards.", SHOTS) for w in words.split()]  # two groups of 8
     list(gen.generate([req(p, i) for i, p in enumerate(prompts)]))
-    before = dec.prompt_tokens_evaluated
+    before = dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown
     out = list(gen.generate([req(p, i) for i, p in enumerate(prompts)]))
     shared = dec.shared_prefix_tokens
     assert shared > 50  # the three examples and the question up to the word
-    # the second pass finds the prefix cached: only each prompt's own tail is evaluated
-    assert dec.prompt_tokens_evaluated - before == sum(s.prompt_tokens - shared for s in out)
+    # the second pass finds the prefix cached: only each prompt's own tail is evaluated (and what
+    # was evaluated again to even out the tails' lengths, counted apart)
+    assert dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown - before == sum(s.prompt_tokens - shared for s in out)
 
 
 def test_forgotten_prefixes_are_evaluated_again(gen):
@@ -55,10 +57,10 @@ def test_forgotten_prefixes_are_evaluated_again(gen):
     assert dec.shared_prefix_tokens > 50  # something was cached to forget
     dec.forget_prefixes()
     assert dec.shared_prefix_tokens == 0
-    before = dec.prompt_tokens_evaluated
+    before = dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown
     out = list(gen.generate([req(p, i) for i, p in enumerate(prompts)]))
     # the shared prefix is evaluated again (once), then each prompt's own tail
-    assert dec.prompt_tokens_evaluated - before == dec.shared_prefix_tokens + sum(
+    assert dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown - before == dec.shared_prefix_tokens + sum(
         s.prompt_tokens - dec.shared_prefix_tokens for s in out)
 
 
@@ -72,7 +74,7 @@ def test_two_families_in_one_batch_each_find_their_own_prefix_cached(gen):
     reqs = [req(answer_prompt(f"How many letters are in the word {w}?", shots), i)
             for i, (w, shots) in enumerate((w, s) for w in words for s in (SHOTS, spell))]  # alternating
     list(dec.generate(reqs))
-    before = dec.prompt_tokens_evaluated
+    before = dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown
     out = list(dec.generate(reqs))
     dec.close()
     tokens = [dec._prompt_tokens(r) for r in reqs]
@@ -81,7 +83,8 @@ def test_two_families_in_one_batch_each_find_their_own_prefix_cached(gen):
         mine = tokens[fam::2]
         shared[fam] = min(BatchedDecoder._common(mine[0], t) for t in mine[1:])
     assert min(shared.values()) > 50  # the three examples and the question up to the word
-    assert dec.prompt_tokens_evaluated - before == sum(s.prompt_tokens - shared[i % 2] for i, s in enumerate(out))
+    assert dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown - before == sum(
+        s.prompt_tokens - shared[i % 2] for i, s in enumerate(out))
 
 
 def test_a_long_answer_does_not_hold_back_short_ones(gen):
@@ -176,3 +179,100 @@ def test_a_late_sample_copies_the_running_one_cut_to_the_prompt_and_needs_no_cal
     dec.close()
     assert out[2].text == out[0].text and out[0].completion_tokens == 20  # greedy, from the prompt alone
     assert late.count("admit") == 0
+
+
+def _plan_cost(tails: list[tuple[int, int]], grown: list[int], pass_cost: int) -> int:
+    """What llama.cpp's equal-split micro-batches cost: a pass per distinct length, plus tokens."""
+    return pass_cost * len(set(grown)) + sum(grown)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 60), st.integers(0, 80)), min_size=1, max_size=7),
+       st.integers(0, 40))
+def test_the_padding_plan_is_the_cheapest_feasible_grouping(raw, pass_cost):
+    """Each tail grows only up to what it can (its cached prefix re-evaluated), never shrinks, and
+    the plan costs no more than any grouping of the sorted tails tried by brute force."""
+    import itertools
+    from types import SimpleNamespace
+
+    tails = sorted((n, n + extra) for n, extra in raw)
+    grown = BatchedDecoder._pad_plan(SimpleNamespace(pass_cost_tokens=pass_cost), tails)
+    assert all(n <= g <= cap for (n, cap), g in zip(tails, grown))
+    best = None
+    for cuts in itertools.product((False, True), repeat=len(tails) - 1):  # a cut after tail k or not
+        groups, start = [], 0
+        for k, c in enumerate(cuts):
+            if c:
+                groups.append((start, k + 1))
+                start = k + 1
+        groups.append((start, len(tails)))
+        option = [tails[b - 1][0] for a, b in groups for _ in range(a, b)]
+        if all(g <= cap for (_, cap), g in zip(tails, option)):
+            cost = _plan_cost(tails, option, pass_cost)
+            best = cost if best is None else min(best, cost)
+    assert _plan_cost(tails, grown, pass_cost) == best
+
+
+class AdmissionRecordingDecoderDouble(BatchedDecoder):
+    """Test double: the real decoder, keeping the batches its admissions hand to llama_decode."""
+
+    def __init__(self, *a, **k) -> None:
+        super().__init__(*a, **k)
+        self.admitted: list[list[tuple[int, int, int, bool]]] = []
+        self._admitting = False
+
+    def _admit(self, *a):
+        self._admitting = True
+        try:
+            return super()._admit(*a)
+        finally:
+            self._admitting = False
+
+    def _decode(self, items):
+        if self._admitting and all(sid < self.parallel for _, _, sid, _ in items):  # not a cached prefix
+            self.admitted.append(list(items))
+        return super()._decode(items)
+
+
+def _tail_lengths(items):
+    per: dict[int, int] = {}
+    for _, _, sid, _ in items:
+        per[sid] = per.get(sid, 0) + 1
+    return per
+
+
+def test_tails_of_nearby_lengths_are_grown_to_one_length_on_consecutive_ids(gen):
+    """Four prompts of one family whose own tails differ by a few tokens: with a KV stream per
+    sequence llama.cpp would run them as one micro-batch per distinct length, so each is grown to
+    the longest (its copy of the cached prefix starts earlier) and they go in one pass."""
+    dec = AdmissionRecordingDecoderDouble(gen._llm, parallel=8, n_ctx_per_seq=512)
+    # digits are a token each: tails of 1 to 4 digits after the shared question start
+    reqs = [req(answer_prompt(f"What is {'7' * (1 + k)} + 1?", SHOTS), k) for k in range(4)]
+    list(dec.generate(reqs))  # caches the family's prefix
+    dec.admitted.clear()
+    before = dec.prompt_tokens_regrown
+    list(dec.generate(reqs))
+    dec.close()
+    [items] = dec.admitted
+    lengths = _tail_lengths(items)
+    own = sorted(len(dec._prompt_tokens(r)) for r in reqs)
+    assert len(set(own)) > 1  # the prompts' own tails do differ
+    assert sorted(lengths) == list(range(min(lengths), min(lengths) + 4)) and len(set(lengths.values())) == 1
+    assert dec.prompt_tokens_regrown - before == sum(max(own) - n for n in own)
+
+
+def test_new_sequences_take_consecutive_ids_when_running_ones_sit_between_the_free_ones(gen):
+    """Sequences 0 and 2 finish while 1 and 3 still run: before two new prompts are admitted the
+    running one at the top moves into the lowest hole, so the new ones get ids 2 and 3 and their
+    prompts go to llama.cpp as one run of ids (a gap would split the batch into two passes)."""
+    dec = AdmissionRecordingDecoderDouble(gen._llm, parallel=4, n_ctx_per_seq=512)
+    dec.pass_cost_tokens = 0  # no growing: only the ids are under test
+    story = SampleRequest("s", "Write a story about a dragon.\n", "p", 0.0, 1.0, 12, (), 0, 0)
+    story2 = SampleRequest("s2", "Write a story about a castle.\n", "p", 0.0, 1.0, 12, (), 0, 0)
+    short = [req(answer_prompt(f"Spell the word {w} backwards.", SHOTS), i, max_tokens=1)
+             for i, w in enumerate(["cat", "dog", "lemon", "piano"])]
+    out = list(dec.generate([short[0], story, short[1], story2, short[2], short[3]]))
+    dec.close()
+    assert [s.completion_tokens for s in out] == [1, 12, 1, 12, 1, 1]
+    second = dec.admitted[1]
+    assert sorted(_tail_lengths(second)) == [2, 3]
