@@ -85,8 +85,8 @@ class BatchedDecoder:
         self._prefixes: dict[int, list[int]] = {}  # slot sequence id -> its tokens, least recently used first
         self.min_prefix = 32  # a shorter shared prefix is not worth a copy
         # a forward pass's fixed cost in prompt tokens (see ``_pad_plan``); 0 never grows a tail.
-        # Measured on the F16 copy, 2 cores: 14-17 ms a pass against 3.2 ms a token
-        # (bench/admission_passes.py); a higher guess grew more tokens than the passes it saved
+        # Measured on the F16 copy, 2 cores: 13.2 ms a pass against 2.66 ms a token
+        # (bench/admission_passes.py); a guess of 24 grew more tokens than the passes it saved
         self.pass_cost_tokens = 5
         # move running sequences down before an admission so the new ones get consecutive ids
         # (a gap splits their prompts' evaluation into one more forward pass); off only to measure it
