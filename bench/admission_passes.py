@@ -26,9 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.core.generation import ANSWER_STOP, PromptSettings, SampleRequest  # noqa: E402
+from synth_assets.core.generation import PromptSettings  # noqa: E402
 from synth_assets.core.llama_backend import LlamaCppGenerator  # noqa: E402
 from synth_assets.core.llama_batched import BatchedDecoder  # noqa: E402
+from synth_assets.core.training.evaluation import heldout_requests  # noqa: E402
 from synth_assets.core.training.heldout import HeldoutSettings, heldout_items  # noqa: E402
 
 Item = tuple[int, int, int, bool]
@@ -82,11 +83,7 @@ def main() -> None:
     ap.add_argument("--per-family", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
-    items = heldout_items(HeldoutSettings(items_per_family=args.per_family), PromptSettings()).sort(
-        ["family", "variant", "item_id"])
-    reqs = [SampleRequest(task_id=r["item_id"], prompt=r["prompt"], prompt_template="heldout", temperature=0.0,
-                          top_p=1.0, max_tokens=24, stop=ANSWER_STOP, seed=0, sample_index=0)
-            for r in items.iter_rows(named=True)]
+    _, reqs = heldout_requests(heldout_items(HeldoutSettings(items_per_family=args.per_family), PromptSettings()))
     gen = LlamaCppGenerator(parallel=16)  # the batched path: the F16 copy
     dec = gen._batched
     print("one sequence's forward pass after a 300-token prompt (medians of 7):")

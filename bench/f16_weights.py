@@ -81,13 +81,11 @@ def main() -> None:
         a, b = statistics.median(got["stored"][shape]), statistics.median(got["f16"][shape])
         print(f"{shape:<40} {a:>8.0f} {b:>8.0f} {b / a:>6.2f}x")
     if args.heldout:
-        from synth_assets.core.generation import ANSWER_STOP, PromptSettings, SampleRequest
+        from synth_assets.core.generation import PromptSettings
+        from synth_assets.core.training.evaluation import heldout_requests
 
-        items = heldout_items(HeldoutSettings(items_per_family=args.heldout), PromptSettings())
-        rows = list(items.sort(["family", "variant", "item_id"]).iter_rows(named=True))
-        reqs = [SampleRequest(task_id=r["item_id"], prompt=r["prompt"], prompt_template=f"heldout_{r['variant']}",
-                              temperature=0.0, top_p=1.0, max_tokens=24, stop=ANSWER_STOP, seed=0, sample_index=0)
-                for r in rows]
+        items, reqs = heldout_requests(heldout_items(HeldoutSettings(items_per_family=args.heldout), PromptSettings()))
+        rows = list(items.iter_rows(named=True))
         times: dict[str, list[float]] = {k: [] for k in decs}
         answers: dict[str, list[str]] = {}
         for r in range(args.heldout_rounds):

@@ -83,13 +83,11 @@ def measure(dec: BatchedDecoder, label: str) -> None:
 
 
 def heldout_requests(per_family: int) -> list:
-    from synth_assets.core.generation import ANSWER_STOP, PromptSettings, SampleRequest
+    from synth_assets.core.generation import PromptSettings
+    from synth_assets.core.training import evaluation
     from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 
-    items = heldout_items(HeldoutSettings(items_per_family=per_family), PromptSettings())
-    return [SampleRequest(task_id=r["item_id"], prompt=r["prompt"], prompt_template=f"heldout_{r['variant']}",
-                          temperature=0.0, top_p=1.0, max_tokens=24, stop=ANSWER_STOP, seed=0, sample_index=0)
-            for r in items.sort(["family", "variant", "item_id"]).iter_rows(named=True)]
+    return evaluation.heldout_requests(heldout_items(HeldoutSettings(items_per_family=per_family), PromptSettings()))[1]
 
 
 def main() -> None:

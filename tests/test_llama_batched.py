@@ -145,12 +145,13 @@ def test_the_parallel_setting_comes_from_the_environment_and_bad_values_are_name
         generator_from_env()
 
 
-class CallCountingDecoderDouble(BatchedDecoder):
-    """Test double: the real decoder, counting its ``llama_decode`` calls by who made them."""
+class DecodeRecordingDecoderDouble(BatchedDecoder):
+    """Test double: the real decoder, keeping each batch it hands to ``llama_decode`` and who
+    made the call (an admission or a step)."""
 
     def __init__(self, *a, **k) -> None:
         super().__init__(*a, **k)
-        self.calls: list[str] = []
+        self.batches: list[tuple[str, list[tuple[int, int, int, bool]]]] = []
         self._admitting = False
 
     def _admit(self, *a):
@@ -161,8 +162,18 @@ class CallCountingDecoderDouble(BatchedDecoder):
             self._admitting = False
 
     def _decode(self, items):
-        self.calls.append("admit" if self._admitting else "step")
+        self.batches.append(("admit" if self._admitting else "step", list(items)))
         return super()._decode(items)
+
+    @property
+    def calls(self) -> list[str]:
+        return [who for who, _ in self.batches]
+
+    @property
+    def admitted(self) -> list[list[tuple[int, int, int, bool]]]:
+        """The admissions' prompt tails (not a cached prefix's evaluation, whose ids are the slots')."""
+        return [items for who, items in self.batches
+                if who == "admit" and all(sid < self.parallel for _, _, sid, _ in items)]
 
 
 def test_a_late_sample_copies_the_running_one_cut_to_the_prompt_and_needs_no_call_of_its_own(gen):
@@ -170,7 +181,7 @@ def test_a_late_sample_copies_the_running_one_cut_to_the_prompt_and_needs_no_cal
     cache cut back to the prompt (a KV stream is copied whole, so the cut is what keeps the
     running one's answer out), and its last prompt token is decoded in the next step beside the
     others rather than in a llama_decode of its own."""
-    dec = CallCountingDecoderDouble(gen._llm, parallel=2, n_ctx_per_seq=512)
+    dec = DecodeRecordingDecoderDouble(gen._llm, parallel=2, n_ctx_per_seq=512)
     story = SampleRequest("s", "Write a story about a dragon.\n", "p", 0.0, 1.0, 20, (), 0, 0)
     short = req(answer_prompt("What is 2 + 2?", SHOTS), 1, max_tokens=1)
     out = list(dec.generate([story, short, story]))  # the second story takes the short one's slot
@@ -213,27 +224,6 @@ def test_the_padding_plan_is_the_cheapest_feasible_grouping(raw, pass_cost):
     assert _plan_cost(tails, grown, pass_cost) == best
 
 
-class AdmissionRecordingDecoderDouble(BatchedDecoder):
-    """Test double: the real decoder, keeping the batches its admissions hand to llama_decode."""
-
-    def __init__(self, *a, **k) -> None:
-        super().__init__(*a, **k)
-        self.admitted: list[list[tuple[int, int, int, bool]]] = []
-        self._admitting = False
-
-    def _admit(self, *a):
-        self._admitting = True
-        try:
-            return super()._admit(*a)
-        finally:
-            self._admitting = False
-
-    def _decode(self, items):
-        if self._admitting and all(sid < self.parallel for _, _, sid, _ in items):  # not a cached prefix
-            self.admitted.append(list(items))
-        return super()._decode(items)
-
-
 def _tail_lengths(items):
     per: dict[int, int] = {}
     for _, _, sid, _ in items:
@@ -245,11 +235,11 @@ def test_tails_of_nearby_lengths_are_grown_to_one_length_on_consecutive_ids(gen)
     """Four prompts of one family whose own tails differ by a few tokens: with a KV stream per
     sequence llama.cpp would run them as one micro-batch per distinct length, so each is grown to
     the longest (its copy of the cached prefix starts earlier) and they go in one pass."""
-    dec = AdmissionRecordingDecoderDouble(gen._llm, parallel=8, n_ctx_per_seq=512)
+    dec = DecodeRecordingDecoderDouble(gen._llm, parallel=8, n_ctx_per_seq=512)
     # digits are a token each: tails of 1 to 4 digits after the shared question start
     reqs = [req(answer_prompt(f"What is {'7' * (1 + k)} + 1?", SHOTS), k) for k in range(4)]
     list(dec.generate(reqs))  # caches the family's prefix
-    dec.admitted.clear()
+    dec.batches.clear()
     before = dec.prompt_tokens_regrown
     list(dec.generate(reqs))
     dec.close()
@@ -265,7 +255,7 @@ def test_new_sequences_take_consecutive_ids_when_running_ones_sit_between_the_fr
     """Sequences 0 and 2 finish while 1 and 3 still run: before two new prompts are admitted the
     running one at the top moves into the lowest hole, so the new ones get ids 2 and 3 and their
     prompts go to llama.cpp as one run of ids (a gap would split the batch into two passes)."""
-    dec = AdmissionRecordingDecoderDouble(gen._llm, parallel=4, n_ctx_per_seq=512)
+    dec = DecodeRecordingDecoderDouble(gen._llm, parallel=4, n_ctx_per_seq=512)
     dec.pass_cost_tokens = 0  # no growing: only the ids are under test
     story = SampleRequest("s", "Write a story about a dragon.\n", "p", 0.0, 1.0, 12, (), 0, 0)
     story2 = SampleRequest("s2", "Write a story about a castle.\n", "p", 0.0, 1.0, 12, (), 0, 0)

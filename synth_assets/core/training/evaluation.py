@@ -28,14 +28,20 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def heldout_requests(items: pl.DataFrame, max_tokens: int = 24) -> tuple[pl.DataFrame, list[SampleRequest]]:
+    """The items in the order the evaluation sends them, and its request for each: one greedy
+    answer. A family's items run back to back so llama.cpp reuses the evaluated few-shot prefix;
+    the benches time these same requests."""
+    items = items.sort(["family", "variant", "item_id"])
+    return items, [SampleRequest(task_id=r["item_id"], prompt=r["prompt"], prompt_template=f"heldout_{r['variant']}",
+                                 temperature=0.0, top_p=1.0, max_tokens=max_tokens, stop=ANSWER_STOP, seed=0,
+                                 sample_index=0) for r in items.iter_rows(named=True)]
+
+
 def evaluate(generator: TextGenerator, model_id: str, items: pl.DataFrame, max_tokens: int = 24,
              log: Callable[[str], None] = lambda _m: None, log_every_s: float = 15.0) -> pl.DataFrame:
-    """One greedy answer per item, scored; items of a family run back to back so llama.cpp
-    reuses the evaluated few-shot prefix."""
-    items = items.sort(["family", "variant", "item_id"])
-    requests = [SampleRequest(task_id=r["item_id"], prompt=r["prompt"], prompt_template=f"heldout_{r['variant']}",
-                              temperature=0.0, top_p=1.0, max_tokens=max_tokens, stop=ANSWER_STOP, seed=0,
-                              sample_index=0) for r in items.iter_rows(named=True)]
+    """One greedy answer per item (``heldout_requests``), scored."""
+    items, requests = heldout_requests(items, max_tokens)
     rows, started, last = [], time.monotonic(), time.monotonic()
     for n, (item, sample) in enumerate(zip(items.iter_rows(named=True), generator.generate(requests), strict=True), 1):
         given = extract_short_answer(sample.text or "")
