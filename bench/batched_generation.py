@@ -115,10 +115,11 @@ def main() -> None:
         out, psecs = run(dec, pure)
         dec.close()
         rate = sum(s.completion_tokens for s in out) / psecs
-        single = single or rate
+        single = rate if w == 1 else single  # the limit is width x the rate of one sequence alone
         best_decode = max(best_decode, rate)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{w:>5} {60 * len(sub) / secs:>15.0f} {rate:>18.1f} {rate / (single * w):>17.0%} {rss:>8.0f}M")
+        limit = f"{rate / (single * w):>17.0%}" if single else f"{'(needs width 1)':>17}"
+        print(f"{w:>5} {60 * len(sub) / secs:>15.0f} {rate:>18.1f} {limit} {rss:>8.0f}M")
     # throughput against the number of samples per task: the same tasks, both paths
     if args.samples_sweep:
         few = reasoning_gym_tasks(DEFAULT_FAMILIES, args.sweep_per_family, 42)

@@ -1,6 +1,6 @@
 """The default run, stage by stage, with the generator one request at a time and batched.
 
-    .venv/bin/python bench/default_run.py                  # parallel 1, then 8 (about 15 minutes)
+    .venv/bin/python bench/default_run.py                  # parallel 1, then 16, the generator's default (about 25 minutes)
     .venv/bin/python bench/default_run.py --parallel 1,8,16 --select "not group:training"
 
 Each mode runs ``synth run`` on the embedded defaults (generation 1, the loop left out unless
@@ -102,7 +102,7 @@ def one(parallel: int, select: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--parallel", default="1,8")
+    ap.add_argument("--parallel", default="1,16")
     ap.add_argument("--select", default="not group:training")
     args = ap.parse_args()
     probes = [probe()]
