@@ -98,7 +98,9 @@ def step_times(dec: BatchedDecoder, cb: FinalNorm | None, prompts: list[list[int
     mem = cpp.llama_get_memory(dec._ctx.ctx)
     cpp.llama_memory_clear(mem, True)
     for s in range(width):
-        dec._decode([(t, k, s, False) for k, t in enumerate(prompts[s][:-steps])])
+        items = [(t, k, s, False) for k, t in enumerate(prompts[s][:-steps])]
+        for c in range(0, len(items), dec._n_batch):  # a prompt longer than a batch goes in parts
+            dec._decode(items[c : c + dec._n_batch])
     if cb is not None:
         cb.stop = True
     t0 = time.perf_counter()
