@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.core.generation import PromptSettings  # noqa: E402
-from synth_assets.core.llama_backend import LlamaCppGenerator  # noqa: E402
-from synth_assets.core.llama_batched import BatchedDecoder  # noqa: E402
-from synth_assets.core.training.evaluation import heldout_requests  # noqa: E402
-from synth_assets.core.training.heldout import HeldoutSettings, heldout_items  # noqa: E402
+from synth_assets.core.generators.generation import PromptSettings
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.generators.llama_batched import BatchedDecoder
+from synth_assets.core.training.evaluation import heldout_requests
+from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 
 Item = tuple[int, int, int, bool]
 
@@ -88,8 +88,10 @@ def main() -> None:
     dec = gen._batched
     print("one sequence's forward pass after a 300-token prompt (medians of 7):")
     fixed, per_token = pass_costs(dec, dec._prompt_tokens(reqs[0])[:300])
-    print(f"fixed {fixed:.1f} ms a pass, {per_token:.2f} ms a token: a pass costs as much as "
-          f"{fixed / per_token:.1f} tokens (the decoder assumes {dec.pass_cost_tokens})\n")
+    print(
+        f"fixed {fixed:.1f} ms a pass, {per_token:.2f} ms a token: a pass costs as much as "
+        f"{fixed / per_token:.1f} tokens (the decoder assumes {dec.pass_cost_tokens})\n"
+    )
     dec.close()
     gen._batched = None
 
@@ -112,14 +114,18 @@ def main() -> None:
             times[name].append(dt)
             answers[name] = [s.text for s in out]
             passes = sum(micro_batches(c, dec._n_batch) for c in calls)
-            print(f"round {r + 1} {name:<26} {dt:6.1f} s  prompt tokens {dec.prompt_tokens_evaluated} "
-                  f"(grown {dec.prompt_tokens_regrown})  decode steps {dec.decode_steps}  forward passes {passes}",
-                  flush=True)
+            print(
+                f"round {r + 1} {name:<26} {dt:6.1f} s  prompt tokens {dec.prompt_tokens_evaluated} "
+                f"(grown {dec.prompt_tokens_regrown})  decode steps {dec.decode_steps}  forward passes {passes}",
+                flush=True,
+            )
             dec.close()
     base = times["as before"]
     for name, ts in times.items():
-        print(f"{name:<26} best {min(ts):6.1f} s, median {statistics.median(ts):6.1f} s: "
-              f"{min(base) / min(ts):.3f}x best, {statistics.median(base) / statistics.median(ts):.3f}x median")
+        print(
+            f"{name:<26} best {min(ts):6.1f} s, median {statistics.median(ts):6.1f} s: "
+            f"{min(base) / min(ts):.3f}x best, {statistics.median(base) / statistics.median(ts):.3f}x median"
+        )
     same = sum(a == b for a, b in zip(answers["as before"], answers["consecutive, grown tails"]))
     print(f"identical greedy answers, default vs as before: {same}/{len(reqs)}")
     gen.close()

@@ -6,7 +6,7 @@
 
 The sequential path is llama-cpp-python's ``create_completion`` on the stored model file; the
 batched path is the generator a run builds with ``parallel`` > 1 (its decoder, on the F16 copy
-of the block weights: ``core/f16_weights.py``). Requests are what ``raw_candidates`` sends on
+of the block weights: ``core/generators/f16_weights.py``). Requests are what ``raw_candidates`` sends on
 the defaults (the 3-shot answer prompt, 6 samples a task at temperatures 0.7 and 1.0, seeds
 derived per sample) for reasoning-gym tasks of the seven default families (seed 42, as the task
 pool draws them). Both paths generate the same requests;
@@ -32,22 +32,24 @@ from scipy.stats import fisher_exact
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.assets.sources import DEFAULT_FAMILIES  # noqa: E402
-from synth_assets.core.generation import SamplingPlan, plan_requests  # noqa: E402
-from synth_assets.core.llama_backend import LlamaCppGenerator  # noqa: E402
-from synth_assets.core.llama_batched import BatchedDecoder  # noqa: E402
-from synth_assets.core.tasks import reasoning_gym_tasks  # noqa: E402
-from synth_assets.core.training.evaluation import wilson  # noqa: E402
-from synth_assets.core.verification import verify_reasoning_gym  # noqa: E402
+from synth_assets.core.generators.generation import SamplingPlan, plan_requests
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.generators.llama_batched import BatchedDecoder
+from synth_assets.core.stats import wilson
+from synth_assets.core.tasks.sources import (
+    DEFAULT_FAMILIES,
+    reasoning_gym_tasks,
+)
+from synth_assets.core.verify.verification import verify_reasoning_gym
 
 
-def run(gen, requests) -> tuple[list, float]:  # noqa: ANN001
+def run(gen, requests) -> tuple[list, float]:
     t0 = time.perf_counter()
     out = list(gen.generate(requests))
     return out, time.perf_counter() - t0
 
 
-def passes(planned, samples) -> dict[str, tuple[int, int]]:  # noqa: ANN001
+def passes(planned, samples) -> dict[str, tuple[int, int]]:
     by: dict[str, list[int]] = {}
     for (task, _req), s in zip(planned, samples):
         v = verify_reasoning_gym({**task, "completion": s.text}, 1.0)
@@ -85,9 +87,11 @@ def main() -> None:
     print(f"ratio (candidates per minute): {seq_s / bat_s:.2f}x")
     carried = sum(s.prompt_tokens for s in bat)
     work = (batched.prompt_tokens_evaluated, batched.tokens_decoded)  # the main run's (the sweep adds to the counters)
-    print(f"batched decoder's work: {batched.prompt_tokens_evaluated} prompt tokens evaluated of the {carried} the "
-          f"requests carried, {batched.tokens_decoded} tokens decoded in {batched.decode_steps} steps "
-          f"({batched.tokens_decoded / max(batched.decode_steps, 1):.1f} sequences a step)")
+    print(
+        f"batched decoder's work: {batched.prompt_tokens_evaluated} prompt tokens evaluated of the {carried} the "
+        f"requests carried, {batched.tokens_decoded} tokens decoded in {batched.decode_steps} steps "
+        f"({batched.tokens_decoded / max(batched.decode_steps, 1):.1f} sequences a step)"
+    )
     print("\npass rate per family, 95% Wilson interval (sequential | batched):")
     ps, pb = passes(planned, seq), passes(planned, bat)
     for fam in sorted(ps):
@@ -96,11 +100,13 @@ def main() -> None:
         lo2, hi2 = wilson(k2, n2)
         inside = lo1 <= k2 / n2 <= hi1
         p = fisher_exact([[k1, n1 - k1], [k2, n2 - k2]])[1]
-        print(f"  {fam:<18} {k1:>3}/{n1:<3} [{lo1:.2f}, {hi1:.2f}] | {k2:>3}/{n2:<3} [{lo2:.2f}, {hi2:.2f}]"
-              f"  {'within' if inside else 'OUTSIDE'} the sequential interval; Fisher p={p:.2f}")
+        print(
+            f"  {fam:<18} {k1:>3}/{n1:<3} [{lo1:.2f}, {hi1:.2f}] | {k2:>3}/{n2:<3} [{lo2:.2f}, {hi2:.2f}]"
+            f"  {'within' if inside else 'OUTSIDE'} the sequential interval; Fisher p={p:.2f}"
+        )
     # throughput against the number of sequences decoded together: on the task requests, and in
     # pure decoding (64 tokens a sequence, no stop), whose single-stream rate sets the limit
-    from synth_assets.core.generation import SampleRequest
+    from synth_assets.core.generators.generation import SampleRequest
 
     story = "Write a long story about a dragon and a knight.\n"
     single = None
@@ -137,15 +143,17 @@ def main() -> None:
     # fastest batched decoding measured here; no batching of these requests can beat it
     prompt_rate = prompt_eval_rate(fast)
     floor_s = work[0] / prompt_rate + work[1] / best_decode
-    print(f"\nceiling on this machine: prompt evaluation {prompt_rate:.0f} tokens/s (512-token batches), batched "
-          f"decoding {best_decode:.0f} tokens/s (the widest rate above); the batched decoder's work takes at least "
-          f"{floor_s:.1f} s at those rates, so at best {seq_s / floor_s:.2f}x the sequential path "
-          f"(measured: {seq_s / bat_s:.2f}x)")
+    print(
+        f"\nceiling on this machine: prompt evaluation {prompt_rate:.0f} tokens/s (512-token batches), batched "
+        f"decoding {best_decode:.0f} tokens/s (the widest rate above); the batched decoder's work takes at least "
+        f"{floor_s:.1f} s at those rates, so at best {seq_s / floor_s:.2f}x the sequential path "
+        f"(measured: {seq_s / bat_s:.2f}x)"
+    )
     fast.close()
     gen.close()
 
 
-def prompt_eval_rate(gen, tokens: int = 512, repeats: int = 3) -> float:  # noqa: ANN001
+def prompt_eval_rate(gen, tokens: int = 512, repeats: int = 3) -> float:
     """Tokens per second evaluating one 512-token prompt (no logits but the last): the most
     efficient batch shape llama.cpp has for prompts, on this machine."""
     dec = BatchedDecoder(gen._llm, parallel=1, n_ctx_per_seq=2048)

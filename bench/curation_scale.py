@@ -32,10 +32,10 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.core.curation import REFERENCE_TEXT_SCHEMA, CurationSettings, curate  # noqa: E402
-from synth_assets.core.near_duplicates import NearDupSettings, select_representatives, shingle  # noqa: E402
-from synth_assets.core.tasks import conform  # noqa: E402
-from synth_assets.core.verification import VERDICT_SCHEMA  # noqa: E402
+from synth_assets.core.curate.curation import REFERENCE_TEXT_SCHEMA, CurationSettings, curate
+from synth_assets.core.curate.near_duplicates import NearDupSettings, select_representatives, shingle
+from synth_assets.core.tasks.sources import conform
+from synth_assets.core.verify.verification import VERDICT_SCHEMA
 
 VOCAB = 30_000
 SAMPLES = 6
@@ -45,8 +45,13 @@ THRESHOLD = 0.8
 
 def _texts(ids: np.ndarray, lens: np.ndarray) -> pl.Series:
     df = pl.DataFrame({"w": ids.astype(np.int32), "n": lens})
-    return df.select(pl.col("w").arr.to_list().list.head(pl.col("n")).list.eval(
-        pl.lit("w") + pl.element().cast(pl.String)).list.join(" "))["w"]
+    return df.select(
+        pl.col("w")
+        .arr.to_list()
+        .list.head(pl.col("n"))
+        .list.eval(pl.lit("w") + pl.element().cast(pl.String))
+        .list.join(" ")
+    )["w"]
 
 
 def build_corpus(n: int, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame, list[tuple[int, int]]]:
@@ -73,28 +78,45 @@ def build_corpus(n: int, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame, lis
     kind = rng.random(n // SAMPLES + 1)[task]
     domain = np.where(kind < 0.8, "text", np.where(kind < 0.9, "procedural", "code"))
     answer = pl.Series((rng.integers(0, 40, n // SAMPLES + 1)[task]).astype(str))
-    completion = pl.when(pl.lit(pl.Series(domain)) == "code").then("    s = '" + text + "'\n    return s\n").otherwise(text)
+    completion = (
+        pl.when(pl.lit(pl.Series(domain)) == "code").then("    s = '" + text + "'\n    return s\n").otherwise(text)
+    )
     refs = _texts(rng.choice(VOCAB, size=(1000, width), p=p), np.full(1000, width))
     leak = np.flatnonzero(rng.random(n) < 0.001)
-    df = pl.DataFrame({
-        "candidate_id": [f"c{i}" for i in range(n)], "generation": np.ones(n, np.int64),
-        "task_id": [f"t{t}" for t in task], "family": pl.Series(domain) + "_family", "domain": domain,
-        "prompt": np.where(domain == "code", "def f():\n", "Task:"), "verifier": np.where(domain == "text", "judge",
-                                               np.where(domain == "code", "python_tests", "reasoning_gym")),
-        "completion": text, "answer": answer,
-        "verdict": np.where(rng.random(n) < 0.85, "pass", "fail"), "score": 1.0,
-    }).with_columns(
+    df = pl.DataFrame(
+        {
+            "candidate_id": [f"c{i}" for i in range(n)],
+            "generation": np.ones(n, np.int64),
+            "task_id": [f"t{t}" for t in task],
+            "family": pl.Series(domain) + "_family",
+            "domain": domain,
+            "prompt": np.where(domain == "code", "def f():\n", "Task:"),
+            "verifier": np.where(
+                domain == "text", "judge", np.where(domain == "code", "python_tests", "reasoning_gym")
+            ),
+            "completion": text,
+            "answer": answer,
+            "verdict": np.where(rng.random(n) < 0.85, "pass", "fail"),
+            "score": 1.0,
+        }
+    ).with_columns(
         completion=completion,
         extracted_answer=pl.when(pl.col("domain") == "procedural").then(pl.col("answer")),
     )
     if len(leak):
         quote = refs.gather(rng.integers(0, 1000, len(leak))).str.split(" ").list.head(20).list.join(" ")
         df = df.with_columns(df["completion"].scatter(leak, quote))
-        df = df.with_columns(pl.when(pl.col("domain") == "procedural").then(pl.col("completion"))
-                             .otherwise(pl.col("extracted_answer")).alias("extracted_answer"))
+        df = df.with_columns(
+            pl.when(pl.col("domain") == "procedural")
+            .then(pl.col("completion"))
+            .otherwise(pl.col("extracted_answer"))
+            .alias("extracted_answer")
+        )
     df = conform(df, VERDICT_SCHEMA)
-    references = conform(pl.DataFrame({"ref_source": "heldout", "ref_id": [str(i) for i in range(1000)],
-                                       "text": refs}), REFERENCE_TEXT_SCHEMA)
+    references = conform(
+        pl.DataFrame({"ref_source": "heldout", "ref_id": [str(i) for i in range(1000)], "text": refs}),
+        REFERENCE_TEXT_SCHEMA,
+    )
     return df, references, planted
 
 
@@ -102,7 +124,9 @@ def shingle_sets(texts: list[str]) -> list[frozenset]:
     out = []
     for t in texts:
         w = t.lower().split()
-        out.append(frozenset([" ".join(w)]) if len(w) < K else frozenset(" ".join(w[i:i + K]) for i in range(len(w) - K + 1)))
+        out.append(
+            frozenset([" ".join(w)]) if len(w) < K else frozenset(" ".join(w[i : i + K]) for i in range(len(w) - K + 1))
+        )
     return out
 
 
@@ -135,8 +159,12 @@ def run_datasketch(sets: list[frozenset]) -> tuple[float, set]:
 
 def worker(n: int, datasketch: bool) -> dict:
     corpus, refs, planted = build_corpus(n)
-    texts = corpus.select(pl.when(pl.col("verifier") == "python_tests").then(pl.col("completion"))
-                          .otherwise(pl.coalesce("extracted_answer", "completion")).str.strip_chars())["completion"]
+    texts = corpus.select(
+        pl.when(pl.col("verifier") == "python_tests")
+        .then(pl.col("completion"))
+        .otherwise(pl.coalesce("extracted_answer", "completion"))
+        .str.strip_chars()
+    )["completion"]
     rss_corpus = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     cur = curate(corpus, CurationSettings(), refs)
@@ -149,12 +177,21 @@ def worker(n: int, datasketch: bool) -> dict:
     sel = select_representatives(shingle(texts, st), st)
     ours_s = time.perf_counter() - t0
     # pairs the selection settled: a dropped row and the kept row it names
-    ours = {(min(d, int(p)), max(d, int(p))) for d, p in zip(np.flatnonzero(~sel.keep).tolist(),
-                                                             sel.duplicate_of[~sel.keep].tolist())}
-    out = {"rows": n, "curate_s": round(wall, 2), "rows_per_s": round(n / wall), "rss_corpus_mb": round(rss_corpus),
-           "rss_peak_mb": round(rss_peak), "kept": cur.kept.height,
-           "drops": dict(cur.dropped.group_by("drop_reason").len().sort("drop_reason").iter_rows()),
-           "near_dup_s": round(ours_s, 2), "lsh_candidates": sel.candidates}
+    ours = {
+        (min(d, int(p)), max(d, int(p)))
+        for d, p in zip(np.flatnonzero(~sel.keep).tolist(), sel.duplicate_of[~sel.keep].tolist())
+    }
+    out = {
+        "rows": n,
+        "curate_s": round(wall, 2),
+        "rows_per_s": round(n / wall),
+        "rss_corpus_mb": round(rss_corpus),
+        "rss_peak_mb": round(rss_peak),
+        "kept": cur.kept.height,
+        "drops": dict(cur.dropped.group_by("drop_reason").len().sort("drop_reason").iter_rows()),
+        "near_dup_s": round(ours_s, 2),
+        "lsh_candidates": sel.candidates,
+    }
     sets = shingle_sets(texts.to_list())
     ds_pairs: set = set()
     if datasketch:
@@ -165,8 +202,9 @@ def worker(n: int, datasketch: bool) -> dict:
     # ours: every named partner is a true pair (drop precision), and the true pairs that kept both
     # rows (residual); datasketch: pairs reported against true pairs
     out["ours_drop_precision"] = round(len(ours & truth) / len(ours), 4) if ours else 1.0
-    out["ours_recall"] = round(1 - sum(1 for a, b in truth if sel.keep[a] and sel.keep[b]) / len(truth), 4) \
-        if truth else 1.0
+    out["ours_recall"] = (
+        round(1 - sum(1 for a, b in truth if sel.keep[a] and sel.keep[b]) / len(truth), 4) if truth else 1.0
+    )
     if datasketch:
         hit = len(ds_pairs & truth)
         out["datasketch_recall"] = round(hit / len(truth), 4) if truth else 1.0
@@ -185,16 +223,23 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker, args.datasketch)))
         return
-    print(f"{'rows':>9} {'curate s':>9} {'rows/s':>9} {'peak MB':>8} {'near-dup s':>10} {'datasketch s':>12} "
-          f"{'speedup':>8} {'recall':>7} {'drop p.':>7} {'ds rec.':>7} {'ds prec.':>8}")
+    print(
+        f"{'rows':>9} {'curate s':>9} {'rows/s':>9} {'peak MB':>8} {'near-dup s':>10} {'datasketch s':>12} "
+        f"{'speedup':>8} {'recall':>7} {'drop p.':>7} {'ds rec.':>7} {'ds prec.':>8}"
+    )
     for n in (int(x) for x in args.sizes.split(",")):
         cmd = [sys.executable, __file__, "--worker", str(n)] + (["--datasketch"] if n <= args.datasketch_max else [])
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        print(f"{r['rows']:>9} {r['curate_s']:>9} {r['rows_per_s']:>9} {r['rss_peak_mb']:>8} {r['near_dup_s']:>10} "
-              f"{r.get('datasketch_s', '-'):>12} {str(r.get('speedup', '-')) + 'x':>8} {r['ours_recall']:>7} "
-              f"{r['ours_drop_precision']:>7} {r.get('datasketch_recall', '-'):>7} {r.get('datasketch_precision', '-'):>8}")
-        print(f"          kept {r['kept']}, true pairs {r['true_pairs']}, LSH candidates {r['lsh_candidates']}, "
-              f"corpus RSS {r['rss_corpus_mb']} MB, drops {r['drops']}", flush=True)
+        print(
+            f"{r['rows']:>9} {r['curate_s']:>9} {r['rows_per_s']:>9} {r['rss_peak_mb']:>8} {r['near_dup_s']:>10} "
+            f"{r.get('datasketch_s', '-'):>12} {str(r.get('speedup', '-')) + 'x':>8} {r['ours_recall']:>7} "
+            f"{r['ours_drop_precision']:>7} {r.get('datasketch_recall', '-'):>7} {r.get('datasketch_precision', '-'):>8}"
+        )
+        print(
+            f"          kept {r['kept']}, true pairs {r['true_pairs']}, LSH candidates {r['lsh_candidates']}, "
+            f"corpus RSS {r['rss_corpus_mb']} MB, drops {r['drops']}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

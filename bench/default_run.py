@@ -30,7 +30,7 @@ WORKER = r"""
 import json, logging, os, sys, time
 sys.path.insert(0, os.environ["BENCH_ROOT"])
 work = {"prompt_tokens_evaluated": 0, "decode_steps": 0, "tokens_decoded": 0}
-from synth_assets.core import llama_batched
+from synth_assets.core.generators import llama_batched
 _close = llama_batched.BatchedDecoder.close
 def close(self):
     for k in work:
@@ -60,8 +60,8 @@ print("BENCH " + json.dumps({"rc": rc, "wall_s": wall, "run_s": run_s, "steps": 
 PROBE = r"""
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from synth_assets.core.llama_backend import LlamaCppGenerator
-from synth_assets.core.generation import SampleRequest
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.generators.generation import SampleRequest
 gen = LlamaCppGenerator(parallel=1)
 req = SampleRequest("probe", open(sys.argv[1] + "/README.md").read()[:2000], "probe", 0.0, 1.0, 48, (), 0, 0)
 best = float("inf")
@@ -87,14 +87,22 @@ def probe() -> float:
 
 def one(parallel: int, select: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "DAGSTER_HOME": tmp, "SYNTH_DUCKDB_PATH": str(Path(tmp) / "warehouse.duckdb"),
-               "SYNTH_LLAMA_PARALLEL": str(parallel), "BENCH_ROOT": str(ROOT), "BENCH_SELECT": select}
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": tmp,
+            "SYNTH_DUCKDB_PATH": str(Path(tmp) / "warehouse.duckdb"),
+            "SYNTH_LLAMA_PARALLEL": str(parallel),
+            "BENCH_ROOT": str(ROOT),
+            "BENCH_SELECT": select,
+        }
         (Path(tmp) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", WORKER], env=env, capture_output=True, text=True, cwd=ROOT)
         line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
         if line is None:
-            raise SystemExit(f"parallel {parallel}: the run printed no result\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+            raise SystemExit(
+                f"parallel {parallel}: the run printed no result\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+            )
         res = json.loads(line[6:])
         res["process_s"] = time.perf_counter() - t0
         return res
@@ -111,37 +119,55 @@ def main() -> None:
         results[int(p)] = one(int(p), args.select)
         probes.append(probe())
     modes = list(results)
-    steps = sorted({k for r in results.values() for k in r["steps"]},
-                   key=lambda k: -max(r["steps"].get(k, 0) for r in results.values()))
+    steps = sorted(
+        {k for r in results.values() for k in r["steps"]},
+        key=lambda k: -max(r["steps"].get(k, 0) for r in results.values()),
+    )
     print(f"{'step':<34}" + "".join(f"{f'parallel {p}':>14}" for p in modes))
     for k in steps:
         print(f"{k:<34}" + "".join(f"{results[p]['steps'].get(k, 0):>13.1f}s" for p in modes))
     rows = [("run (Dagster's run time)", "run_s"), ("process (imports, model load, run)", "process_s")]
     for label, key in rows:
         print(f"{label:<34}" + "".join(f"{results[p][key]:>13.1f}s" for p in modes))
-    print(f"{'Dagster beyond the steps':<34}" + "".join(
-        f"{results[p]['run_s'] - sum(results[p]['steps'].values()):>13.1f}s" for p in modes))
-    print(f"{'candidates per minute (raw)':<34}" + "".join(
-        f"{60 * results[p]['candidates'] / max(results[p]['steps'].get('raw_candidates', 1e-9), 1e-9):>14.0f}"
-        for p in modes))
+    print(
+        f"{'Dagster beyond the steps':<34}"
+        + "".join(f"{results[p]['run_s'] - sum(results[p]['steps'].values()):>13.1f}s" for p in modes)
+    )
+    print(
+        f"{'candidates per minute (raw)':<34}"
+        + "".join(
+            f"{60 * results[p]['candidates'] / max(results[p]['steps'].get('raw_candidates', 1e-9), 1e-9):>14.0f}"
+            for p in modes
+        )
+    )
     for p in modes:
         r, w = results[p], results[p]["work"]
         reused = (1 - w["prompt_tokens_evaluated"] / r["prompt_tokens"]) if w["prompt_tokens_evaluated"] else None
-        print(f"parallel {p}: {r['candidates']} candidates carrying {r['prompt_tokens']} prompt tokens and "
-              f"{r['completion_tokens']} completion tokens; batched decoder: {w['prompt_tokens_evaluated']} prompt "
-              f"tokens evaluated" + (f" ({reused:.0%} of the candidates' prompt tokens reused)" if reused is not None
-                                     else " (one request at a time: llama-cpp-python reuses the previous prompt's prefix)")
-              + f", {w['tokens_decoded']} tokens in {w['decode_steps']} decode steps; exit {r['rc']}")
-    print("machine probe (a fixed model task, seconds; before, between and after the modes): "
-          + ", ".join(f"{x:.2f}" for x in probes))
+        print(
+            f"parallel {p}: {r['candidates']} candidates carrying {r['prompt_tokens']} prompt tokens and "
+            f"{r['completion_tokens']} completion tokens; batched decoder: {w['prompt_tokens_evaluated']} prompt "
+            f"tokens evaluated"
+            + (
+                f" ({reused:.0%} of the candidates' prompt tokens reused)"
+                if reused is not None
+                else " (one request at a time: llama-cpp-python reuses the previous prompt's prefix)"
+            )
+            + f", {w['tokens_decoded']} tokens in {w['decode_steps']} decode steps; exit {r['rc']}"
+        )
+    print(
+        "machine probe (a fixed model task, seconds; before, between and after the modes): "
+        + ", ".join(f"{x:.2f}" for x in probes)
+    )
     # each mode's speed: the mean of the probes on either side of it
     speed = {p: (probes[i] + probes[i + 1]) / 2 for i, p in enumerate(modes)}
     base = modes[0]
     for p in modes[1:]:
         a, b = results[base], results[p]
-        print(f"parallel {p} vs {base}: raw_candidates {a['steps'].get('raw_candidates', 0) / max(b['steps'].get('raw_candidates', 1e-9), 1e-9):.2f}x faster, "
-              f"whole run {a['run_s'] / b['run_s']:.2f}x; with each run's time divided by its probes' mean "
-              f"{(a['run_s'] / speed[base]) / (b['run_s'] / speed[p]):.2f}x")
+        print(
+            f"parallel {p} vs {base}: raw_candidates {a['steps'].get('raw_candidates', 0) / max(b['steps'].get('raw_candidates', 1e-9), 1e-9):.2f}x faster, "
+            f"whole run {a['run_s'] / b['run_s']:.2f}x; with each run's time divided by its probes' mean "
+            f"{(a['run_s'] / speed[base]) / (b['run_s'] / speed[p]):.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The model's stored 4/5-bit block weights against their F16 copy (``core/f16_weights.py``), same run.
+"""The model's stored 4/5-bit block weights against their F16 copy (``core/generators/f16_weights.py``), same run.
 
     .venv/bin/python bench/f16_weights.py                   # kernel rates, then the held-out evaluation
     .venv/bin/python bench/f16_weights.py --heldout 0       # kernel rates only
@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.core.f16_weights import f16_copy  # noqa: E402
-from synth_assets.core.llama_backend import LlamaCppGenerator, model_cache_dir, packaged_sha256  # noqa: E402
-from synth_assets.core.llama_batched import BatchedDecoder  # noqa: E402
-from synth_assets.core.training.evaluation import mcnemar_p, wilson  # noqa: E402
-from synth_assets.core.training.heldout import HeldoutSettings, heldout_items, score  # noqa: E402
+from synth_assets.core.generators.f16_weights import f16_copy
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator, model_cache_dir, packaged_sha256
+from synth_assets.core.generators.llama_batched import BatchedDecoder
+from synth_assets.core.stats import mcnemar_p, wilson
+from synth_assets.core.training.heldout import HeldoutSettings, heldout_items, score
 
 PARALLEL = 16
 
@@ -64,8 +64,10 @@ def main() -> None:
     stored = LlamaCppGenerator(parallel=1)
     t0 = time.perf_counter()
     f16_path = f16_copy(stored.path, packaged_sha256(), model_cache_dir(), log=print)
-    print(f"F16 copy {f16_path} ready in {time.perf_counter() - t0:.1f} s "
-          f"({f16_path.stat().st_size / 1e6:.0f} MB; stored file {stored.path.stat().st_size / 1e6:.0f} MB)")
+    print(
+        f"F16 copy {f16_path} ready in {time.perf_counter() - t0:.1f} s "
+        f"({f16_path.stat().st_size / 1e6:.0f} MB; stored file {stored.path.stat().st_size / 1e6:.0f} MB)"
+    )
     f16 = LlamaCppGenerator(model_path=str(f16_path), parallel=1)
     gens = {"stored": stored, "f16": f16}
     decs = {k: BatchedDecoder(g._llm, PARALLEL, 2048) for k, g in gens.items()}
@@ -73,15 +75,17 @@ def main() -> None:
     toks = stored._llm.tokenize(text.encode("utf-8"))[:600]
     got: dict[str, dict[str, list[float]]] = {k: {} for k in decs}
     for r in range(args.rounds):
-        for k in (list(decs) if r % 2 == 0 else list(decs)[::-1]):
+        for k in list(decs) if r % 2 == 0 else list(decs)[::-1]:
             for shape, rate in rates(decs[k], toks).items():
                 got[k].setdefault(shape, []).append(rate)
-    print(f"\n{'tokens/s, median of ' + str(args.rounds) + ' alternating rounds':<40} {'stored':>8} {'f16':>8} {'ratio':>7}")
+    print(
+        f"\n{'tokens/s, median of ' + str(args.rounds) + ' alternating rounds':<40} {'stored':>8} {'f16':>8} {'ratio':>7}"
+    )
     for shape in got["stored"]:
         a, b = statistics.median(got["stored"][shape]), statistics.median(got["f16"][shape])
         print(f"{shape:<40} {a:>8.0f} {b:>8.0f} {b / a:>6.2f}x")
     if args.heldout:
-        from synth_assets.core.generation import PromptSettings
+        from synth_assets.core.generators.generation import PromptSettings
         from synth_assets.core.training.evaluation import heldout_requests
 
         items, reqs = heldout_requests(heldout_items(HeldoutSettings(items_per_family=args.heldout), PromptSettings()))
@@ -89,7 +93,7 @@ def main() -> None:
         times: dict[str, list[float]] = {k: [] for k in decs}
         answers: dict[str, list[str]] = {}
         for r in range(args.heldout_rounds):
-            for k in (list(decs) if r % 2 == 0 else list(decs)[::-1]):
+            for k in list(decs) if r % 2 == 0 else list(decs)[::-1]:
                 t0 = time.perf_counter()
                 answers[k] = [s.text for s in decs[k].generate(reqs)]
                 times[k].append(time.perf_counter() - t0)
@@ -98,11 +102,15 @@ def main() -> None:
         for k, ts in times.items():
             n = sum(right[k])
             lo, hi = wilson(n, len(rows))
-            print(f"  {k:<7} " + " ".join(f"{t:.1f} s" for t in ts) + f"  (best {min(ts):.1f} s); "
-                  f"accuracy {n}/{len(rows)} [{lo:.2f}, {hi:.2f}]")
+            print(
+                f"  {k:<7} " + " ".join(f"{t:.1f} s" for t in ts) + f"  (best {min(ts):.1f} s); "
+                f"accuracy {n}/{len(rows)} [{lo:.2f}, {hi:.2f}]"
+            )
         same = sum(a == b for a, b in zip(answers["stored"], answers["f16"]))
-        print(f"  f16 vs stored, best of each: {min(times['stored']) / min(times['f16']):.2f}x; identical greedy "
-              f"answers {same}/{len(rows)}; McNemar p = {mcnemar_p(right['stored'], right['f16']):.2f}")
+        print(
+            f"  f16 vs stored, best of each: {min(times['stored']) / min(times['f16']):.2f}x; identical greedy "
+            f"answers {same}/{len(rows)}; McNemar p = {mcnemar_p(right['stored'], right['f16']):.2f}"
+        )
     for d in decs.values():
         d.close()
     for g in gens.values():

@@ -28,13 +28,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from synth_assets.core.generation import SamplingPlan, plan_requests  # noqa: E402
-from synth_assets.core.openai_backend import EndpointSettings, OpenAICompatibleGenerator  # noqa: E402
-from synth_assets.core.tasks import reasoning_gym_tasks  # noqa: E402
-from tests.conftest import SERVED_MODEL, start_llama_server  # noqa: E402
+from synth_assets.core.generators.generation import SamplingPlan, plan_requests
+from synth_assets.core.generators.openai_backend import EndpointSettings, OpenAICompatibleGenerator
+from synth_assets.core.tasks.sources import reasoning_gym_tasks
+from tests.conftest import SERVED_MODEL, start_llama_server
 
 
-def requests_for(n: int, round_: int):  # noqa: ANN201
+def requests_for(n: int, round_: int):
     tasks = reasoning_gym_tasks(["gcd", "chain_sum", "letter_counting", "basic_arithmetic"], max(1, n // 8), 42)
     plan = SamplingPlan(samples_per_task=2, temperatures=[0.7], seed=round_)
     return [r for _t, r in plan_requests(tasks, plan, generation=1)][:n]
@@ -49,6 +49,7 @@ def direct(base_url: str, reqs, concurrency: int) -> tuple[float, int]:
         sem = asyncio.Semaphore(concurrency)
         tokens = 0
         async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
+
             async def one(p: dict) -> None:
                 nonlocal tokens
                 async with sem:
@@ -65,8 +66,9 @@ def direct(base_url: str, reqs, concurrency: int) -> tuple[float, int]:
 
 
 def platform(base_url: str, reqs, concurrency: int, cache_path: str) -> tuple[float, int]:
-    gen = OpenAICompatibleGenerator(EndpointSettings(base_url=base_url, model=SERVED_MODEL, concurrency=concurrency),
-                                    cache_path=cache_path)
+    gen = OpenAICompatibleGenerator(
+        EndpointSettings(base_url=base_url, model=SERVED_MODEL, concurrency=concurrency), cache_path=cache_path
+    )
     t0 = time.perf_counter()
     out = list(gen.generate(reqs))
     wall = time.perf_counter() - t0
@@ -74,13 +76,13 @@ def platform(base_url: str, reqs, concurrency: int, cache_path: str) -> tuple[fl
     return wall, sum(s.completion_tokens for s in out)
 
 
-def _serve_stub(port_out) -> None:  # noqa: ANN001
+def _serve_stub(port_out) -> None:
     srv = _stub()
     port_out.put(srv.server_address[1])
     srv.serve_forever()
 
 
-def stub_server():  # noqa: ANN201
+def stub_server():
     """The stub in a process of its own, so it does not share the client's interpreter lock."""
     import multiprocessing as mp
 
@@ -91,8 +93,9 @@ def stub_server():  # noqa: ANN201
 
 
 def _stub() -> ThreadingHTTPServer:
-    reply = json.dumps({"choices": [{"text": " 42", "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 60, "completion_tokens": 2}}).encode()
+    reply = json.dumps(
+        {"choices": [{"text": " 42", "finish_reason": "stop"}], "usage": {"prompt_tokens": 60, "completion_tokens": 2}}
+    ).encode()
 
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -129,8 +132,10 @@ def measure(label: str, base_url: str, n: int, concurrency: int, rounds: int, tm
     d, p = statistics.median(d_rates), statistics.median(p_rates)
     print(f"{label}: {n} requests x {rounds} rounds at concurrency {concurrency}")
     print(f"  direct httpx : {d:8.2f} samples/s  {statistics.median(d_tok):8.1f} completion tokens/s")
-    print(f"  platform     : {p:8.2f} samples/s  {statistics.median(p_tok):8.1f} completion tokens/s "
-          "(retries, ordering, response cache on)")
+    print(
+        f"  platform     : {p:8.2f} samples/s  {statistics.median(p_tok):8.1f} completion tokens/s "
+        "(retries, ordering, response cache on)"
+    )
     print(f"  ratio platform/direct: {p / d:.3f}")
 
 
@@ -146,15 +151,22 @@ def main() -> None:
         proc, url = start_llama_server()
         try:
             requests_for(8, 0)  # warm reasoning-gym before timing
-            measure("llama-cpp-python server, Gemma 3 270M", url + "/v1", args.requests, args.concurrency,
-                    args.rounds, tmp)
+            measure(
+                "llama-cpp-python server, Gemma 3 270M", url + "/v1", args.requests, args.concurrency, args.rounds, tmp
+            )
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
         stub_proc, stub = stub_server()
         try:
-            measure("instant-reply stub server (the client's own ceiling)", stub, args.stub_requests,
-                    args.stub_concurrency, args.rounds, tmp)
+            measure(
+                "instant-reply stub server (the client's own ceiling)",
+                stub,
+                args.stub_requests,
+                args.stub_concurrency,
+                args.rounds,
+                tmp,
+            )
         finally:
             stub_proc.terminate()
 

@@ -24,14 +24,18 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.assets.sources import DEFAULT_FAMILIES  # noqa: E402
-from synth_assets.core.ai_feedback import DEFAULT_RUBRIC, Judge, read_text_file  # noqa: E402
-from synth_assets.core.generation import SamplingPlan, run_generation  # noqa: E402
-from synth_assets.core.judge_calibration import CalibrationSettings, calibrate  # noqa: E402
-from synth_assets.core.llama_backend import LlamaCppGenerator  # noqa: E402
-from synth_assets.core.sandbox import Sandbox  # noqa: E402
-from synth_assets.core.tasks import humaneval_references, humaneval_tasks, reasoning_gym_tasks  # noqa: E402
-from synth_assets.core.verification import verify_candidates  # noqa: E402
+from synth_assets.core.generators.generation import SamplingPlan, run_generation
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.sandbox.sandbox import Sandbox
+from synth_assets.core.tasks.sources import (
+    DEFAULT_FAMILIES,
+    humaneval_references,
+    humaneval_tasks,
+    reasoning_gym_tasks,
+)
+from synth_assets.core.verify.ai_feedback import DEFAULT_RUBRIC, Judge, read_text_file
+from synth_assets.core.verify.judge_calibration import CalibrationSettings, calibrate
+from synth_assets.core.verify.verification import verify_candidates
 
 
 def main() -> None:
@@ -40,8 +44,10 @@ def main() -> None:
     ap.add_argument("--humaneval", type=int, default=12)
     ap.add_argument("--samples", type=int, default=4)
     args = ap.parse_args()
-    tasks = pl.concat([reasoning_gym_tasks(DEFAULT_FAMILIES, args.per_family, 42),
-                       humaneval_tasks(args.humaneval, 0.3, 0.2)], how="diagonal_relaxed")
+    tasks = pl.concat(
+        [reasoning_gym_tasks(DEFAULT_FAMILIES, args.per_family, 42), humaneval_tasks(args.humaneval, 0.3, 0.2)],
+        how="diagonal_relaxed",
+    )
     gen = LlamaCppGenerator(parallel=16)
     t0 = time.perf_counter()
     cands = run_generation(tasks, gen, SamplingPlan(samples_per_task=args.samples), generation=1)
@@ -49,11 +55,14 @@ def main() -> None:
     t_gen = time.perf_counter() - t0
     human = humaneval_references("human", 0.3, 0.2)
     t0 = time.perf_counter()
-    cal = calibrate(Judge(gen, read_text_file(None, DEFAULT_RUBRIC, "rubric")), verified, human, 1,
-                    CalibrationSettings())
+    cal = calibrate(
+        Judge(gen, read_text_file(None, DEFAULT_RUBRIC, "rubric")), verified, human, 1, CalibrationSettings()
+    )
     t_cal = time.perf_counter() - t0
-    print(f"{verified.height} candidates ({tasks.height} tasks x {args.samples}) generated and verified in {t_gen:.0f} s; "
-          f"pass rate {float((verified['verdict'] == 'pass').mean()):.3f}")
+    print(
+        f"{verified.height} candidates ({tasks.height} tasks x {args.samples}) generated and verified in {t_gen:.0f} s; "
+        f"pass rate {float((verified['verdict'] == 'pass').mean()):.3f}"
+    )
     print(f"calibration: {cal.rows.height} rows and {cal.pairs.height} pairs (x2 orders) judged in {t_cal:.0f} s")
     print(json.dumps({k: v for k, v in cal.summary.items() if k != "thresholds"}, indent=1))
     print(cal.per_family)

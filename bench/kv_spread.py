@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.core.llama_backend import LlamaCppGenerator  # noqa: E402
-from synth_assets.core.llama_batched import PREFIX_SLOTS, BatchedDecoder  # noqa: E402
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.generators.llama_batched import PREFIX_SLOTS, BatchedDecoder
 
 PARALLEL, N_CTX_PER_SEQ = 16, 2048
 
@@ -34,7 +34,7 @@ PARALLEL, N_CTX_PER_SEQ = 16, 2048
 class UnifiedCacheDecoder(BatchedDecoder):
     """The decoder's context as it was: one KV cache shared by every sequence."""
 
-    def __init__(self, llm, parallel: int, n_ctx_per_seq: int) -> None:  # noqa: ANN001
+    def __init__(self, llm, parallel: int, n_ctx_per_seq: int) -> None:
         super().__init__(llm, parallel, n_ctx_per_seq)
         self._ctx.close()
         params = self._cpp.llama_context_default_params()
@@ -78,12 +78,14 @@ def measure(dec: BatchedDecoder, label: str) -> None:
             step = min(step, time.perf_counter() - t0)
         rate = 200 / best
         first = first or rate
-        print(f"{label:<22} {spread:>14} {best * 1000:>14.0f} ms {rate:>9.0f} {rate / first:>10.2f}x "
-              f"{step * 1000:>10.1f} ms")
+        print(
+            f"{label:<22} {spread:>14} {best * 1000:>14.0f} ms {rate:>9.0f} {rate / first:>10.2f}x "
+            f"{step * 1000:>10.1f} ms"
+        )
 
 
 def heldout_requests(per_family: int) -> list:
-    from synth_assets.core.generation import PromptSettings
+    from synth_assets.core.generators.generation import PromptSettings
     from synth_assets.core.training import evaluation
     from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 
@@ -96,8 +98,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     gen = LlamaCppGenerator()
-    print(f"{'layout':<22} {'filler written':>14} {'200-token prompt':>17} {'tokens/s':>9} {'vs compact':>11} "
-          f"{'1-token step':>13}")
+    print(
+        f"{'layout':<22} {'filler written':>14} {'200-token prompt':>17} {'tokens/s':>9} {'vs compact':>11} "
+        f"{'1-token step':>13}"
+    )
     for cls, label in ((UnifiedCacheDecoder, "one unified cache"), (BatchedDecoder, "stream per sequence")):
         dec = cls(gen._llm, PARALLEL, N_CTX_PER_SEQ)
         measure(dec, label)

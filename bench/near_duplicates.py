@@ -38,8 +38,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.core.curation import CurationSettings, curate  # noqa: E402
-from synth_assets.core.near_duplicates import (  # noqa: E402
+from synth_assets.core.curate.curation import CurationSettings, curate
+from synth_assets.core.curate.near_duplicates import (
     NearDupSettings,
     exact_jaccard,
     lsh_params,
@@ -47,25 +47,91 @@ from synth_assets.core.near_duplicates import (  # noqa: E402
     shingle,
     signatures,
 )
-from synth_assets.core.tasks import conform  # noqa: E402
-from synth_assets.core.verification import VERDICT_SCHEMA  # noqa: E402
+from synth_assets.core.tasks.sources import conform
+from synth_assets.core.verify.verification import VERDICT_SCHEMA
 
 THRESHOLD, K = 0.8, 5
 # reasoning-gym families that build 300 items in well under a second each (slow generators
 # such as futoshiki or knight_swap take minutes and add nothing templated the others lack)
-FAMILIES = (
-    "ab acre advanced_geometry aiw arc_1d base_conversion basic_arithmetic binary_alternation binary_matrix "
-    "bitwise_arithmetic boxnet caesar_cipher calendar_arithmetic chain_sum circuit_logic coin_flip "
-    "color_cube_rotation complex_arithmetic count_bits count_primes course_schedule cryptarithm "
-    "decimal_arithmetic decimal_chain_sum dice emoji_mystery family_relationships fraction_simplification "
-    "gcd graph_color group_anagrams gsm_symbolic isomorphic_strings kakurasu knights_knaves largest_island "
-    "lcm leg_counting letter_counting letter_jumble list_functions manipulate_matrix maze mini_sudoku "
-    "modulo_grid n_queens needle_haystack number_filtering number_format number_sorting "
-    "palindrome_generation palindrome_partitioning path_star pool_matrix power_function prime_factorization "
-    "products propositional_logic ransom_note rotate_matrix rush_hour self_reference sentence_reordering "
-    "shortest_path simple_geometry spiral_matrix string_insertion string_manipulation string_splitting "
-    "string_synthesis survo syllogism time_intervals tower_of_hanoi tsumego word_sequence_reversal word_sorting"
-).split()
+FAMILIES = [
+    "ab",
+    "acre",
+    "advanced_geometry",
+    "aiw",
+    "arc_1d",
+    "base_conversion",
+    "basic_arithmetic",
+    "binary_alternation",
+    "binary_matrix",
+    "bitwise_arithmetic",
+    "boxnet",
+    "caesar_cipher",
+    "calendar_arithmetic",
+    "chain_sum",
+    "circuit_logic",
+    "coin_flip",
+    "color_cube_rotation",
+    "complex_arithmetic",
+    "count_bits",
+    "count_primes",
+    "course_schedule",
+    "cryptarithm",
+    "decimal_arithmetic",
+    "decimal_chain_sum",
+    "dice",
+    "emoji_mystery",
+    "family_relationships",
+    "fraction_simplification",
+    "gcd",
+    "graph_color",
+    "group_anagrams",
+    "gsm_symbolic",
+    "isomorphic_strings",
+    "kakurasu",
+    "knights_knaves",
+    "largest_island",
+    "lcm",
+    "leg_counting",
+    "letter_counting",
+    "letter_jumble",
+    "list_functions",
+    "manipulate_matrix",
+    "maze",
+    "mini_sudoku",
+    "modulo_grid",
+    "n_queens",
+    "needle_haystack",
+    "number_filtering",
+    "number_format",
+    "number_sorting",
+    "palindrome_generation",
+    "palindrome_partitioning",
+    "path_star",
+    "pool_matrix",
+    "power_function",
+    "prime_factorization",
+    "products",
+    "propositional_logic",
+    "ransom_note",
+    "rotate_matrix",
+    "rush_hour",
+    "self_reference",
+    "sentence_reordering",
+    "shortest_path",
+    "simple_geometry",
+    "spiral_matrix",
+    "string_insertion",
+    "string_manipulation",
+    "string_splitting",
+    "string_synthesis",
+    "survo",
+    "syllogism",
+    "time_intervals",
+    "tower_of_hanoi",
+    "tsumego",
+    "word_sequence_reversal",
+    "word_sorting",
+]
 TARGETS = (0.70, 0.75, 0.78, 0.80, 0.82, 0.85, 0.90, 0.95, 1.0)
 
 
@@ -106,8 +172,9 @@ def exact_pairs(texts: list[str], threshold: float = THRESHOLD) -> dict[tuple[in
     sets = []
     for t in texts:
         w = t.lower().split()
-        sets.append(frozenset([" ".join(w)]) if len(w) < K else
-                    frozenset(" ".join(w[i:i + K]) for i in range(len(w) - K + 1)))
+        sets.append(
+            frozenset([" ".join(w)]) if len(w) < K else frozenset(" ".join(w[i : i + K]) for i in range(len(w) - K + 1))
+        )
     freq: dict[str, int] = {}
     for s in sets:
         for g in s:
@@ -171,9 +238,10 @@ def components_old(texts: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
     idx = np.flatnonzero(sh.sizes() > 0)
     found = []
     for band in range(bands):
-        key = sig[idx, band * rows:(band + 1) * rows].astype(np.uint64)
-        key = (key * np.arange(1, rows + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)).sum(axis=1,
-                                                                                                 dtype=np.uint64)
+        key = sig[idx, band * rows : (band + 1) * rows].astype(np.uint64)
+        key = (key * np.arange(1, rows + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)).sum(
+            axis=1, dtype=np.uint64
+        )
         order = np.argsort(key, kind="stable")
         same = np.flatnonzero(key[order][1:] == key[order][:-1])
         found.append(np.stack([idx[order[same]], idx[order[same + 1]]], axis=1))
@@ -193,10 +261,23 @@ def components_old(texts: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
 def through_curate(texts: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
     """The pipeline's path: every row a passing candidate of one task."""
     n = len(texts)
-    df = conform(pl.DataFrame({
-        "candidate_id": [str(i) for i in range(n)], "generation": [1] * n, "task_id": ["t"] * n,
-        "family": ["f"] * n, "domain": ["text"] * n, "verifier": ["judge"] * n, "verdict": ["pass"] * n,
-        "prompt": ["Q"] * n, "completion": texts, "score": [1.0] * n}), VERDICT_SCHEMA)
+    df = conform(
+        pl.DataFrame(
+            {
+                "candidate_id": [str(i) for i in range(n)],
+                "generation": [1] * n,
+                "task_id": ["t"] * n,
+                "family": ["f"] * n,
+                "domain": ["text"] * n,
+                "verifier": ["judge"] * n,
+                "verdict": ["pass"] * n,
+                "prompt": ["Q"] * n,
+                "completion": texts,
+                "score": [1.0] * n,
+            }
+        ),
+        VERDICT_SCHEMA,
+    )
     t0 = time.perf_counter()
     cur = curate(df, CurationSettings(max_per_task=0, decontaminate_near_duplicates=False))
     wall = time.perf_counter() - t0
@@ -218,7 +299,7 @@ def datasketch_time(texts: list[str]) -> float:
     encoded = []
     for t in texts:
         w = t.lower().split()
-        sh = [" ".join(w)] if len(w) < K else [" ".join(w[i:i + K]) for i in range(len(w) - K + 1)]
+        sh = [" ".join(w)] if len(w) < K else [" ".join(w[i : i + K]) for i in range(len(w) - K + 1)]
         encoded.append([s.encode() for s in sh])
     sigs = MinHash.bulk(encoded, num_perm=128)
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=128)
@@ -238,9 +319,13 @@ def judge(keep: np.ndarray, dup_of: np.ndarray, truth: dict, texts: list[str]) -
         if p >= 0 and keep[p] and (truth.get((min(d, p), max(d, p)), 0.0) >= THRESHOLD or texts[d] == texts[p]):
             good += 1
     left = sum(1 for a, b in truth if keep[a] and keep[b])
-    return {"kept": int(keep.sum()), "dropped": len(dropped),
-            "drop_precision": good / len(dropped) if len(dropped) else 1.0,
-            "residual_pairs": left, "recall": 1 - left / len(truth) if truth else 1.0}
+    return {
+        "kept": int(keep.sum()),
+        "dropped": len(dropped),
+        "drop_precision": good / len(dropped) if len(dropped) else 1.0,
+        "residual_pairs": left,
+        "recall": 1 - left / len(truth) if truth else 1.0,
+    }
 
 
 def optimum_on_small(texts: list[str], truth: dict, size: int) -> dict:
@@ -285,8 +370,12 @@ def optimum_on_small(texts: list[str], truth: dict, size: int) -> dict:
     for r in sorted(rows, key=lambda r: (len(adj[r]), r)):
         if not adj[r] & exact_keep:
             exact_keep.add(r)
-    out = {"rows": len(rows), "true_pairs": sum(1 for a, b in truth if a in set(rows) and b in set(rows)),
-           "optimum_kept": optimum, "greedy rule on the exact graph": len(exact_keep)}
+    out = {
+        "rows": len(rows),
+        "true_pairs": sum(1 for a, b in truth if a in set(rows) and b in set(rows)),
+        "optimum_kept": optimum,
+        "greedy rule on the exact graph": len(exact_keep),
+    }
     for name, fn in (("ours", ours), ("components (old)", components_old)):
         keep, dup_of, _ = fn(sub)
         res = judge(keep, dup_of, sub_truth, sub)
@@ -302,10 +391,14 @@ def main() -> None:
     ap.add_argument("--free-text", type=int, default=20_000)
     ap.add_argument("--small", type=int, default=600)
     args = ap.parse_args()
-    corpora = {"templated (reasoning-gym)": templated_corpus(args.per_family, args.planted),
-               "free text (curation_scale)": free_text_corpus(args.free_text)}
-    print(f"{'corpus':<27} {'method':<17} {'rows':>6} {'kept':>6} {'drop prec.':>10} {'recall':>7} "
-          f"{'left':>5} {'seconds':>8} {'vs datasketch':>13}")
+    corpora = {
+        "templated (reasoning-gym)": templated_corpus(args.per_family, args.planted),
+        "free text (curation_scale)": free_text_corpus(args.free_text),
+    }
+    print(
+        f"{'corpus':<27} {'method':<17} {'rows':>6} {'kept':>6} {'drop prec.':>10} {'recall':>7} "
+        f"{'left':>5} {'seconds':>8} {'vs datasketch':>13}"
+    )
     for cname, texts in corpora.items():
         t0 = time.perf_counter()
         truth = exact_pairs(texts)
@@ -313,16 +406,20 @@ def main() -> None:
         ds_s = min(datasketch_time(texts) for _ in range(2))
         for mname, fn in (("ours", ours), ("curate()", through_curate), ("components (old)", components_old)):
             runs = [fn(texts) for _ in range(3)]  # best of 3: the machine is shared; the first run
-            keep, dup_of, _ = runs[0]             # of a fresh process also compiles the kernel
+            keep, dup_of, _ = runs[0]  # of a fresh process also compiles the kernel
             secs = min(r[2] for r in runs)
             r = judge(keep, dup_of, truth, texts)
-            print(f"{cname:<27} {mname:<17} {len(texts):>6} {r['kept']:>6} {r['drop_precision']:>10.4f} "
-                  f"{r['recall']:>7.4f} {r['residual_pairs']:>5} {secs:>8.2f} {ds_s / secs:>12.1f}x", flush=True)
-        print(f"{cname:<27} {'datasketch':<17} {len(texts):>6} {'':>6} {'':>10} {'':>7} {'':>5} {ds_s:>8.2f} "
-              f"{'1.0x':>13}   (LSH only, unconfirmed)")
+            print(
+                f"{cname:<27} {mname:<17} {len(texts):>6} {r['kept']:>6} {r['drop_precision']:>10.4f} "
+                f"{r['recall']:>7.4f} {r['residual_pairs']:>5} {secs:>8.2f} {ds_s / secs:>12.1f}x",
+                flush=True,
+            )
+        print(
+            f"{cname:<27} {'datasketch':<17} {len(texts):>6} {'':>6} {'':>10} {'':>7} {'':>5} {ds_s:>8.2f} "
+            f"{'1.0x':>13}   (LSH only, unconfirmed)"
+        )
         small = optimum_on_small(texts, truth, args.small)
-        print(f"  true pairs {len(truth)} (exact all-pairs join, {oracle_s:.1f} s); small input: {small}",
-              flush=True)
+        print(f"  true pairs {len(truth)} (exact all-pairs join, {oracle_s:.1f} s); small input: {small}", flush=True)
 
 
 if __name__ == "__main__":

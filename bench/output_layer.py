@@ -33,15 +33,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import llama_cpp  # noqa: E402
+import llama_cpp
 
-from synth_assets.assets.sources import DEFAULT_FAMILIES  # noqa: E402
-from synth_assets.core.generation import PromptSettings, SamplingPlan, plan_requests  # noqa: E402
-from synth_assets.core.llama_backend import LlamaCppGenerator  # noqa: E402
-from synth_assets.core.llama_batched import BatchedDecoder  # noqa: E402
-from synth_assets.core.tasks import reasoning_gym_tasks  # noqa: E402
-from synth_assets.core.training.evaluation import heldout_requests  # noqa: E402
-from synth_assets.core.training.heldout import HeldoutSettings, heldout_items  # noqa: E402
+from synth_assets.core.generators.generation import PromptSettings, SamplingPlan, plan_requests
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.generators.llama_batched import BatchedDecoder
+from synth_assets.core.tasks.sources import (
+    DEFAULT_FAMILIES,
+    reasoning_gym_tasks,
+)
+from synth_assets.core.training.evaluation import heldout_requests
+from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 
 PARALLEL = 16
 
@@ -50,11 +52,22 @@ class GgmlTensor(ctypes.Structure):
     """``struct ggml_tensor`` of the ggml that llama-cpp-python 0.3.36 ships (include/ggml.h);
     checked against its size (336 bytes) and by the logits test below."""
 
-    _fields_ = [("type", ctypes.c_int), ("buffer", ctypes.c_void_p), ("ne", ctypes.c_int64 * 4),
-                ("nb", ctypes.c_size_t * 4), ("op", ctypes.c_int), ("op_params", ctypes.c_int32 * 16),
-                ("flags", ctypes.c_int32), ("src", ctypes.c_void_p * 10), ("view_src", ctypes.c_void_p),
-                ("view_offs", ctypes.c_size_t), ("data", ctypes.c_void_p), ("name", ctypes.c_char * 64),
-                ("extra", ctypes.c_void_p), ("padding", ctypes.c_char * 8)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("buffer", ctypes.c_void_p),
+        ("ne", ctypes.c_int64 * 4),
+        ("nb", ctypes.c_size_t * 4),
+        ("op", ctypes.c_int),
+        ("op_params", ctypes.c_int32 * 16),
+        ("flags", ctypes.c_int32),
+        ("src", ctypes.c_void_p * 10),
+        ("view_src", ctypes.c_void_p),
+        ("view_offs", ctypes.c_size_t),
+        ("data", ctypes.c_void_p),
+        ("name", ctypes.c_char * 64),
+        ("extra", ctypes.c_void_p),
+        ("padding", ctypes.c_char * 8),
+    ]
 
 
 class FinalNorm:
@@ -65,21 +78,22 @@ class FinalNorm:
         self.stop, self.rows = False, []
         self.fn = llama_cpp.ggml_backend_sched_eval_callback(self._cb)
 
-    def _cb(self, t, ask, _ud) -> bool:  # noqa: ANN001
+    def _cb(self, t, ask, _ud) -> bool:
         g = ctypes.cast(t, ctypes.POINTER(GgmlTensor)).contents
         if ask:
             return g.name == b"result_norm"
         n0, n1 = g.ne[0], g.ne[1]
-        self.rows.append(np.frombuffer((ctypes.c_float * (n0 * n1)).from_address(g.data), np.float32)
-                         .reshape(n1, n0).copy())
+        self.rows.append(
+            np.frombuffer((ctypes.c_float * (n0 * n1)).from_address(g.data), np.float32).reshape(n1, n0).copy()
+        )
         return not self.stop
 
 
-def decoder_with(callback: FinalNorm, llm) -> BatchedDecoder:  # noqa: ANN001
+def decoder_with(callback: FinalNorm, llm) -> BatchedDecoder:
     """A batched decoder as the platform builds it, its context carrying ``callback``."""
     plain = llama_cpp.llama_context_default_params
 
-    def params():  # noqa: ANN202
+    def params():
         p = plain()
         p.cb_eval = callback.fn
         return p
@@ -91,8 +105,9 @@ def decoder_with(callback: FinalNorm, llm) -> BatchedDecoder:  # noqa: ANN001
         llama_cpp.llama_context_default_params = plain
 
 
-def step_times(dec: BatchedDecoder, cb: FinalNorm | None, prompts: list[list[int]], width: int,
-               steps: int = 6) -> float:
+def step_times(
+    dec: BatchedDecoder, cb: FinalNorm | None, prompts: list[list[int]], width: int, steps: int = 6
+) -> float:
     """Milliseconds of one decoding step of ``width`` sequences after their prompts."""
     cpp = dec._cpp
     mem = cpp.llama_get_memory(dec._ctx.ctx)
@@ -134,19 +149,26 @@ def main() -> None:
     prompts = [plain._prompt_tokens(r) for r in heldout[:: max(1, len(heldout) // PARALLEL)][:PARALLEL]]
     times: dict[str, list[float]] = {}
     for r in range(args.rounds):
-        for name, dec, c in ((("whole", plain, None), ("stopped after the final norm", hooked, cb))[:: 1 if r % 2 == 0 else -1]):
+        for name, dec, c in (("whole", plain, None), ("stopped after the final norm", hooked, cb))[
+            :: 1 if r % 2 == 0 else -1
+        ]:
             for width in (PARALLEL, 1):
                 times.setdefault(f"{width:>2} sequence{'s' if width > 1 else ''}, {name}", []).append(
-                    step_times(dec, c, prompts, width))
+                    step_times(dec, c, prompts, width)
+                )
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\ndecoding step after held-out prompts of {min(map(len, prompts))}-{max(map(len, prompts))} tokens, "
-          f"median of {args.rounds} alternating rounds:")
+    print(
+        f"\ndecoding step after held-out prompts of {min(map(len, prompts))}-{max(map(len, prompts))} tokens, "
+        f"median of {args.rounds} alternating rounds:"
+    )
     for k, v in med.items():
         print(f"  {k:<45} {v:7.1f} ms")
     whole, body = med[f"{PARALLEL} sequences, whole"], med[f"{PARALLEL} sequences, stopped after the final norm"]
     out_ms = whole - body
-    print(f"  the output layer: {out_ms:.1f} ms of a {PARALLEL}-sequence step ({out_ms / whole:.0%}), "
-          f"{out_ms / PARALLEL:.2f} ms a sequence")
+    print(
+        f"  the output layer: {out_ms:.1f} ms of a {PARALLEL}-sequence step ({out_ms / whole:.0%}), "
+        f"{out_ms / PARALLEL:.2f} ms a sequence"
+    )
 
     # the final hidden states of real requests, as the batched decoder produces them
     tasks = reasoning_gym_tasks(DEFAULT_FAMILIES, args.per_family, 42)
@@ -158,8 +180,10 @@ def main() -> None:
     list(hooked.generate(heldout))
     test = np.concatenate(cb.rows)
     emb = output_embedding(gen.weights_path)
-    print(f"\nfinal hidden states: {len(train)} from {len(cand)} candidate requests (fit), {len(test)} from "
-          f"{len(heldout)} held-out requests (test); output layer {emb.shape[0]:,} x {emb.shape[1]}")
+    print(
+        f"\nfinal hidden states: {len(train)} from {len(cand)} candidate requests (fit), {len(test)} from "
+        f"{len(heldout)} held-out requests (test); output layer {emb.shape[0]:,} x {emb.shape[1]}"
+    )
     exact = test @ emb.T
     order = np.argpartition(-exact, 40, axis=1)[:, :40]
     order = np.take_along_axis(order, np.argsort(-np.take_along_axis(exact, order, 1), axis=1), 1)  # best first
@@ -168,26 +192,32 @@ def main() -> None:
     print(f"  words within 3 of the best logit: {near.sum(1).mean():.1f} on average")
     _, energy, basis = np.linalg.svd(train, full_matrices=False)
     share = np.cumsum(energy**2) / np.sum(energy**2)
-    print(f"  share of the fitted states' energy in 32 / 64 / 128 directions: "
-          f"{share[31]:.3f} / {share[63]:.3f} / {share[127]:.3f}")
+    print(
+        f"  share of the fitted states' energy in 32 / 64 / 128 directions: "
+        f"{share[31]:.3f} / {share[63]:.3f} / {share[127]:.3f}"
+    )
     import torch
 
     torch.set_num_threads(gen._llm.context_params.n_threads)
     batch = test[:PARALLEL]
     emb_t = torch.from_numpy(emb)
 
-    def timed(f, n: int = 5) -> float:  # noqa: ANN001
+    def timed(f, n: int = 5) -> float:
         f()
         t0 = time.perf_counter()
         for _ in range(n):
             f()
         return (time.perf_counter() - t0) / n * 1000
 
-    print(f"  the whole output layer for {PARALLEL} rows elsewhere: numpy F32 "
-          f"{timed(lambda: batch @ emb.T):.1f} ms, torch F32 {timed(lambda: torch.from_numpy(batch) @ emb_t.T):.1f} ms "
-          f"(llama.cpp's Q8_0 kernels: {out_ms:.1f} ms)")
-    print(f"\n{'rank':>4} {'M':>5} {'best word':>10} {'top 40':>8} {'within 3':>9} {'screen ms':>10} "
-          f"{'vs output layer':>16}")
+    print(
+        f"  the whole output layer for {PARALLEL} rows elsewhere: numpy F32 "
+        f"{timed(lambda: batch @ emb.T):.1f} ms, torch F32 {timed(lambda: torch.from_numpy(batch) @ emb_t.T):.1f} ms "
+        f"(llama.cpp's Q8_0 kernels: {out_ms:.1f} ms)"
+    )
+    print(
+        f"\n{'rank':>4} {'M':>5} {'best word':>10} {'top 40':>8} {'within 3':>9} {'screen ms':>10} "
+        f"{'vs output layer':>16}"
+    )
     for rank in (64, 128):
         q = basis[:rank].T.astype(np.float32)
         proj = np.ascontiguousarray(emb @ q)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.core.generation import PromptSettings  # noqa: E402
-from synth_assets.core.llama_backend import LlamaCppGenerator  # noqa: E402
-from synth_assets.core.llama_batched import BatchedDecoder  # noqa: E402
-from synth_assets.core.training.evaluation import heldout_requests  # noqa: E402
-from synth_assets.core.training.heldout import HeldoutSettings, heldout_items  # noqa: E402
+from synth_assets.core.generators.generation import PromptSettings
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.generators.llama_batched import BatchedDecoder
+from synth_assets.core.training.evaluation import heldout_requests
+from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 
 
 def main() -> None:
@@ -38,8 +38,11 @@ def main() -> None:
             dec.prefix_slots = slots
             t0 = time.perf_counter()
             list(dec.generate(reqs))
-            print(f"prefix slots {slots}: {time.perf_counter() - t0:6.1f} s, "
-                  f"{dec.prompt_tokens_evaluated} prompt tokens evaluated", flush=True)
+            print(
+                f"prefix slots {slots}: {time.perf_counter() - t0:6.1f} s, "
+                f"{dec.prompt_tokens_evaluated} prompt tokens evaluated",
+                flush=True,
+            )
             dec.close()
     gen.close()
 

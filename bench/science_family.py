@@ -20,13 +20,13 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_assets.core.generation import SamplingPlan, run_generation  # noqa: E402
-from synth_assets.core.llama_backend import LlamaCppGenerator  # noqa: E402
-from synth_assets.core.sandbox import Sandbox  # noqa: E402
-from synth_assets.core.science import PROJECTILE  # noqa: E402
-from synth_assets.core.tasks import reasoning_gym_dataset, reasoning_gym_tasks  # noqa: E402
-from synth_assets.core.training.evaluation import wilson  # noqa: E402
-from synth_assets.core.verification import verify_candidates  # noqa: E402
+from synth_assets.core.generators.generation import SamplingPlan, run_generation
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.sandbox.sandbox import Sandbox
+from synth_assets.core.stats import wilson
+from synth_assets.core.tasks.science import PROJECTILE
+from synth_assets.core.tasks.sources import reasoning_gym_dataset, reasoning_gym_tasks
+from synth_assets.core.verify.verification import verify_candidates
 
 
 def main() -> None:
@@ -40,19 +40,32 @@ def main() -> None:
     out = verify_candidates(cands, Sandbox())
     k = int((out["verdict"] == "pass").sum())
     lo, hi = wilson(k, out.height)
-    print(f"{out.height} proposals ({args.tasks} tasks x {args.samples}): pass {k} = {k / out.height:.3f} "
-          f"(95% CI {lo:.3f}-{hi:.3f})")
-    met = out.group_by((pl.col("score") * 4).round().cast(pl.Int64).alias("constraints_met")).len().sort("constraints_met")
+    print(
+        f"{out.height} proposals ({args.tasks} tasks x {args.samples}): pass {k} = {k / out.height:.3f} "
+        f"(95% CI {lo:.3f}-{hi:.3f})"
+    )
+    met = (
+        out.group_by((pl.col("score") * 4).round().cast(pl.Int64).alias("constraints_met"))
+        .len()
+        .sort("constraints_met")
+    )
     print("constraints met (of 4):", dict(met.iter_rows()))
     kinds = {"lands": "range", "highest": "ceiling", "speed": "speed limit", "angle": "angle", "no": "no design"}
-    why = Counter(kinds.get(part.split(" ")[0], part[:30])
-                  for d in out["verdict_detail"].to_list() if "violated: " in d or "no design" in d
-                  for part in d.split("violated: ")[-1].split("; "))
+    why = Counter(
+        kinds.get(part.split(" ")[0], part[:30])
+        for d in out["verdict_detail"].to_list()
+        if "violated: " in d or "no design" in d
+        for part in d.split("violated: ")[-1].split("; ")
+    )
     print("violations by constraint:", dict(why.most_common()))
     print("examples:", out.select("extracted_answer", "verdict_detail").head(4).rows())
     ds = reasoning_gym_dataset(PROJECTILE, args.tasks, 42)
-    print("reference designs passing:", sum(ds.check(ds[i]["answer"], ds[i])[0] == 1.0 for i in range(args.tasks)),
-          "of", args.tasks)
+    print(
+        "reference designs passing:",
+        sum(ds.check(ds[i]["answer"], ds[i])[0] == 1.0 for i in range(args.tasks)),
+        "of",
+        args.tasks,
+    )
     gen.close()
 
 

@@ -37,15 +37,16 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from quality_checks.drift import eval_rows  # noqa: E402
-from synth_assets.core.errors import SynthConfigError  # noqa: E402
-from synth_assets.core.preferences import preference_pairs  # noqa: E402
-from synth_assets.core.generation import PromptSettings, SamplingPlan, run_generation  # noqa: E402
-from synth_assets.core.sandbox import Sandbox, SandboxLimits  # noqa: E402
-from synth_assets.core.tasks import humaneval_references, reasoning_gym_tasks  # noqa: E402
-from synth_assets.core.training.gate import GateSettings  # noqa: E402
-from synth_assets.core.training.heldout import HeldoutSettings, heldout_items  # noqa: E402
-from synth_assets.core.training.loop import (  # noqa: E402
+from synth_assets.core.curate.preferences import preference_pairs
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.generators.generation import PromptSettings, SamplingPlan, run_generation
+from synth_assets.core.quality.drift import eval_rows
+from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
+from synth_assets.core.stats import mcnemar_p
+from synth_assets.core.tasks.sources import humaneval_references, reasoning_gym_tasks
+from synth_assets.core.training.gate import GateSettings
+from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
+from synth_assets.core.training.loop import (
     CandidateSettings,
     evaluate_candidate,
     load_generator,
@@ -53,10 +54,9 @@ from synth_assets.core.training.loop import (  # noqa: E402
     scores_for,
     train_candidate,
 )
-from synth_assets.core.training.evaluation import mcnemar_p  # noqa: E402
-from synth_assets.core.training.registry import Registry  # noqa: E402
-from synth_assets.core.verification import verify_candidates  # noqa: E402
-from synth_assets.core.warehouse import Warehouse  # noqa: E402
+from synth_assets.core.training.registry import Registry
+from synth_assets.core.verify.verification import verify_candidates
+from synth_assets.core.warehouse import Warehouse
 
 
 def entropy(values: list[str]) -> float:
@@ -70,35 +70,58 @@ def paired_difference(a: pl.DataFrame, b: pl.DataFrame, seed: int = 0, resamples
     McNemar's exact p (the same test the gate uses per family)."""
     import numpy as np
 
-    j = a.select("item_id", pl.col("correct").alias("a")).join(b.select("item_id", pl.col("correct").alias("b")),
-                                                               on="item_id")
+    j = a.select("item_id", pl.col("correct").alias("a")).join(
+        b.select("item_id", pl.col("correct").alias("b")), on="item_id"
+    )
     x, y = j["a"].to_list(), j["b"].to_list()
     d = np.array(x, dtype=float) - np.array(y, dtype=float)
     means = np.random.default_rng(seed).choice(d, size=(resamples, d.size)).mean(axis=1)
-    return {"n": int(d.size), "diff": float(d.mean()), "low": float(np.percentile(means, 2.5)),
-            "high": float(np.percentile(means, 97.5)), "only_a": int((d > 0).sum()), "only_b": int((d < 0).sum()),
-            "p": mcnemar_p(x, y)}
+    return {
+        "n": int(d.size),
+        "diff": float(d.mean()),
+        "low": float(np.percentile(means, 2.5)),
+        "high": float(np.percentile(means, 97.5)),
+        "only_a": int((d > 0).sum()),
+        "only_b": int((d < 0).sum()),
+        "p": mcnemar_p(x, y),
+    }
 
 
 def mix_rows(df: pl.DataFrame, source: str, round_: int) -> pl.DataFrame:
     """Mix rows (the columns training reads) from candidates or human references."""
-    from synth_assets.core.mixing import split_for
+    from synth_assets.core.curate.mixing import split_for
 
     return df.select(
-        pl.col("row_id"), pl.lit(round_, dtype=pl.Int64).alias("generation"), pl.lit(source).alias("source"),
-        "task_id", "family", "domain", pl.col("task_source"), "prompt", "response",
+        pl.col("row_id"),
+        pl.lit(round_, dtype=pl.Int64).alias("generation"),
+        pl.lit(source).alias("source"),
+        "task_id",
+        "family",
+        "domain",
+        pl.col("task_source"),
+        "prompt",
+        "response",
     ).with_columns(pl.col("task_id").map_elements(lambda t: split_for(t, 0.1), return_dtype=pl.String).alias("split"))
 
 
 def human_rows(n: int) -> pl.DataFrame:
     ref = humaneval_references("human", 0.3, 0.2).head(n)
-    return pl.DataFrame({"row_id": ref["ref_id"], "task_id": ref["ref_id"], "family": ref["family"],
-                         "domain": ref["domain"], "task_source": "humaneval", "prompt": ref["prompt"],
-                         "response": ref["response"]})
+    return pl.DataFrame(
+        {
+            "row_id": ref["ref_id"],
+            "task_id": ref["ref_id"],
+            "family": ref["family"],
+            "domain": ref["domain"],
+            "task_source": "humaneval",
+            "prompt": ref["prompt"],
+            "response": ref["response"],
+        }
+    )
 
 
-def run_arm(arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.DataFrame, work: Path,
-            log) -> list[dict]:  # noqa: ANN001
+def run_arm(
+    arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.DataFrame, work: Path, log
+) -> list[dict]:
     wh = Warehouse(work / arm / "warehouse.duckdb")
     reg = Registry(wh)
     sandbox = Sandbox(SandboxLimits())
@@ -125,106 +148,188 @@ def run_arm(arm: str, args: argparse.Namespace, tasks: pl.DataFrame, items: pl.D
         answers = [a.strip() for a in samples["completion"].fill_null("").to_list()]
         # answers are a few tokens: diversity is how many different answers a task gets, and how
         # spread the answers are overall (distinct-n of one-token texts would be 0 every round)
-        per_task = samples.with_columns(pl.col("completion").fill_null("").str.strip_chars().alias("a")).group_by(
-            "task_id").agg((pl.col("a").n_unique() / pl.len()).alias("u"))
+        per_task = (
+            samples.with_columns(pl.col("completion").fill_null("").str.strip_chars().alias("a"))
+            .group_by("task_id")
+            .agg((pl.col("a").n_unique() / pl.len()).alias("u"))
+        )
         distinct_answers = float(per_task["u"].mean())
         if arm == "default":
             keep = passed.unique(["task_id", "extracted_answer"]).with_columns(
-                pl.col("candidate_id").alias("row_id"), pl.col("source").alias("task_source"),
-                pl.col("extracted_answer").alias("response"))
-            accumulated = pl.concat([accumulated, mix_rows(keep, "synthetic", r)], how="vertical_relaxed") \
-                if accumulated.height else mix_rows(keep, "synthetic", r)
-            mix = pl.concat([accumulated, humans.with_columns(pl.lit(r, dtype=pl.Int64).alias("generation"))],
-                            how="vertical_relaxed")
+                pl.col("candidate_id").alias("row_id"),
+                pl.col("source").alias("task_source"),
+                pl.col("extracted_answer").alias("response"),
+            )
+            accumulated = (
+                pl.concat([accumulated, mix_rows(keep, "synthetic", r)], how="vertical_relaxed")
+                if accumulated.height
+                else mix_rows(keep, "synthetic", r)
+            )
+            mix = pl.concat(
+                [accumulated, humans.with_columns(pl.lit(r, dtype=pl.Int64).alias("generation"))],
+                how="vertical_relaxed",
+            )
         else:
-            naive = samples.with_columns(pl.col("candidate_id").alias("row_id"), pl.col("source").alias("task_source"),
-                                         pl.col("completion").str.strip_chars().str.split("\n").list.first()
-                                         .alias("response"))
+            naive = samples.with_columns(
+                pl.col("candidate_id").alias("row_id"),
+                pl.col("source").alias("task_source"),
+                pl.col("completion").str.strip_chars().str.split("\n").list.first().alias("response"),
+            )
             mix = mix_rows(naive.filter(pl.col("response").fill_null("") != ""), "synthetic", r)
         t1 = time.monotonic()
-        settings = CandidateSettings(epochs=args.epochs, max_train_rows=args.max_train_rows, min_train_rows=4,
-                                     seed=r)
+        settings = CandidateSettings(epochs=args.epochs, max_train_rows=args.max_train_rows, min_train_rows=4, seed=r)
         row = train_candidate(mix, r, settings, reg, work / arm / "models", log=log)
         extra: dict = {}
         if arm == "dpo":
             row, extra = preference_stage(row, mix, verified, r, args, reg, items, work, log)
         train_wall = time.monotonic() - t1
-        comparison, ok, reasons, dropped = evaluate_candidate(row["model_id"], items, mix, reg, GateSettings(), log,
-                                                              against=serving.model_id)
+        comparison, ok, reasons, dropped = evaluate_candidate(
+            row["model_id"], items, mix, reg, GateSettings(), log, against=serving.model_id
+        )
         reg.decide(row["model_id"], "promoted" if ok else "rejected", "the gate passed" if ok else "; ".join(reasons))
         cand_scores = scores_for(reg.get(row["model_id"]), items, reg, log)
         held = cand_scores.filter(pl.col("variant") == "heldout")
         series[r] = (int(held["correct"].sum()), held.height)
         drift = eval_rows(r, series, "heldout_reasoning_pass_rate").row(0, named=True)
-        out.append({
-            "arm": arm, "round": r, "model": row["model_id"], "parent": serving.model_id, "promoted": ok,
-            "reasons": reasons, "mix_rows": mix.height, "train_rows": row["train_rows"],
-            "samples": samples.height, "verified": passed.height,
-            "yield_per_cpu_min": passed.height / max(cpu_min, 1e-9), "cpu_min": cpu_min, "gen_wall_s": gen_wall,
-            "train_wall_s": train_wall, "round_wall_s": time.monotonic() - t_round,
-            "distinct_answers_per_task": distinct_answers, "answer_entropy": entropy(answers),
-            "contaminated_dropped": dropped, **extra,
-            "rates": pass_rates(cand_scores).to_dicts(), "drift_status": drift["status"], "drift_note": drift["note"],
-            "comparison": comparison.select("family", "variant", "candidate_rate", "parent_rate", "most_common_rate",
-                                            "last_shot_rate", "p_vs_parent", "p_vs_baseline", "significant_gain",
-                                            "flag").to_dicts()})
-        log(f"[{arm}] round {r}: {'PROMOTED' if ok else 'rejected'} {row['model_id']} "
-            f"({'; '.join(reasons) or 'gate passed'}); {passed.height}/{samples.height} verified")
+        out.append(
+            {
+                "arm": arm,
+                "round": r,
+                "model": row["model_id"],
+                "parent": serving.model_id,
+                "promoted": ok,
+                "reasons": reasons,
+                "mix_rows": mix.height,
+                "train_rows": row["train_rows"],
+                "samples": samples.height,
+                "verified": passed.height,
+                "yield_per_cpu_min": passed.height / max(cpu_min, 1e-9),
+                "cpu_min": cpu_min,
+                "gen_wall_s": gen_wall,
+                "train_wall_s": train_wall,
+                "round_wall_s": time.monotonic() - t_round,
+                "distinct_answers_per_task": distinct_answers,
+                "answer_entropy": entropy(answers),
+                "contaminated_dropped": dropped,
+                **extra,
+                "rates": pass_rates(cand_scores).to_dicts(),
+                "drift_status": drift["status"],
+                "drift_note": drift["note"],
+                "comparison": comparison.select(
+                    "family",
+                    "variant",
+                    "candidate_rate",
+                    "parent_rate",
+                    "most_common_rate",
+                    "last_shot_rate",
+                    "p_vs_parent",
+                    "p_vs_baseline",
+                    "significant_gain",
+                    "flag",
+                ).to_dicts(),
+            }
+        )
+        log(
+            f"[{arm}] round {r}: {'PROMOTED' if ok else 'rejected'} {row['model_id']} "
+            f"({'; '.join(reasons) or 'gate passed'}); {passed.height}/{samples.height} verified"
+        )
     sandbox.close()
     return out
 
 
-def preference_stage(sft: dict, mix: pl.DataFrame, verified: pl.DataFrame, r: int, args: argparse.Namespace,
-                     reg: Registry, items: pl.DataFrame, work: Path, log) -> tuple[dict, dict]:  # noqa: ANN001
+def preference_stage(
+    sft: dict,
+    mix: pl.DataFrame,
+    verified: pl.DataFrame,
+    r: int,
+    args: argparse.Namespace,
+    reg: Registry,
+    items: pl.DataFrame,
+    work: Path,
+    log,
+) -> tuple[dict, dict]:
     """DPO started from the round's supervised candidate on the round's pairs; returns the model
     the arm gates (the DPO model, or the supervised one when there are too few pairs) and what
     the report shows of the stage."""
     pairs = preference_pairs(verified)
     sft_scores = scores_for(reg.get(sft["model_id"]), items, reg, log)
-    settings = CandidateSettings(epochs=args.epochs, max_train_rows=args.max_train_rows, min_train_rows=4, seed=r,
-                                 objective="dpo", init_from="parent", dpo_beta=args.dpo_beta)
+    settings = CandidateSettings(
+        epochs=args.epochs,
+        max_train_rows=args.max_train_rows,
+        min_train_rows=4,
+        seed=r,
+        objective="dpo",
+        init_from="parent",
+        dpo_beta=args.dpo_beta,
+    )
     t0 = time.monotonic()
     try:
-        dpo = train_candidate(mix, r, settings, reg, work / "dpo" / "models", log=log, pairs=pairs,
-                              start_from=sft["model_id"])
+        dpo = train_candidate(
+            mix, r, settings, reg, work / "dpo" / "models", log=log, pairs=pairs, start_from=sft["model_id"]
+        )
     except SynthConfigError as e:  # too few pairs this round: the supervised candidate is gated alone
         log(f"[dpo] round {r}: no preference stage ({e})")
         return sft, {"pairs": pairs.height, "dpo": None, "sft_model": sft["model_id"]}
     reg.decide(sft["model_id"], "rejected", f"the dpo arm's supervised stage; {dpo['model_id']} was trained from it")
     dpo_scores = scores_for(reg.get(dpo["model_id"]), items, reg, log)
     paired = paired_difference(dpo_scores, sft_scores)
-    log(f"[dpo] round {r}: {pairs.height} pairs; DPO - SFT held-out accuracy {paired['diff']:+.3f} "
-        f"[{paired['low']:+.3f}, {paired['high']:+.3f}] on {paired['n']} items, p={paired['p']:.3f}")
-    return dpo, {"pairs": pairs.height, "dpo_train_pairs": dpo["train_rows"], "dpo_wall_s": time.monotonic() - t0,
-                 "sft_model": sft["model_id"], "sft_rates": pass_rates(sft_scores).to_dicts(), "dpo_vs_sft": paired}
+    log(
+        f"[dpo] round {r}: {pairs.height} pairs; DPO - SFT held-out accuracy {paired['diff']:+.3f} "
+        f"[{paired['low']:+.3f}, {paired['high']:+.3f}] on {paired['n']} items, p={paired['p']:.3f}"
+    )
+    return dpo, {
+        "pairs": pairs.height,
+        "dpo_train_pairs": dpo["train_rows"],
+        "dpo_wall_s": time.monotonic() - t0,
+        "sft_model": sft["model_id"],
+        "sft_rates": pass_rates(sft_scores).to_dicts(),
+        "dpo_vs_sft": paired,
+    }
 
 
 def report(results: list[dict]) -> str:
-    lines = ["| arm | round | model | promoted | family/variant: rate [95% CI] (parent; most common / last shot) "
-             "| verified/CPU-min | distinct answers/task | answer entropy | drift: held-out pass rate vs previous round | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | round | model | promoted | family/variant: rate [95% CI] (parent; most common / last shot) "
+        "| verified/CPU-min | distinct answers/task | answer entropy | drift: held-out pass rate vs previous round | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for res in results:
         cmp_ = {f"{c['family']}/{c['variant']}": c for c in res.get("comparison", [])}
         cells = []
         for rate in res["rates"]:
             key = f"{rate['family']}/{rate['variant']}"
             c = cmp_.get(key)
-            extra = (f" (parent {c['parent_rate']:.2f}; {c['most_common_rate']:.2f}/{c['last_shot_rate']:.2f}"
-                     f"{', GAIN' if c['significant_gain'] else ''}{', ' + c['flag'] if c['flag'] else ''})") if c else ""
+            extra = (
+                (
+                    f" (parent {c['parent_rate']:.2f}; {c['most_common_rate']:.2f}/{c['last_shot_rate']:.2f}"
+                    f"{', GAIN' if c['significant_gain'] else ''}{', ' + c['flag'] if c['flag'] else ''})"
+                )
+                if c
+                else ""
+            )
             cells.append(f"{key} {rate['rate']:.2f} [{rate['low']:.2f}, {rate['high']:.2f}]{extra}")
-        lines.append(f"| {res['arm']} | {res['round']} | {res['model']} | {res.get('promoted', '-')} | "
-                     + "<br>".join(cells) + f" | {res.get('yield_per_cpu_min', 0):.1f} | {res.get('distinct_answers_per_task', 0):.3f} | "
-                     f"{res.get('answer_entropy', 0):.2f} | {res.get('drift_status', '-')} {res.get('drift_note', '')} | "
-                     f"{res.get('round_wall_s', 0):.0f} |")
+        lines.append(
+            f"| {res['arm']} | {res['round']} | {res['model']} | {res.get('promoted', '-')} | "
+            + "<br>".join(cells)
+            + f" | {res.get('yield_per_cpu_min', 0):.1f} | {res.get('distinct_answers_per_task', 0):.3f} | "
+            f"{res.get('answer_entropy', 0):.2f} | {res.get('drift_status', '-')} {res.get('drift_note', '')} | "
+            f"{res.get('round_wall_s', 0):.0f} |"
+        )
     dpo = [res for res in results if "dpo_vs_sft" in res]
     if dpo:
-        lines += ["", "| round | pairs (trained on) | supervised model | DPO model | DPO - supervised held-out accuracy "
-                  "[95% CI] | items only DPO / only supervised got right | McNemar p |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| round | pairs (trained on) | supervised model | DPO model | DPO - supervised held-out accuracy "
+            "[95% CI] | items only DPO / only supervised got right | McNemar p |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for res in dpo:
             d = res["dpo_vs_sft"]
-            lines.append(f"| {res['round']} | {res['pairs']} ({res['dpo_train_pairs']}) | {res['sft_model']} | "
-                         f"{res['model']} | {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (n={d['n']}) | "
-                         f"{d['only_a']} / {d['only_b']} | {d['p']:.3f} |")
+            lines.append(
+                f"| {res['round']} | {res['pairs']} ({res['dpo_train_pairs']}) | {res['sft_model']} | "
+                f"{res['model']} | {d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (n={d['n']}) | "
+                f"{d['only_a']} / {d['only_b']} | {d['p']:.3f} |"
+            )
     return "\n".join(lines)
 
 

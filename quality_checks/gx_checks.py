@@ -18,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from synth_assets.assets._common import stored_frame
 from synth_assets.core.markdown import markdown_table
 
 SUITES = Path(__file__).parent / "suites"
@@ -31,7 +32,6 @@ def check_name(exp: dict) -> str:
     kw = exp["kwargs"]
     col = kw.get("column") or "_".join(kw.get("column_list", [])) or "table"
     return f"gx_{exp['type'].removeprefix('expect_')}__{col}"
-
 
 
 def _rows_md(df: pl.DataFrame, key: str, column: str | None, indices: list[int]) -> str:
@@ -49,7 +49,9 @@ def _gx_exception(info: dict | None) -> tuple[bool, str | None]:
     entries = [info] if "raised_exception" in info else [v for v in info.values() if hasattr(v, "keys")]
     for entry in entries:  # dicts, or GX ExceptionInfo objects (mapping-like)
         if entry["raised_exception"] if "raised_exception" in entry.keys() else False:
-            return True, entry["exception_message"] if "exception_message" in entry.keys() else "GX could not compute this"
+            return True, entry[
+                "exception_message"
+            ] if "exception_message" in entry.keys() else "GX could not compute this"
     return False, None
 
 
@@ -70,8 +72,10 @@ def run_suite(df: pl.DataFrame, suite: dict, overrides: dict | None = None) -> l
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     gx_suite = ctx.suites.add(gx.ExpectationSuite(name=suite["name"], expectations=exps))
     batch = (
-        ctx.data_sources.add_pandas("frame").add_dataframe_asset(suite["name"])
-        .add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df.to_pandas()})
+        ctx.data_sources.add_pandas("frame")
+        .add_dataframe_asset(suite["name"])
+        .add_batch_definition_whole_dataframe("all")
+        .get_batch(batch_parameters={"dataframe": df.to_pandas()})
     )
     res = batch.validate(gx_suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 10})
     by_check = {(r.expectation_config.meta or {}).get("check"): r for r in res.results}
@@ -79,51 +83,53 @@ def run_suite(df: pl.DataFrame, suite: dict, overrides: dict | None = None) -> l
     for e in exps:
         r = by_check.get(e["meta"]["check"])
         if r is None:  # GX dropped it (seen when a column is missing): broken setup, not bad data
-            out.append({"expectation": e, "success": False, "gx_error": True, "observed": {}, "unexpected_index": [],
-                        "exception": "GX returned no result for this expectation (does the column exist?)"})
+            out.append(
+                {
+                    "expectation": e,
+                    "success": False,
+                    "gx_error": True,
+                    "observed": {},
+                    "unexpected_index": [],
+                    "exception": "GX returned no result for this expectation (does the column exist?)",
+                }
+            )
             continue
         raised, message = _gx_exception(r.exception_info)
         result = r.result or {}
-        out.append({
-            "expectation": e,
-            "success": bool(r.success),
-            "gx_error": raised,
-            "exception": message,
-            "observed": {k: result[k] for k in ("observed_value", "element_count", "unexpected_count",
-                                                "unexpected_percent", "partial_unexpected_list") if k in result},
-            "unexpected_index": list(result.get("partial_unexpected_index_list") or []),
-        })
+        out.append(
+            {
+                "expectation": e,
+                "success": bool(r.success),
+                "gx_error": raised,
+                "exception": message,
+                "observed": {
+                    k: result[k]
+                    for k in (
+                        "observed_value",
+                        "element_count",
+                        "unexpected_count",
+                        "unexpected_percent",
+                        "partial_unexpected_list",
+                    )
+                    if k in result
+                },
+                "unexpected_index": list(result.get("partial_unexpected_index_list") or []),
+            }
+        )
     return out
 
 
-def check_generation(context: dg.AssetCheckExecutionContext) -> int:
-    """The generation (partition) the run works on; for a check run without one (called as a
-    function, or alone from the UI), the newest generation in the warehouse."""
-    op = context.op_execution_context
-    if op.has_partition_key:
-        return int(op.partition_key)
-    return context.resources.warehouse.get().current_generation()
-
-
-def stored_frame(context: dg.AssetCheckExecutionContext, asset: str) -> pl.DataFrame:
-    """What the asset stored: the run's generation of a generational table, else the table."""
-    wh = context.resources.warehouse.get()
-    if not wh.table_exists(asset):
-        return pl.DataFrame()
-    if asset in SNAPSHOT_ASSETS:
-        return wh.read(asset)
-    return wh.read(asset, generation=check_generation(context))
-
-
-SNAPSHOT_ASSETS = {"task_pool", "human_reference", "heldout_eval", "synthesized_tasks", "task_proposals"}
-
-
-def gx_suite_checks(asset: str) -> dg.AssetChecksDefinition:
-    """One Dagster check per expectation of the asset's suite."""
+def gx_suite_checks(asset: str, storage: str) -> dg.AssetChecksDefinition:
+    """One Dagster check per expectation of the asset's suite; ``storage`` is the asset's own
+    metadata (``snapshot``: the whole table is checked; ``generational``: the run's generation)."""
+    if storage not in ("snapshot", "generational"):
+        raise ValueError(f"suite {asset}: the asset declares no storage metadata (snapshot or generational)")
     suite = load_suite(asset)
     specs = [
         dg.AssetCheckSpec(
-            check_name(e), asset=asset, blocking=e.get("severity", "critical") == "critical",
+            check_name(e),
+            asset=asset,
+            blocking=e.get("severity", "critical") == "critical",
             description=(e.get("meta") or {}).get("description")
             or f"{e['type']} {json.dumps(e['kwargs'])} ({e.get('severity', 'critical')})",
         )
@@ -134,7 +140,7 @@ def gx_suite_checks(asset: str) -> dg.AssetChecksDefinition:
 
     @dg.multi_asset_check(specs=specs, name=f"gx_suite_{asset}", required_resource_keys={"warehouse"})
     def _checks(context: dg.AssetCheckExecutionContext):
-        frame = stored_frame(context, asset)
+        frame = stored_frame(context, asset, snapshot=storage == "snapshot")
         # values a suite takes from the data it checks (the mix records the floor it was built under)
         overrides = {c: frame[c][0] for c in frame.columns if frame.height and c in ("human_floor",)}
         for outcome in run_suite(frame, suite, overrides):
@@ -151,7 +157,9 @@ def gx_suite_checks(asset: str) -> dg.AssetChecksDefinition:
             if rows:
                 metadata["offending_rows"] = dg.MetadataValue.md(rows)
             yield dg.AssetCheckResult(
-                asset_key=asset, check_name=check_name(e), passed=outcome["success"],
+                asset_key=asset,
+                check_name=check_name(e),
+                passed=outcome["success"],
                 severity=dg.AssetCheckSeverity.ERROR if critical else dg.AssetCheckSeverity.WARN,
                 metadata=metadata,
             )

@@ -11,7 +11,7 @@ from graphlib import CycleError, TopologicalSorter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from tests.test_import_layers import ALLOWED, PACKAGES, graph, layer  # noqa: E402
+from tests.test_import_layers import ALLOWED, PACKAGES, graph, layer
 
 
 def main() -> None:
@@ -33,8 +33,10 @@ def main() -> None:
     except CycleError as exc:
         cycle = exc.args[1]
     edges = sum(len(v) for v in g.values())
-    print(f"// {len(g)} modules, {edges} imports; upward imports: {upward or 'none'}; cycle: {cycle or 'none'}",
-          file=sys.stderr)
+    print(
+        f"// {len(g)} modules, {edges} imports; upward imports: {upward or 'none'}; cycle: {cycle or 'none'}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

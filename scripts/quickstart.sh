@@ -29,13 +29,38 @@ setup() {
   "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
     || { echo "Python 3.11+ is required (found $("$py" --version))" >&2; exit 1; }
   [ -x .venv/bin/python ] || { log "creating .venv"; "$py" -m venv .venv; }
+  # llama.cpp is compiled for the instruction sets this machine really runs (scripts/llama_cmake_args.sh
+  # executes one instruction of each), never -march=native: docs/installing.md says why.
+  local cmake_args; cmake_args=$(bash scripts/llama_cmake_args.sh)
+  local llama_req; llama_req=$(mktemp)
+  awk '/^llama-cpp-python==/{p=1} p&&/^ +--hash/{print; next} p&&!/^llama-cpp-python==/{p=0} p{print}' \
+    requirements.lock > "$llama_req"
+  # two stamps: the compiled llama.cpp (its locked sdist and flags), and everything else
+  local llama_stamp; llama_stamp=$( (cat "$llama_req"; echo "$cmake_args") | sha256sum | cut -c1-16)
   local stamp; stamp=$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
+  if [ "$(cat .venv/.llama_installed 2>/dev/null)" != "$llama_stamp" ]; then
+    log "compiling llama-cpp-python (about 7 minutes on 2 cores) with: $cmake_args"
+    # from its hashed sdist with those flags, without pip's wheel cache (a wheel cached from
+    # another build would carry that build's instructions)
+    CMAKE_ARGS="$cmake_args" FORCE_CMAKE=1 .venv/bin/pip install -q --no-cache-dir --no-deps \
+      --force-reinstall --require-hashes -r "$llama_req"
+    echo "$llama_stamp" > .venv/.llama_installed
+    rm -f .venv/.build_checked
+  fi
+  rm -f "$llama_req"
   if [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
-    log "installing Python packages from requirements.lock (llama-cpp-python compiles: about 7 minutes on 2 cores)"
-    # every package at the version and hash the lock names; then the platform itself, no new deps
+    log "installing Python packages from requirements.lock"
+    # every other package at the version and hash the lock names; then the platform itself, no new deps
     .venv/bin/pip install -q --require-hashes -r requirements.lock
     .venv/bin/pip install -q --no-deps -e .
     echo "$stamp" > .venv/.installed
+  fi
+  # the compiled llama.cpp must run here: load the embedded model and decode a few tokens in a
+  # child process; a build that dies (SIGILL) stops set-up with one line and the rebuild command
+  if [ "$(cat .venv/.build_checked 2>/dev/null)" != "$llama_stamp" ]; then
+    log "checking the llama.cpp build (load the model, decode a few tokens)"
+    .venv/bin/python -m synth_assets.core.generators.build_check || exit 1
+    echo "$llama_stamp" > .venv/.build_checked
   fi
   export PATH="$ROOT/.venv/bin:$PATH"
   export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/dagster_home}"

@@ -1,16 +1,16 @@
 """Headless entry point: everything a nightly job or a terminal user needs, without the UI.
 
-    synth run [--select SEL] [-c run.yaml] [--profile smoke] [--generation N]
-                                             materialize a new generation, or re-run N (recorded in $DAGSTER_HOME)
-    synth summary                            tables, counts, pass rates, exports, drift flags of the newest generation
-    synth drift [--generation N]             the drift report as a markdown table
-    synth export --out DIR [--generation N]  write a generation's mix as chat-format JSONL
-    synth review list [--all]                the review queue (pending rows unless --all)
-    synth review accept|reject ID... [--note TEXT]
-    synth models [list|log]                  the model registry (lineage, scores, status) / the serving log
-    synth models show ID                     one model: lineage, training, scores, status and reason
-    synth models approve|reject ID [--note]  decide a candidate awaiting approval
-    synth models serve ID [--note]           put a promoted model (or 'base') in service: pin or roll back
+synth run [--select SEL] [-c run.yaml] [--profile smoke] [--generation N]
+                                         materialize a new generation, or re-run N (recorded in $DAGSTER_HOME)
+synth summary                            tables, counts, pass rates, exports, drift flags of the newest generation
+synth drift [--generation N]             the drift report as a markdown table
+synth export --out DIR [--generation N]  write a generation's mix as chat-format JSONL
+synth review list [--all]                the review queue (pending rows unless --all)
+synth review accept|reject ID... [--note TEXT]
+synth models [list|log]                  the model registry (lineage, scores, status) / the serving log
+synth models show ID                     one model: lineage, training, scores, status and reason
+synth models approve|reject ID [--note]  decide a candidate awaiting approval
+synth models serve ID [--note]           put a promoted model (or 'base') in service: pin or roll back
 """
 
 import argparse
@@ -21,18 +21,36 @@ from pathlib import Path
 
 import polars as pl
 
-from quality_checks.drift import report_markdown
 from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.quality.drift import report_markdown
 from synth_assets.core.warehouse import Warehouse, default_duckdb_path
 
-TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "judge_calibration",
-          "preference_pairs", "filtered_set", "filter_drops", "mixed_training_set", "generator_eval", "drift_report", "alerts"]
+TABLES = [
+    "task_pool",
+    "human_reference",
+    "heldout_eval",
+    "raw_candidates",
+    "verified_set",
+    "judge_calibration",
+    "preference_pairs",
+    "filtered_set",
+    "filter_drops",
+    "mixed_training_set",
+    "generator_eval",
+    "drift_report",
+    "alerts",
+]
 
 
 def summary(wh: Warehouse) -> str:
     g = wh.current_generation()
     s = wh.schema
-    out = [f"DuckDB warehouse: {wh.path}", f"newest generation: {g}", "", "table                 rows (this generation / all)"]
+    out = [
+        f"DuckDB warehouse: {wh.path}",
+        f"newest generation: {g}",
+        "",
+        "table                 rows (this generation / all)",
+    ]
     for t in TABLES:
         if not wh.table_exists(t):
             out.append(f"{t:<22}missing")
@@ -48,43 +66,71 @@ def summary(wh: Warehouse) -> str:
         acc = wh.sql(
             f"select generator, model, count(*) n, sum(cached::int) cached, sum(prompt_tokens) pt, "
             f"sum(completion_tokens) ct, sum(cost_usd) cost from {s}.raw_candidates where generation = ? "
-            "group by 1, 2 order by 1, 2", [g])
+            "group by 1, 2 order by 1, 2",
+            [g],
+        )
         out += ["", "generators (this generation): samples, from the response cache, tokens, cost"]
-        out += [f"  {r['generator']} / {r['model']}: {r['n']} samples, {r['cached'] or 0} cached, "
-                f"{r['pt']} prompt + {r['ct']} completion tokens, "
-                + (f"${r['cost']:.4f}" if r["cost"] is not None else "unpriced") for r in acc.iter_rows(named=True)]
+        out += [
+            f"  {r['generator']} / {r['model']}: {r['n']} samples, {r['cached'] or 0} cached, "
+            f"{r['pt']} prompt + {r['ct']} completion tokens, "
+            + (f"${r['cost']:.4f}" if r["cost"] is not None else "unpriced")
+            for r in acc.iter_rows(named=True)
+        ]
     if wh.table_exists("verified_set"):
         rates = wh.sql(
             f"select family, count(*) n, round(avg((verdict = 'pass')::int), 3) pass_rate "
-            f"from {s}.verified_set where generation = ? group by family order by family", [g])
+            f"from {s}.verified_set where generation = ? group by family order by family",
+            [g],
+        )
         out += ["", "pass rate by family (this generation):"]
         out += [f"  {r['family']:<20}{r['pass_rate']:.3f}  ({r['n']} candidates)" for r in rates.iter_rows(named=True)]
     if wh.table_exists("filter_drops"):
-        reasons = wh.sql(f"select drop_reason, count(*) n from {s}.filter_drops where generation = ? "
-                         "group by 1 order by 2 desc", [g])
+        reasons = wh.sql(
+            f"select drop_reason, count(*) n from {s}.filter_drops where generation = ? group by 1 order by 2 desc", [g]
+        )
         out += ["", "drop reasons (this generation): " + json.dumps(dict(reasons.iter_rows()))]
     if wh.table_exists("mixed_training_set"):
-        mix = wh.sql(f"select source, split, count(*) n from {s}.mixed_training_set where generation = ? "
-                     "group by 1, 2 order by 1, 2", [g])
+        mix = wh.sql(
+            f"select source, split, count(*) n from {s}.mixed_training_set where generation = ? "
+            "group by 1, 2 order by 1, 2",
+            [g],
+        )
         out += ["", "training set (this generation): " + ", ".join(f"{a}/{b}: {n}" for a, b, n in mix.iter_rows())]
     if wh.table_exists("model_registry"):
         from synth_assets.core.training.registry import Registry
 
         reg = Registry(wh)
         row = reg.models().filter(pl.col("mix_generation") == g)
-        trained = (f"; generation {g}'s candidate {row['model_id'][-1]}: {row['status'][-1]}"
-                   + (f" ({row['reason'][-1][:120]})" if row["status"][-1] == "rejected" else "")) if row.height else ""
+        trained = (
+            (
+                f"; generation {g}'s candidate {row['model_id'][-1]}: {row['status'][-1]}"
+                + (f" ({row['reason'][-1][:120]})" if row["status"][-1] == "rejected" else "")
+            )
+            if row.height
+            else ""
+        )
         out += ["", f"model in service: {reg.serving()}{trained}  (synth models)"]
     paths = wh.export_paths(g)
-    out += [f"exported to: {paths['train']} and {paths['validation']}" if paths else
-            "not exported: training_export did not run for this generation (the mix failed or its blocking "
-            "checks did, or it was not selected)"]
+    out += [
+        f"exported to: {paths['train']} and {paths['validation']}"
+        if paths
+        else "not exported: training_export did not run for this generation (the mix failed or its blocking "
+        "checks did, or it was not selected)"
+    ]
     if wh.table_exists("drift_report"):
-        flags = wh.sql(f"select corpus, metric, status, note from {s}.drift_report where generation = ? "
-                       "and metric in ('DIVERSITY_LOSS', 'FIDELITY_GAP', 'heldout_pass_rate')", [g])
-        out += [""] + [f"{r['metric']} ({r['corpus']}): {r['status']}  {r['note']}" for r in flags.iter_rows(named=True)]
-        out += ["", f"drift report (generation {g}; query: select * from {s}.drift_report where generation = {g}):",
-                drift(wh)]
+        flags = wh.sql(
+            f"select corpus, metric, status, note from {s}.drift_report where generation = ? "
+            "and metric in ('DIVERSITY_LOSS', 'FIDELITY_GAP', 'heldout_pass_rate')",
+            [g],
+        )
+        out += [""] + [
+            f"{r['metric']} ({r['corpus']}): {r['status']}  {r['note']}" for r in flags.iter_rows(named=True)
+        ]
+        out += [
+            "",
+            f"drift report (generation {g}; query: select * from {s}.drift_report where generation = {g}):",
+            drift(wh),
+        ]
     return "\n".join(out)
 
 
@@ -108,8 +154,9 @@ def _step_failures(result) -> list[str]:  # noqa: ANN001
     return out
 
 
-def run(select: str, config_file: str | None, generation: int | None = None, traceback: bool = False,
-        profile: str = "full") -> int:
+def run(
+    select: str, config_file: str | None, generation: int | None = None, traceback: bool = False, profile: str = "full"
+) -> int:
     """A generation through Dagster, recorded in the instance at $DAGSTER_HOME (the UI shows it):
     the next one, or ``generation`` again (a re-run rewrites only that generation's rows)."""
     import dagster as dg
@@ -117,7 +164,6 @@ def run(select: str, config_file: str | None, generation: int | None = None, tra
 
     from synth_assets.assets._common import GENERATIONS, next_generation_key
     from synth_assets.definitions import defs
-
     from synth_assets.profiles import PROFILES, merge
 
     try:
@@ -129,9 +175,13 @@ def run(select: str, config_file: str | None, generation: int | None = None, tra
     try:  # a,b,c (as `dagster asset materialize --select` takes it) is the union of its parts
         with warnings.catch_warnings():  # "*" resolves through a beta parameter; nothing for the user to act on
             warnings.simplefilter("ignore", dg.BetaWarning)
-            keys = {k for part in select.split(",") if part.strip()
-                    for k in dg.AssetSelection.from_string(part.strip()).resolve(graph)
-                    if graph.get(k).is_materializable}
+            keys = {
+                k
+                for part in select.split(",")
+                if part.strip()
+                for k in dg.AssetSelection.from_string(part.strip()).resolve(graph)
+                if graph.get(k).is_materializable
+            }
     except Exception as exc:  # noqa: BLE001 - Dagster's own message names the problem
         raise SynthConfigError(f"--select {select!r}: {exc}") from None
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=keys)
@@ -145,8 +195,9 @@ def run(select: str, config_file: str | None, generation: int | None = None, tra
             if key not in instance.get_dynamic_partitions(GENERATIONS.name):
                 instance.add_dynamic_partitions(GENERATIONS.name, [key])
             print(f"generation {key}")
-        result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
-                                        partition_key=key)
+        result = job.execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False, partition_key=key
+        )
     failures = _step_failures(result)
     code, status = run_outcome(result.success, {line.split(":", 1)[0] for line in failures})
     for line in failures:
@@ -169,19 +220,21 @@ def run_outcome(success: bool, failed_steps: set[str]) -> tuple[int, str]:
 
 
 def export(wh: Warehouse, out: str, generation: int | None) -> str:
-    from synth_assets.core.publish import publish
+    from synth_assets.core.curate.publish import publish
 
     g = generation or wh.current_generation()
     mix = wh.read("mixed_training_set", generation=g)
     if mix.height == 0:
         raise SynthConfigError(f"no mixed_training_set rows for generation {g}: materialize it first")
     paths = publish(wh, mix, g, out, human_floor=None)
-    return (f"generation {g}: {mix.height} rows -> {paths['train']}, {paths['validation']}, "
-            f"{paths['train_parquet']}, {paths['validation_parquet']}, card {paths['card']}")
+    return (
+        f"generation {g}: {mix.height} rows -> {paths['train']}, {paths['validation']}, "
+        f"{paths['train_parquet']}, {paths['validation_parquet']}, card {paths['card']}"
+    )
 
 
 def review(wh: Warehouse, action: str, ids: list[str], note: str, show_all: bool) -> str:
-    from synth_assets.core.review import decision_rows, latest_decisions, with_status
+    from synth_assets.core.curate.review import decision_rows, latest_decisions, with_status
 
     if not wh.table_exists("review_queue"):
         raise SynthConfigError("no review queue yet: materialize the asset 'review_queue'")
@@ -190,8 +243,11 @@ def review(wh: Warehouse, action: str, ids: list[str], note: str, show_all: bool
     queue = with_status(queue, decisions)
     if action == "list":
         shown = queue if show_all else queue.filter(pl.col("status") == "pending")
-        lines = [f"{r['candidate_id']:<30} {r['status']:<9} {r['flag_reason']:<16} {r['family']:<18} "
-                 f"{(r['training_text'] or '')[:60]!r}" for r in shown.iter_rows(named=True)]
+        lines = [
+            f"{r['candidate_id']:<30} {r['status']:<9} {r['flag_reason']:<16} {r['family']:<18} "
+            f"{(r['training_text'] or '')[:60]!r}"
+            for r in shown.iter_rows(named=True)
+        ]
         return "\n".join(lines) or "nothing to review"
     unknown = sorted(set(ids) - set(queue["candidate_id"].to_list()))
     if unknown:
@@ -212,12 +268,16 @@ def models(wh: Warehouse, action: str, model_id: str | None, note: str) -> str:
         for r in df.iter_rows(named=True):
             mark = "*" if r["model_id"] == in_service else " "
             gen = r["mix_generation"] if r["mix_generation"] is not None else "-"
-            lines.append(f"{mark}{r['model_id']:<15} {r['parent_id'] or '-':<16} {gen:>3} {r['train_rows'] or 0:>5} "
-                         f"{r['status']:<18} {(r['reason'] or '')[:90]}")
+            lines.append(
+                f"{mark}{r['model_id']:<15} {r['parent_id'] or '-':<16} {gen:>3} {r['train_rows'] or 0:>5} "
+                f"{r['status']:<18} {(r['reason'] or '')[:90]}"
+            )
         return "\n".join(lines + ["", f"* in service: {in_service}"])
     if action == "log":
-        return "\n".join(f"{r['served_from']:%Y-%m-%d %H:%M:%S}  {r['model_id']:<16} {r['action']:<9} {r['reason']}"
-                         for r in reg.serving_log().iter_rows(named=True))
+        return "\n".join(
+            f"{r['served_from']:%Y-%m-%d %H:%M:%S}  {r['model_id']:<16} {r['action']:<9} {r['reason']}"
+            for r in reg.serving_log().iter_rows(named=True)
+        )
     if not model_id:
         raise SynthConfigError(f"synth models {action}: give a model id (see `synth models list`)")
     if action == "show":
@@ -248,22 +308,34 @@ def _observe_decisions(wh: Warehouse) -> None:
     from synth_assets.assets.feedback import table_version
 
     with dg.DagsterInstance.get() as instance:
-        instance.report_runless_asset_event(dg.AssetObservation(
-            asset_key="review_decisions", tags={"dagster/data_version": table_version(wh, "review_decisions")}))
+        instance.report_runless_asset_event(
+            dg.AssetObservation(
+                asset_key="review_decisions", tags={"dagster/data_version": table_version(wh, "review_decisions")}
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="synth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default=None, help="DuckDB file (default: $SYNTH_DUCKDB_PATH or $DAGSTER_HOME/warehouse.duckdb)")
+    parser = argparse.ArgumentParser(
+        prog="synth", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--db", default=None, help="DuckDB file (default: $SYNTH_DUCKDB_PATH or $DAGSTER_HOME/warehouse.duckdb)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="materialize a new generation")
     p_run.add_argument("--select", default="*", help="asset selection, e.g. '*' or 'raw_candidates*'")
     p_run.add_argument("-c", "--config", default=None, help="run config YAML (ops: {asset: {config: ...}})")
-    p_run.add_argument("--generation", type=int, default=None,
-                       help="re-run this existing generation (default: a new one)")
+    p_run.add_argument(
+        "--generation", type=int, default=None, help="re-run this existing generation (default: a new one)"
+    )
     p_run.add_argument("--traceback", action="store_true", help="show stack traces of failed steps")
-    p_run.add_argument("--profile", choices=["full", "smoke"], default="full",
-                       help="sizes: full (the defaults) or smoke (about a minute); -c overrides either")
+    p_run.add_argument(
+        "--profile",
+        choices=["full", "smoke"],
+        default="full",
+        help="sizes: full (the defaults) or smoke (about a minute); -c overrides either",
+    )
     sub.add_parser("summary")
     p_drift = sub.add_parser("drift")
     p_drift.add_argument("--generation", type=int, default=None)
@@ -276,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     p_rev.add_argument("--note", default="")
     p_rev.add_argument("--all", action="store_true")
     p_mod = sub.add_parser("models", help="the model registry: list, show, approve, reject, serve")
-    p_mod.add_argument("action", nargs="?", default="list", choices=["list", "log", "show", "approve", "reject", "serve"])
+    p_mod.add_argument(
+        "action", nargs="?", default="list", choices=["list", "log", "show", "approve", "reject", "serve"]
+    )
     p_mod.add_argument("model_id", nargs="?")
     p_mod.add_argument("--note", default="")
     args = parser.parse_args(argv)
@@ -287,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(wh.path).exists():
             raise SynthConfigError(
                 f"no DuckDB file at {wh.path}: run a generation first (synth run, or the UI), or point "
-                "--db / SYNTH_DUCKDB_PATH at an existing warehouse")
+                "--db / SYNTH_DUCKDB_PATH at an existing warehouse"
+            )
         if args.command == "summary":
             print(summary(wh))
         elif args.command == "drift":

@@ -4,11 +4,9 @@ import os
 
 import dagster as dg
 
-from quality_checks.alerts import build_alert_sensor
-from quality_checks.checks import ALL_CHECKS as STRUCTURAL_CHECKS
 from quality_checks.gx_checks import SUITE_ASSETS, gx_suite_checks
-from quality_checks.promotion import promotion_gate
-from synth_assets.assets._common import GENERATIONS, next_generation_key
+from synth_assets.alerts import build_alert_sensor
+from synth_assets.assets._common import GENERATIONS, next_generation_key, storage_of
 from synth_assets.assets.evaluation import generator_eval, training_export
 from synth_assets.assets.feedback import FEEDBACK_SOURCES
 from synth_assets.assets.judging import judge_calibration
@@ -20,21 +18,38 @@ from synth_assets.assets.pipeline import (
     review_queue,
     verified_set,
 )
-from synth_assets.assets.reports import drift_report
+from synth_assets.assets.pipeline_checks import PIPELINE_CHECKS
+from synth_assets.assets.reports import drift_report, no_failed_drift_metric
 from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
 from synth_assets.assets.synthesis import synthesized_tasks
-from synth_assets.assets.training import TRAINING_ASSETS, heldout_reasoning
+from synth_assets.assets.training import TRAINING_ASSETS, heldout_reasoning, promotion_gate
 from synth_assets.console_log import console_logger
 from synth_assets.profiles import SMOKE_RUN_CONFIG
 from synth_assets.resources import default_resources
 
 # the generation stages (with their sources and reports), and the loop that trains on them
-GENERATION_ASSETS = [synthesized_tasks, task_pool, human_reference, heldout_eval, heldout_reasoning, raw_candidates,
-                     verified_set, judge_calibration, preference_pairs, filtered_set, review_queue, mixed_training_set, training_export,
-                     generator_eval, drift_report, *FEEDBACK_SOURCES]
+GENERATION_ASSETS = [
+    synthesized_tasks,
+    task_pool,
+    human_reference,
+    heldout_eval,
+    heldout_reasoning,
+    raw_candidates,
+    verified_set,
+    judge_calibration,
+    preference_pairs,
+    filtered_set,
+    review_queue,
+    mixed_training_set,
+    training_export,
+    generator_eval,
+    drift_report,
+    *FEEDBACK_SOURCES,
+]
 ALL_ASSETS = [*GENERATION_ASSETS, *TRAINING_ASSETS]
-GX_CHECKS = [gx_suite_checks(a) for a in SUITE_ASSETS]
-GENERATION_CHECKS = [*STRUCTURAL_CHECKS, *GX_CHECKS]
+STORAGE = storage_of(ALL_ASSETS)
+GX_CHECKS = [gx_suite_checks(a, STORAGE.get(a, "")) for a in SUITE_ASSETS]
+GENERATION_CHECKS = [*PIPELINE_CHECKS, no_failed_drift_metric, *GX_CHECKS]
 ALL_CHECKS = [*GENERATION_CHECKS, promotion_gate]
 CHECK_KEYS = [key for c in [*ALL_CHECKS, judge_calibration] for key in c.check_keys]
 
@@ -50,7 +65,8 @@ nightly_job = dg.define_asset_job(
 
 smoke_job = dg.define_asset_job(
     "smoke_generation",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(*(s.key for s in FEEDBACK_SOURCES))
+    selection=dg.AssetSelection.all()
+    - dg.AssetSelection.assets(*(s.key for s in FEEDBACK_SOURCES))
     - dg.AssetSelection.groups("training"),
     partitions_def=GENERATIONS,
     config=SMOKE_RUN_CONFIG,

@@ -6,19 +6,23 @@ demos and the browser test. Everything stays real. Use it with ``synth run --pro
 or launch the ``smoke_generation`` job in the UI (its Launchpad shows this config).
 """
 
-SMOKE_RUN_CONFIG: dict = {"ops": {
-    "synthesized_tasks": {"config": {"proposals_per_method": 1, "seeds_per_family": 3}},
-    "task_pool": {"config": {"tasks_per_family": 2, "humaneval_tasks": 1}},
-    "raw_candidates": {"config": {"samples_per_task": 2, "code_max_tokens": 48}},
-    "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 48}},
-    "heldout_reasoning": {"config": {"families": ["letter_counting", "gcd"], "items_per_family": 10}},
-    "judge_calibration": {"config": {"rows_per_cell": 3, "human_rows": 3, "pairs": 3}},
-}}
+SMOKE_RUN_CONFIG: dict = {
+    "ops": {
+        "synthesized_tasks": {"config": {"proposals_per_method": 1, "seeds_per_family": 3}},
+        "task_pool": {"config": {"tasks_per_family": 2, "humaneval_tasks": 1}},
+        "raw_candidates": {"config": {"samples_per_task": 2, "code_max_tokens": 48}},
+        "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 48}},
+        "heldout_reasoning": {"config": {"families": ["letter_counting", "gcd"], "items_per_family": 10}},
+        "judge_calibration": {"config": {"rows_per_cell": 3, "human_rows": 3, "pairs": 3}},
+    }
+}
 
 # the loop at smoke size: a few dozen rows, one epoch (held-out items: two families of ten, above)
-SMOKE_TRAINING_CONFIG: dict = {"ops": {
-    "candidate_model": {"config": {"max_train_rows": 24, "epochs": 1, "min_train_rows": 4}},
-}}
+SMOKE_TRAINING_CONFIG: dict = {
+    "ops": {
+        "candidate_model": {"config": {"max_train_rows": 24, "epochs": 1, "min_train_rows": 4}},
+    }
+}
 
 PROFILES: dict[str, dict] = {"full": {}, "smoke": {"ops": {**SMOKE_RUN_CONFIG["ops"], **SMOKE_TRAINING_CONFIG["ops"]}}}
 

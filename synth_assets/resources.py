@@ -4,28 +4,27 @@ Defaults can be overridden by environment variables (read when the definitions l
 Launchpad's resource config, or by passing other instances to ``materialize()`` in tests.
 """
 
-
 import os
 from abc import ABC, abstractmethod
-from typing import Literal, Optional, get_args
+from typing import Literal, get_args
 
 import dagster as dg
 import polars as pl
 from pydantic import Field, PrivateAttr
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generation import TextGenerator
-from synth_assets.core.llama_backend import BatchedWeights, LlamaSettings
-from synth_assets.core.openai_backend import EndpointSettings
-from synth_assets.core.ray_fanout import RaySettings
-from synth_assets.core.sandbox import Sandbox, SandboxLimits
+from synth_assets.core.generators.generation import TextGenerator
+from synth_assets.core.generators.llama_backend import BatchedWeights, LlamaSettings
+from synth_assets.core.generators.openai_backend import EndpointSettings
+from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
+from synth_assets.core.scaling.ray_fanout import RaySettings
 from synth_assets.core.warehouse import Warehouse, default_duckdb_path
 
 
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB file (default ``$SYNTH_DUCKDB_PATH`` or ``$DAGSTER_HOME/warehouse.duckdb``)."""
 
-    path: Optional[str] = Field(default=None, description="DuckDB file; default from SYNTH_DUCKDB_PATH")
+    path: str | None = Field(default=None, description="DuckDB file; default from SYNTH_DUCKDB_PATH")
     db_schema: str = Field(default="synth", description="schema holding the tables")
 
     def get(self) -> Warehouse:
@@ -120,13 +119,15 @@ class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
     when set (a pin: a model id, or ``base``). The asset graph has no edge from the loop back
     to generation, so there is no cycle: a run uses what serves when it starts."""
 
-    registry: Optional[WarehouseResource] = Field(
-        default=None, description="the warehouse holding the model registry; unset: always the base model")
-    model_version: Optional[str] = Field(
-        default=None, description="pin a registered model id (or 'base'); default: the model in service")
+    registry: WarehouseResource | None = Field(
+        default=None, description="the warehouse holding the model registry; unset: always the base model"
+    )
+    model_version: str | None = Field(
+        default=None, description="pin a registered model id (or 'base'); default: the model in service"
+    )
 
     def build(self) -> TextGenerator:
-        from synth_assets.core.llama_backend import LlamaCppGenerator
+        from synth_assets.core.generators.llama_backend import LlamaCppGenerator
 
         if self.registry is not None and not self.model_path:
             from synth_assets.core.training.loop import load_generator
@@ -139,11 +140,23 @@ class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
                 if record.status != "promoted" and not self.model_version:
                     raise SynthConfigError(f"generator: {model_id} is in service but {record.status}")
                 _resource_log(f"generator: serving {model_id} from the model registry")
-                return load_generator(record, n_ctx=self.n_ctx, n_threads=self.n_threads, parallel=self.parallel,
-                                      batched_weights=self.batched_weights, log=_resource_log)
-        return LlamaCppGenerator(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                 terms=self.model_terms, parallel=self.parallel,
-                                 batched_weights=self.batched_weights, log=_resource_log)
+                return load_generator(
+                    record,
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    parallel=self.parallel,
+                    batched_weights=self.batched_weights,
+                    log=_resource_log,
+                )
+        return LlamaCppGenerator(
+            model_path=self.model_path,
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads,
+            terms=self.model_terms,
+            parallel=self.parallel,
+            batched_weights=self.batched_weights,
+            log=_resource_log,
+        )
 
 
 class OpenAIGeneratorResource(EndpointSettings, GeneratorResource):
@@ -155,11 +168,17 @@ class OpenAIGeneratorResource(EndpointSettings, GeneratorResource):
     names, at request time; it is never stored, logged or put in metadata."""
 
     cache: bool = Field(default=True, description="keep responses in the DuckDB response cache (resumable runs)")
-    cache_path: Optional[str] = Field(default=None, description="default SYNTH_RESPONSE_CACHE or response_cache.duckdb "
-                                      "beside the warehouse")
-    ray_address: Optional[str] = Field(default=None, description="send the requests from Ray tasks on this cluster "
-                                       "(SYNTH_RAY_ADDRESS), for server fleets one client cannot keep busy")
-    ray_batch_requests: int = Field(default=64, ge=1, description="requests per Ray task (a task's samples stay together)")
+    cache_path: str | None = Field(
+        default=None, description="default SYNTH_RESPONSE_CACHE or response_cache.duckdb beside the warehouse"
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="send the requests from Ray tasks on this cluster "
+        "(SYNTH_RAY_ADDRESS), for server fleets one client cannot keep busy",
+    )
+    ray_batch_requests: int = Field(
+        default=64, ge=1, description="requests per Ray task (a task's samples stay together)"
+    )
 
     def settings(self, where: str = "generator") -> EndpointSettings:
         s = EndpointSettings(**self.model_dump(include=set(EndpointSettings.model_fields)))
@@ -167,15 +186,20 @@ class OpenAIGeneratorResource(EndpointSettings, GeneratorResource):
         return s
 
     def build(self) -> TextGenerator:
-        from synth_assets.core.openai_backend import OpenAICompatibleGenerator
-        from synth_assets.core.response_cache import default_cache_path
+        from synth_assets.core.generators.openai_backend import OpenAICompatibleGenerator
+        from synth_assets.core.generators.response_cache import default_cache_path
 
         cache = (self.cache_path or default_cache_path()) if self.cache else None
         if self.ray_address:
-            from synth_assets.core.ray_fanout import RayEndpointGenerator, RaySettings
+            from synth_assets.core.scaling.ray_fanout import RayEndpointGenerator, RaySettings
 
-            return RayEndpointGenerator(self.settings(), RaySettings(ray_address=self.ray_address), cache_path=cache,
-                                        batch_requests=self.ray_batch_requests, log=_resource_log)
+            return RayEndpointGenerator(
+                self.settings(),
+                RaySettings(ray_address=self.ray_address),
+                cache_path=cache,
+                batch_requests=self.ray_batch_requests,
+                log=_resource_log,
+            )
         return OpenAICompatibleGenerator(self.settings(), cache_path=cache, log=_resource_log)
 
 
@@ -183,10 +207,10 @@ class ImportGeneratorResource(GeneratorResource):
     """Candidates produced elsewhere, read from JSONL/Parquet/CSV files (schema in the README)."""
 
     import_files: list[str] = Field(description="files with task_id, completion[, sample_index, model, ...]")
-    model_terms: Optional[str] = Field(default=None, description="licence/terms of the model that wrote them")
+    model_terms: str | None = Field(default=None, description="licence/terms of the model that wrote them")
 
     def build(self) -> TextGenerator:
-        from synth_assets.core.import_backend import ImportedGenerator
+        from synth_assets.core.generators.import_backend import ImportedGenerator
 
         return ImportedGenerator(self.import_files, terms=self.model_terms)
 
@@ -197,11 +221,13 @@ class GeneratorMember(EndpointSettings, LlamaSettings, dg.Config):
 
     name: str = Field(description="recorded on every row as <backend>:<name>")
     share: float = Field(gt=0, description="relative share of the samples")
-    backend: Literal["openai", "llama_cpp", "import"] = Field(default="openai", description="'openai', 'llama_cpp' or 'import'")
-    temperature: Optional[float] = Field(default=None, ge=0, le=2, description="overrides the plan's temperatures")
-    prompt_template: Optional[str] = Field(default=None, description="wraps each prompt; must contain {prompt}")
-    base_url: Optional[str] = Field(default=None, description="openai: e.g. http://127.0.0.1:8000/v1")
-    model: Optional[str] = Field(default=None, description="openai: the model name the endpoint serves")
+    backend: Literal["openai", "llama_cpp", "import"] = Field(
+        default="openai", description="'openai', 'llama_cpp' or 'import'"
+    )
+    temperature: float | None = Field(default=None, ge=0, le=2, description="overrides the plan's temperatures")
+    prompt_template: str | None = Field(default=None, description="wraps each prompt; must contain {prompt}")
+    base_url: str | None = Field(default=None, description="openai: e.g. http://127.0.0.1:8000/v1")
+    model: str | None = Field(default=None, description="openai: the model name the endpoint serves")
     import_files: list[str] = Field(default=[], description="import: files with task_id, completion, ...")
 
 
@@ -210,10 +236,10 @@ class MixtureGeneratorResource(GeneratorResource):
 
     members: list[GeneratorMember] = Field(description="the generators and their shares")
     cache: bool = True
-    cache_path: Optional[str] = None
+    cache_path: str | None = None
 
     def build(self) -> TextGenerator:
-        from synth_assets.core.generator_mix import Member, MixtureGenerator
+        from synth_assets.core.generators.mixture import Member, MixtureGenerator
 
         members = []
         for i, m in enumerate(self.members):
@@ -221,8 +247,11 @@ class MixtureGeneratorResource(GeneratorResource):
             if m.backend == "openai":
                 if not m.base_url or not m.model:
                     raise SynthConfigError(f"{where}: an openai member needs base_url and model")
-                gen = OpenAIGeneratorResource(**m.model_dump(include=set(EndpointSettings.model_fields)),
-                                              cache=self.cache, cache_path=self.cache_path)
+                gen = OpenAIGeneratorResource(
+                    **m.model_dump(include=set(EndpointSettings.model_fields)),
+                    cache=self.cache,
+                    cache_path=self.cache_path,
+                )
                 gen.settings(where)
                 built = gen.build()
             elif m.backend == "llama_cpp":
@@ -242,7 +271,7 @@ def _resource_log(message: str) -> None:
 
 class SandboxResource(RaySettings, BuiltOnce):
     """Bubblewrap isolation for model-written code. Turning it off is explicit and logged.
-    With ``ray_address`` the sandboxes run on a Ray cluster's nodes (core/ray_fanout.py)."""
+    With ``ray_address`` the sandboxes run on a Ray cluster's nodes (core/scaling/ray_fanout.py)."""
 
     enabled: bool = Field(default=True, description="False runs model code unsandboxed (unsafe)")
     timeout_s: float = 10.0
@@ -251,8 +280,8 @@ class SandboxResource(RaySettings, BuiltOnce):
     max_processes: int = 32
     max_file_mb: int = 16
     tmpfs_mb: int = Field(default=64, description="size cap of each program's writable /tmp (counted in memory_mb)")
-    workers: Optional[int] = Field(default=None, description="parallel sandboxes; default all cores")
-    python_executable: Optional[str] = Field(default=None, description="interpreter under /usr to run code")
+    workers: int | None = Field(default=None, description="parallel sandboxes; default all cores")
+    python_executable: str | None = Field(default=None, description="interpreter under /usr to run code")
     require_cgroups: bool = Field(
         default=False,
         description="refuse to start where one memory and process cap per program cannot be enforced (cgroups)",
@@ -263,16 +292,27 @@ class SandboxResource(RaySettings, BuiltOnce):
         return super().get()
 
     def build(self) -> Sandbox:
-        limits = SandboxLimits(self.timeout_s, self.cpu_s, self.memory_mb, self.max_processes, self.max_file_mb,
-                               tmpfs_mb=self.tmpfs_mb)
+        limits = SandboxLimits(
+            self.timeout_s, self.cpu_s, self.memory_mb, self.max_processes, self.max_file_mb, tmpfs_mb=self.tmpfs_mb
+        )
         if self.ray_address:
-            from synth_assets.core.ray_fanout import RaySandbox
+            from synth_assets.core.scaling.ray_fanout import RaySandbox
 
-            return RaySandbox(RaySettings(**self.model_dump(include=set(RaySettings.model_fields))), limits,
-                              enabled=self.enabled, python_executable=self.python_executable,
-                              require_cgroups=self.require_cgroups, log=_resource_log)
-        return Sandbox(limits, enabled=self.enabled, python_executable=self.python_executable, workers=self.workers,
-                       require_cgroups=self.require_cgroups)
+            return RaySandbox(
+                RaySettings(**self.model_dump(include=set(RaySettings.model_fields))),
+                limits,
+                enabled=self.enabled,
+                python_executable=self.python_executable,
+                require_cgroups=self.require_cgroups,
+                log=_resource_log,
+            )
+        return Sandbox(
+            limits,
+            enabled=self.enabled,
+            python_executable=self.python_executable,
+            workers=self.workers,
+            require_cgroups=self.require_cgroups,
+        )
 
 
 class HumanEvalSplitResource(dg.ConfigurableResource):
@@ -282,7 +322,7 @@ class HumanEvalSplitResource(dg.ConfigurableResource):
     heldout_fraction: float = Field(default=0.2, description="share of tasks held out for evaluation")
 
     def validate_split(self) -> None:
-        from synth_assets.core.tasks import humaneval_split
+        from synth_assets.core.tasks.sources import humaneval_split
 
         humaneval_split("probe", self.human_fraction, self.heldout_fraction)
 
@@ -298,7 +338,7 @@ def _env_bool(name: str, default: bool) -> bool:
     raise SynthConfigError(f"environment variable {name}={raw!r}: use on or off")
 
 
-def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> GeneratorResource:
+def generator_from_env(warehouse: WarehouseResource | None = None) -> GeneratorResource:
     """``SYNTH_GENERATOR`` picks the backend: ``llama_cpp`` (the embedded default;
     ``SYNTH_LLAMA_PARALLEL``: sequences decoded together, 1 = one request at a time;
     ``SYNTH_LLAMA_BATCHED_WEIGHTS``: auto, f16 or stored), ``openai``
@@ -308,25 +348,41 @@ def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> Generat
     kind = (os.environ.get("SYNTH_GENERATOR") or "llama_cpp").lower()
     env = os.environ.get
     if kind == "llama_cpp":
-        optional = {k: v for k, v in {"parallel": _int_from_env("SYNTH_LLAMA_PARALLEL", 1, 64),
-                                      "batched_weights": _choice_from_env("SYNTH_LLAMA_BATCHED_WEIGHTS",
-                                                                          get_args(BatchedWeights)),
-                                      }.items() if v is not None}
-        return LlamaCppGeneratorResource(model_path=_from_env("SYNTH_MODEL_PATH"), registry=warehouse,
-                                         model_version=_from_env("SYNTH_MODEL_VERSION"), **optional)
+        optional = {
+            k: v
+            for k, v in {
+                "parallel": _int_from_env("SYNTH_LLAMA_PARALLEL", 1, 64),
+                "batched_weights": _choice_from_env("SYNTH_LLAMA_BATCHED_WEIGHTS", get_args(BatchedWeights)),
+            }.items()
+            if v is not None
+        }
+        return LlamaCppGeneratorResource(
+            model_path=_from_env("SYNTH_MODEL_PATH"),
+            registry=warehouse,
+            model_version=_from_env("SYNTH_MODEL_VERSION"),
+            **optional,
+        )
     if kind == "openai":
         missing = [v for v in ("SYNTH_OPENAI_BASE_URL", "SYNTH_OPENAI_MODEL") if not env(v)]
         if missing:
-            raise SynthConfigError(f"SYNTH_GENERATOR=openai needs {' and '.join(missing)} (e.g. "
-                                   "SYNTH_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 SYNTH_OPENAI_MODEL=<served model>)")
-        optional = {k: v for k, v in {"api": _from_env("SYNTH_OPENAI_API"),
-                                      "api_key_env": _from_env("SYNTH_OPENAI_API_KEY_ENV"),
-                                      "concurrency": _int_from_env("SYNTH_OPENAI_CONCURRENCY", 1, 100_000),
-                                      "samples_per_request": _int_from_env("SYNTH_OPENAI_SAMPLES_PER_REQUEST", 1, 128),
-                                      "ray_address": _from_env("SYNTH_RAY_ADDRESS"),
-                                      }.items() if v is not None}
-        return OpenAIGeneratorResource(base_url=dg.EnvVar("SYNTH_OPENAI_BASE_URL"),
-                                       model=dg.EnvVar("SYNTH_OPENAI_MODEL"), **optional)
+            raise SynthConfigError(
+                f"SYNTH_GENERATOR=openai needs {' and '.join(missing)} (e.g. "
+                "SYNTH_OPENAI_BASE_URL=http://127.0.0.1:8000/v1 SYNTH_OPENAI_MODEL=<served model>)"
+            )
+        optional = {
+            k: v
+            for k, v in {
+                "api": _from_env("SYNTH_OPENAI_API"),
+                "api_key_env": _from_env("SYNTH_OPENAI_API_KEY_ENV"),
+                "concurrency": _int_from_env("SYNTH_OPENAI_CONCURRENCY", 1, 100_000),
+                "samples_per_request": _int_from_env("SYNTH_OPENAI_SAMPLES_PER_REQUEST", 1, 128),
+                "ray_address": _from_env("SYNTH_RAY_ADDRESS"),
+            }.items()
+            if v is not None
+        }
+        return OpenAIGeneratorResource(
+            base_url=dg.EnvVar("SYNTH_OPENAI_BASE_URL"), model=dg.EnvVar("SYNTH_OPENAI_MODEL"), **optional
+        )
     if kind == "import":
         files = [f.strip() for f in (env("SYNTH_IMPORT_FILES") or "").split(",") if f.strip()]
         if not files:
@@ -339,13 +395,16 @@ def generator_from_env(warehouse: Optional[WarehouseResource] = None) -> Generat
 
 def mixture_from_file(path: str) -> MixtureGeneratorResource:
     """A mixture from a YAML/JSON file: ``members: [{name, share, backend, ...}]``."""
-    import yaml
     from pathlib import Path
+
+    import yaml
 
     p = Path(path)
     if not path or not p.exists():
-        raise SynthConfigError(f"SYNTH_GENERATORS_FILE={path!r}: the file does not exist; it lists "
-                               "'members: [{name, share, backend, base_url, model, ...}]'")
+        raise SynthConfigError(
+            f"SYNTH_GENERATORS_FILE={path!r}: the file does not exist; it lists "
+            "'members: [{name, share, backend, base_url, model, ...}]'"
+        )
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
@@ -359,8 +418,9 @@ def mixture_from_file(path: str) -> MixtureGeneratorResource:
         try:
             members.append(GeneratorMember(**(m if isinstance(m, dict) else {})))
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
-                               for e in exc.errors())
+            detail = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
+            )
             raise SynthConfigError(f"{p}: members[{i}] {detail}") from None
     try:
         return MixtureGeneratorResource(members=members, **{k: v for k, v in data.items() if k != "members"})
@@ -368,7 +428,7 @@ def mixture_from_file(path: str) -> MixtureGeneratorResource:
         raise SynthConfigError(f"{p}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 
 
-def _int_from_env(name: str, lo: int, hi: int) -> Optional[int]:
+def _int_from_env(name: str, lo: int, hi: int) -> int | None:
     """A bounded whole number from the environment, parsed here with an error that names the
     variable: dg.EnvVar.int stands in as 0 until launch, which fails the setting's own bound at
     definition time (and is falsy, so it was silently dropped)."""
@@ -380,7 +440,7 @@ def _int_from_env(name: str, lo: int, hi: int) -> Optional[int]:
     return int(raw)
 
 
-def _choice_from_env(name: str, choices: tuple[str, ...]) -> Optional[str]:
+def _choice_from_env(name: str, choices: tuple[str, ...]) -> str | None:
     """One of ``choices`` from the environment, checked here (as ``_int_from_env``) so a typo
     is named at definition time rather than failing a launched run."""
     raw = (os.environ.get(name) or "").strip().lower()
@@ -406,7 +466,9 @@ def default_resources() -> dict:
         "warehouse": warehouse,
         "io_manager": GenerationalIOManager(warehouse=warehouse),
         "generator": generator_from_env(warehouse),
-        "sandbox": SandboxResource(enabled=_env_bool("SYNTH_SANDBOX", True), ray_address=_from_env("SYNTH_RAY_ADDRESS")),
+        "sandbox": SandboxResource(
+            enabled=_env_bool("SYNTH_SANDBOX", True), ray_address=_from_env("SYNTH_RAY_ADDRESS")
+        ),
         "humaneval_split": HumanEvalSplitResource(
             human_fraction=float(os.environ.get("SYNTH_HUMANEVAL_HUMAN_FRACTION", 0.3)),
             heldout_fraction=float(os.environ.get("SYNTH_HUMANEVAL_HELDOUT_FRACTION", 0.2)),

@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from quality_checks.drift import DriftSettings, corpus_report
+from synth_assets.core.quality.drift import DriftSettings, corpus_report
 
 _SENT = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?|[0-9]+|[.,;:()]")

@@ -31,8 +31,9 @@ def instance() -> dg.DagsterInstance:
         yield inst
 
 
-def materialize_generation(assets: list, instance: dg.DagsterInstance, generation: int | None = None,
-                           **kwargs) -> dg.ExecuteInProcessResult:
+def materialize_generation(
+    assets: list, instance: dg.DagsterInstance, generation: int | None = None, **kwargs
+) -> dg.ExecuteInProcessResult:
     """``dg.materialize`` of one generation: the next one (added as a partition, as ``synth
     run`` and the schedule do), or ``generation`` again."""
     from synth_assets.assets._common import GENERATIONS, next_generation_key
@@ -70,8 +71,9 @@ def _offline_config() -> dict:
     return {
         "heldout_reasoning": HeldoutConfig(families=["gcd"], items_per_family=3),
         "synthesized_tasks": SynthesizedTasksConfig(enabled=False),
-        "task_pool": TaskPoolConfig(reasoning_gym_families=FAMILIES, tasks_per_family=PER_FAMILY,
-                                    humaneval_tasks=HUMANEVAL),
+        "task_pool": TaskPoolConfig(
+            reasoning_gym_families=FAMILIES, tasks_per_family=PER_FAMILY, humaneval_tasks=HUMANEVAL
+        ),
         "raw_candidates": RawCandidatesConfig(samples_per_task=2),  # the double: sample 0 right, sample 1 wrong
         "generator_eval": GeneratorEvalConfig(max_tasks=2),
     }
@@ -88,11 +90,10 @@ def offline_resources(db_path: str) -> dict:
 
     import polars as pl
 
-    from synth_assets.core.tasks import humaneval_tasks, reasoning_gym_tasks
-    from tests.doubles import OracleGeneratorResource, reference_answers
-
-    from synth_assets.core.generation import PromptSettings
+    from synth_assets.core.generators.generation import PromptSettings
+    from synth_assets.core.tasks.sources import humaneval_tasks, reasoning_gym_tasks
     from synth_assets.core.training.heldout import heldout_items
+    from tests.doubles import OracleGeneratorResource, reference_answers
 
     tasks = pl.concat([reasoning_gym_tasks(FAMILIES, PER_FAMILY, 42), humaneval_tasks(HUMANEVAL, 0.3, 0.2)])
     # the held-out reasoning items too: the double answers them right (sample 0 is the greedy one)
@@ -112,7 +113,7 @@ def offline_resources(db_path: str) -> dict:
 SERVED_MODEL = "gemma-3-270m"
 
 
-def start_llama_server(threads: int = 2):  # noqa: ANN201
+def start_llama_server(threads: int = 2):
     """llama-cpp-python's own OpenAI-compatible server on the packaged Gemma model, on a free
     port; returns (process, base URL without /v1)."""
     import os
@@ -122,7 +123,7 @@ def start_llama_server(threads: int = 2):  # noqa: ANN201
     import time
     import urllib.request
 
-    from synth_assets.core.llama_backend import ensure_model_file
+    from synth_assets.core.generators.llama_backend import ensure_model_file
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,10 +134,32 @@ def start_llama_server(threads: int = 2):  # noqa: ANN201
     # hundred requests and then blocks the server
     log = tempfile.NamedTemporaryFile(prefix="llama_server_", suffix=".log", delete=False)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(ensure_model_file()), "--model_alias", SERVED_MODEL,
-         "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", "2048",
-         "--interrupt_requests", "False", "--verbose", "False"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ})
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(ensure_model_file()),
+            "--model_alias",
+            SERVED_MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            str(threads),
+            "--n_ctx",
+            "2048",
+            "--interrupt_requests",
+            "False",
+            "--verbose",
+            "False",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ},
+    )
     log.close()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from typing import ClassVar
 import polars as pl
 from pydantic import Field
 
-from synth_assets.core.generation import Sample, SampleRequest
+from synth_assets.core.generators.generation import Sample, SampleRequest
 from synth_assets.resources import GeneratorResource
 
 
@@ -53,8 +53,13 @@ class OracleGeneratorDouble:
                 text = "    return None\n"
             else:
                 text = f" wrong answer {r.sample_index} to {r.task_id}"
-            yield Sample(text=text, finish_reason="stop", prompt_tokens=len(r.prompt) // 4,
-                         completion_tokens=max(1, len(text) // 4), latency_s=0.0)
+            yield Sample(
+                text=text,
+                finish_reason="stop",
+                prompt_tokens=len(r.prompt) // 4,
+                completion_tokens=max(1, len(text) // 4),
+                latency_s=0.0,
+            )
 
 
 class OracleGeneratorResource(GeneratorResource):
@@ -76,7 +81,7 @@ class RuleGeneratorResource(GeneratorResource):
 
     rules: list[list[str]] = Field(description="[regex, reply] pairs, first match wins")
 
-    def build(self) -> "RuleGeneratorDouble":
+    def build(self) -> RuleGeneratorDouble:
         return RuleGeneratorDouble([(p, r) for p, r in self.rules])
 
 
@@ -95,5 +100,10 @@ class RuleGeneratorDouble:
     def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
         for r in requests:
             text = next((reply for pat, reply in self.rules if pat.search(r.prompt)), "")
-            yield Sample(text=text, finish_reason="stop", prompt_tokens=len(r.prompt) // 4,
-                         completion_tokens=max(1, len(text) // 4), latency_s=0.0)
+            yield Sample(
+                text=text,
+                finish_reason="stop",
+                prompt_tokens=len(r.prompt) // 4,
+                completion_tokens=max(1, len(text) // 4),
+                latency_s=0.0,
+            )

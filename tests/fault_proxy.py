@@ -97,8 +97,9 @@ class FaultProxy:
             attempt = 1 + sum(1 for a in self.attempts if a.rid == rid)
             auth = h.headers.get("Authorization")
             fault = self.plan(n, attempt)
-            rec = Attempt(rid, data.get("seed"), attempt, fault, time.monotonic(), authorization=auth,
-                          n=int(data.get("n") or 1))
+            rec = Attempt(
+                rid, data.get("seed"), attempt, fault, time.monotonic(), authorization=auth, n=int(data.get("n") or 1)
+            )
             self.attempts.append(rec)
         if self.require_key and auth != f"Bearer {self.require_key}":
             h._reply(401, b'{"error": {"message": "invalid api key"}}')
@@ -139,8 +140,9 @@ class FaultProxy:
             usage["prompt_tokens"] = body["usage"]["prompt_tokens"]
             usage["completion_tokens"] += body["usage"]["completion_tokens"]
         self.served[rec.rid] = [c["text"] for c in choices]
-        h._reply(200, json.dumps({"id": "n", "object": "text_completion", "choices": choices[::-1],
-                                  "usage": usage}).encode())
+        h._reply(
+            200, json.dumps({"id": "n", "object": "text_completion", "choices": choices[::-1], "usage": usage}).encode()
+        )
         rec.delivered = True
 
     @staticmethod

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from synth_assets.core.sandbox import Sandbox
-from synth_assets.core.verification import _code_verdicts
+from synth_assets.core.sandbox.sandbox import Sandbox
+from synth_assets.core.verify.verification import _code_verdicts
 
 
 def broken_variants(solution: str) -> list[str]:
@@ -25,8 +25,12 @@ def humaneval_candidates(problems: list[dict]) -> list[tuple[dict, str]]:
 def sandbox_verdicts(sandbox: Sandbox, candidates: list[tuple[dict, str]]) -> list[str]:
     """Verdicts for HumanEval-shaped (problem, completion) pairs, as the pipeline computes them."""
     rows = [
-        {"prompt": p["prompt"], "completion": c,
-         "verifier_spec": json.dumps({"test": p["test"], "entry_point": p["entry_point"]}), "verifier": "python_tests"}
+        {
+            "prompt": p["prompt"],
+            "completion": c,
+            "verifier_spec": json.dumps({"test": p["test"], "entry_point": p["entry_point"]}),
+            "verifier": "python_tests",
+        }
         for p, c in candidates
     ]
     return [v.verdict for v in _code_verdicts(rows, sandbox)]

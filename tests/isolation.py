@@ -38,15 +38,18 @@ def run_isolated(body: str, *, user: int | None = None, env: dict[str, str] | No
         path, python = str(ROOT), sys.executable
         if user is not None:
             path, python = str(_readable_core(Path(tmp))), os.path.realpath(sys.executable)
-        script = (f"import json, sys\nsys.path.insert(0, {path!r})\n{body}\n"
-                  f"print({_MARK!r} + json.dumps(result), flush=True)\n")
+        script = (
+            f"import json, sys\nsys.path.insert(0, {path!r})\n{body}\n"
+            f"print({_MARK!r} + json.dumps(result), flush=True)\n"
+        )
         cmd = ["unshare", "--pid", "--fork", "--mount-proc"]
         if user is not None:
             cmd += ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
         cmd += [python, "-c", script]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd="/tmp",
-                              env={**os.environ, **(env or {})})
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd="/tmp", env={**os.environ, **(env or {})}
+        )
     for line in proc.stdout.splitlines():
         if line.startswith(_MARK):
-            return json.loads(line[len(_MARK):])
+            return json.loads(line[len(_MARK) :])
     raise AssertionError(f"isolated run failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -19,12 +19,14 @@ USER, PASSWORD, DB = "dagster", "synth-test-pw", "dagster"
 def _bindir() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found:
-        raise RuntimeError("PostgreSQL's server is not installed: apt-get install -y postgresql "
-                           "(bash scripts/quickstart.sh test does this)")
+        raise RuntimeError(
+            "PostgreSQL's server is not installed: apt-get install -y postgresql "
+            "(bash scripts/quickstart.sh test does this)"
+        )
     return found[-1].parent
 
 
-def _as_postgres(argv: list[str], **kw) -> subprocess.CompletedProcess:  # noqa: ANN003
+def _as_postgres(argv: list[str], **kw) -> subprocess.CompletedProcess:
     """initdb refuses to run as root: run the server's tools as the postgres user then."""
     if os.geteuid() == 0:
         argv = ["runuser", "-u", "postgres", "--", *argv]
@@ -39,8 +41,13 @@ class PgServer:
     @property
     def env(self) -> dict[str, str]:
         """The libpq variables dagster_home/dagster.postgres.yaml reads."""
-        return {"PGHOST": "127.0.0.1", "PGPORT": str(self.port), "PGUSER": USER, "PGPASSWORD": PASSWORD,
-                "PGDATABASE": DB}
+        return {
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.port),
+            "PGUSER": USER,
+            "PGPASSWORD": PASSWORD,
+            "PGDATABASE": DB,
+        }
 
     def stop(self) -> None:
         try:
@@ -60,13 +67,35 @@ def start_postgres() -> PgServer:
         os.chown(root / "pw", pg.pw_uid, pg.pw_gid)
     port = free_port()
     try:
-        _as_postgres([str(bindir / "initdb"), "-D", str(root / "data"), "-U", USER, "--auth=scram-sha-256",
-                      f"--pwfile={root / 'pw'}", "--no-sync"])
-        _as_postgres([str(bindir / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o",
-                      f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+        _as_postgres(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(root / "data"),
+                "-U",
+                USER,
+                "--auth=scram-sha-256",
+                f"--pwfile={root / 'pw'}",
+                "--no-sync",
+            ]
+        )
+        _as_postgres(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(root / "data"),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ]
+        )
         server = PgServer(root, port)
-        subprocess.run([str(bindir / "createdb"), DB], check=True, capture_output=True,
-                       env={**os.environ, **server.env})
+        subprocess.run(
+            [str(bindir / "createdb"), DB], check=True, capture_output=True, env={**os.environ, **server.env}
+        )
         return server
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)

@@ -34,8 +34,11 @@ def _stat(pid: int | str) -> list[str] | None:
 
 def session_pids(sid: int) -> list[int]:
     """Every process whose session is ``sid`` (a node's processes)."""
-    return [int(p.name) for p in Path("/proc").iterdir()
-            if p.name.isdigit() and (st := _stat(p.name)) is not None and int(st[3]) == sid]
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and (st := _stat(p.name)) is not None and int(st[3]) == sid
+    ]
 
 
 def descendants(roots: list[int]) -> list[int]:
@@ -115,10 +118,13 @@ class LocalCluster:
     def _start(self, args: list[str], env: dict | None = None) -> RayNode:
         # a small node's settings (README, "Scaling out"): no log monitor, no metrics collection;
         # measured: the idle cluster's daemons take 9% of a core instead of 14-15% (3 nodes)
-        proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", "--include-log-monitor=false",
-                                 *args],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                env={**(env or os.environ), **SMALL_NODE_ENV})
+        proc = subprocess.Popen(
+            [RAY, "start", "--block", "--disable-usage-stats", "--include-log-monitor=false", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**(env or os.environ), **SMALL_NODE_ENV},
+        )
         node = RayNode(proc)
         self.nodes.append(node)
         return node
@@ -142,8 +148,10 @@ class LocalCluster:
     def wait_for_nodes(self, n: int, timeout_s: float = 120) -> None:
         """Until ``n`` nodes are alive, asked from a separate process (this one may not be
         connected to the cluster yet, and must not be connected twice)."""
-        code = (f"import ray; ray.init(address='{self.address}', logging_level='ERROR', log_to_driver=False); "
-                "print(sum(1 for x in ray.nodes() if x['Alive']))")
+        code = (
+            f"import ray; ray.init(address='{self.address}', logging_level='ERROR', log_to_driver=False); "
+            "print(sum(1 for x in ray.nodes() if x['Alive']))"
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -6,17 +6,18 @@ import textwrap
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from synth_assets.core.ai_feedback import Constitution, Judge, parse_score
-from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers
+from synth_assets.core.curate.preferences import preference_pairs
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generation import CANDIDATE_SCHEMA, Sample
-from synth_assets.core.llama_backend import LlamaCppGenerator
-from synth_assets.core.preferences import preference_pairs
-from synth_assets.core.sandbox import Sandbox
-from synth_assets.core.tasks import conform, user_tasks
-from synth_assets.core.verification import VERDICT_SCHEMA, revise_failures, verify_candidates
+from synth_assets.core.generators.generation import CANDIDATE_SCHEMA, Sample
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.sandbox.sandbox import Sandbox
+from synth_assets.core.tasks.sources import conform, user_tasks
+from synth_assets.core.verify.ai_feedback import Constitution, Judge, parse_score
+from synth_assets.core.verify.custom_verifiers import CustomVerifierSpec, build_verifiers
+from synth_assets.core.verify.verification import VERDICT_SCHEMA, revise_failures, verify_candidates
 
 
 class ScriptedGeneratorDouble:
@@ -45,8 +46,12 @@ def test_judge_score_parsing(text, score):
 
 def test_judge_decides_judge_tasks_and_unparsable_replies_are_errors():
     judge = Judge(ScriptedGeneratorDouble([" 9", " 2", " n/a"]), "rubric text")
-    df = cands([{"task_id": t, "verifier": "judge", "prompt": "write a haiku", "completion": c}
-                for t, c in (("a", "good"), ("b", "bad"), ("c", "?"))])
+    df = cands(
+        [
+            {"task_id": t, "verifier": "judge", "prompt": "write a haiku", "completion": c}
+            for t, c in (("a", "good"), ("b", "bad"), ("c", "?"))
+        ]
+    )
     out = verify_candidates(df, Sandbox(), judge=judge, judge_threshold=0.6)
     assert out["verdict"].to_list() == ["pass", "fail", "error"]
     assert out["judge_score"][0] == pytest.approx(8 / 9) and out["verifier_name"][0] == "llm_judge:scripted-double"
@@ -60,8 +65,21 @@ def test_judge_tasks_without_a_judge_name_the_setting():
 
 def test_revision_is_verified_again_with_the_task_verifier():
     double = ScriptedGeneratorDouble(["It breaks principle 2: the sum is wrong.", " 4"])
-    verified = verify_candidates(cands([{"task_id": "t", "verifier": "exact", "answer": "4", "prompt": "2+2?",
-                                         "completion": " 5", "prompt_template": "answer_v1"}]), Sandbox())
+    verified = verify_candidates(
+        cands(
+            [
+                {
+                    "task_id": "t",
+                    "verifier": "exact",
+                    "answer": "4",
+                    "prompt": "2+2?",
+                    "completion": " 5",
+                    "prompt_template": "answer_v1",
+                }
+            ]
+        ),
+        Sandbox(),
+    )
     assert verified["verdict"].to_list() == ["fail"]
     rev = revise_failures(verified, Constitution(double, "1. Be correct."), Sandbox(), max_revisions=5)
     assert rev["verdict"].to_list() == ["pass"] and rev["revision_of"].to_list() == ["c0"]
@@ -81,7 +99,8 @@ def test_real_model_judges_and_revises():
 
 # ------------------------------------------------------------------ custom verifiers
 def register_module(tmp_path, monkeypatch):
-    (tmp_path / "my_checks.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_checks.py").write_text(
+        textwrap.dedent("""
         import time
         def is_upper(row):
             return row["completion"].strip().isupper()
@@ -92,34 +111,41 @@ def register_module(tmp_path, monkeypatch):
             return True
         def broken(row):
             raise RuntimeError("simulator crashed")
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
 
 
 def test_custom_callable_and_command_verifiers(tmp_path, monkeypatch):
     register_module(tmp_path, monkeypatch)
     script = tmp_path / "checker.py"
-    script.write_text("import json, sys\nrow = json.load(sys.stdin)\n"
-                      "ok = row['completion'].strip() == row['answer']\n"
-                      "print(json.dumps({'score': float(ok), 'detail': 'compared'}))\nsys.exit(0 if ok else 1)\n")
-    custom = build_verifiers([
-        CustomVerifierSpec("upper", callable="my_checks:is_upper"),
-        CustomVerifierSpec("partial", callable="my_checks:partial", pass_threshold=0.5),
-        CustomVerifierSpec("slow", callable="my_checks:slow", timeout_s=0.5),
-        CustomVerifierSpec("broken", callable="my_checks:broken"),
-        CustomVerifierSpec("sim", command=(sys.executable, str(script)), timeout_s=10),
-        CustomVerifierSpec("hang", command=("sleep", "30"), timeout_s=0.5),
-    ])
-    df = cands([
-        {"task_id": "1", "verifier": "custom:upper", "completion": "YES"},
-        {"task_id": "2", "verifier": "custom:upper", "completion": "no"},
-        {"task_id": "3", "verifier": "custom:partial", "completion": "abc"},
-        {"task_id": "4", "verifier": "custom:slow", "completion": "x"},
-        {"task_id": "5", "verifier": "custom:broken", "completion": "x"},
-        {"task_id": "6", "verifier": "custom:sim", "completion": " 42", "answer": "42"},
-        {"task_id": "7", "verifier": "custom:sim", "completion": "41", "answer": "42"},
-        {"task_id": "8", "verifier": "custom:hang", "completion": "x"},
-    ])
+    script.write_text(
+        "import json, sys\nrow = json.load(sys.stdin)\n"
+        "ok = row['completion'].strip() == row['answer']\n"
+        "print(json.dumps({'score': float(ok), 'detail': 'compared'}))\nsys.exit(0 if ok else 1)\n"
+    )
+    custom = build_verifiers(
+        [
+            CustomVerifierSpec("upper", callable="my_checks:is_upper"),
+            CustomVerifierSpec("partial", callable="my_checks:partial", pass_threshold=0.5),
+            CustomVerifierSpec("slow", callable="my_checks:slow", timeout_s=0.5),
+            CustomVerifierSpec("broken", callable="my_checks:broken"),
+            CustomVerifierSpec("sim", command=(sys.executable, str(script)), timeout_s=10),
+            CustomVerifierSpec("hang", command=("sleep", "30"), timeout_s=0.5),
+        ]
+    )
+    df = cands(
+        [
+            {"task_id": "1", "verifier": "custom:upper", "completion": "YES"},
+            {"task_id": "2", "verifier": "custom:upper", "completion": "no"},
+            {"task_id": "3", "verifier": "custom:partial", "completion": "abc"},
+            {"task_id": "4", "verifier": "custom:slow", "completion": "x"},
+            {"task_id": "5", "verifier": "custom:broken", "completion": "x"},
+            {"task_id": "6", "verifier": "custom:sim", "completion": " 42", "answer": "42"},
+            {"task_id": "7", "verifier": "custom:sim", "completion": "41", "answer": "42"},
+            {"task_id": "8", "verifier": "custom:hang", "completion": "x"},
+        ]
+    )
     t0 = time.perf_counter()
     out = verify_candidates(df, Sandbox(), custom=custom)
     assert out["verdict"].to_list() == ["pass", "fail", "fail", "timeout", "error", "pass", "fail", "timeout"]
@@ -140,25 +166,39 @@ def test_custom_verifier_configuration_errors(tmp_path, monkeypatch):
 
 def test_user_tasks_may_name_custom_and_judge_verifiers(tmp_path):
     p = tmp_path / "t.jsonl"
-    p.write_text("\n".join(json.dumps(r) for r in [
-        {"task_id": "a", "prompt": "p", "verifier": "custom:sim"}, {"task_id": "b", "prompt": "q", "verifier": "judge"}]))
+    p.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"task_id": "a", "prompt": "p", "verifier": "custom:sim"},
+                {"task_id": "b", "prompt": "q", "verifier": "judge"},
+            ]
+        )
+    )
     assert user_tasks(p)["verifier"].to_list() == ["custom:sim", "judge"]
 
 
 # ------------------------------------------------------------------ preference pairs
-verdict_rows = st.lists(st.fixed_dictionaries({
-    "task_id": st.sampled_from(["a", "b"]),
-    "verdict": st.sampled_from(["pass", "fail", "timeout"]),
-    "score": st.sampled_from([0.0, 0.5, 1.0]),
-    "completion": st.sampled_from(["x", "y", "z", "w"]),
-}), max_size=20)
+verdict_rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "task_id": st.sampled_from(["a", "b"]),
+            "verdict": st.sampled_from(["pass", "fail", "timeout"]),
+            "score": st.sampled_from([0.0, 0.5, 1.0]),
+            "completion": st.sampled_from(["x", "y", "z", "w"]),
+        }
+    ),
+    max_size=20,
+)
 
 
 @given(verdict_rows)
 @settings(max_examples=100, deadline=None)
 def test_pairs_are_always_strictly_better_over_worse_for_one_task(rows):
-    df = conform([{"candidate_id": f"c{i}", "generation": 1, "family": "f", "prompt": "p", **r}
-                  for i, r in enumerate(rows)], VERDICT_SCHEMA)
+    df = conform(
+        [{"candidate_id": f"c{i}", "generation": 1, "family": "f", "prompt": "p", **r} for i, r in enumerate(rows)],
+        VERDICT_SCHEMA,
+    )
     pairs = preference_pairs(df, max_pairs_per_task=2)
     by_id = {r["candidate_id"]: r for r in df.to_dicts()}
     for p in pairs.iter_rows(named=True):

@@ -20,8 +20,16 @@ from tests.test_webserver import free_port, gql, wait_for_location, wait_for_ser
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROME_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROME_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 LOCATION = {"repositoryLocationName": "synth_platform", "repositoryName": "__repository__"}
 
 pytestmark = pytest.mark.slow
@@ -34,8 +42,12 @@ def dagster_ui(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
-           "SYNTH_NIGHTLY_STATUS": "stopped"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SYNTH_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "SYNTH_NIGHTLY_STATUS": "stopped",
+    }
     port = free_port()
     bin_dir = Path(sys.executable).parent
     logs = tmp_path / "logs"
@@ -44,14 +56,31 @@ def dagster_ui(tmp_path):
     # on an empty DAGSTER_HOME two of them can stamp its alembic version at once, and every later
     # open fails with "more than one head" (CI, stop 27). Create the storage once first, as a user
     # running the two as services does (README) and as `dagster dev` does in its parent process.
-    subprocess.run([str(bin_dir / "dagster"), "instance", "migrate"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=open(logs / "migrate.log", "w"))
+    subprocess.run(
+        [str(bin_dir / "dagster"), "instance", "migrate"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=open(logs / "migrate.log", "w"),
+    )
     procs = [
-        subprocess.Popen([str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-                         cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                         stderr=open(logs / "webserver.log", "w")),
-        subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=ROOT, env=env,
-                         start_new_session=True, stdout=subprocess.DEVNULL, stderr=open(logs / "daemon.log", "w")),
+        subprocess.Popen(
+            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=open(logs / "webserver.log", "w"),
+        ),
+        subprocess.Popen(
+            [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=open(logs / "daemon.log", "w"),
+        ),
     ]
     try:
         wait_for_server(port, seconds=120, log=logs / "webserver.log")
@@ -160,10 +189,15 @@ def drive_the_ui(page, port: int, base: str) -> None:
     shot(page, "03_drift_report_checks")
     body = page.inner_text("body")
     assert "no_failed_drift_metric" in body
-    checks = gql(port, """{ assetNodes(assetKeys: [{path: ["drift_report"]}]) { assetChecksOrError {
-        ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } } }""")
-    statuses = {c["name"]: c["executionForLatestMaterialization"]["status"]
-                for c in checks["assetNodes"][0]["assetChecksOrError"]["checks"]}
+    checks = gql(
+        port,
+        """{ assetNodes(assetKeys: [{path: ["drift_report"]}]) { assetChecksOrError {
+        ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } } }""",
+    )
+    statuses = {
+        c["name"]: c["executionForLatestMaterialization"]["status"]
+        for c in checks["assetNodes"][0]["assetChecksOrError"]["checks"]
+    }
     # the first generation is the baseline: no drift metric can fail against itself
     assert statuses and set(statuses.values()) == {"SUCCEEDED"}, statuses
 
@@ -191,9 +225,12 @@ def drive_the_ui(page, port: int, base: str) -> None:
     shot(page, "06_schedule_off")
     toggle.click()
     for _ in range(60):
-        state = gql(port, """query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) {
+        state = gql(
+            port,
+            """query($s: ScheduleSelector!) { scheduleOrError(scheduleSelector: $s) {
             ... on Schedule { scheduleState { status } } } }""",
-                    {"s": {**LOCATION, "scheduleName": "nightly_regeneration_schedule"}})
+            {"s": {**LOCATION, "scheduleName": "nightly_regeneration_schedule"}},
+        )
         if state["scheduleOrError"]["scheduleState"]["status"] == "RUNNING":
             break
         time.sleep(0.5)

@@ -3,8 +3,8 @@ accumulates or when the data is fresh human text (the calibration scenario)."""
 
 import pytest
 
+from synth_assets.core.quality.drift import DriftSettings
 from tests.collapse_sim import NGramLM, Scenario, alerts, human_sentences
-from quality_checks.drift import DriftSettings
 
 SC = Scenario(generations=5, sentences_per_generation=1500, train_sentences=2000, order=2, seed=1)
 

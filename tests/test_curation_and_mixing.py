@@ -4,19 +4,20 @@ import json
 
 import polars as pl
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from synth_assets.core.curation import (
+from synth_assets.core.curate.curation import (
     FILTERED_SCHEMA,
     REFERENCE_TEXT_SCHEMA,
     CurationSettings,
     curate,
     decontaminate_references,
 )
+from synth_assets.core.curate.mixing import MixSettings, build_mix, export_mix
 from synth_assets.core.errors import HumanFloorError
-from synth_assets.core.mixing import MixSettings, build_mix, export_mix
-from synth_assets.core.tasks import REFERENCE_SCHEMA, conform
-from synth_assets.core.verification import VERDICT_SCHEMA
+from synth_assets.core.tasks.sources import REFERENCE_SCHEMA, conform
+from synth_assets.core.verify.verification import VERDICT_SCHEMA
 
 HELD = ["def secret_function(values): return the sum of all the even values in the list that are greater than ten"]
 HELD_REFS = conform([{"ref_source": "heldout", "ref_id": "h0", "text": HELD[0]}], REFERENCE_TEXT_SCHEMA)
@@ -28,21 +29,26 @@ def verified(rows: list[dict]) -> pl.DataFrame:
 
 
 def test_each_drop_has_the_first_reason_that_applies():
-    df = verified([
-        {"task_id": "t1", "verdict": "pass", "extracted_answer": "42"},
-        {"task_id": "t1", "verdict": "pass", "extracted_answer": " 42 "},  # same text, same task
-        {"task_id": "t2", "verdict": "pass", "extracted_answer": "42"},  # same text, other task: kept
-        {"task_id": "t3", "verdict": "fail", "extracted_answer": "7"},
-        {"task_id": "t4", "verdict": "timeout", "extracted_answer": None},
-        {"task_id": "t5", "verdict": "pass", "extracted_answer": ""},
-        {"task_id": "t6", "verdict": "pass", "extracted_answer": HELD[0].upper()},
-    ])
+    df = verified(
+        [
+            {"task_id": "t1", "verdict": "pass", "extracted_answer": "42"},
+            {"task_id": "t1", "verdict": "pass", "extracted_answer": " 42 "},  # same text, same task
+            {"task_id": "t2", "verdict": "pass", "extracted_answer": "42"},  # same text, other task: kept
+            {"task_id": "t3", "verdict": "fail", "extracted_answer": "7"},
+            {"task_id": "t4", "verdict": "timeout", "extracted_answer": None},
+            {"task_id": "t5", "verdict": "pass", "extracted_answer": ""},
+            {"task_id": "t6", "verdict": "pass", "extracted_answer": HELD[0].upper()},
+        ]
+    )
     cur = curate(df, CurationSettings(decontamination_ngram=8), HELD_REFS)
     kept, dropped = cur.kept, cur.dropped
     assert kept["candidate_id"].to_list() == ["c0", "c2"]
     assert dict(zip(dropped["candidate_id"], dropped["drop_reason"])) == {
-        "c1": "exact_duplicate", "c3": "verdict_fail", "c4": "verdict_timeout",
-        "c5": "empty_completion", "c6": "contaminated_heldout",
+        "c1": "exact_duplicate",
+        "c3": "verdict_fail",
+        "c4": "verdict_timeout",
+        "c5": "empty_completion",
+        "c6": "contaminated_heldout",
     }
 
 
@@ -52,11 +58,13 @@ def test_tiny_ngram_is_refused():
 
 
 verdict_rows = st.lists(
-    st.fixed_dictionaries({
-        "task_id": st.sampled_from(["a", "b", "c"]),
-        "verdict": st.sampled_from(["pass", "fail", "error", "timeout"]),
-        "extracted_answer": st.sampled_from(["1", "2", " 1", "", "two words", HELD[0]]),
-    }),
+    st.fixed_dictionaries(
+        {
+            "task_id": st.sampled_from(["a", "b", "c"]),
+            "verdict": st.sampled_from(["pass", "fail", "error", "timeout"]),
+            "extracted_answer": st.sampled_from(["1", "2", " 1", "", "two words", HELD[0]]),
+        }
+    ),
     max_size=40,
 )
 
@@ -74,15 +82,40 @@ def test_every_candidate_is_kept_or_dropped_exactly_once(rows):
 
 
 def accepted(n: int, gens: int = 1) -> pl.DataFrame:
-    rows = [{"candidate_id": f"c{i}", "generation": 1 + i % gens, "task_id": f"t{i % 7}", "family": "f",
-             "domain": "procedural", "prompt": "q", "training_text": f"answer {i}", "license": "x",
-             "generator": "g", "model": "m"} for i in range(n)]
+    rows = [
+        {
+            "candidate_id": f"c{i}",
+            "generation": 1 + i % gens,
+            "task_id": f"t{i % 7}",
+            "family": "f",
+            "domain": "procedural",
+            "prompt": "q",
+            "training_text": f"answer {i}",
+            "license": "x",
+            "generator": "g",
+            "model": "m",
+        }
+        for i in range(n)
+    ]
     return conform(rows, FILTERED_SCHEMA)
 
 
 def human(n: int) -> pl.DataFrame:
-    return conform([{"ref_id": f"h{i}", "source": "humaneval", "family": "humaneval", "domain": "code",
-                     "prompt": "p", "response": f"r{i}", "license": "MIT"} for i in range(n)], REFERENCE_SCHEMA)
+    return conform(
+        [
+            {
+                "ref_id": f"h{i}",
+                "source": "humaneval",
+                "family": "humaneval",
+                "domain": "code",
+                "prompt": "p",
+                "response": f"r{i}",
+                "license": "MIT",
+            }
+            for i in range(n)
+        ],
+        REFERENCE_SCHEMA,
+    )
 
 
 def test_floor_violation_fails_with_a_message_that_says_what_to_do():
@@ -98,8 +131,9 @@ def test_synthetic_alone_is_refused():
 @given(st.integers(0, 200), st.integers(1, 60), st.floats(0.05, 1.0), st.integers(1, 4))
 @settings(max_examples=80, deadline=None)
 def test_downsampled_mix_never_falls_under_the_floor(n_synth, n_human, floor, gens):
-    mix, stats = build_mix(accepted(n_synth, gens), human(n_human), gens,
-                           MixSettings(human_floor=floor, on_floor_violation="downsample"))
+    mix, stats = build_mix(
+        accepted(n_synth, gens), human(n_human), gens, MixSettings(human_floor=floor, on_floor_violation="downsample")
+    )
     share = (mix["source"] == "human").mean()
     assert share + 1e-9 >= floor
     assert stats["human_rows"] == n_human
@@ -127,9 +161,12 @@ def test_bad_mix_settings_name_the_field():
 
 
 def test_human_rows_overlapping_heldout_are_left_out():
-    refs = conform([
-        {"ref_id": "ok", "prompt": "p", "response": "completely unrelated text about cats and dogs"},
-        {"ref_id": "leak", "prompt": "p", "response": HELD[0]},
-    ], REFERENCE_SCHEMA)
+    refs = conform(
+        [
+            {"ref_id": "ok", "prompt": "p", "response": "completely unrelated text about cats and dogs"},
+            {"ref_id": "leak", "prompt": "p", "response": HELD[0]},
+        ],
+        REFERENCE_SCHEMA,
+    )
     clean, leaked = decontaminate_references(refs, HELD, 8)
     assert clean["ref_id"].to_list() == ["ok"] and leaked == ["leak"]

@@ -5,9 +5,10 @@ import random
 
 import polars as pl
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from synth_assets.core.curation import (
+from synth_assets.core.curate.curation import (
     FILTERED_SCHEMA,
     REFERENCE_TEXT_SCHEMA,
     CurationSettings,
@@ -15,12 +16,12 @@ from synth_assets.core.curation import (
     curate,
     read_benchmark_file,
 )
-from synth_assets.core.dataset_card import dataset_card
+from synth_assets.core.curate.dataset_card import dataset_card
+from synth_assets.core.curate.mixing import MixSettings, build_mix, stratified_splits
+from synth_assets.core.curate.near_duplicates import NearDupSettings, find_near_duplicates, lsh_params
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.mixing import MixSettings, build_mix, stratified_splits
-from synth_assets.core.near_duplicates import NearDupSettings, find_near_duplicates, lsh_params
-from synth_assets.core.tasks import REFERENCE_SCHEMA, conform
-from synth_assets.core.verification import VERDICT_SCHEMA
+from synth_assets.core.tasks.sources import REFERENCE_SCHEMA, conform
+from synth_assets.core.verify.verification import VERDICT_SCHEMA
 
 NO_REFS = conform([], REFERENCE_TEXT_SCHEMA)
 VOCAB = [f"tok{i}" for i in range(3000)]
@@ -48,8 +49,15 @@ def jaccard(a: str, b: str) -> float:
 
 
 def code_rows(rows: list[dict], generation: int = 1) -> pl.DataFrame:
-    base = {"generation": generation, "verifier": "python_tests", "family": "humaneval", "domain": "code",
-            "verdict": "pass", "score": 1.0, "prompt": "def f(x):\n    \"\"\"doc\"\"\"\n"}
+    base = {
+        "generation": generation,
+        "verifier": "python_tests",
+        "family": "humaneval",
+        "domain": "code",
+        "verdict": "pass",
+        "score": 1.0,
+        "prompt": 'def f(x):\n    """doc"""\n',
+    }
     return conform([{**base, "candidate_id": f"g{generation}c{i}", **r} for i, r in enumerate(rows)], VERDICT_SCHEMA)
 
 
@@ -102,9 +110,20 @@ def test_bad_near_duplicate_settings_name_the_field():
 
 # ------------------------------------------------------------------ curation stages
 def test_templated_procedural_tasks_keep_their_short_answers():
-    rows = [{"task_id": f"sum/{i}", "family": "basic_arithmetic", "domain": "procedural", "verifier": "reasoning_gym",
-             "verdict": "pass", "prompt": f"What is {i} + {7 - i}? Give only the number.", "completion": "7",
-             "extracted_answer": "7", "candidate_id": f"c{i}"} for i in range(8)]
+    rows = [
+        {
+            "task_id": f"sum/{i}",
+            "family": "basic_arithmetic",
+            "domain": "procedural",
+            "verifier": "reasoning_gym",
+            "verdict": "pass",
+            "prompt": f"What is {i} + {7 - i}? Give only the number.",
+            "completion": "7",
+            "extracted_answer": "7",
+            "candidate_id": f"c{i}",
+        }
+        for i in range(8)
+    ]
     df = conform(rows, VERDICT_SCHEMA)
     cur = curate(df, CurationSettings(), NO_REFS)
     assert cur.kept.height == 8, cur.dropped.select("drop_reason", "drop_detail")
@@ -116,12 +135,15 @@ def test_near_duplicates_within_a_generation_and_against_earlier_ones():
     other = words(rng, 80)
     gen1 = code_rows([{"task_id": "t1", "completion": body(a)}])
     kept1 = curate(gen1, CurationSettings(), NO_REFS).kept
-    gen2 = code_rows([
-        {"task_id": "t1", "completion": body(mutate(rng, a, 1))},  # near-duplicate of the gen-1 row
-        {"task_id": "t2", "completion": body(other)},
-        {"task_id": "t2", "completion": body(mutate(rng, other, 1))},  # near-duplicate within gen 2
-        {"task_id": "t3", "completion": body(mutate(rng, other, 1)[::-1])},  # other task, unrelated order
-    ], generation=2)
+    gen2 = code_rows(
+        [
+            {"task_id": "t1", "completion": body(mutate(rng, a, 1))},  # near-duplicate of the gen-1 row
+            {"task_id": "t2", "completion": body(other)},
+            {"task_id": "t2", "completion": body(mutate(rng, other, 1))},  # near-duplicate within gen 2
+            {"task_id": "t3", "completion": body(mutate(rng, other, 1)[::-1])},  # other task, unrelated order
+        ],
+        generation=2,
+    )
     cur = curate(gen2, CurationSettings(), NO_REFS, previous=kept1)
     drops = {r["candidate_id"]: r for r in cur.dropped.iter_rows(named=True)}
     assert drops["g2c0"]["drop_reason"] == "near_duplicate" and drops["g2c0"]["duplicate_of"] == "g1c0"
@@ -139,7 +161,9 @@ def test_long_completions_of_different_tasks_are_compared():
     df = code_rows([{"task_id": "t1", "completion": body(a)}, {"task_id": "t2", "completion": body(a)}])
     cur = curate(df, CurationSettings(), NO_REFS)
     assert cur.dropped["drop_reason"].to_list() == ["near_duplicate"]
-    short = code_rows([{"task_id": "t1", "completion": "    return x\n"}, {"task_id": "t2", "completion": "    return x\n"}])
+    short = code_rows(
+        [{"task_id": "t1", "completion": "    return x\n"}, {"task_id": "t2", "completion": "    return x\n"}]
+    )
     assert curate(short, CurationSettings(), NO_REFS).kept.height == 2
 
 
@@ -150,10 +174,28 @@ def test_benchmark_files_decontaminate_by_ngram_and_near_duplicate(tmp_path):
     bench.write_text(json.dumps({"id": "q1", "question": " ".join(secret), "answer": "42"}) + "\n")
     refs = read_benchmark_file(bench)
     assert refs["ref_source"][0] == "benchmark:my_eval"
-    rows = [{"task_id": "t1", "verifier": "judge", "domain": "text", "family": "f", "verdict": "pass",
-             "prompt": "Write.", "completion": " ".join(secret[:20]), "candidate_id": "c0"},
-            {"task_id": "t2", "verifier": "judge", "domain": "text", "family": "f", "verdict": "pass",
-             "prompt": "Write.", "completion": " ".join(words(rng, 20)), "candidate_id": "c1"}]
+    rows = [
+        {
+            "task_id": "t1",
+            "verifier": "judge",
+            "domain": "text",
+            "family": "f",
+            "verdict": "pass",
+            "prompt": "Write.",
+            "completion": " ".join(secret[:20]),
+            "candidate_id": "c0",
+        },
+        {
+            "task_id": "t2",
+            "verifier": "judge",
+            "domain": "text",
+            "family": "f",
+            "verdict": "pass",
+            "prompt": "Write.",
+            "completion": " ".join(words(rng, 20)),
+            "candidate_id": "c1",
+        },
+    ]
     df = conform(rows, VERDICT_SCHEMA)
     cur = curate(df, CurationSettings(), refs)
     assert cur.dropped["drop_reason"].to_list() == ["contaminated_benchmark"]
@@ -179,15 +221,26 @@ def test_quality_filters_give_reason_codes():
         {**base, "task_id": "t2", "verifier": "judge", "completion": "mojibake \ufffd here"},
         {**base, "task_id": "t3", "verifier": "judge", "completion": "x" * 50},
         {**base, "task_id": "t4", "verifier": "exact", "completion": "no answer line", "extracted_answer": None},
-        {**base, "task_id": "t5", "verifier": "python_tests", "domain": "code", "prompt": "def f(:\n",
-         "completion": "  return 1\n"},
+        {
+            **base,
+            "task_id": "t5",
+            "verifier": "python_tests",
+            "domain": "code",
+            "prompt": "def f(:\n",
+            "completion": "  return 1\n",
+        },
         {**base, "task_id": "t6", "verifier": "judge", "completion": "judged low", "judge_score": 0.2},
     ]
     df = conform([{"candidate_id": f"c{i}", **r} for i, r in enumerate(rows)], VERDICT_SCHEMA)
     cur = curate(df, CurationSettings(quality=QualitySettings(max_chars=40, judge_min_score=0.5)), NO_REFS)
     assert dict(zip(cur.dropped["candidate_id"], cur.dropped["drop_reason"])) == {
-        "c1": "encoding_invalid", "c2": "encoding_invalid", "c3": "too_long", "c4": "answer_missing",
-        "c5": "code_syntax_error", "c6": "judge_below_threshold"}
+        "c1": "encoding_invalid",
+        "c2": "encoding_invalid",
+        "c3": "too_long",
+        "c4": "answer_missing",
+        "c5": "code_syntax_error",
+        "c6": "judge_below_threshold",
+    }
     assert cur.kept["candidate_id"].to_list() == ["c0"]
 
 
@@ -209,14 +262,41 @@ def test_diversity_cap_keeps_the_most_different_rows():
 def test_coverage_flags_a_family_that_filtering_wiped_out():
     held = "the quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat today"
     refs = conform([{"ref_source": "heldout", "ref_id": "h", "text": held}], REFERENCE_TEXT_SCHEMA)
-    df = conform([
-        {"candidate_id": "c0", "task_id": "t0", "family": "leaky", "domain": "text", "verifier": "judge",
-         "verdict": "pass", "prompt": "q", "completion": held},
-        {"candidate_id": "c1", "task_id": "t1", "family": "fine", "domain": "text", "verifier": "judge",
-         "verdict": "pass", "prompt": "q", "completion": "something else entirely"},
-        {"candidate_id": "c2", "task_id": "t2", "family": "hard", "domain": "text", "verifier": "judge",
-         "verdict": "fail", "prompt": "q", "completion": "wrong"},
-    ], VERDICT_SCHEMA)
+    df = conform(
+        [
+            {
+                "candidate_id": "c0",
+                "task_id": "t0",
+                "family": "leaky",
+                "domain": "text",
+                "verifier": "judge",
+                "verdict": "pass",
+                "prompt": "q",
+                "completion": held,
+            },
+            {
+                "candidate_id": "c1",
+                "task_id": "t1",
+                "family": "fine",
+                "domain": "text",
+                "verifier": "judge",
+                "verdict": "pass",
+                "prompt": "q",
+                "completion": "something else entirely",
+            },
+            {
+                "candidate_id": "c2",
+                "task_id": "t2",
+                "family": "hard",
+                "domain": "text",
+                "verifier": "judge",
+                "verdict": "fail",
+                "prompt": "q",
+                "completion": "wrong",
+            },
+        ],
+        VERDICT_SCHEMA,
+    )
     cov = curate(df, CurationSettings(), refs).coverage
     wiped = dict(zip(cov["family"], cov["wiped_out"]))
     assert wiped == {"fine": False, "hard": False, "leaky": True}  # 'hard' never passed: not filtering's doing
@@ -224,18 +304,45 @@ def test_coverage_flags_a_family_that_filtering_wiped_out():
 
 # ------------------------------------------------------------------ mixing
 def accepted(n: int, gens: int, domains=("procedural", "code")) -> pl.DataFrame:
-    rows = [{"candidate_id": f"c{i}", "generation": 1 + i % gens, "task_id": f"t{i % 23}",
-             "family": "f", "domain": domains[i % len(domains)], "prompt": "q", "training_text": f"a {i}",
-             "license": "Apache-2.0 (reasoning-gym)", "generator": "llama_cpp", "model": "m",
-             "model_terms": "Gemma Terms of Use", "source": "reasoning_gym", "verifier": "reasoning_gym",
-             "verifier_name": "reasoning_gym", "verifier_version": "0.1.25"} for i in range(n)]
+    rows = [
+        {
+            "candidate_id": f"c{i}",
+            "generation": 1 + i % gens,
+            "task_id": f"t{i % 23}",
+            "family": "f",
+            "domain": domains[i % len(domains)],
+            "prompt": "q",
+            "training_text": f"a {i}",
+            "license": "Apache-2.0 (reasoning-gym)",
+            "generator": "llama_cpp",
+            "model": "m",
+            "model_terms": "Gemma Terms of Use",
+            "source": "reasoning_gym",
+            "verifier": "reasoning_gym",
+            "verifier_name": "reasoning_gym",
+            "verifier_version": "0.1.25",
+        }
+        for i in range(n)
+    ]
     return conform(rows, FILTERED_SCHEMA)
 
 
 def human(n: int) -> pl.DataFrame:
-    return conform([{"ref_id": f"h{i}", "source": "humaneval", "family": "humaneval", "domain": "code",
-                     "prompt": "p", "response": f"r{i}", "license": "MIT (openai/human-eval)"} for i in range(n)],
-                   REFERENCE_SCHEMA)
+    return conform(
+        [
+            {
+                "ref_id": f"h{i}",
+                "source": "humaneval",
+                "family": "humaneval",
+                "domain": "code",
+                "prompt": "p",
+                "response": f"r{i}",
+                "license": "MIT (openai/human-eval)",
+            }
+            for i in range(n)
+        ],
+        REFERENCE_SCHEMA,
+    )
 
 
 def test_window_and_generation_weights():
@@ -250,13 +357,22 @@ def test_window_and_generation_weights():
         MixSettings(generation_weights={"2": 1.5})
 
 
-@given(st.integers(0, 300), st.integers(1, 80), st.floats(0.05, 1.0), st.integers(1, 4),
-       st.one_of(st.none(), st.integers(1, 4)), st.floats(0.3, 1.0))
+@given(
+    st.integers(0, 300),
+    st.integers(1, 80),
+    st.floats(0.05, 1.0),
+    st.integers(1, 4),
+    st.one_of(st.none(), st.integers(1, 4)),
+    st.floats(0.3, 1.0),
+)
 @settings(max_examples=80, deadline=None)
 def test_floor_holds_under_any_window_weights_and_downsampling(n_synth, n_human, floor, gens, window, decay):
-    mix, _ = build_mix(accepted(n_synth, gens), human(n_human), gens,
-                       MixSettings(human_floor=floor, on_floor_violation="downsample", window=window,
-                                   age_decay=decay))
+    mix, _ = build_mix(
+        accepted(n_synth, gens),
+        human(n_human),
+        gens,
+        MixSettings(human_floor=floor, on_floor_violation="downsample", window=window, age_decay=decay),
+    )
     assert (mix["source"] == "human").mean() + 1e-9 >= floor
     assert mix.group_by("task_id").agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).height == 0
 
@@ -270,8 +386,12 @@ def test_downsampling_keeps_each_domains_share():
 
 
 def test_split_is_stratified_by_domain_and_stable():
-    tasks = pl.DataFrame({"task_id": [f"code/{i}" for i in range(3)] + [f"p/{i}" for i in range(40)],
-                          "domain": ["code"] * 3 + ["procedural"] * 40})
+    tasks = pl.DataFrame(
+        {
+            "task_id": [f"code/{i}" for i in range(3)] + [f"p/{i}" for i in range(40)],
+            "domain": ["code"] * 3 + ["procedural"] * 40,
+        }
+    )
     splits = stratified_splits(tasks, 0.1)
     assert any(splits[f"code/{i}"] == "validation" for i in range(3))
     again = stratified_splits(tasks.reverse(), 0.1)
@@ -282,27 +402,39 @@ def test_dataset_card_lists_licences_generators_filters_and_share():
     mix, _ = build_mix(accepted(20, 2), human(30), 2, MixSettings())
     card = dataset_card(mix, 2, {"verdict_fail": 120, "near_duplicate": 7}, 0.35)
     assert card.startswith("---\nlicense: other\n")
-    for needle in ("MIT (openai/human-eval)", "Apache-2.0 (reasoning-gym)", "Gemma Terms of Use",
-                   "reasoning_gym@0.1.25", "near_duplicate | 7", "human share: **60.0%**", "floor 35%",
-                   "path: train.parquet"):
+    for needle in (
+        "MIT (openai/human-eval)",
+        "Apache-2.0 (reasoning-gym)",
+        "Gemma Terms of Use",
+        "reasoning_gym@0.1.25",
+        "near_duplicate | 7",
+        "human share: **60.0%**",
+        "floor 35%",
+        "path: train.parquet",
+    ):
         assert needle in card, needle
 
 
 def test_coverage_check_reads_the_warehouse_and_names_the_family(warehouse):
-    from quality_checks.checks import no_family_wiped_out
+    from synth_assets.assets.pipeline_checks import no_family_wiped_out
     from synth_assets.resources import WarehouseResource
 
-    verified = conform([
-        {"candidate_id": "a", "generation": 1, "family": "gcd", "domain": "procedural", "verdict": "pass"},
-        {"candidate_id": "b", "generation": 1, "family": "chain_sum", "domain": "procedural", "verdict": "pass"},
-        {"candidate_id": "c", "generation": 1, "family": "humaneval", "domain": "code", "verdict": "fail"},
-    ], VERDICT_SCHEMA)
+    verified = conform(
+        [
+            {"candidate_id": "a", "generation": 1, "family": "gcd", "domain": "procedural", "verdict": "pass"},
+            {"candidate_id": "b", "generation": 1, "family": "chain_sum", "domain": "procedural", "verdict": "pass"},
+            {"candidate_id": "c", "generation": 1, "family": "humaneval", "domain": "code", "verdict": "fail"},
+        ],
+        VERDICT_SCHEMA,
+    )
     warehouse.write_generation("raw_candidates", verified.select(list(verified.columns)[:5]), 1)
     warehouse.write_generation("verified_set", verified, 1)
     warehouse.write_generation("filtered_set", conform(verified.head(1).to_dicts(), FILTERED_SCHEMA), 1)
     import dagster as dg
 
-    result = no_family_wiped_out(dg.build_asset_check_context(resources={"warehouse": WarehouseResource(path=warehouse.path)}))
+    result = no_family_wiped_out(
+        dg.build_asset_check_context(resources={"warehouse": WarehouseResource(path=warehouse.path)})
+    )
     assert not result.passed
     assert result.metadata["families_wiped_out"].value == ["chain_sum"]
     assert result.metadata["domains_wiped_out"].value == []
@@ -311,9 +443,24 @@ def test_coverage_check_reads_the_warehouse_and_names_the_family(warehouse):
 # ------------------------------------------------------------------ representative selection (issue 17)
 def text_rows(texts: list[str], scores: list[float] | None = None, task: str = "t") -> pl.DataFrame:
     """Every text a passing judged candidate of one task, as the issue's measurement had it."""
-    return conform([{"candidate_id": f"r{i}", "generation": 1, "task_id": task, "family": "f", "domain": "text",
-                     "verifier": "judge", "verdict": "pass", "prompt": "Q", "completion": t,
-                     "score": 1.0 if scores is None else scores[i]} for i, t in enumerate(texts)], VERDICT_SCHEMA)
+    return conform(
+        [
+            {
+                "candidate_id": f"r{i}",
+                "generation": 1,
+                "task_id": task,
+                "family": "f",
+                "domain": "text",
+                "verifier": "judge",
+                "verdict": "pass",
+                "prompt": "Q",
+                "completion": t,
+                "score": 1.0 if scores is None else scores[i],
+            }
+            for i, t in enumerate(texts)
+        ],
+        VERDICT_SCHEMA,
+    )
 
 
 def chain() -> tuple[str, str, str]:
@@ -347,13 +494,15 @@ def test_an_exact_duplicate_names_the_row_kept_not_a_dropped_twin():
     assert (drops["r2"]["drop_reason"], drops["r2"]["duplicate_of"]) == ("exact_duplicate", "r0")
 
 
-@given(st.lists(st.tuples(st.integers(6, 40), st.integers(0, 6), st.integers(0, 3)), min_size=2, max_size=25),
-       st.integers(0, 10**6))
+@given(
+    st.lists(st.tuples(st.integers(6, 40), st.integers(0, 6), st.integers(0, 3)), min_size=2, max_size=25),
+    st.integers(0, 10**6),
+)
 @settings(max_examples=40, deadline=None)
 def test_every_drop_has_a_kept_partner_and_no_confirmed_pair_is_kept(spec, seed):
     """(a) a dropped row names a kept row at exact Jaccard >= threshold; (b) no pair that LSH
     proposed and exact Jaccard confirmed survives among the kept rows."""
-    from synth_assets.core.near_duplicates import select_representatives, shingle
+    from synth_assets.core.curate.near_duplicates import select_representatives, shingle
 
     rng = random.Random(seed)
     small = [f"v{i}" for i in range(30)]  # a small vocabulary: overlaps and chains are likely

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from bench.curation_scale import build_corpus
-from synth_assets.core.curation import CURATION_COLUMNS, CurationSettings, curate, curate_generation
+from synth_assets.core.curate.curation import CURATION_COLUMNS, CurationSettings, curate, curate_generation
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.warehouse import Warehouse
 
@@ -24,8 +24,9 @@ def stored(tmp_path: Path) -> tuple[Warehouse, pl.DataFrame]:
     wh = Warehouse(tmp_path / "store.duckdb")
     first, refs, _ = build_corpus(3000)
     second, _, _ = build_corpus(3000, seed=1)
-    second = second.with_columns(pl.lit(2, dtype=pl.Int64).alias("generation"),
-                                 (pl.col("candidate_id") + "-g2").alias("candidate_id"))
+    second = second.with_columns(
+        pl.lit(2, dtype=pl.Int64).alias("generation"), (pl.col("candidate_id") + "-g2").alias("candidate_id")
+    )
     wh.write_generation("verified_set", first, 1)
     wh.write_generation("verified_set", second, 2)
     return wh, refs
@@ -55,15 +56,19 @@ def test_the_decisions_read_only_the_columns_they_need(stored, monkeypatch):
     monkeypatch.setattr(Warehouse, "sql", spy)
     curate_generation(wh, 1, CurationSettings(), refs)
     reads = [q for q in queries if "verified_set" in q and "count(" not in q]
-    assert reads == [f"select {', '.join(repr(c).replace(chr(39), chr(34)) for c in CURATION_COLUMNS)} "
-                     f"from synth.verified_set where generation = ?"]
+    assert reads == [
+        f"select {', '.join(repr(c).replace(chr(39), chr(34)) for c in CURATION_COLUMNS)} "
+        f"from synth.verified_set where generation = ?"
+    ]
 
 
 def test_duplicate_candidate_ids_are_refused_before_anything_is_written(stored):
     wh, refs = stored
     twice = wh.read("verified_set", 1).head(5)
     wh.write_generation("verified_set", pl.concat([twice, twice]), 1)
-    with pytest.raises(SynthConfigError, match="generation 1 holds 10 rows but 5 distinct candidate_id values; "
-                                               "re-materialize verified_set"):
+    with pytest.raises(
+        SynthConfigError,
+        match="generation 1 holds 10 rows but 5 distinct candidate_id values; re-materialize verified_set",
+    ):
         curate_generation(wh, 1, CurationSettings(), refs)
     assert wh.table_exists("filtered_set") is False

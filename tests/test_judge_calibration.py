@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synth_assets.core.ai_feedback import Judge
-from synth_assets.core.generation import Sample
-from synth_assets.core.judge_calibration import CalibrationSettings, calibrate, kappa
-from synth_assets.core.tasks import REFERENCE_SCHEMA, conform
-from synth_assets.core.verification import VERDICT_SCHEMA
+from synth_assets.core.generators.generation import Sample
+from synth_assets.core.tasks.sources import REFERENCE_SCHEMA, conform
+from synth_assets.core.verify.ai_feedback import Judge
+from synth_assets.core.verify.judge_calibration import CalibrationSettings, calibrate, kappa
+from synth_assets.core.verify.verification import VERDICT_SCHEMA
 from synth_assets.resources import GeneratorResource
 
 _RESPONSE = re.compile(r"Response:\n(.*)\n\nScore \(1-10\):$", re.S)
@@ -36,7 +36,7 @@ class JudgeRuleDouble:
     def __init__(self, score: Callable[[str], int], choose: Callable[[str, str], str], model: str = "gen-A") -> None:
         self.score, self.choose, self.model = score, choose, model
 
-    def generate(self, requests):  # noqa: ANN001, ANN201
+    def generate(self, requests):
         for r in requests:
             if r.prompt_template == "judge_v1":
                 text = f" {self.score(_RESPONSE.search(_last_item(r.prompt, 'Response:')).group(1))}"
@@ -61,22 +61,46 @@ def verified(n_tasks: int = 12, writers: tuple[str, ...] = ("gen-A",), lengths: 
         for w in writers:
             for ok in (True, False):
                 pad = " and more words" * (t % 6) if lengths else ""
-                rows.append({"candidate_id": f"{w}/{t}/{ok}", "generation": 1, "task_id": f"t{t}",
-                             "family": ("gcd", "letter_counting")[t % 2], "prompt": f"Task {t}?",
-                             "completion": f"{'RIGHT' if ok else 'WRONG'} {w}-STYLE{pad}", "verifier": "reasoning_gym",
-                             "verdict": "pass" if ok else "fail", "score": float(ok), "model": w, "generator": "llama_cpp"})
+                rows.append(
+                    {
+                        "candidate_id": f"{w}/{t}/{ok}",
+                        "generation": 1,
+                        "task_id": f"t{t}",
+                        "family": ("gcd", "letter_counting")[t % 2],
+                        "prompt": f"Task {t}?",
+                        "completion": f"{'RIGHT' if ok else 'WRONG'} {w}-STYLE{pad}",
+                        "verifier": "reasoning_gym",
+                        "verdict": "pass" if ok else "fail",
+                        "score": float(ok),
+                        "model": w,
+                        "generator": "llama_cpp",
+                    }
+                )
     return conform(rows, VERDICT_SCHEMA)
 
 
 def human(n: int = 6) -> pl.DataFrame:
-    return conform([{"ref_id": f"h{i}", "source": "human", "family": "human", "domain": "text", "prompt": f"Q{i}?",
-                     "response": f"RIGHT human answer {i}", "license": "CC0"} for i in range(n)], REFERENCE_SCHEMA)
+    return conform(
+        [
+            {
+                "ref_id": f"h{i}",
+                "source": "human",
+                "family": "human",
+                "domain": "text",
+                "prompt": f"Q{i}?",
+                "response": f"RIGHT human answer {i}",
+                "license": "CC0",
+            }
+            for i in range(n)
+        ],
+        REFERENCE_SCHEMA,
+    )
 
 
 SETTINGS = CalibrationSettings(rows_per_cell=20, human_rows=6, pairs=12)
 
 
-def run(double: JudgeRuleDouble, frame: pl.DataFrame | None = None, s: CalibrationSettings = SETTINGS):  # noqa: ANN201
+def run(double: JudgeRuleDouble, frame: pl.DataFrame | None = None, s: CalibrationSettings = SETTINGS):
     return calibrate(Judge(double, "Rate the response."), verified() if frame is None else frame, human(), 1, s)
 
 
@@ -99,16 +123,18 @@ def test_a_judge_that_follows_the_position_is_caught():
 def test_a_judge_that_passes_everything_has_no_agreement_beyond_chance():
     cal = run(JudgeRuleDouble(lambda _t: 10, oracle_choice))
     assert cal.summary["kappa"] == 0.0 and cal.summary["accuracy"] == round(18 / 30, 4)
-    assert [r.split(" (")[0] for r in cal.reasons] == ["agreement with the verifiers 0.60",
-                                                       "Cohen's kappa 0.00"]
+    assert [r.split(" (")[0] for r in cal.reasons] == ["agreement with the verifiers 0.60", "Cohen's kappa 0.00"]
 
 
 def test_a_judge_that_rewards_length_at_equal_correctness_is_caught():
     def by_length(text: str) -> int:  # right answers pass, and longer ones score higher either way
         return min(10, (6 if "RIGHT" in text else 1) + text.count("more"))
 
-    cal = run(JudgeRuleDouble(by_length, oracle_choice), verified(lengths=True),
-              CalibrationSettings(rows_per_cell=20, human_rows=0, pairs=12))
+    cal = run(
+        JudgeRuleDouble(by_length, oracle_choice),
+        verified(lengths=True),
+        CalibrationSettings(rows_per_cell=20, human_rows=0, pairs=12),
+    )
     assert cal.summary["length_rho_worst"] > 0.9
     assert len(cal.reasons) == 1 and cal.reasons[0].startswith("score follows length at equal correctness")
 
@@ -117,8 +143,11 @@ def test_a_judge_that_prefers_its_own_generator_is_caught():
     def own_first(text: str) -> int:
         return 1 if "WRONG" in text else 10 if "gen-A-STYLE" in text else 8
 
-    cal = run(JudgeRuleDouble(own_first, oracle_choice, model="gen-A"), verified(writers=("gen-A", "gen-B")),
-              CalibrationSettings(rows_per_cell=40, human_rows=0, pairs=12))
+    cal = run(
+        JudgeRuleDouble(own_first, oracle_choice, model="gen-A"),
+        verified(writers=("gen-A", "gen-B")),
+        CalibrationSettings(rows_per_cell=40, human_rows=0, pairs=12),
+    )
     sp = cal.summary["self_preference"]
     assert (sp["lead"], sp["other"], sp["own_rows"], sp["other_rows"]) == (round(2 / 9, 4), "another generator", 12, 12)
     assert len(cal.reasons) == 1 and cal.reasons[0].startswith("it scores its own generator's correct rows 0.22 higher")
@@ -148,31 +177,47 @@ def test_the_asset_reports_and_its_check_warns_with_the_reasons():
     ctx = dg.build_asset_context(partition_key="1")
     out, check = list(judge_calibration(ctx, JudgeCalibrationConfig(), verified(), human(), JudgeDoubleResource()))
     assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
-    assert "judge-only verdicts go to the review queue" in check.description and "flip with the order" in check.description
+    assert (
+        "judge-only verdicts go to the review queue" in check.description and "flip with the order" in check.description
+    )
     assert out.metadata["trusted"].value is False and out.value["trusted"].unique().to_list() == [False]
     assert "data:image/png;base64," in out.metadata["agreement_chart"].value
 
 
 def _filtered(verifiers: list[str]) -> pl.DataFrame:
-    return conform([{"candidate_id": f"c{i}", "generation": 1, "task_id": f"t{i}", "family": "poems", "verifier": v,
-                     "verdict": "pass", "score": 0.9, "completion": f"text {i}"} for i, v in enumerate(verifiers)],
-                   VERDICT_SCHEMA)
+    return conform(
+        [
+            {
+                "candidate_id": f"c{i}",
+                "generation": 1,
+                "task_id": f"t{i}",
+                "family": "poems",
+                "verifier": v,
+                "verdict": "pass",
+                "score": 0.9,
+                "completion": f"text {i}",
+            }
+            for i, v in enumerate(verifiers)
+        ],
+        VERDICT_SCHEMA,
+    )
 
 
 def test_an_untrusted_judge_sends_its_verdicts_to_review_and_out_of_the_mix():
-    from synth_assets.core.review import JUDGE_UNTRUSTED, apply_decisions, flag_rows
+    from synth_assets.core.curate.review import JUDGE_UNTRUSTED, apply_decisions, flag_rows
 
     rows = _filtered(["judge", "judge", "reasoning_gym"])
     queue = flag_rows(rows, spot_checks_per_family=0, judge_threshold=0.0, judge_trusted=False)
     assert queue.select("candidate_id", "flag_reason").rows() == [("c0", JUDGE_UNTRUSTED), ("c1", JUDGE_UNTRUSTED)]
     # the default policy (exclude_rejected) still holds them back until a person accepts one
-    keep, n_rej, n_held = apply_decisions(rows, {"c1": "accept"}, set(queue["candidate_id"]), False,
-                                          must_accept=set(queue["candidate_id"]))
+    keep, n_rej, n_held = apply_decisions(
+        rows, {"c1": "accept"}, set(queue["candidate_id"]), False, must_accept=set(queue["candidate_id"])
+    )
     assert (keep["candidate_id"].to_list(), n_rej, n_held) == (["c1", "c2"], 0, 1)
 
 
 def test_a_trusted_judge_flags_nothing_for_itself():
-    from synth_assets.core.review import flag_rows
+    from synth_assets.core.curate.review import flag_rows
 
     queue = flag_rows(_filtered(["judge", "judge"]), spot_checks_per_family=0, judge_threshold=0.0, judge_trusted=True)
     assert queue.height == 0
@@ -180,36 +225,56 @@ def test_a_trusted_judge_flags_nothing_for_itself():
 
 def test_review_queue_reads_the_calibration_and_an_empty_one_is_not_trust():
     from synth_assets.assets.pipeline import ReviewQueueConfig, review_queue
-    from synth_assets.core.judge_calibration import CALIBRATION_SCHEMA
-    from synth_assets.core.review import DECISION_SCHEMA
+    from synth_assets.core.curate.review import DECISION_SCHEMA
+    from synth_assets.core.verify.judge_calibration import CALIBRATION_SCHEMA
 
     ctx = dg.build_asset_context(partition_key="1")
     empty = conform([], CALIBRATION_SCHEMA)
-    res = review_queue(ctx, ReviewQueueConfig(spot_checks_per_family=0), _filtered(["judge"]),
-                       conform([], DECISION_SCHEMA), pl.DataFrame({"task_id": []}), empty)
+    res = review_queue(
+        ctx,
+        ReviewQueueConfig(spot_checks_per_family=0),
+        _filtered(["judge"]),
+        conform([], DECISION_SCHEMA),
+        pl.DataFrame({"task_id": []}),
+        empty,
+    )
     assert res.value["flag_reason"].to_list() == ["judge_untrusted"]
 
 
 def _judge_pairs() -> pl.DataFrame:
     """Two tasks whose candidates all passed: only the judge's scores order them."""
-    from synth_assets.core.preferences import preference_pairs
+    from synth_assets.core.curate.preferences import preference_pairs
 
     rows = []
     for t in range(2):
         for ok in (True, False):
-            rows.append({"candidate_id": f"{t}/{ok}", "generation": 1, "task_id": f"t{t}", "family": "poems",
-                         "prompt": f"Write line {t}.", "completion": "RIGHT line" if ok else "WRONG line",
-                         "verifier": "judge", "verdict": "pass", "score": 0.9, "judge_score": 0.9 if ok else 0.7})
+            rows.append(
+                {
+                    "candidate_id": f"{t}/{ok}",
+                    "generation": 1,
+                    "task_id": f"t{t}",
+                    "family": "poems",
+                    "prompt": f"Write line {t}.",
+                    "completion": "RIGHT line" if ok else "WRONG line",
+                    "verifier": "judge",
+                    "verdict": "pass",
+                    "score": 0.9,
+                    "judge_score": 0.9 if ok else 0.7,
+                }
+            )
     return preference_pairs(conform(rows, VERDICT_SCHEMA))
 
 
-@pytest.mark.parametrize("choose, trusted, expected", [
-    (oracle_choice, True, ([True, True], [None, None])),
-    (lambda _a, _b: "A", True, ([False, False], ["position_flip", "position_flip"])),
-    (oracle_choice, False, ([None, None], ["judge_untrusted", "judge_untrusted"])),
-])
+@pytest.mark.parametrize(
+    "choose, trusted, expected",
+    [
+        (oracle_choice, True, ([True, True], [None, None])),
+        (lambda _a, _b: "A", True, ([False, False], ["position_flip", "position_flip"])),
+        (oracle_choice, False, ([None, None], ["judge_untrusted", "judge_untrusted"])),
+    ],
+)
 def test_judge_ordered_pairs_are_shown_in_both_orders(choose, trusted, expected):
-    from synth_assets.core.preferences import check_judge_pairs
+    from synth_assets.core.curate.preferences import check_judge_pairs
 
     pairs = _judge_pairs()
     assert pairs["basis"].to_list() == ["judge_score", "judge_score"]
@@ -219,7 +284,7 @@ def test_judge_ordered_pairs_are_shown_in_both_orders(choose, trusted, expected)
 
 
 def test_pairs_a_program_decided_need_no_judge():
-    from synth_assets.core.preferences import check_judge_pairs, preference_pairs
+    from synth_assets.core.curate.preferences import check_judge_pairs, preference_pairs
 
     pairs = preference_pairs(verified(n_tasks=2))
     out = check_judge_pairs(pairs, None, judge_trusted=False)

@@ -2,8 +2,8 @@
 
 import hashlib
 
-from synth_assets.core.generation import SampleRequest
-from synth_assets.core.llama_backend import LlamaCppGenerator, ensure_model_file, packaged_sha256
+from synth_assets.core.generators.generation import SampleRequest
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator, ensure_model_file, packaged_sha256
 
 
 def sha(path) -> str:
@@ -22,8 +22,17 @@ def test_model_file_matches_the_packaged_sha256_and_tampering_is_repaired(tmp_pa
 
 def test_real_model_completes_with_provenance():
     gen = LlamaCppGenerator()
-    req = SampleRequest(task_id="t", prompt="Question: What is 2 + 2?\nAnswer:", prompt_template="p",
-                        temperature=0.0, top_p=1.0, max_tokens=4, stop=("\n",), seed=1, sample_index=0)
+    req = SampleRequest(
+        task_id="t",
+        prompt="Question: What is 2 + 2?\nAnswer:",
+        prompt_template="p",
+        temperature=0.0,
+        top_p=1.0,
+        max_tokens=4,
+        stop=("\n",),
+        seed=1,
+        sample_index=0,
+    )
     a, b = list(gen.generate([req, req]))
     assert a.text == b.text  # same seed and settings: same sample
     assert a.completion_tokens >= 1 and a.prompt_tokens > 5 and a.latency_s > 0

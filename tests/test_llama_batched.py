@@ -3,18 +3,28 @@ prefix cached across tasks, samples in request order, and a group that does not 
 halves rather than crashing."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from synth_assets.core.generation import SampleRequest, answer_prompt
-from synth_assets.core.llama_backend import LlamaCppGenerator
-from synth_assets.core.llama_batched import BatchedDecoder
+from synth_assets.core.generators.generation import SampleRequest, answer_prompt
+from synth_assets.core.generators.llama_backend import LlamaCppGenerator
+from synth_assets.core.generators.llama_batched import BatchedDecoder
 
 SHOTS = [(f"What is {a} + {a + 1}?", str(2 * a + 1)) for a in range(3, 6)]
 
 
 def req(prompt: str, i: int = 0, temperature: float = 0.0, seed: int = 0, max_tokens: int = 8) -> SampleRequest:
-    return SampleRequest(task_id=f"t{i}", prompt=prompt, prompt_template="p", temperature=temperature, top_p=0.95,
-                         max_tokens=max_tokens, stop=("\n",), seed=seed, sample_index=i)
+    return SampleRequest(
+        task_id=f"t{i}",
+        prompt=prompt,
+        prompt_template="p",
+        temperature=temperature,
+        top_p=0.95,
+        max_tokens=max_tokens,
+        stop=("\n",),
+        seed=seed,
+        sample_index=i,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +56,9 @@ def test_a_family_prefix_is_evaluated_once_across_tasks(gen):
     assert shared > 50  # the three examples and the question up to the word
     # the second pass finds the prefix cached: only each prompt's own tail is evaluated (and what
     # was evaluated again to even out the tails' lengths, counted apart)
-    assert dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown - before == sum(s.prompt_tokens - shared for s in out)
+    assert dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown - before == sum(
+        s.prompt_tokens - shared for s in out
+    )
 
 
 def test_forgotten_prefixes_are_evaluated_again(gen):
@@ -61,7 +73,8 @@ def test_forgotten_prefixes_are_evaluated_again(gen):
     out = list(gen.generate([req(p, i) for i, p in enumerate(prompts)]))
     # the shared prefix is evaluated again (once), then each prompt's own tail
     assert dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown - before == dec.shared_prefix_tokens + sum(
-        s.prompt_tokens - dec.shared_prefix_tokens for s in out)
+        s.prompt_tokens - dec.shared_prefix_tokens for s in out
+    )
 
 
 def test_two_families_in_one_batch_each_find_their_own_prefix_cached(gen):
@@ -70,9 +83,11 @@ def test_two_families_in_one_batch_each_find_their_own_prefix_cached(gen):
     cached prefix the two shared only the instruction line and were evaluated whole."""
     dec = BatchedDecoder(gen._llm, parallel=8, n_ctx_per_seq=512)  # no prefix cached by other tests
     spell = [(f"Spell {w} backwards.", w[::-1]) for w in ("cat", "door", "window")]
-    words = "apple banana cherry lemon".split()
-    reqs = [req(answer_prompt(f"How many letters are in the word {w}?", shots), i)
-            for i, (w, shots) in enumerate((w, s) for w in words for s in (SHOTS, spell))]  # alternating
+    words = ["apple", "banana", "cherry", "lemon"]
+    reqs = [
+        req(answer_prompt(f"How many letters are in the word {w}?", shots), i)
+        for i, (w, shots) in enumerate((w, s) for w in words for s in (SHOTS, spell))
+    ]  # alternating
     list(dec.generate(reqs))
     before = dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown
     out = list(dec.generate(reqs))
@@ -84,7 +99,8 @@ def test_two_families_in_one_batch_each_find_their_own_prefix_cached(gen):
         shared[fam] = min(BatchedDecoder._common(mine[0], t) for t in mine[1:])
     assert min(shared.values()) > 50  # the three examples and the question up to the word
     assert dec.prompt_tokens_evaluated - dec.prompt_tokens_regrown - before == sum(
-        s.prompt_tokens - shared[i % 2] for i, s in enumerate(out))
+        s.prompt_tokens - shared[i % 2] for i, s in enumerate(out)
+    )
 
 
 def test_a_long_answer_does_not_hold_back_short_ones(gen):
@@ -129,8 +145,10 @@ def test_a_group_that_does_not_fit_is_retried_in_halves(gen):
     dec.close()
     sizes = [s.prompt_tokens for s in out]
     assert len(out) == 5 and sizes == sorted(set(sizes))
-    assert lines == ["batched decoding: no KV slot for 5 sequences; retrying 5 requests 4 at a time",
-                     "batched decoding: no KV slot for 4 sequences; retrying 5 requests 2 at a time"]
+    assert lines == [
+        "batched decoding: no KV slot for 5 sequences; retrying 5 requests 4 at a time",
+        "batched decoding: no KV slot for 4 sequences; retrying 5 requests 2 at a time",
+    ]
 
 
 def test_the_parallel_setting_comes_from_the_environment_and_bad_values_are_named(monkeypatch):
@@ -172,8 +190,11 @@ class DecodeRecordingDecoderDouble(BatchedDecoder):
     @property
     def admitted(self) -> list[list[tuple[int, int, int, bool]]]:
         """The admissions' prompt tails (not a cached prefix's evaluation, whose ids are the slots')."""
-        return [items for who, items in self.batches
-                if who == "admit" and all(sid < self.parallel for _, _, sid, _ in items)]
+        return [
+            items
+            for who, items in self.batches
+            if who == "admit" and all(sid < self.parallel for _, _, sid, _ in items)
+        ]
 
 
 def test_a_late_sample_copies_the_running_one_cut_to_the_prompt_and_needs_no_call_of_its_own(gen):
@@ -198,8 +219,7 @@ def _plan_cost(tails: list[tuple[int, int]], grown: list[int], pass_cost: int) -
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 60), st.integers(0, 80)), min_size=1, max_size=7),
-       st.integers(0, 40))
+@given(st.lists(st.tuples(st.integers(1, 60), st.integers(0, 80)), min_size=1, max_size=7), st.integers(0, 40))
 def test_the_padding_plan_is_the_cheapest_feasible_grouping(raw, pass_cost):
     """Each tail grows only up to what it can (its cached prefix re-evaluated), never shrinks, and
     the plan costs no more than any grouping of the sorted tails tried by brute force."""
@@ -259,8 +279,10 @@ def test_new_sequences_take_consecutive_ids_when_running_ones_sit_between_the_fr
     dec.pass_cost_tokens = 0  # no growing: only the ids are under test
     story = SampleRequest("s", "Write a story about a dragon.\n", "p", 0.0, 1.0, 12, (), 0, 0)
     story2 = SampleRequest("s2", "Write a story about a castle.\n", "p", 0.0, 1.0, 12, (), 0, 0)
-    short = [req(answer_prompt(f"Spell the word {w} backwards.", SHOTS), i, max_tokens=1)
-             for i, w in enumerate(["cat", "dog", "lemon", "piano"])]
+    short = [
+        req(answer_prompt(f"Spell the word {w} backwards.", SHOTS), i, max_tokens=1)
+        for i, w in enumerate(["cat", "dog", "lemon", "piano"])
+    ]
     out = list(dec.generate([short[0], story, short[1], story2, short[2], short[3]]))
     dec.close()
     assert [s.completion_tokens for s in out] == [1, 12, 1, 12, 1, 1]

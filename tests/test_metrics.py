@@ -2,10 +2,11 @@
 
 import polars as pl
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from quality_checks.drift import DriftSettings, drift_report
-from quality_checks.metrics import compression_ratio, distinct_n, lexical_profile, take_budget
+from synth_assets.core.quality.drift import DriftSettings, drift_report
+from synth_assets.core.quality.metrics import compression_ratio, distinct_n, lexical_profile, take_budget
 
 words = st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "g", "h"]), min_size=1, max_size=30)
 texts = st.lists(words.map(" ".join), min_size=1, max_size=30)
@@ -39,11 +40,15 @@ def mix_for(gen_texts: dict[int, list[str]], human: list[str], prompts: dict[str
     """A mix's synthetic rows by generation and its human rows; ``prompts`` maps a response to
     the prompt it answers (none by default)."""
     p = prompts or {}
-    rows = [{"source": "synthetic", "origin_generation": g, "prompt": p.get(t, ""), "response": t}
-            for g, ts in gen_texts.items() for t in ts]
+    rows = [
+        {"source": "synthetic", "origin_generation": g, "prompt": p.get(t, ""), "response": t}
+        for g, ts in gen_texts.items()
+        for t in ts
+    ]
     rows += [{"source": "human", "origin_generation": None, "prompt": p.get(t, ""), "response": t} for t in human]
-    return pl.DataFrame(rows, schema={"source": pl.String, "origin_generation": pl.Int64, "prompt": pl.String,
-                                      "response": pl.String})
+    return pl.DataFrame(
+        rows, schema={"source": pl.String, "origin_generation": pl.Int64, "prompt": pl.String, "response": pl.String}
+    )
 
 
 def test_drift_report_flags_a_collapsed_generation_and_baselines_the_first():
@@ -64,7 +69,13 @@ def test_drift_report_flags_a_collapsed_generation_and_baselines_the_first():
 
 
 def test_reference_metrics_behave():
-    from quality_checks.metrics import js_distance, near_duplicate_rate, opening_concentration, rare_type_coverage, rare_types
+    from synth_assets.core.quality.metrics import (
+        js_distance,
+        near_duplicate_rate,
+        opening_concentration,
+        rare_type_coverage,
+        rare_types,
+    )
 
     a = [f"word{i} common text here" for i in range(100)]
     docs = take_budget(a, 10_000)

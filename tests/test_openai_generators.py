@@ -20,20 +20,19 @@ from hypothesis import strategies as st
 from synth_assets.assets.pipeline import RawCandidatesConfig, raw_candidates
 from synth_assets.assets.sources import TaskPoolConfig, task_pool
 from synth_assets.assets.synthesis import synthesized_tasks
-from tests.conftest import materialize_generation
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generation import SampleRequest
-from synth_assets.core.generator_mix import route
-from synth_assets.core.import_backend import ImportedGenerator
-from synth_assets.core.openai_backend import (
-    OpenAICompatibleGenerator,
+from synth_assets.core.generators.generation import SampleRequest
+from synth_assets.core.generators.import_backend import ImportedGenerator
+from synth_assets.core.generators.mixture import route
+from synth_assets.core.generators.openai_backend import (
     EndpointSettings,
+    OpenAICompatibleGenerator,
     RetryableError,
     group_requests,
     parse_response,
     split_tokens,
 )
-from synth_assets.core.response_cache import _TABLE
+from synth_assets.core.generators.response_cache import _TABLE
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.resources import (
     GenerationalIOManager,
@@ -44,12 +43,13 @@ from synth_assets.resources import (
     OpenAIGeneratorResource,
     WarehouseResource,
 )
-from tests.conftest import SERVED_MODEL
+from tests.conftest import SERVED_MODEL, materialize_generation
 from tests.fault_proxy import FAULTS, FaultProxy
 
 ROOT = Path(__file__).resolve().parent.parent
-POOL = TaskPoolConfig(reasoning_gym_families=["gcd", "letter_counting"], tasks_per_family=3, humaneval_tasks=0,
-                      include_synthesized=False)
+POOL = TaskPoolConfig(
+    reasoning_gym_families=["gcd", "letter_counting"], tasks_per_family=3, humaneval_tasks=0, include_synthesized=False
+)
 
 
 def cached_keys(path: str) -> set[str]:
@@ -60,23 +60,32 @@ def cached_keys(path: str) -> set[str]:
         return set()
     con = duckdb.connect(path, read_only=True)
     try:
-        if not con.execute("select count(*) from information_schema.tables where table_name = ?", [_TABLE]).fetchone()[0]:
+        if not con.execute("select count(*) from information_schema.tables where table_name = ?", [_TABLE]).fetchone()[
+            0
+        ]:
             return set()
         return {r[0] for r in con.execute(f"select key from {_TABLE}").fetchall()}
     finally:
         con.close()
 
 
-def materialize_raw(db_path: str, generator, instance, samples: int = 2, pool: TaskPoolConfig = POOL):  # noqa: ANN001, ANN201
+def materialize_raw(db_path: str, generator, instance, samples: int = 2, pool: TaskPoolConfig = POOL):
     wh = WarehouseResource(path=db_path)
     return materialize_generation(
-        [task_pool, raw_candidates, *synthesized_tasks.to_source_assets()], instance, raise_on_error=False,
-        resources={"warehouse": wh, "io_manager": GenerationalIOManager(warehouse=wh), "generator": generator,
-                   "humaneval_split": HumanEvalSplitResource()},
-        run_config=dg.RunConfig({"task_pool": pool, "raw_candidates": RawCandidatesConfig(samples_per_task=samples)}))
+        [task_pool, raw_candidates, *synthesized_tasks.to_source_assets()],
+        instance,
+        raise_on_error=False,
+        resources={
+            "warehouse": wh,
+            "io_manager": GenerationalIOManager(warehouse=wh),
+            "generator": generator,
+            "humaneval_split": HumanEvalSplitResource(),
+        },
+        run_config=dg.RunConfig({"task_pool": pool, "raw_candidates": RawCandidatesConfig(samples_per_task=samples)}),
+    )
 
 
-def failure_text(result) -> str:  # noqa: ANN001
+def failure_text(result) -> str:
     out = []
     for ev in result.all_events:
         if ev.event_type == dg.DagsterEventType.STEP_FAILURE:
@@ -99,16 +108,28 @@ def test_routing_is_deterministic_and_interleaved():
     assert route(4, [1, 1]) == [0, 1, 0, 1]
 
 
-@pytest.mark.parametrize("body", [b"", b"{", b'{"choices": []}', b'{"choices": [{"text": 5}]}',
-                                  b'{"choices": [{"text": "x"}], "usage": {"prompt_tokens": -1}}', b"<html>busy</html>"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{",
+        b'{"choices": []}',
+        b'{"choices": [{"text": 5}]}',
+        b'{"choices": [{"text": "x"}], "usage": {"prompt_tokens": -1}}',
+        b"<html>busy</html>",
+    ],
+)
 def test_malformed_responses_are_retryable(body):
     with pytest.raises(RetryableError, match="malformed"):
         parse_response(body, "completions")
 
 
 def test_well_formed_responses_parse_for_both_apis():
-    assert parse_response(b'{"choices": [{"text": " 4", "finish_reason": "stop"}], "usage": '
-                          b'{"prompt_tokens": 3, "completion_tokens": 1}}', "completions") == ([(" 4", "stop")], 3, 1)
+    assert parse_response(
+        b'{"choices": [{"text": " 4", "finish_reason": "stop"}], "usage": '
+        b'{"prompt_tokens": 3, "completion_tokens": 1}}',
+        "completions",
+    ) == ([(" 4", "stop")], 3, 1)
     assert parse_response(b'{"choices": [{"message": {"content": "hi"}}]}', "chat")[0] == [("hi", "stop")]
 
 
@@ -139,9 +160,17 @@ def _req(task: str, i: int) -> SampleRequest:
 
 def test_import_file_is_validated_with_file_row_and_field(tmp_path):
     good = tmp_path / "batch.jsonl"
-    good.write_text("\n".join(json.dumps(r) for r in [
-        {"task_id": "a", "completion": "4", "model": "big-model", "completion_tokens": 1},
-        {"task_id": "a", "completion": "5"}, {"task_id": "b", "completion": ""}]) + "\n")
+    good.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"task_id": "a", "completion": "4", "model": "big-model", "completion_tokens": 1},
+                {"task_id": "a", "completion": "5"},
+                {"task_id": "b", "completion": ""},
+            ]
+        )
+        + "\n"
+    )
     gen = ImportedGenerator([str(good)], terms="Apache-2.0")
     out = list(gen.generate([_req("a", 0), _req("a", 1), _req("b", 0)]))
     assert [s.text for s in out] == ["4", "5", ""] and out[0].model == "big-model" and out[1].model == "batch"
@@ -152,9 +181,8 @@ def test_import_file_is_validated_with_file_row_and_field(tmp_path):
         '{"task_id": "a"}': r"has no 'completion' column",
         '{"task_id": "a", "completion": "x", "sample_index": "two"}': r"row 1 \(task a\): field 'sample_index' is 'two'",
         '{"task_id": "a", "completion": "x"}\n{"task_id": "", "completion": "y"}': r"row 2 .*field 'task_id' is missing",
-        '{"task_id": "a", "completion": "x", "sample_index": 0}\n{"task_id": "a", "completion": "y", "sample_index": 0}':
-            "sample_index 0 more than once",
-        '[1, 2]': "line 1 must be a JSON object",
+        '{"task_id": "a", "completion": "x", "sample_index": 0}\n{"task_id": "a", "completion": "y", "sample_index": 0}': "sample_index 0 more than once",
+        "[1, 2]": "line 1 must be a JSON object",
     }
     for i, (text, message) in enumerate(cases.items()):
         bad = tmp_path / f"bad{i}.jsonl"
@@ -165,15 +193,25 @@ def test_import_file_is_validated_with_file_row_and_field(tmp_path):
 
 
 def test_imported_candidates_flow_through_raw_candidates(db_path, instance, tmp_path):
-    pool = TaskPoolConfig(reasoning_gym_families=["gcd"], tasks_per_family=3, humaneval_tasks=0, include_synthesized=False)
-    from synth_assets.core.tasks import reasoning_gym_tasks
+    pool = TaskPoolConfig(
+        reasoning_gym_families=["gcd"], tasks_per_family=3, humaneval_tasks=0, include_synthesized=False
+    )
+    from synth_assets.core.tasks.sources import reasoning_gym_tasks
 
     ids = reasoning_gym_tasks(["gcd"], 3, pool.seed)["task_id"].to_list()
     path = tmp_path / "elsewhere.parquet"
-    pl.DataFrame({"task_id": [t for t in ids for _ in range(2)], "completion": ["6", "7"] * 3,
-                  "model": ["batch-llm"] * 6, "prompt_tokens": [10] * 6, "completion_tokens": [1] * 6}).write_parquet(path)
-    res = materialize_raw(db_path, ImportGeneratorResource(import_files=[str(path)], model_terms="CC-BY-4.0"),
-                          instance, pool=pool)
+    pl.DataFrame(
+        {
+            "task_id": [t for t in ids for _ in range(2)],
+            "completion": ["6", "7"] * 3,
+            "model": ["batch-llm"] * 6,
+            "prompt_tokens": [10] * 6,
+            "completion_tokens": [1] * 6,
+        }
+    ).write_parquet(path)
+    res = materialize_raw(
+        db_path, ImportGeneratorResource(import_files=[str(path)], model_terms="CC-BY-4.0"), instance, pool=pool
+    )
     assert res.success, failure_text(res)
     raw = Warehouse(db_path).read("raw_candidates")
     assert raw.height == 6 and set(raw["generator"]) == {"import"} and set(raw["model"]) == {"batch-llm"}
@@ -194,13 +232,27 @@ def test_faults_lose_nothing_duplicate_nothing_and_keep_the_key_secret(llama_ser
     secret = "sk-test-7f3a9c-never-log-me"
     monkeypatch.setenv("SYNTH_TEST_API_KEY", secret)
     kinds = [*FAULTS, None]
-    proxy = FaultProxy(llama_server, plan=lambda n, attempt: kinds[n % len(kinds)] if attempt == 1 else
-                       ("500" if attempt == 2 and n % 5 == 0 else None), timeout_s=6.0, require_key=secret)
+    proxy = FaultProxy(
+        llama_server,
+        plan=lambda n, attempt: (
+            kinds[n % len(kinds)] if attempt == 1 else ("500" if attempt == 2 and n % 5 == 0 else None)
+        ),
+        timeout_s=6.0,
+        require_key=secret,
+    )
     cache = str(Path(db_path).parent / "cache.duckdb")
     try:
-        gen = OpenAIGeneratorResource(base_url=proxy.url, model=SERVED_MODEL, api_key_env="SYNTH_TEST_API_KEY",
-                                      concurrency=3, timeout_s=5.0, backoff_s=0.2, max_retries=6,
-                                      price_per_million=[0.5, 2.0], cache_path=cache)
+        gen = OpenAIGeneratorResource(
+            base_url=proxy.url,
+            model=SERVED_MODEL,
+            api_key_env="SYNTH_TEST_API_KEY",
+            concurrency=3,
+            timeout_s=5.0,
+            backoff_s=0.2,
+            max_retries=6,
+            price_per_million=[0.5, 2.0],
+            cache_path=cache,
+        )
         res = materialize_raw(db_path, gen, instance)
         assert res.success, failure_text(res)
     finally:
@@ -228,14 +280,16 @@ def test_faults_lose_nothing_duplicate_nothing_and_keep_the_key_secret(llama_ser
 
     for f in Path(db_path).parent.glob("*.duckdb*"):
         assert secret.encode() not in f.read_bytes(), f
-    logs = " ".join(str(ev.message) + str(getattr(ev, "dagster_event", "")) for ev in
-                    instance.all_logs(res.run_id))
+    logs = " ".join(str(ev.message) + str(getattr(ev, "dagster_event", "")) for ev in instance.all_logs(res.run_id))
     assert secret not in logs
 
 
 def _two_tasks_six_samples() -> list[SampleRequest]:
-    return [SampleRequest(t, f"Q: What is {t}?\nA:", "t", (0.7, 1.0)[i % 2], 0.95, 6, ("\n",), 1000 * k + i, i)
-            for k, t in enumerate(["2+2", "3+5"]) for i in range(6)]
+    return [
+        SampleRequest(t, f"Q: What is {t}?\nA:", "t", (0.7, 1.0)[i % 2], 0.95, 6, ("\n",), 1000 * k + i, i)
+        for k, t in enumerate(["2+2", "3+5"])
+        for i in range(6)
+    ]
 
 
 @pytest.mark.slow
@@ -247,8 +301,9 @@ def test_samples_of_one_prompt_arrive_in_one_request_with_n(llama_server, tmp_pa
     cache = str(tmp_path / "cache.duckdb")
     reqs = _two_tasks_six_samples()
     try:
-        gen = OpenAICompatibleGenerator(EndpointSettings(base_url=proxy.url, model=SERVED_MODEL, samples_per_request=4),
-                                        cache_path=cache)
+        gen = OpenAICompatibleGenerator(
+            EndpointSettings(base_url=proxy.url, model=SERVED_MODEL, samples_per_request=4), cache_path=cache
+        )
         out = list(gen.generate(reqs))
     finally:
         proxy.close()
@@ -271,8 +326,10 @@ def test_a_server_without_n_gets_one_sample_per_request(llama_server, server):
     logs: list[str] = []
     reqs = _two_tasks_six_samples()
     try:
-        gen = OpenAICompatibleGenerator(EndpointSettings(base_url=proxy.url, model=SERVED_MODEL, samples_per_request=4,
-                                                         concurrency=1), log=logs.append)
+        gen = OpenAICompatibleGenerator(
+            EndpointSettings(base_url=proxy.url, model=SERVED_MODEL, samples_per_request=4, concurrency=1),
+            log=logs.append,
+        )
         out = list(gen.generate(reqs))
     finally:
         proxy.close()
@@ -300,18 +357,45 @@ def test_a_run_killed_with_sigkill_resumes_without_requesting_a_completed_sample
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
     db, cache = tmp_path / "warehouse.duckdb", tmp_path / "response_cache.duckdb"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(db), "SYNTH_GENERATOR": "openai",
-           "SYNTH_OPENAI_BASE_URL": proxy.url, "SYNTH_OPENAI_MODEL": SERVED_MODEL, "SYNTH_OPENAI_CONCURRENCY": "2"}
-    config = json.dumps({"ops": {
-        "task_pool": {"config": {"reasoning_gym_families": ["gcd", "chain_sum"], "tasks_per_family": 8,
-                                 "humaneval_tasks": 0, "include_synthesized": False}},
-        "raw_candidates": {"config": {"samples_per_task": 2}}}})
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SYNTH_DUCKDB_PATH": str(db),
+        "SYNTH_GENERATOR": "openai",
+        "SYNTH_OPENAI_BASE_URL": proxy.url,
+        "SYNTH_OPENAI_MODEL": SERVED_MODEL,
+        "SYNTH_OPENAI_CONCURRENCY": "2",
+    }
+    config = json.dumps(
+        {
+            "ops": {
+                "task_pool": {
+                    "config": {
+                        "reasoning_gym_families": ["gcd", "chain_sum"],
+                        "tasks_per_family": 8,
+                        "humaneval_tasks": 0,
+                        "include_synthesized": False,
+                    }
+                },
+                "raw_candidates": {"config": {"samples_per_task": 2}},
+            }
+        }
+    )
     (tmp_path / "run.yaml").write_text(config)
-    cmd = [str(Path(sys.executable).parent / "synth"), "run", "--generation", "1",
-           "--select", "task_pool,raw_candidates", "-c", str(tmp_path / "run.yaml")]
+    cmd = [
+        str(Path(sys.executable).parent / "synth"),
+        "run",
+        "--generation",
+        "1",
+        "--select",
+        "task_pool,raw_candidates",
+        "-c",
+        str(tmp_path / "run.yaml"),
+    ]
     try:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 300
         while len(proxy.delivered()) < 8 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
@@ -341,21 +425,31 @@ def test_a_run_killed_with_sigkill_resumes_without_requesting_a_completed_sample
 @pytest.mark.slow
 def test_several_generators_in_one_run_with_shares_and_provenance(llama_server, db_path, instance, tmp_path):
     members = [
-        GeneratorMember(name="tutor", share=3, base_url=llama_server + "/v1", model=SERVED_MODEL, concurrency=2,
-                        system_prompt="You are a careful maths tutor.", temperature=0.3,
-                        price_per_million=[1.0, 1.0]),
+        GeneratorMember(
+            name="tutor",
+            share=3,
+            base_url=llama_server + "/v1",
+            model=SERVED_MODEL,
+            concurrency=2,
+            system_prompt="You are a careful maths tutor.",
+            temperature=0.3,
+            price_per_million=[1.0, 1.0],
+        ),
         GeneratorMember(name="plain", share=1, base_url=llama_server + "/v1", model=SERVED_MODEL, concurrency=2),
     ]
-    res = materialize_raw(db_path, MixtureGeneratorResource(members=members, cache_path=str(tmp_path / "c.duckdb")),
-                          instance)
+    res = materialize_raw(
+        db_path, MixtureGeneratorResource(members=members, cache_path=str(tmp_path / "c.duckdb")), instance
+    )
     assert res.success, failure_text(res)
     raw = Warehouse(db_path).read("raw_candidates")
     by = Counter(raw["generator"])
     assert by == {"openai_compatible:tutor": 9, "openai_compatible:plain": 3}
     tutor = raw.filter(pl.col("generator") == "openai_compatible:tutor")
     assert set(tutor["temperature"]) == {0.3} and tutor["prompt_template"].str.ends_with("+tutor").all()
-    assert tutor["cost_usd"].null_count() == 0 and raw.filter(pl.col("generator") == "openai_compatible:plain")[
-        "cost_usd"].null_count() == 3
+    assert (
+        tutor["cost_usd"].null_count() == 0
+        and raw.filter(pl.col("generator") == "openai_compatible:plain")["cost_usd"].null_count() == 3
+    )
     assert raw.group_by("task_id").agg(pl.col("generator").n_unique())["generator"].max() == 2  # sources interleave
     meta = res.asset_materializations_for_node("raw_candidates")[0].metadata
     acc = meta["by_generator"].value
@@ -380,8 +474,10 @@ def test_generator_from_the_environment_names_what_is_missing(monkeypatch, tmp_p
     monkeypatch.setenv("SYNTH_GENERATORS_FILE", str(gens))
     with pytest.raises(SynthConfigError, match=r"generators.yaml.*share"):
         generator_from_env()
-    gens.write_text("members:\n  - {name: a, share: 2, base_url: 'http://x/v1', model: m}\n"
-                    "  - {name: b, share: 1, backend: import, import_files: []}\n")
+    gens.write_text(
+        "members:\n  - {name: a, share: 2, base_url: 'http://x/v1', model: m}\n"
+        "  - {name: b, share: 1, backend: import, import_files: []}\n"
+    )
     res = generator_from_env()
     with pytest.raises(SynthConfigError, match="import_files: list at least one"):
         res.build()
@@ -393,7 +489,7 @@ def test_generator_from_the_environment_names_what_is_missing(monkeypatch, tmp_p
 def test_rate_limits_hold_the_long_run_rate():
     import asyncio
 
-    from synth_assets.core.openai_backend import TokenBucket
+    from synth_assets.core.generators.openai_backend import TokenBucket
 
     async def takes(per_minute: float, amounts: list[float], burst_s: float = 10.0) -> float:
         bucket = TokenBucket(per_minute, burst_s)
@@ -417,20 +513,29 @@ class EchoGeneratorDouble:
     def __init__(self, model: str) -> None:
         self.model = model
 
-    def generate(self, requests):  # noqa: ANN001, ANN201
-        from synth_assets.core.generation import Sample
+    def generate(self, requests):
+        from synth_assets.core.generators.generation import Sample
 
         for r in requests:
             yield Sample(r.prompt, "stop", 1, 1, 0.0)
 
 
 def test_mixture_members_wrap_prompts_and_override_temperature():
-    from synth_assets.core.generator_mix import Member, MixtureGenerator
+    from synth_assets.core.generators.mixture import Member, MixtureGenerator
 
-    mix = MixtureGenerator([
-        Member("socratic", EchoGeneratorDouble("a"), 1, temperature=0.2, template_suffix="socratic",
-               prompt_template="Think step by step.\n{prompt}"),
-        Member("plain", EchoGeneratorDouble("b"), 1)])
+    mix = MixtureGenerator(
+        [
+            Member(
+                "socratic",
+                EchoGeneratorDouble("a"),
+                1,
+                temperature=0.2,
+                template_suffix="socratic",
+                prompt_template="Think step by step.\n{prompt}",
+            ),
+            Member("plain", EchoGeneratorDouble("b"), 1),
+        ]
+    )
     reqs = [_req("t", i) for i in range(4)]
     out = list(mix.generate(reqs))
     assert [s.generator for s in out] == ["echo_double:socratic", "echo_double:plain"] * 2

@@ -7,13 +7,12 @@ import dagster as dg
 import polars as pl
 import pytest
 
-
+from synth_assets.assets.evaluation import GeneratorEvalConfig
 from synth_assets.assets.judging import JudgeCalibrationConfig
 from synth_assets.assets.pipeline import JudgeConfig, MixConfig, RawCandidatesConfig, ReviseConfig, VerifiedSetConfig
-from synth_assets.assets.evaluation import GeneratorEvalConfig
 from synth_assets.assets.sources import TaskPoolConfig
-from synth_assets.assets.training import HeldoutConfig
 from synth_assets.assets.synthesis import SynthesizedTasksConfig
+from synth_assets.assets.training import HeldoutConfig
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.definitions import GENERATION_ASSETS, GENERATION_CHECKS, defs
 from tests.conftest import materialize_generation
@@ -21,23 +20,46 @@ from tests.conftest import materialize_generation
 SMALL = {
     # synthesis stays on (a part-synthesized pool is the normal case) but proposes one answer task
     # per method; the slow code-task gate has its own end-to-end test in test_task_synthesis.py
-    "synthesized_tasks": SynthesizedTasksConfig(proposals_per_method=1, seed_families=["gcd", "basic_arithmetic"],
-                                                seeds_per_family=3, methods=["new_task", "harder", "paraphrase",
-                                                                             "edge_case"]),
-    "task_pool": TaskPoolConfig(reasoning_gym_families=["gcd", "letter_counting"], tasks_per_family=3, humaneval_tasks=2),
+    "synthesized_tasks": SynthesizedTasksConfig(
+        proposals_per_method=1,
+        seed_families=["gcd", "basic_arithmetic"],
+        seeds_per_family=3,
+        methods=["new_task", "harder", "paraphrase", "edge_case"],
+    ),
+    "task_pool": TaskPoolConfig(
+        reasoning_gym_families=["gcd", "letter_counting"], tasks_per_family=3, humaneval_tasks=2
+    ),
     "raw_candidates": RawCandidatesConfig(samples_per_task=2, code_max_tokens=48),
     "generator_eval": GeneratorEvalConfig(max_tasks=2, code_max_tokens=48),
     "heldout_reasoning": HeldoutConfig(families=["gcd"], items_per_family=3),
     "judge_calibration": JudgeCalibrationConfig(rows_per_cell=2, human_rows=2, pairs=2),
 }
-TABLES = ["task_pool", "human_reference", "heldout_eval", "raw_candidates", "verified_set", "judge_calibration",
-          "filtered_set",
-          "filter_drops", "mixed_training_set", "drift_report", "preference_pairs", "generator_eval", "review_queue"]
+TABLES = [
+    "task_pool",
+    "human_reference",
+    "heldout_eval",
+    "raw_candidates",
+    "verified_set",
+    "judge_calibration",
+    "filtered_set",
+    "filter_drops",
+    "mixed_training_set",
+    "drift_report",
+    "preference_pairs",
+    "generator_eval",
+    "review_queue",
+]
 
 
 def run(resources, instance, generation=None, **overrides):
-    return materialize_generation(GENERATION_ASSETS + GENERATION_CHECKS, instance, generation, resources=resources,
-                                  run_config=dg.RunConfig({**SMALL, **overrides}), raise_on_error=False)
+    return materialize_generation(
+        GENERATION_ASSETS + GENERATION_CHECKS,
+        instance,
+        generation,
+        resources=resources,
+        run_config=dg.RunConfig({**SMALL, **overrides}),
+        raise_on_error=False,
+    )
 
 
 def failure_messages(result) -> str:
@@ -84,21 +106,38 @@ def test_two_generations_end_to_end(resources, instance, db_path):
     for t in TABLES:
         assert wh.table_exists(t), t
     for g in (1, 2):
-        n = {t: wh.read(t, generation=g).height for t in ("raw_candidates", "verified_set", "filtered_set", "filter_drops")}
+        n = {
+            t: wh.read(t, generation=g).height
+            for t in ("raw_candidates", "verified_set", "filtered_set", "filter_drops")
+        }
         pool = wh.read("raw_candidates", generation=g)["task_id"].n_unique()  # configured tasks + synthesized ones
         assert pool >= 3 * 2 + 2
         assert n["raw_candidates"] == 2 * pool == n["verified_set"] == n["filtered_set"] + n["filter_drops"]
         ids = set(wh.read("raw_candidates", generation=g)["candidate_id"])
-        kept_or_dropped = set(wh.read("filtered_set", generation=g)["candidate_id"]) | set(wh.read("filter_drops", generation=g)["candidate_id"])
+        kept_or_dropped = set(wh.read("filtered_set", generation=g)["candidate_id"]) | set(
+            wh.read("filter_drops", generation=g)["candidate_id"]
+        )
         assert ids == kept_or_dropped
     raw = wh.read("raw_candidates")
-    for col in ("generator", "model", "prompt_template", "temperature", "seed", "completion_tokens", "latency_s", "generation_key"):
+    for col in (
+        "generator",
+        "model",
+        "prompt_template",
+        "temperature",
+        "seed",
+        "completion_tokens",
+        "latency_s",
+        "generation_key",
+    ):
         assert raw[col].null_count() == 0, col
     assert raw["model"][0].startswith("google/gemma-3-270m")
     assert raw.filter(pl.col("family") != "humaneval")["prompt_template"][0] == "answer_3shot_v1"
 
     verdicts = wh.read("verified_set", generation=2)
-    assert verdicts.height == wh.read("raw_candidates", generation=2).height and verdicts["verifier_name"].null_count() == 0
+    assert (
+        verdicts.height == wh.read("raw_candidates", generation=2).height
+        and verdicts["verifier_name"].null_count() == 0
+    )
     assert verdicts.filter(pl.col("family") == "humaneval")["verifier_name"].unique().to_list() == ["python_tests"]
 
     mix = wh.read("mixed_training_set", generation=2)
@@ -113,19 +152,43 @@ def test_two_generations_end_to_end(resources, instance, db_path):
 
     evals = second.get_asset_check_evaluations()
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in evals}
-    for name in ("candidates_accounted_for", "human_share_at_or_above_floor", "no_heldout_contamination",
-                 "train_validation_disjoint"):
+    for name in (
+        "candidates_accounted_for",
+        "human_share_at_or_above_floor",
+        "no_heldout_contamination",
+        "train_validation_disjoint",
+    ):
         assert any(k[1] == name and e.passed for k, e in checks.items()), name
     assert all(e.passed for e in evals if e.severity == dg.AssetCheckSeverity.ERROR)
     assert ("judge_calibration", "judge_trusted") in checks  # the real model judged, the check says whether to trust it
     gx_assets = {k[0] for k in checks if k[1].startswith("gx_")}
-    assert gx_assets >= {"task_pool", "raw_candidates", "verified_set", "filtered_set", "mixed_training_set", "drift_report"}
-    assert wh.read("generator_eval", generation=2).filter(~pl.col("prompt_template").str.starts_with("heldout_")).height == 2
+    assert gx_assets >= {
+        "task_pool",
+        "raw_candidates",
+        "verified_set",
+        "filtered_set",
+        "mixed_training_set",
+        "drift_report",
+    }
+    assert (
+        wh.read("generator_eval", generation=2).filter(~pl.col("prompt_template").str.starts_with("heldout_")).height
+        == 2
+    )
     assert report.filter(pl.col("metric") == "heldout_pass_rate").height == 1
-    assert set(report.filter(pl.col("corpus") == "generated")["metric"]) >= {"DIVERSITY_LOSS", "FIDELITY_GAP", "rare_type_coverage", "js_distance_to_human"}
+    assert set(report.filter(pl.col("corpus") == "generated")["metric"]) >= {
+        "DIVERSITY_LOSS",
+        "FIDELITY_GAP",
+        "rare_type_coverage",
+        "js_distance_to_human",
+    }
     out = Path(db_path).parent / "exports" / "generation_0002"
     assert sorted(p.name for p in out.iterdir()) == [
-        "README.md", "train.jsonl", "train.parquet", "validation.jsonl", "validation.parquet"]
+        "README.md",
+        "train.jsonl",
+        "train.parquet",
+        "validation.jsonl",
+        "validation.parquet",
+    ]
     card = (out / "README.md").read_text()
     assert "Gemma Terms of Use" in card and "MIT (openai/human-eval)" in card and "verdict_fail" in card
     assert pl.read_parquet(out / "train.parquet")["model_terms"].drop_nulls().str.starts_with("Gemma").all()
@@ -134,7 +197,10 @@ def test_two_generations_end_to_end(resources, instance, db_path):
     assert fmeta["previous_rows_compared"].value == wh.read("filtered_set", generation=1).height
     assert "coverage" in fmeta and "drops_by_reason" in fmeta
     meta = second.asset_materializations_for_node("raw_candidates")[0].metadata
-    assert meta["dagster/row_count"].value == wh.read("raw_candidates", generation=2).height and meta["generation"].value == 2
+    assert (
+        meta["dagster/row_count"].value == wh.read("raw_candidates", generation=2).height
+        and meta["generation"].value == 2
+    )
     assert "dagster/column_schema" in meta
 
 
@@ -162,8 +228,13 @@ def test_out_of_range_config_is_rejected_naming_the_field(resources, instance):
 
 @pytest.mark.slow
 def test_judge_and_constitutional_revisions_in_the_pipeline(resources, instance, db_path):
-    res = run(resources, instance, verified_set=VerifiedSetConfig(
-        judge=JudgeConfig(enabled=True, score_all=True), revise=ReviseConfig(enabled=True, max_revisions=3)))
+    res = run(
+        resources,
+        instance,
+        verified_set=VerifiedSetConfig(
+            judge=JudgeConfig(enabled=True, score_all=True), revise=ReviseConfig(enabled=True, max_revisions=3)
+        ),
+    )
     assert res.success, failure_messages(res)
     wh = Warehouse(db_path)
     verified = wh.read("verified_set", generation=1)

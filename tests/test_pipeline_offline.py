@@ -15,11 +15,19 @@ from tests.conftest import N_TASKS, OFFLINE_CONFIG, materialize_generation
 from tests.doubles import OracleGeneratorResource
 from tests.test_pipeline import failure_messages
 
+
 def run(resources, instance, generation=None, only=None, **overrides):
     extra = {"selection": dg.AssetSelection.assets(*only)} if only else {}
     config = {k: v for k, v in {**OFFLINE_CONFIG, **overrides}.items() if not only or k in only}
-    return materialize_generation(GENERATION_ASSETS + GENERATION_CHECKS, instance, generation, resources=resources,
-                                  run_config=dg.RunConfig(config), raise_on_error=False, **extra)
+    return materialize_generation(
+        GENERATION_ASSETS + GENERATION_CHECKS,
+        instance,
+        generation,
+        resources=resources,
+        run_config=dg.RunConfig(config),
+        raise_on_error=False,
+        **extra,
+    )
 
 
 def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(offline_resources, instance, db_path):
@@ -35,16 +43,22 @@ def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(o
     mix = wh.read("mixed_training_set", generation=1)
     synthetic, human = mix.filter(pl.col("source") == "synthetic"), mix.filter(pl.col("source") == "human")
     assert synthetic.height == N_TASKS and human.height / mix.height >= 0.35
-    assert [e.passed for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR] \
-        == [True] * len([e for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR])
+    assert [e.passed for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR] == [
+        True
+    ] * len([e for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR])
     assert OracleGeneratorResource.builds == 1  # raw_candidates and generator_eval share one loaded generator
     drift = wh.read("drift_report", generation=1).filter(pl.col("corpus") == "eval")
     # the double knows the held-out reasoning answers (and their shifts), not held-out HumanEval's
     assert dict(zip(drift["metric"], drift["current"])) == {
-        "heldout_pass_rate": 0.0, "heldout_reasoning_pass_rate": 1.0, "shifted_pass_rate": 1.0}
+        "heldout_pass_rate": 0.0,
+        "heldout_reasoning_pass_rate": 1.0,
+        "shifted_pass_rate": 1.0,
+    }
     paths = wh.export_paths(1)
-    assert paths is not None and (pl.read_ndjson(paths["train"]).height
-                                  + pl.read_ndjson(paths["validation"]).height) == mix.height
+    assert (
+        paths is not None
+        and (pl.read_ndjson(paths["train"]).height + pl.read_ndjson(paths["validation"]).height) == mix.height
+    )
     card = Path(paths["card"]).read_text()
     assert f"| verdict_fail | {N_TASKS} |" in card and "human_floor" not in card and "floor 35%" in card
 
@@ -61,11 +75,18 @@ def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline_res
     mix1_before = wh.read("mixed_training_set", generation=1)
 
     # re-run the mix and the drift report of generation 1 after generation 2 exists, with a new floor
-    again = run(offline_resources, instance, generation=1, only=["mixed_training_set", "drift_report"],
-                mixed_training_set=MixConfig(human_floor=0.5))
+    again = run(
+        offline_resources,
+        instance,
+        generation=1,
+        only=["mixed_training_set", "drift_report"],
+        mixed_training_set=MixConfig(human_floor=0.5),
+    )
     assert again.success, failure_messages(again)
     mix1 = wh.read("mixed_training_set", generation=1)
-    assert set(mix1["human_floor"]) == {0.5} and set(wh.read("mixed_training_set", generation=2)["human_floor"]) == {0.35}
+    assert set(mix1["human_floor"]) == {0.5} and set(wh.read("mixed_training_set", generation=2)["human_floor"]) == {
+        0.35
+    }
     assert mix1.filter(pl.col("source") == "synthetic")["origin_generation"].max() == 1  # never a later generation
     assert mix1.height <= mix1_before.height
     assert wh.read("drift_report", generation=2).height > 0  # generation 2 untouched
@@ -77,8 +98,12 @@ def test_floor_violation_fails_the_run_and_keeps_the_previous_mix(offline_resour
     refs = tmp_path / "tiny_human.jsonl"
     refs.write_text(json.dumps({"prompt": "p", "response": "one human row"}) + "\n")
     # generation 2: N_TASKS accepted synthetic rows of generation 1 against one human row, floor 90%
-    bad = run(offline_resources, instance, human_reference={"config": {"include_humaneval": False, "user_files": [str(refs)]}},
-              mixed_training_set=MixConfig(human_floor=0.9))
+    bad = run(
+        offline_resources,
+        instance,
+        human_reference={"config": {"include_humaneval": False, "user_files": [str(refs)]}},
+        mixed_training_set=MixConfig(human_floor=0.9),
+    )
     assert not bad.success and "below the floor of 90%" in failure_messages(bad)
     assert wh.read("mixed_training_set", generation=1).height > 0  # the earlier mix is untouched
     assert wh.read("mixed_training_set", generation=2).height == 0

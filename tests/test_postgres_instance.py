@@ -28,7 +28,7 @@ POOL_STEPS = {"task_pool", "raw_candidates", "verified_set"}
 
 
 @pytest.fixture
-def pg():  # noqa: ANN201
+def pg():
     server = start_postgres()
     try:
         yield server
@@ -57,9 +57,23 @@ def test_two_runs_at_once_on_a_postgres_instance(pg, tmp_path, monkeypatch):
     # then cannot even stop when asked (seen once: SIGTERM, and no exit within 60 s)
     log = tmp_path / "dagster_dev.log"
     with open(log, "wb") as log_file:
-        dev = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-f", "tests/pg_defs.py",
-                                "-d", str(ROOT), "-p", str(port)], cwd=ROOT, env=env, start_new_session=True,
-                               stdout=log_file, stderr=subprocess.STDOUT)
+        dev = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "dagster"),
+                "dev",
+                "-f",
+                "tests/pg_defs.py",
+                "-d",
+                str(ROOT),
+                "-p",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -75,12 +89,15 @@ def test_two_runs_at_once_on_a_postgres_instance(pg, tmp_path, monkeypatch):
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             instance.add_dynamic_partitions("generation", ["1", "2"])
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-        ids = [client.submit_job_execution("pg_generation", run_config=RUN_CONFIG, tags={"dagster/partition": g})
-               for g in ("1", "2")]
+        ids = [
+            client.submit_job_execution("pg_generation", run_config=RUN_CONFIG, tags={"dagster/partition": g})
+            for g in ("1", "2")
+        ]
         deadline = time.monotonic() + 600
         while (status := {i: client.get_run_status(i) for i in ids}) and any(
-                s not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-                for s in status.values()):
+            s not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+            for s in status.values()
+        ):
             assert time.monotonic() < deadline, f"runs not finished within 600 s: {status}"
             time.sleep(2)
         runs = _graphql(port, "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }")
@@ -101,7 +118,7 @@ def test_two_runs_at_once_on_a_postgres_instance(pg, tmp_path, monkeypatch):
 
     assert set(status.values()) == {dg.DagsterRunStatus.SUCCESS}, status
     seen = {r["runId"]: r["status"] for r in runs["runsOrError"]["results"]}
-    assert {i: seen.get(i) for i in ids} == {i: "SUCCESS" for i in ids}
+    assert {i: seen.get(i) for i in ids} == dict.fromkeys(ids, "SUCCESS")
     # the duckdb pool (limit 1): no two writing steps ran at the same time, across both runs
     spans.sort()
     assert len(spans) == 6
@@ -117,8 +134,13 @@ def test_two_runs_at_once_on_a_postgres_instance(pg, tmp_path, monkeypatch):
     # and the runs live in PostgreSQL
     import psycopg2
 
-    con = psycopg2.connect(host="127.0.0.1", port=pg.port, user=pg.env["PGUSER"], password=pg.env["PGPASSWORD"],
-                           dbname=pg.env["PGDATABASE"])
+    con = psycopg2.connect(
+        host="127.0.0.1",
+        port=pg.port,
+        user=pg.env["PGUSER"],
+        password=pg.env["PGPASSWORD"],
+        dbname=pg.env["PGDATABASE"],
+    )
     with con, con.cursor() as cur:
         cur.execute("select count(*) from runs where run_id = any(%s)", (ids,))
         assert cur.fetchone()[0] == 2

@@ -9,22 +9,31 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from quality_checks.alerts import failed_check_alerts
-from quality_checks.drift import eval_rows
 from quality_checks.gx_checks import load_suite, run_suite
+from synth_assets.alerts import failed_check_alerts
 from synth_assets.assets.evaluation import GeneratorEvalConfig
 from synth_assets.assets.pipeline import CustomVerifierConfig, RawCandidatesConfig, VerifiedSetConfig
 from synth_assets.assets.sources import TaskPoolConfig
+from synth_assets.core.quality.drift import eval_rows
 from synth_assets.core.warehouse import Warehouse
-from synth_assets.definitions import ALL_CHECKS, CHECK_KEYS, GENERATION_ASSETS, GENERATION_CHECKS, defs
+from synth_assets.definitions import CHECK_KEYS, GENERATION_ASSETS, GENERATION_CHECKS, defs
 from tests.conftest import materialize_generation
 
 
 def test_suite_reports_offending_rows_and_gx_errors():
-    bad = pl.DataFrame({"row_id": ["a", "a", "b"], "messages": ["[]", None, "[]"], "split": ["train", "test", "train"],
-                        "source": ["synthetic", "synthetic", "human"], "license": ["x", "x", "x"]})
-    out = {o["expectation"]["type"] + ":" + str(o["expectation"]["kwargs"].get("column")): o
-           for o in run_suite(bad, load_suite("mixed_training_set"), {"human_floor": 0.5})}
+    bad = pl.DataFrame(
+        {
+            "row_id": ["a", "a", "b"],
+            "messages": ["[]", None, "[]"],
+            "split": ["train", "test", "train"],
+            "source": ["synthetic", "synthetic", "human"],
+            "license": ["x", "x", "x"],
+        }
+    )
+    out = {
+        o["expectation"]["type"] + ":" + str(o["expectation"]["kwargs"].get("column")): o
+        for o in run_suite(bad, load_suite("mixed_training_set"), {"human_floor": 0.5})
+    }
     assert not out["expect_column_values_to_be_unique:row_id"]["success"]
     assert out["expect_column_values_to_be_unique:row_id"]["unexpected_index"] == [0, 1]
     assert not out["expect_column_values_to_be_in_set:split"]["success"]
@@ -39,7 +48,7 @@ def webhook():
     received = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()
@@ -56,25 +65,41 @@ def webhook():
 @pytest.mark.slow
 def test_a_critical_failure_blocks_downstream_and_alerts(resources, instance, db_path, tmp_path, monkeypatch, webhook):
     # a sloppy custom verifier returns scores outside [0, 1]: verified_set's suite must stop the pipeline
-    (tmp_path / "sloppy.py").write_text(textwrap.dedent("""
+    (tmp_path / "sloppy.py").write_text(
+        textwrap.dedent("""
         def score(row):
             return {"score": 5.0, "verdict": "pass", "detail": "scored on a 0-10 scale by mistake"}
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text("\n".join(json.dumps({"task_id": f"t{i}", "prompt": f"Say {i}.", "verifier": "custom:sloppy"})
-                               for i in range(3)))
-    run_config = dg.RunConfig({
-        "task_pool": TaskPoolConfig(reasoning_gym_families=[], humaneval_tasks=0, user_task_files=[str(tasks)]),
-        "raw_candidates": RawCandidatesConfig(samples_per_task=1, answer_max_tokens=4),
-        "verified_set": VerifiedSetConfig(custom_verifiers=[CustomVerifierConfig(name="sloppy", callable="sloppy:score")]),
-        "generator_eval": GeneratorEvalConfig(max_tasks=0, reasoning_items=False),
-    })
-    result = materialize_generation(GENERATION_ASSETS + GENERATION_CHECKS, instance, resources=resources,
-                                    run_config=run_config, raise_on_error=False)
+    tasks.write_text(
+        "\n".join(
+            json.dumps({"task_id": f"t{i}", "prompt": f"Say {i}.", "verifier": "custom:sloppy"}) for i in range(3)
+        )
+    )
+    run_config = dg.RunConfig(
+        {
+            "task_pool": TaskPoolConfig(reasoning_gym_families=[], humaneval_tasks=0, user_task_files=[str(tasks)]),
+            "raw_candidates": RawCandidatesConfig(samples_per_task=1, answer_max_tokens=4),
+            "verified_set": VerifiedSetConfig(
+                custom_verifiers=[CustomVerifierConfig(name="sloppy", callable="sloppy:score")]
+            ),
+            "generator_eval": GeneratorEvalConfig(max_tasks=0, reasoning_items=False),
+        }
+    )
+    result = materialize_generation(
+        GENERATION_ASSETS + GENERATION_CHECKS,
+        instance,
+        resources=resources,
+        run_config=run_config,
+        raise_on_error=False,
+    )
     assert not result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "verified_set" in materialized and "filtered_set" not in materialized and "training_export" not in materialized
+    assert (
+        "verified_set" in materialized and "filtered_set" not in materialized and "training_export" not in materialized
+    )
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
     score_check = next(e for e in failed if e.check_name == "gx_column_values_to_be_between__score")
     assert score_check.severity == dg.AssetCheckSeverity.ERROR
@@ -91,7 +116,9 @@ def test_a_critical_failure_blocks_downstream_and_alerts(resources, instance, db
     assert {a["check_name"] for a in received} == set(alerts["check_name"])
     assert alerts.filter(pl.col("check_name") == "gx_column_values_to_be_between__score")["severity"][0] == "ERROR"
     # a second evaluation with the new cursor raises nothing new
-    again = dg.build_sensor_context(instance=instance, cursor=ctx.cursor, resources={"warehouse": resources["warehouse"]})
+    again = dg.build_sensor_context(
+        instance=instance, cursor=ctx.cursor, resources={"warehouse": resources["warehouse"]}
+    )
     sensor(again)
     assert Warehouse(db_path).read("alerts").height == alerts.height
 

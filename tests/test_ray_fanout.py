@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.ray_fanout import RaySandbox, RaySettings
-from synth_assets.core.sandbox import FunctionCheck, Sandbox
+from synth_assets.core.sandbox.sandbox import FunctionCheck, Sandbox
+from synth_assets.core.scaling.ray_fanout import RaySandbox, RaySettings
 from synth_assets.resources import SandboxResource
 from tests.humaneval_fixtures import humaneval_candidates, sandbox_verdicts
 from tests.ray_cluster import free_port, runs_under, start_cluster
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def cluster():  # noqa: ANN201
+def cluster():
     c = start_cluster(workers=1)
     try:
         yield c
@@ -32,8 +32,10 @@ def cluster():  # noqa: ANN201
 def _sleepy_checks(n: int, seconds: float) -> list[FunctionCheck]:
     """n candidates that pass after sleeping: long enough for a node to die mid-batch."""
     code = f"import time\ndef f(x):\n    time.sleep({seconds})\n    return x + 1\n"
-    return [FunctionCheck(code=code, entry_point="f", test=f"def check(c):\n    assert c({i}) == {i + 1}\n")
-            for i in range(n)]
+    return [
+        FunctionCheck(code=code, entry_point="f", test=f"def check(c):\n    assert c({i}) == {i + 1}\n")
+        for i in range(n)
+    ]
 
 
 def test_verdicts_on_the_cluster_equal_the_local_sandbox(cluster):
@@ -83,8 +85,11 @@ def test_a_node_killed_mid_batch_loses_no_candidate_and_duplicates_none(cluster)
 
 def test_an_unreachable_cluster_fails_before_any_work(tmp_path):
     address = f"127.0.0.1:{free_port()}"
-    with pytest.raises(SynthConfigError, match=rf"Ray cluster at {address} is unreachable .*nothing was run.*"
-                                               "unset SYNTH_RAY_ADDRESS"):
+    with pytest.raises(
+        SynthConfigError,
+        match=rf"Ray cluster at {address} is unreachable .*nothing was run.*"
+        "unset SYNTH_RAY_ADDRESS",
+    ):
         SandboxResource(ray_address=address).build()
     with pytest.raises(SynthConfigError, match="give host:port"):
         SandboxResource(ray_address="my-cluster").build()
@@ -113,8 +118,13 @@ def test_limits_travel_to_the_nodes(cluster):
     res = SandboxResource(ray_address=cluster.address, timeout_s=2.0, cpu_s=2)
     box = res.build()
     try:
-        out = box.check_functions([FunctionCheck(code="def f():\n    while True:\n        pass\n", entry_point="f",
-                                                 test="def check(c):\n    c()\n")])
+        out = box.check_functions(
+            [
+                FunctionCheck(
+                    code="def f():\n    while True:\n        pass\n", entry_point="f", test="def check(c):\n    c()\n"
+                )
+            ]
+        )
     finally:
         box.close()
     assert [r.status for r in out] == ["timeout"]
@@ -126,9 +136,9 @@ def test_curation_with_its_per_row_work_on_the_cluster_decides_as_the_local_path
     plants leaks of held-out items for it to find."""
     import polars as pl
 
-    import synth_assets.core.curation as curation
+    import synth_assets.core.curate.curation as curation
     from bench.curation_scale import build_corpus
-    from synth_assets.core.ray_fanout import RaySlices
+    from synth_assets.core.scaling.ray_fanout import RaySlices
 
     corpus, refs, _ = build_corpus(3000)
     local = curation.decide(corpus, curation.CurationSettings(), refs)
@@ -143,20 +153,24 @@ def test_curation_with_its_per_row_work_on_the_cluster_decides_as_the_local_path
 
 
 def test_endpoint_requests_sent_from_ray_tasks_give_the_served_samples_in_order_and_resume_from_the_cache(
-        cluster, llama_server, tmp_path):
+    cluster, llama_server, tmp_path
+):
     """llama.cpp's real OpenAI-compatible server, behind the proxy's double of vLLM's ``n`` (which
     records what the server answered), asked from Ray tasks of one task's samples each: every
     sample is what the server served for its request, in request order, cached by the driver; a
     second run is served from the cache. (Compared with what was served, not with a second local
     run: the server's outputs are not bit-stable between runs even greedy.)"""
-    from synth_assets.core.generation import SampleRequest
-    from synth_assets.core.openai_backend import EndpointSettings, group_requests
-    from synth_assets.core.ray_fanout import RayEndpointGenerator
+    from synth_assets.core.generators.generation import SampleRequest
+    from synth_assets.core.generators.openai_backend import EndpointSettings, group_requests
+    from synth_assets.core.scaling.ray_fanout import RayEndpointGenerator
     from tests.fault_proxy import FaultProxy
     from tests.test_openai_generators import SERVED_MODEL, cached_keys
 
-    reqs = [SampleRequest(t, f"Q: What is {t}?\nA:", "t", 0.7, 0.95, 6, ("\n",), 1000 * k + i, i)
-            for k, t in enumerate(["2+2", "3+5", "7-1", "9+9"]) for i in range(3)]
+    reqs = [
+        SampleRequest(t, f"Q: What is {t}?\nA:", "t", 0.7, 0.95, 6, ("\n",), 1000 * k + i, i)
+        for k, t in enumerate(["2+2", "3+5", "7-1", "9+9"])
+        for i in range(3)
+    ]
     proxy = FaultProxy(llama_server, serve_n=True)
     cache = str(tmp_path / "cache.duckdb")
     settings = EndpointSettings(base_url=proxy.url, model=SERVED_MODEL, samples_per_request=3)
@@ -168,14 +182,25 @@ def test_endpoint_requests_sent_from_ray_tasks_give_the_served_samples_in_order_
     finally:
         gen.close()
         proxy.close()
-    served = [t.split("\n")[0] for g in group_requests(reqs, 3)
-              for t in proxy.served[f"{reqs[g[0]].seed}|{reqs[g[0]].prompt}"]]
+    served = [
+        t.split("\n")[0]
+        for g in group_requests(reqs, 3)
+        for t in proxy.served[f"{reqs[g[0]].seed}|{reqs[g[0]].prompt}"]
+    ]
     assert (first, completed, len(cached_keys(cache)), [s.cached for s in again], gen.stats.cache_hits) == (
-        served, 12, 12, [True] * 12, 12)
+        served,
+        12,
+        12,
+        [True] * 12,
+        12,
+    )
 
 
 def test_request_batches_never_split_a_tasks_samples():
-    from synth_assets.core.ray_fanout import request_batches
+    from synth_assets.core.scaling.ray_fanout import request_batches
 
     assert request_batches(["a", "a", "a", "b", "b", "c", "c", "c", "c", "d"], 4) == [
-        [0, 1, 2, 3, 4], [5, 6, 7, 8], [9]]
+        [0, 1, 2, 3, 4],
+        [5, 6, 7, 8],
+        [9],
+    ]

@@ -8,20 +8,32 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from quality_checks.charts import chart_markdown, diversity_chart_png
-from quality_checks.drift import DriftSettings, drift_report
 from synth_assets.cli import main as cli
-from synth_assets.core.curation import FILTERED_SCHEMA
-from synth_assets.core.review import apply_decisions, decision_rows, flag_rows, latest_decisions
-from synth_assets.core.tasks import conform
+from synth_assets.core.curate.curation import FILTERED_SCHEMA
+from synth_assets.core.curate.review import apply_decisions, decision_rows, flag_rows, latest_decisions
+from synth_assets.core.quality.charts import chart_markdown, diversity_chart_png
+from synth_assets.core.quality.drift import DriftSettings, drift_report
+from synth_assets.core.tasks.sources import conform
 from synth_assets.core.warehouse import Warehouse
 from tests.test_pipeline import failure_messages
 from tests.test_pipeline_offline import run as run_offline
 
 
 def accepted(n):
-    return conform([{"candidate_id": f"c{i}", "generation": 1, "task_id": f"t{i}", "family": f"f{i % 2}",
-                     "training_text": str(i), "judge_score": 0.1 if i == 0 else None} for i in range(n)], FILTERED_SCHEMA)
+    return conform(
+        [
+            {
+                "candidate_id": f"c{i}",
+                "generation": 1,
+                "task_id": f"t{i}",
+                "family": f"f{i % 2}",
+                "training_text": str(i),
+                "judge_score": 0.1 if i == 0 else None,
+            }
+            for i in range(n)
+        ],
+        FILTERED_SCHEMA,
+    )
 
 
 def test_flags_low_judge_scores_and_spot_checks_each_family():
@@ -43,10 +55,14 @@ def test_latest_decision_wins_and_policies_apply():
 
 def test_chart_is_an_embedded_png():
     varied = [f"sentence {i} about topic {i * 7 % 13} and item {i * 3}" for i in range(200)]
-    mix = pl.DataFrame({"source": ["synthetic"] * 400 + ["human"] * 50,
-                        "origin_generation": [1] * 200 + [2] * 200 + [None] * 50,
-                        "response": varied + ["the same words again"] * 200 + [f"human note {i}" for i in range(50)]},
-                       schema={"source": pl.String, "origin_generation": pl.Int64, "response": pl.String})
+    mix = pl.DataFrame(
+        {
+            "source": ["synthetic"] * 400 + ["human"] * 50,
+            "origin_generation": [1] * 200 + [2] * 200 + [None] * 50,
+            "response": varied + ["the same words again"] * 200 + [f"human note {i}" for i in range(50)],
+        },
+        schema={"source": pl.String, "origin_generation": pl.Int64, "response": pl.String},
+    )
     history = pl.concat([drift_report(mix, g, DriftSettings(token_budget=800)) for g in (1, 2)])
     png = diversity_chart_png(history, corpus="accepted")
     assert png and png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -55,8 +71,9 @@ def test_chart_is_an_embedded_png():
     assert base64.b64decode(md.split(",", 1)[1].rstrip(")")) == png
 
 
-def test_review_decisions_reach_the_next_mix_and_the_cli_works(offline_resources, instance, db_path, tmp_path,
-                                                               monkeypatch, capsys):
+def test_review_decisions_reach_the_next_mix_and_the_cli_works(
+    offline_resources, instance, db_path, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setenv("SYNTH_DUCKDB_PATH", db_path)
     home = tmp_path / "home"  # the instance `synth review` reports the new data version to
     home.mkdir()
@@ -82,7 +99,9 @@ def test_review_decisions_reach_the_next_mix_and_the_cli_works(offline_resources
     assert second.success, failure_messages(second)
     mix2 = wh.read("mixed_training_set", generation=2)
     assert f"s/{victim}" not in mix2["row_id"].to_list()
-    assert mix2.filter(pl.col("source") == "synthetic").height == mix1.filter(pl.col("source") == "synthetic").height - 1
+    assert (
+        mix2.filter(pl.col("source") == "synthetic").height == mix1.filter(pl.col("source") == "synthetic").height - 1
+    )
     meta = second.asset_materializations_for_node("mixed_training_set")[0].metadata
     assert meta["rejected_by_review"].value == 1
 
@@ -101,8 +120,12 @@ def test_summary_says_when_a_generation_was_not_exported(offline_resources, inst
     from synth_assets.assets.pipeline import MixConfig
 
     monkeypatch.setenv("SYNTH_DUCKDB_PATH", db_path)
-    tiny = run_offline(offline_resources, instance, human_reference={"config": {"include_humaneval": False}},
-                       mixed_training_set=MixConfig(human_floor=0.9))
+    tiny = run_offline(
+        offline_resources,
+        instance,
+        human_reference={"config": {"include_humaneval": False}},
+        mixed_training_set=MixConfig(human_floor=0.9),
+    )
     assert not tiny.success
     assert cli(["summary"]) == 0
     out = capsys.readouterr().out
@@ -120,24 +143,45 @@ def test_synth_run_materializes_a_generation_into_the_instance(tmp_path):
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
     cfg = tmp_path / "small.yaml"
-    cfg.write_text(json.dumps({"ops": {
-        "synthesized_tasks": {"config": {"proposals_per_method": 1, "seed_families": ["gcd"], "seeds_per_family": 3}},
-        "task_pool": {"config": {"reasoning_gym_families": ["gcd"], "tasks_per_family": 2, "humaneval_tasks": 1}},
-        "raw_candidates": {"config": {"samples_per_task": 1, "code_max_tokens": 32}},
-        "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 32}},
-        "heldout_reasoning": {"config": {"families": ["gcd"], "items_per_family": 2}}}}))
+    cfg.write_text(
+        json.dumps(
+            {
+                "ops": {
+                    "synthesized_tasks": {
+                        "config": {"proposals_per_method": 1, "seed_families": ["gcd"], "seeds_per_family": 3}
+                    },
+                    "task_pool": {
+                        "config": {"reasoning_gym_families": ["gcd"], "tasks_per_family": 2, "humaneval_tasks": 1}
+                    },
+                    "raw_candidates": {"config": {"samples_per_task": 1, "code_max_tokens": 32}},
+                    "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 32}},
+                    "heldout_reasoning": {"config": {"families": ["gcd"], "items_per_family": 2}},
+                }
+            }
+        )
+    )
     env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
     synth = Path(sys.executable).parent / "synth"
-    out = subprocess.run([str(synth), "run", "--select", "not group:training", "-c", str(cfg)], env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [str(synth), "run", "--select", "not group:training", "-c", str(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "SUCCESS" in out.stdout
     wh = Warehouse(str(tmp_path / "w.duckdb"))
     pool = wh.read("task_pool")  # 3 configured tasks plus any synthesized task the gates accepted
     assert pool.filter(pl.col("source") != "synthesized").height == 3
     assert wh.read("raw_candidates", generation=1).height == pool.height
-    bad = subprocess.run([str(synth), "--db", str(tmp_path / "missing.duckdb"), "summary"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [str(synth), "--db", str(tmp_path / "missing.duckdb"), "summary"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "no DuckDB file" in bad.stderr
 
     with dg.DagsterInstance.from_config(str(home)) as inst:  # the run is in the instance the UI reads
@@ -156,8 +200,9 @@ def test_synth_run_prints_a_user_error_as_one_line_without_a_traceback(tmp_path)
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text(json.dumps({"task_id": "x", "prompt": "2+2?", "verifier": "math"}) + "\n")
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text(json.dumps({"ops": {"task_pool": {"config": {"reasoning_gym_families": [],
-                                                                "user_task_files": [str(tasks)]}}}}))
+    cfg.write_text(
+        json.dumps({"ops": {"task_pool": {"config": {"reasoning_gym_families": [], "user_task_files": [str(tasks)]}}}})
+    )
     env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
     synth = [str(Path(sys.executable).parent / "synth"), "run", "--select", "task_pool", "-c", str(cfg)]
     out = subprocess.run(synth, env=env, capture_output=True, text=True, timeout=300)

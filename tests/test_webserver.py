@@ -31,7 +31,9 @@ def wait_for_server(port: int, seconds: float = 90, log: Path | None = None) -> 
             return
         except OSError:
             time.sleep(0.5)
-    pytest.fail(f"dagster-webserver did not come up in {seconds:.0f} s" + (f":\n{log.read_text()[-3000:]}" if log else ""))
+    pytest.fail(
+        f"dagster-webserver did not come up in {seconds:.0f} s" + (f":\n{log.read_text()[-3000:]}" if log else "")
+    )
 
 
 def wait_for_location(port: int, seconds: float = 240) -> None:
@@ -48,9 +50,12 @@ def wait_for_location(port: int, seconds: float = 240) -> None:
 
 
 def gql(port: int, query: str, variables: dict | None = None) -> dict:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", method="POST",
-                                 data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        method="POST",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         body = json.loads(r.read())
     assert "errors" not in body, body
@@ -63,13 +68,31 @@ def webserver(tmp_path):
     home.mkdir()
     (home / "dagster.yaml").write_text(
         "telemetry: {enabled: false}\n"
-        "run_coordinator: {module: dagster.core.run_coordinator, class: DefaultRunCoordinator}\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
-           "SYNTH_NIGHTLY_STATUS": "stopped"}
+        "run_coordinator: {module: dagster.core.run_coordinator, class: DefaultRunCoordinator}\n"
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SYNTH_DUCKDB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "SYNTH_NIGHTLY_STATUS": "stopped",
+    }
     port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-                             "-w", str(ROOT / "workspace.yaml")], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_server(port)
         wait_for_location(port)
@@ -99,16 +122,29 @@ def test_checks_are_listed_with_blocking_and_severity_in_the_ui(webserver):
     gate = {c["name"]: c for c in by_asset["model_eval"]["assetChecksOrError"]["checks"]}
     assert (by_asset["model_eval"]["groupName"], gate["promotion_gate"]["blocking"]) == ("training", True)
 
-    launched = gql(webserver, """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
+    launched = gql(
+        webserver,
+        """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
         __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-                   {"p": {"selector": {"repositoryLocationName": "synth_platform", "repositoryName": "__repository__",
-                                       "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["task_pool"]}]},
-                          "runConfigData": {"ops": {"task_pool": {"config": {"tasks_per_family": 2, "humaneval_tasks": 1}}}},
-                          "mode": "default"}})["launchRun"]
+        {
+            "p": {
+                "selector": {
+                    "repositoryLocationName": "synth_platform",
+                    "repositoryName": "__repository__",
+                    "jobName": "__ASSET_JOB",
+                    "assetSelection": [{"path": ["task_pool"]}],
+                },
+                "runConfigData": {"ops": {"task_pool": {"config": {"tasks_per_family": 2, "humaneval_tasks": 1}}}},
+                "mode": "default",
+            }
+        },
+    )["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
     for _ in range(240):
-        status = gql(webserver, '{ runOrError(runId: "%s") { ... on Run { status } } }' % run_id)["runOrError"]["status"]
+        status = gql(webserver, '{ runOrError(runId: "%s") { ... on Run { status } } }' % run_id)["runOrError"][
+            "status"
+        ]
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(0.5)

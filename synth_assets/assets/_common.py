@@ -1,6 +1,5 @@
 """What every asset shares: table metadata for the UI and turning user errors into Failures."""
 
-
 import contextlib
 from collections.abc import Iterator
 
@@ -35,8 +34,11 @@ def generation_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCont
     """The generation a step works on: its partition key."""
     op = getattr(context, "op_execution_context", context)
     if not op.has_partition_key:
-        raise dg.Failure(description="this step needs a generation: materialize it with a partition "
-                         "(synth run, or pick a generation in the UI's launch dialog)", allow_retries=False)
+        raise dg.Failure(
+            description="this step needs a generation: materialize it with a partition "
+            "(synth run, or pick a generation in the UI's launch dialog)",
+            allow_retries=False,
+        )
     return int(op.partition_key)
 
 
@@ -81,3 +83,37 @@ def user_errors() -> Iterator[None]:
         yield
     except SynthConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def check_generation(context: dg.AssetCheckExecutionContext) -> int:
+    """The generation (partition) the run works on; for a check run without one (called as a
+    function, or alone from the UI), the newest generation in the warehouse."""
+    op = context.op_execution_context
+    if op.has_partition_key:
+        return int(op.partition_key)
+    return context.resources.warehouse.get().current_generation()
+
+
+def stored_frame(context: dg.AssetCheckExecutionContext, asset: str, snapshot: bool = False) -> pl.DataFrame:
+    """What the asset stored: the run's generation of a generational table, or the whole table of
+    a snapshot (the asset's ``storage`` metadata says which: ``storage_of``)."""
+    wh = context.resources.warehouse.get()
+    if not wh.table_exists(asset):
+        return pl.DataFrame()
+    if snapshot:
+        return wh.read(asset)
+    return wh.read(asset, generation=check_generation(context))
+
+
+def storage_of(assets: list[dg.AssetsDefinition | dg.SourceAsset]) -> dict[str, str]:
+    """Each asset's ``storage`` metadata (``generational`` or ``snapshot``) by table name, read
+    from the definitions themselves, so a check never keeps its own list of snapshot tables."""
+    out = {}
+    for a in assets:
+        if not isinstance(a, dg.AssetsDefinition):
+            continue  # a declared source (feedback tables): nothing materializes it here
+        for key in a.keys:
+            storage = (a.specs_by_key[key].metadata or {}).get("storage")
+            if storage is not None:
+                out[key.path[-1]] = str(storage)
+    return out

@@ -1,7 +1,6 @@
 """The generator on held-out human tasks every generation, and the publication of the mix."""
 
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 import polars as pl
@@ -18,10 +17,10 @@ from synth_assets.assets._common import (
     table_meta,
     user_errors,
 )
-from synth_assets.core.generation import SamplingPlan, run_generation
-from synth_assets.core.publish import publish
-from synth_assets.core.tasks import conform, heldout_tasks
-from synth_assets.core.verification import VERDICT_SCHEMA, verify_candidates
+from synth_assets.core.curate.publish import ExportSettings, publish
+from synth_assets.core.generators.generation import SamplingPlan, run_generation
+from synth_assets.core.tasks.sources import conform, heldout_tasks
+from synth_assets.core.verify.verification import VERDICT_SCHEMA, verify_candidates
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
 
@@ -30,14 +29,23 @@ class GeneratorEvalConfig(SamplingPlan, dg.Config):
     raw_candidates'), plus how many held-out tasks are evaluated."""
 
     max_tasks: int = Field(default=12, ge=0, description="held-out tasks evaluated each generation (0 = off)")
-    reasoning_items: bool = Field(default=True, description="also score the generator on heldout_reasoning (greedy; "
-                                  "stored per model, so an unchanged generator is not re-run)")
+    reasoning_items: bool = Field(
+        default=True,
+        description="also score the generator on heldout_reasoning (greedy; "
+        "stored per model, so an unchanged generator is not re-run)",
+    )
     samples_per_task: int = Field(default=1, ge=1, description="samples per held-out task")
     temperatures: list[float] = Field(default=[0.7], min_length=1, description="keep equal to raw_candidates'")
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="reports", kinds=KINDS, metadata=GENERATIONAL, deps=["raw_candidates"],
-          partitions_def=GENERATIONS)
+@dg.asset(
+    pool=DUCKDB_POOL,
+    group_name="reports",
+    kinds=KINDS,
+    metadata=GENERATIONAL,
+    deps=["raw_candidates"],
+    partitions_def=GENERATIONS,
+)
 def generator_eval(
     context: dg.AssetExecutionContext,
     config: GeneratorEvalConfig,
@@ -68,28 +76,43 @@ def generator_eval(
 
         gen = generator.get()  # the run's shared generator: the resource frees it, not this step
         with user_errors():
-            scores = stored_answers(Registry(warehouse.get()), gen.model, heldout_reasoning, lambda: gen,
-                                    context.log.info, close=False)
+            scores = stored_answers(
+                Registry(warehouse.get()), gen.model, heldout_reasoning, lambda: gen, context.log.info, close=False
+            )
         rows = as_verdict_rows(scores, heldout_reasoning, gen.model, generation)
         df = pl.concat([df, rows])
         for variant, part in scores.group_by("variant"):
             reasoning[f"reasoning_{variant[0]}_pass_rate"] = round(float(part["correct"].mean()), 4)
-    return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
-                                metadata=table_meta(df, generation=generation, heldout_pass_rate=round(rate, 4),
-                                                    tasks=tasks.height, verdicts=counts(df, "verdict"), **reasoning))
-
-
-class ExportConfig(dg.Config):
-    export_dir: Optional[str] = Field(
-        default=None, description="where train/validation JSONL go; default exports/ beside the DuckDB file"
+    return dg.MaterializeResult(
+        value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
+        metadata=table_meta(
+            df,
+            generation=generation,
+            heldout_pass_rate=round(rate, 4),
+            tasks=tasks.height,
+            verdicts=counts(df, "verdict"),
+            **reasoning,
+        ),
     )
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds={"polars", "json", "parquet"}, partitions_def=GENERATIONS,
-          ins={"filter_drops": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION)})
+class ExportConfig(ExportSettings, dg.Config):
+    """ExportSettings (the core's) as the asset's run config."""
+
+
+@dg.asset(
+    pool=DUCKDB_POOL,
+    group_name="synth",
+    kinds={"polars", "json", "parquet"},
+    partitions_def=GENERATIONS,
+    ins={"filter_drops": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION)},
+)
 def training_export(
-    context: dg.AssetExecutionContext, config: ExportConfig, mixed_training_set: pl.DataFrame,
-    filter_drops: pl.DataFrame, warehouse: WarehouseResource,
+    context: dg.AssetExecutionContext,
+    config: ExportConfig,
+    mixed_training_set: pl.DataFrame,
+    filter_drops: pl.DataFrame,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """The mix as chat-format JSONL and Parquet for fine-tuning, with a dataset card (README.md)
     listing sources, licences, generators, verifiers, filters and the human share. It runs only
@@ -100,19 +123,27 @@ def training_export(
     policy = mixed_training_set.select("human_floor", "decontamination_ngram").head(1).to_dicts()
     floor = policy[0]["human_floor"] if policy else None
     drops = counts(filter_drops, "drop_reason")  # every generation the mix draws on, for the card
-    paths = publish(wh, mixed_training_set, generation, out_dir / f"generation_{generation:04d}", floor,
-                    drops=dict(sorted(drops.items(), key=lambda kv: -kv[1])))
+    paths = publish(
+        wh,
+        mixed_training_set,
+        generation,
+        out_dir / f"generation_{generation:04d}",
+        floor,
+        drops=dict(sorted(drops.items(), key=lambda kv: -kv[1])),
+    )
     wh.record_export(generation, paths)
     context.log.info(f"exported generation {generation}: {paths}")
     human = int((mixed_training_set["source"] == "human").sum()) if mixed_training_set.height else 0
-    return dg.MaterializeResult(metadata={
-        "generation": generation,
-        "train_jsonl": dg.MetadataValue.path(paths["train"]),
-        "validation_jsonl": dg.MetadataValue.path(paths["validation"]),
-        "train_parquet": dg.MetadataValue.path(paths["train_parquet"]),
-        "validation_parquet": dg.MetadataValue.path(paths["validation_parquet"]),
-        "dataset_card": dg.MetadataValue.path(paths["card"]),
-        "rows": mixed_training_set.height,
-        "human_share": round(human / mixed_training_set.height, 4) if mixed_training_set.height else 0.0,
-        "licences": dg.MetadataValue.json(counts(mixed_training_set, "license")),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "generation": generation,
+            "train_jsonl": dg.MetadataValue.path(paths["train"]),
+            "validation_jsonl": dg.MetadataValue.path(paths["validation"]),
+            "train_parquet": dg.MetadataValue.path(paths["train_parquet"]),
+            "validation_parquet": dg.MetadataValue.path(paths["validation_parquet"]),
+            "dataset_card": dg.MetadataValue.path(paths["card"]),
+            "rows": mixed_training_set.height,
+            "human_share": round(human / mixed_training_set.height, 4) if mixed_training_set.height else 0.0,
+            "licences": dg.MetadataValue.json(counts(mixed_training_set, "license")),
+        }
+    )

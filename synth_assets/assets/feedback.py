@@ -16,7 +16,6 @@ from synth_assets.assets._common import KINDS
 from synth_assets.core.warehouse import Warehouse
 from synth_assets.resources import WarehouseResource
 
-
 # observable source assets are beta in dagster 1.13; the platform pins 1.13.x and tests them
 warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*observable_source_asset.*")
 
@@ -39,8 +38,13 @@ def table_version(wh: Warehouse, table: str) -> str:
 def _stored_table_source(name: str, table: str, description: str) -> dg.SourceAsset:
     """An observable source over a table of the warehouse; its data version is the table's."""
 
-    @dg.observable_source_asset(name=name, group_name="sources", metadata={"table": table, "storage": "snapshot"},
-                                kinds=KINDS, description=description)
+    @dg.observable_source_asset(
+        name=name,
+        group_name="sources",
+        metadata={"table": table, "storage": "snapshot"},
+        kinds=KINDS,
+        description=description,
+    )
     def _source(warehouse: WarehouseResource) -> dg.DataVersion:
         return dg.DataVersion(table_version(warehouse.get(), table))
 
@@ -48,17 +52,24 @@ def _stored_table_source(name: str, table: str, description: str) -> dg.SourceAs
 
 
 review_decisions = _stored_table_source(
-    "review_decisions", "review_decisions",
+    "review_decisions",
+    "review_decisions",
     "Accept/reject decisions people made on review_queue rows (synth review accept|reject); the latest decision "
-    "per row wins.")
+    "per row wins.",
+)
 accepted_history = _stored_table_source(
-    "accepted_history", "filtered_set",
+    "accepted_history",
+    "filtered_set",
     "Every generation's accepted rows as stored (filtered_set's table): the history new candidates are "
-    "deduplicated against, and the coverage task synthesis grows thin families from.")
+    "deduplicated against, and the coverage task synthesis grows thin families from.",
+)
 drift_history = _stored_table_source(
-    "drift_history", "drift_report", "Every generation's drift report as stored: the series the diversity chart plots.")
+    "drift_history", "drift_report", "Every generation's drift report as stored: the series the diversity chart plots."
+)
 proposal_history = _stored_table_source(
-    "proposal_history", "task_proposals",
-    "Every task proposed so far, as stored (task_proposals' table): synthesis accumulates onto it.")
+    "proposal_history",
+    "task_proposals",
+    "Every task proposed so far, as stored (task_proposals' table): synthesis accumulates onto it.",
+)
 
 FEEDBACK_SOURCES = [review_decisions, accepted_history, drift_history, proposal_history]

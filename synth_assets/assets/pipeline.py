@@ -4,10 +4,8 @@ Each asset is a thin shell: read config, call the Dagster-free core, return the 
 IO manager writes it to DuckDB by generation) with metadata the UI shows.
 """
 
-
 import os
 import time
-from typing import Optional
 
 import dagster as dg
 import polars as pl
@@ -25,7 +23,7 @@ from synth_assets.assets._common import (
     table_meta,
     user_errors,
 )
-from synth_assets.core.curation import (
+from synth_assets.core.curate.curation import (
     CurationSettings,
     QualitySettings,
     curate_generation,
@@ -34,16 +32,30 @@ from synth_assets.core.curation import (
     heldout_texts_of,
     read_benchmark_file,
 )
-from synth_assets.core.near_duplicates import NearDupSettings
-from synth_assets.core.generation import SamplingPlan, attach_log, run_generation
-from synth_assets.core.mixing import MixSettings, build_mix
-from synth_assets.core.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
-from synth_assets.core.custom_verifiers import CustomVerifierSpec, build_verifiers
-from synth_assets.core.judge_calibration import is_trusted
-from synth_assets.core.preferences import check_judge_pairs
-from synth_assets.core.preferences import preference_pairs as build_preference_pairs
-from synth_assets.core.review import JUDGE_UNTRUSTED, apply_decisions, flag_rows, latest_decisions, with_status
-from synth_assets.core.verification import revise_failures, verify_candidates
+from synth_assets.core.curate.mixing import MixSettings, build_mix
+from synth_assets.core.curate.near_duplicates import NearDupSettings
+from synth_assets.core.curate.preferences import PreferencePairsSettings, check_judge_pairs
+from synth_assets.core.curate.preferences import preference_pairs as build_preference_pairs
+from synth_assets.core.curate.review import (
+    JUDGE_UNTRUSTED,
+    ReviewQueueSettings,
+    apply_decisions,
+    flag_rows,
+    latest_decisions,
+    with_status,
+)
+from synth_assets.core.generators.generation import SamplingPlan, attach_log, run_generation
+from synth_assets.core.verify.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
+from synth_assets.core.verify.custom_verifiers import CustomVerifierSpec, build_verifiers
+from synth_assets.core.verify.judge_calibration import is_trusted
+from synth_assets.core.verify.verification import (
+    CustomVerifierSettings,
+    JudgeSettings,
+    ReviseSettings,
+    VerifiedSetSettings,
+    revise_failures,
+    verify_candidates,
+)
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
 
@@ -66,19 +78,26 @@ def raw_candidates(
     with user_errors():
         gen = generator.get()
         attach_log(gen, context.log.info)
-        context.log.info(f"generation {generation}: {task_pool.height} tasks x {config.samples_per_task} samples "
-                         f"with {gen.name} ({gen.model})")
+        context.log.info(
+            f"generation {generation}: {task_pool.height} tasks x {config.samples_per_task} samples "
+            f"with {gen.name} ({gen.model})"
+        )
         t0 = time.perf_counter()
         df = run_generation(task_pool, gen, plan, generation, log=context.log.info)
     wall = time.perf_counter() - t0
     by_gen = generator_accounting(df)
     cost = df["cost_usd"].sum() if df["cost_usd"].null_count() < df.height else None
     for name, acc in by_gen.items():
-        context.log.info(f"{name}: {acc['samples']} samples ({acc['cached']} from the response cache), "
-                         f"{acc['prompt_tokens']} prompt + {acc['completion_tokens']} completion tokens"
-                         + (f", ${acc['cost_usd']:.4f}" if acc["cost_usd"] is not None else ""))
-    stats = gen.stats() if callable(getattr(gen, "stats", None)) else (
-        {gen.model: gen.stats.as_dict()} if hasattr(gen, "stats") else {})
+        context.log.info(
+            f"{name}: {acc['samples']} samples ({acc['cached']} from the response cache), "
+            f"{acc['prompt_tokens']} prompt + {acc['completion_tokens']} completion tokens"
+            + (f", ${acc['cost_usd']:.4f}" if acc["cost_usd"] is not None else "")
+        )
+    stats = (
+        gen.stats()
+        if callable(getattr(gen, "stats", None))
+        else ({gen.model: gen.stats.as_dict()} if hasattr(gen, "stats") else {})
+    )
     return dg.MaterializeResult(
         value=df,
         metadata=table_meta(
@@ -105,40 +124,32 @@ def generator_accounting(df: pl.DataFrame) -> dict[str, dict]:
     for (name, model), part in df.group_by("generator", "model", maintain_order=True):
         priced = part["cost_usd"].null_count() < part.height
         out[f"{name} / {model}"] = {
-            "samples": part.height, "cached": int(part["cached"].sum()), "share": round(part.height / df.height, 4),
-            "prompt_tokens": int(part["prompt_tokens"].sum()), "completion_tokens": int(part["completion_tokens"].sum()),
+            "samples": part.height,
+            "cached": int(part["cached"].sum()),
+            "share": round(part.height / df.height, 4),
+            "prompt_tokens": int(part["prompt_tokens"].sum()),
+            "completion_tokens": int(part["completion_tokens"].sum()),
             "cost_usd": round(float(part["cost_usd"].sum()), 6) if priced else None,
         }
     return out
 
 
-class JudgeConfig(dg.Config):
-    enabled: bool = Field(default=False, description="score candidates with the LLM judge (the generator resource)")
-    rubric_file: Optional[str] = Field(default=None, description="the rubric; default synth_assets/prompts/judge_rubric.txt")
-    threshold: float = Field(default=0.6, ge=0, le=1, description="judge score (0-1) at which a 'judge' task passes")
-    score_all: bool = Field(default=False, description="also score candidates that have a programmatic verifier")
+class JudgeConfig(JudgeSettings, dg.Config):
+    """JudgeSettings (the core's) as the asset's run config."""
 
 
-class ReviseConfig(dg.Config):
-    enabled: bool = Field(default=False, description="critique and revise failed candidates against the principles")
-    principles_file: Optional[str] = Field(default=None, description="default synth_assets/prompts/principles.txt")
-    max_revisions: int = Field(default=20, ge=0, description="failed candidates revised per generation (one per task first)")
-    max_tokens: int = Field(default=96, ge=1)
+class ReviseConfig(ReviseSettings, dg.Config):
+    """ReviseSettings (the core's) as the asset's run config."""
 
 
-class CustomVerifierConfig(dg.Config):
-    name: str = Field(description="tasks use it as verifier 'custom:<name>'")
-    callable: Optional[str] = Field(default=None, description="'package.module:function'")
-    command: list[str] = Field(default=[], description="an external command; JSON on stdin, exit 0 = pass")
-    timeout_s: float = Field(default=10.0, gt=0)
-    pass_threshold: float = Field(default=1.0, ge=0, le=1)
-    version: str = Field(default="1", description="recorded with every verdict")
+class CustomVerifierConfig(CustomVerifierSettings, dg.Config):
+    """CustomVerifierSettings (the core's) as the asset's run config."""
 
 
-class VerifiedSetConfig(dg.Config):
-    pass_threshold: float = Field(
-        default=1.0, ge=0, le=1, description="a scorer's score at or above which a candidate passes"
-    )
+class VerifiedSetConfig(VerifiedSetSettings, dg.Config):
+    """VerifiedSetSettings (the core's) with the judge, revise and custom verifiers nested as
+    Dagster config classes (Dagster nests only dg.Config classes)."""
+
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     revise: ReviseConfig = Field(default_factory=ReviseConfig)
     custom_verifiers: list[CustomVerifierConfig] = Field(default=[])
@@ -157,30 +168,53 @@ def verified_set(
     Optional constitutional revisions of failed candidates are verified again and added."""
     with user_errors():
         box = sandbox.get()
-        custom = build_verifiers([
-            CustomVerifierSpec(c.name, c.callable, tuple(c.command), c.timeout_s, c.pass_threshold, c.version)
-            for c in config.custom_verifiers
-        ])
+        custom = build_verifiers(
+            [
+                CustomVerifierSpec(c.name, c.callable, tuple(c.command), c.timeout_s, c.pass_threshold, c.version)
+                for c in config.custom_verifiers
+            ]
+        )
         uses_judge = config.judge.enabled or (raw_candidates["verifier"] == "judge").any()
         gen = generator.get() if (uses_judge or config.revise.enabled) else None
-        judge = (Judge(gen, read_text_file(config.judge.rubric_file, DEFAULT_RUBRIC, "verified_set.judge.rubric_file"))
-                 if uses_judge else None)
-        kwargs = dict(custom=custom, judge=judge, judge_threshold=config.judge.threshold,
-                      judge_all=config.judge.enabled and config.judge.score_all)
+        judge = (
+            Judge(gen, read_text_file(config.judge.rubric_file, DEFAULT_RUBRIC, "verified_set.judge.rubric_file"))
+            if uses_judge
+            else None
+        )
+        kwargs = dict(
+            custom=custom,
+            judge=judge,
+            judge_threshold=config.judge.threshold,
+            judge_all=config.judge.enabled and config.judge.score_all,
+        )
         df = verify_candidates(raw_candidates, box, config.pass_threshold, log=context.log.info, **kwargs)
         if config.revise.enabled and config.revise.max_revisions:
-            constitution = Constitution(gen, read_text_file(config.revise.principles_file, DEFAULT_PRINCIPLES,
-                                                            "verified_set.revise.principles_file"),
-                                        max_tokens=config.revise.max_tokens)
-            revised = revise_failures(df, constitution, box, config.revise.max_revisions, log=context.log.info,
-                                      pass_threshold=config.pass_threshold, **kwargs)
+            constitution = Constitution(
+                gen,
+                read_text_file(
+                    config.revise.principles_file, DEFAULT_PRINCIPLES, "verified_set.revise.principles_file"
+                ),
+                max_tokens=config.revise.max_tokens,
+            )
+            revised = revise_failures(
+                df,
+                constitution,
+                box,
+                config.revise.max_revisions,
+                log=context.log.info,
+                pass_threshold=config.pass_threshold,
+                **kwargs,
+            )
             context.log.info(f"revisions: {revised.height}, passing {int((revised['verdict'] == 'pass').sum())}")
             df = pl.concat([df, revised])
     if not box.enabled:
         context.log.warning("the code sandbox is OFF: model-written code ran without isolation")
     by_family = (
-        df.group_by("family").agg(pl.len().alias("n"), (pl.col("verdict") == "pass").mean().alias("pass_rate")).sort("family")
-        if df.height else pl.DataFrame({"family": [], "n": [], "pass_rate": []})
+        df.group_by("family")
+        .agg(pl.len().alias("n"), (pl.col("verdict") == "pass").mean().alias("pass_rate"))
+        .sort("family")
+        if df.height
+        else pl.DataFrame({"family": [], "n": [], "pass_rate": []})
     )
     pass_rates = {r["family"]: round(float(r["pass_rate"]), 4) for r in by_family.iter_rows(named=True)}
     revisions = df.filter(pl.col("revision_of").is_not_null())
@@ -202,14 +236,17 @@ def verified_set(
     )
 
 
-class PreferencePairsConfig(dg.Config):
-    max_pairs_per_task: int = Field(default=2, ge=1)
+class PreferencePairsConfig(PreferencePairsSettings, dg.Config):
+    """PreferencePairsSettings (the core's) as the asset's run config."""
 
 
 @dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def preference_pairs(
-    context: dg.AssetExecutionContext, config: PreferencePairsConfig, verified_set: pl.DataFrame,
-    judge_calibration: pl.DataFrame, generator: GeneratorResource,
+    context: dg.AssetExecutionContext,
+    config: PreferencePairsConfig,
+    verified_set: pl.DataFrame,
+    judge_calibration: pl.DataFrame,
+    generator: GeneratorResource,
 ) -> dg.MaterializeResult:
     """Chosen/rejected pairs for the same task (verified or higher-scored vs failed or lower),
     for preference training (DPO-style). A pair only the judge's scores ordered is kept when the
@@ -219,13 +256,20 @@ def preference_pairs(
     trusted = is_trusted(judge_calibration)
     judged = pairs.filter(pl.col("basis") == "judge_score").height if pairs.height else 0
     with user_errors():
-        judge = (Judge(generator.get(), read_text_file(None, DEFAULT_RUBRIC, "judge rubric"))
-                 if judged and trusted else None)
+        judge = (
+            Judge(generator.get(), read_text_file(None, DEFAULT_RUBRIC, "judge rubric")) if judged and trusted else None
+        )
         pairs = check_judge_pairs(pairs, judge, trusted)
-    return dg.MaterializeResult(value=pairs, metadata=table_meta(
-        pairs, generation=generation_of(context), pairs_by_basis=counts(pairs, "basis"),
-        dropped=counts(pairs.filter(pl.col("drop_reason").is_not_null()), "drop_reason"),
-        tasks_with_pairs=pairs["task_id"].n_unique() if pairs.height else 0))
+    return dg.MaterializeResult(
+        value=pairs,
+        metadata=table_meta(
+            pairs,
+            generation=generation_of(context),
+            pairs_by_basis=counts(pairs, "basis"),
+            dropped=counts(pairs.filter(pl.col("drop_reason").is_not_null()), "drop_reason"),
+            tasks_with_pairs=pairs["task_id"].n_unique() if pairs.height else 0,
+        ),
+    )
 
 
 class NearDuplicateConfig(NearDupSettings, dg.Config):
@@ -240,8 +284,10 @@ class FilteredSetConfig(CurationSettings, dg.Config):
     """The core's CurationSettings plus more evaluation sets to decontaminate against."""
 
     benchmark_files: list[str] = Field(
-        default=[], description="more evaluation sets to decontaminate against (JSONL/Parquet/CSV with a prompt or "
-        "question column); SYNTH_BENCHMARK_FILES (':'-separated) adds more")
+        default=[],
+        description="more evaluation sets to decontaminate against (JSONL/Parquet/CSV with a prompt or "
+        "question column); SYNTH_BENCHMARK_FILES (':'-separated) adds more",
+    )
     near_duplicates: NearDuplicateConfig = Field(default_factory=NearDuplicateConfig)
     quality: QualityFilterConfig = Field(default_factory=QualityFilterConfig)
 
@@ -253,18 +299,29 @@ class FilteredSetConfig(CurationSettings, dg.Config):
 @dg.multi_asset(
     pool=DUCKDB_POOL,
     outs={
-        "filtered_set": dg.AssetOut(group_name="synth", kinds=KINDS, metadata=GENERATIONAL,
-                                    description="Verified candidates that survived every filter."),
-        "filter_drops": dg.AssetOut(group_name="synth", kinds=KINDS, metadata=GENERATIONAL,
-                                    description="Every candidate that did not survive, with its reason code."),
+        "filtered_set": dg.AssetOut(
+            group_name="synth",
+            kinds=KINDS,
+            metadata=GENERATIONAL,
+            description="Verified candidates that survived every filter.",
+        ),
+        "filter_drops": dg.AssetOut(
+            group_name="synth",
+            kinds=KINDS,
+            metadata=GENERATIONAL,
+            description="Every candidate that did not survive, with its reason code.",
+        ),
     },
     partitions_def=GENERATIONS,
     # read and written in DuckDB by curate_generation, not loaded through the IO manager
     deps=["verified_set", "accepted_history"],
 )
 def filtered_set(
-    context: dg.AssetExecutionContext, config: FilteredSetConfig, heldout_eval: pl.DataFrame,
-    warehouse: WarehouseResource, sandbox: SandboxResource,
+    context: dg.AssetExecutionContext,
+    config: FilteredSetConfig,
+    heldout_eval: pl.DataFrame,
+    warehouse: WarehouseResource,
+    sandbox: SandboxResource,
 ):
     """Passing candidates after quality filters, exact and near-duplicate removal (within the
     generation and against every earlier accepted row), decontamination against held-out and
@@ -284,22 +341,28 @@ def filtered_set(
         # runs on the cluster too; only the settings are read here, no sandbox is built
         cluster = None
         if sandbox.ray_address:
-            from synth_assets.core.ray_fanout import RaySettings, RaySlices
+            from synth_assets.core.scaling.ray_fanout import RaySettings, RaySlices
 
-            cluster = RaySlices(RaySettings(**sandbox.model_dump(include=set(RaySettings.model_fields))),
-                                log=context.log.info)
+            cluster = RaySlices(
+                RaySettings(**sandbox.model_dump(include=set(RaySettings.model_fields))), log=context.log.info
+            )
         try:
-            cur = curate_generation(wh, gen, config, pl.concat(refs), log=context.log.info,
-                                    map_slices=cluster.map if cluster else None)
+            cur = curate_generation(
+                wh, gen, config, pl.concat(refs), log=context.log.info, map_slices=cluster.map if cluster else None
+            )
         finally:
             if cluster:
                 cluster.close()
     reasons = cur.drops_by_reason
     wiped = cur.coverage.filter(pl.col("wiped_out"))["family"].to_list()
-    kept_by_family = {str(f): int(k) for f, k in cur.coverage.group_by("family").agg(pl.col("kept").sum())
-                      .sort("family").iter_rows() if k}
-    context.log.info(f"kept {cur.kept} of {cur.kept + cur.dropped} in {time.perf_counter() - t0:.1f}s; "
-                     f"dropped by reason {reasons}")
+    kept_by_family = {
+        str(f): int(k)
+        for f, k in cur.coverage.group_by("family").agg(pl.col("kept").sum()).sort("family").iter_rows()
+        if k
+    }
+    context.log.info(
+        f"kept {cur.kept} of {cur.kept + cur.dropped} in {time.perf_counter() - t0:.1f}s; dropped by reason {reasons}"
+    )
     if wiped:
         context.log.warning(f"filtering removed every passing row of families {wiped}")
 
@@ -307,45 +370,72 @@ def filtered_set(
         preview = wh.sql(f"select * from {wh.schema}.{table} where generation = ? limit 10", [gen])
         return table_meta(preview, generation=gen, **extra) | {"dagster/row_count": rows}
 
-    yield dg.Output(None, output_name="filtered_set",
-                    metadata=stored_meta("filtered_set", cur.kept, kept_by_family=kept_by_family,
-                                         drops_by_reason=reasons, near_duplicate_clusters=cur.clusters,
-                                         coverage=dg.MetadataValue.md(markdown_preview(cur.coverage, rows=100)),
-                                         families_wiped_out=wiped, benchmark_files=config.benchmark_paths(),
-                                         **cur.stats))
-    yield dg.Output(None, output_name="filter_drops",
-                    metadata=stored_meta("filter_drops", cur.dropped, drops_by_reason=reasons))
+    yield dg.Output(
+        None,
+        output_name="filtered_set",
+        metadata=stored_meta(
+            "filtered_set",
+            cur.kept,
+            kept_by_family=kept_by_family,
+            drops_by_reason=reasons,
+            near_duplicate_clusters=cur.clusters,
+            coverage=dg.MetadataValue.md(markdown_preview(cur.coverage, rows=100)),
+            families_wiped_out=wiped,
+            benchmark_files=config.benchmark_paths(),
+            **cur.stats,
+        ),
+    )
+    yield dg.Output(
+        None, output_name="filter_drops", metadata=stored_meta("filter_drops", cur.dropped, drops_by_reason=reasons)
+    )
 
 
-class ReviewQueueConfig(dg.Config):
-    spot_checks_per_family: int = Field(default=3, ge=0, description="accepted rows per family sampled for review")
-    judge_threshold: float = Field(default=0.5, ge=0, le=1, description="accepted rows the judge scored below this are flagged")
-    science_reviews_per_family: int = Field(
-        default=3, ge=0, description="the most promising accepted proposals of each science family, for a scientist")
+class ReviewQueueConfig(ReviewQueueSettings, dg.Config):
+    """ReviewQueueSettings (the core's) as the asset's run config."""
 
 
 @dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
 def review_queue(
-    context: dg.AssetExecutionContext, config: ReviewQueueConfig, filtered_set: pl.DataFrame,
-    review_decisions: pl.DataFrame, synthesized_tasks: pl.DataFrame, judge_calibration: pl.DataFrame,
+    context: dg.AssetExecutionContext,
+    config: ReviewQueueConfig,
+    filtered_set: pl.DataFrame,
+    review_decisions: pl.DataFrame,
+    synthesized_tasks: pl.DataFrame,
+    judge_calibration: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Accepted rows flagged for a person: low judge scores, a row of each synthesized task whose
     reference answer rests on agreement alone, a spot-check sample per family, and every row
     only the judge passed while its calibration does not clear the thresholds.
     Decide with `synth review accept|reject ID...`; the next mix honours the decisions."""
-    unverified = set(synthesized_tasks.filter(pl.col("reference_check") == "unverified_reference")["task_id"]
-                     .to_list()) if "reference_check" in synthesized_tasks.columns else set()
+    unverified = (
+        set(synthesized_tasks.filter(pl.col("reference_check") == "unverified_reference")["task_id"].to_list())
+        if "reference_check" in synthesized_tasks.columns
+        else set()
+    )
     trusted = is_trusted(judge_calibration)
-    queue = flag_rows(filtered_set, config.spot_checks_per_family, config.judge_threshold, unverified, trusted,
-                      config.science_reviews_per_family)
+    queue = flag_rows(
+        filtered_set,
+        config.spot_checks_per_family,
+        config.judge_threshold,
+        unverified,
+        trusted,
+        config.science_reviews_per_family,
+    )
     queue = with_status(queue, latest_decisions(review_decisions))
     context.log.info(f"review queue: {queue.height} rows flagged, {counts(queue, 'status')}")
-    return dg.MaterializeResult(value=queue, metadata=table_meta(
-        queue, generation=generation_of(context), by_status=counts(queue, "status"),
-        by_reason=counts(queue, "flag_reason"),
-        how_to_review=dg.MetadataValue.md(
-            "List: `synth review list`. Decide: `synth review accept <candidate_id>...` or "
-            "`synth review reject <candidate_id>... --note why`. Rejected rows never enter a mix again.")))
+    return dg.MaterializeResult(
+        value=queue,
+        metadata=table_meta(
+            queue,
+            generation=generation_of(context),
+            by_status=counts(queue, "status"),
+            by_reason=counts(queue, "flag_reason"),
+            how_to_review=dg.MetadataValue.md(
+                "List: `synth review list`. Decide: `synth review accept <candidate_id>...` or "
+                "`synth review reject <candidate_id>... --note why`. Rejected rows never enter a mix again."
+            ),
+        ),
+    )
 
 
 class MixConfig(MixSettings, dg.Config):
@@ -358,8 +448,10 @@ class MixConfig(MixSettings, dg.Config):
     kinds=KINDS,
     metadata=GENERATIONAL,
     partitions_def=GENERATIONS,
-    ins={"filtered_set": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION),
-         "review_queue": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION)},
+    ins={
+        "filtered_set": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION),
+        "review_queue": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION),
+    },
 )
 def mixed_training_set(
     context: dg.AssetExecutionContext,
@@ -376,8 +468,12 @@ def mixed_training_set(
     decisions = latest_decisions(review_decisions)
     untrusted = review_queue.filter(pl.col("flag_reason") == JUDGE_UNTRUSTED)["candidate_id"].to_list()
     accepted, n_rejected, n_held = apply_decisions(
-        filtered_set, decisions, set(review_queue["candidate_id"].to_list()),
-        config.review_policy == "require_acceptance", must_accept=set(untrusted))
+        filtered_set,
+        decisions,
+        set(review_queue["candidate_id"].to_list()),
+        config.review_policy == "require_acceptance",
+        must_accept=set(untrusted),
+    )
     if n_rejected or n_held:
         context.log.info(f"review: left out {n_rejected} rejected rows, held back {n_held} pending rows")
     human, leaked = decontaminate_references(
@@ -388,17 +484,23 @@ def mixed_training_set(
     with user_errors():
         mix, stats = build_mix(accepted, human, generation, config)
     # the policy the mix was built under travels with it: its checks and the export read it here
-    mix = mix.with_columns(pl.lit(config.human_floor, dtype=pl.Float64).alias("human_floor"),
-                           pl.lit(config.decontamination_ngram, dtype=pl.Int64).alias("decontamination_ngram"))
+    mix = mix.with_columns(
+        pl.lit(config.human_floor, dtype=pl.Float64).alias("human_floor"),
+        pl.lit(config.decontamination_ngram, dtype=pl.Int64).alias("decontamination_ngram"),
+    )
     context.log.info(f"mix of generation {generation}: {stats}")
     return dg.MaterializeResult(
         value=mix,
         metadata=table_meta(
-            mix, generation=generation, **stats,
+            mix,
+            generation=generation,
+            **stats,
             human_rows_left_out_contaminated=len(leaked),
             rejected_by_review=n_rejected,
             held_for_review=n_held,
             human_rows_left_out=leaked[:50],
-            rows_by_origin_generation={str(k): v for k, v in counts(mix.filter(pl.col("source") == "synthetic"), "origin_generation").items()},
+            rows_by_origin_generation={
+                str(k): v for k, v in counts(mix.filter(pl.col("source") == "synthetic"), "origin_generation").items()
+            },
         ),
     )

@@ -1,15 +1,15 @@
 """Root assets: the tasks to generate for, human data for the mix, and held-out evaluation."""
 
-
 import dagster as dg
 import polars as pl
-from pydantic import Field
 
 from synth_assets.assets._common import DUCKDB_POOL, KINDS, SNAPSHOT, counts, table_meta, user_errors
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.tasks import (
-    TASK_SCHEMA,
+from synth_assets.core.tasks.sources import (
     REFERENCE_SCHEMA,
+    TASK_SCHEMA,
+    ReferenceSettings,
+    TaskPoolSettings,
     conform,
     humaneval_references,
     humaneval_tasks,
@@ -19,26 +19,9 @@ from synth_assets.core.tasks import (
 )
 from synth_assets.resources import HumanEvalSplitResource
 
-DEFAULT_FAMILIES = ["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting",
-                    "projectile_design"]  # the last: a science family (core/science.py), validated by simulation
 
-
-class TaskPoolConfig(dg.Config):
-    reasoning_gym_families: list[str] = Field(
-        default=DEFAULT_FAMILIES, description="reasoning-gym dataset names to draw procedural tasks from"
-    )
-    tasks_per_family: int = Field(default=20, ge=0, description="tasks drawn from each family")
-    seed: int = Field(default=42, description="seed of the reasoning-gym datasets")
-    humaneval_tasks: int = Field(
-        default=8, ge=0, description="HumanEval tasks from the generation split (0 = none)"
-    )
-    user_task_files: list[str] = Field(
-        default=[], description="JSONL, Parquet or CSV task files (schema in the README)"
-    )
-    include_synthesized: bool = Field(default=True, description="add the accepted synthesized_tasks")
-    source_shares: dict[str, float] = Field(
-        default={}, description="shares of 'procedural', 'human_written' and 'synthesized' tasks in the pool; "
-        "empty = every available task. The pool is the largest one the available tasks allow at these shares")
+class TaskPoolConfig(TaskPoolSettings, dg.Config):
+    """TaskPoolSettings (the core's) as the asset's run config."""
 
 
 SOURCE_KIND = {"reasoning_gym": "procedural", "synthesized": "synthesized"}  # everything else: human_written
@@ -50,7 +33,8 @@ def apply_shares(df: pl.DataFrame, shares: dict[str, float]) -> pl.DataFrame:
     if bad or any(v < 0 for v in shares.values()) or (shares and sum(shares.values()) <= 0):
         raise SynthConfigError(
             f"task_pool.source_shares: keys must be procedural, human_written, synthesized with non-negative "
-            f"shares that sum above 0 (got {shares})")
+            f"shares that sum above 0 (got {shares})"
+        )
     if not shares:
         return df
     kind = pl.col("source").replace_strict(SOURCE_KIND, default="human_written")
@@ -58,14 +42,19 @@ def apply_shares(df: pl.DataFrame, shares: dict[str, float]) -> pl.DataFrame:
     total = sum(shares.values())
     avail = dict(df.group_by("_kind").len().iter_rows())
     size = min(avail.get(k, 0) / (v / total) for k, v in shares.items() if v > 0)
-    parts = [df.filter(pl.col("_kind") == k).sort("_h").head(int(size * v / total + 1e-9))
-             for k, v in shares.items() if v > 0]
+    parts = [
+        df.filter(pl.col("_kind") == k).sort("_h").head(int(size * v / total + 1e-9))
+        for k, v in shares.items()
+        if v > 0
+    ]
     return pl.concat(parts).drop("_kind", "_h")
 
 
 @dg.asset(pool=DUCKDB_POOL, group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
 def task_pool(
-    context: dg.AssetExecutionContext, config: TaskPoolConfig, humaneval_split: HumanEvalSplitResource,
+    context: dg.AssetExecutionContext,
+    config: TaskPoolConfig,
+    humaneval_split: HumanEvalSplitResource,
     synthesized_tasks: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Prompts to generate for, each with what its verifier needs (answer, tests, scorer):
@@ -92,20 +81,26 @@ def task_pool(
             raise SynthConfigError(
                 "task_pool: no tasks; set task_pool.tasks_per_family, humaneval_tasks or user_task_files"
             )
-    context.log.info(f"task pool: {df.height} tasks, by source {counts(df, 'source')}, by family {counts(df, 'family')}")
-    return dg.MaterializeResult(value=df, metadata=table_meta(df, tasks_by_family=counts(df, "family"),
-                                                              tasks_by_source=counts(df, "source")))
+    context.log.info(
+        f"task pool: {df.height} tasks, by source {counts(df, 'source')}, by family {counts(df, 'family')}"
+    )
+    return dg.MaterializeResult(
+        value=df, metadata=table_meta(df, tasks_by_family=counts(df, "family"), tasks_by_source=counts(df, "source"))
+    )
 
 
-class ReferenceConfig(dg.Config):
-    include_humaneval: bool = Field(default=True, description="use this asset's HumanEval split")
-    user_files: list[str] = Field(default=[], description="JSONL/Parquet/CSV files with prompt and response")
+class ReferenceConfig(ReferenceSettings, dg.Config):
+    """ReferenceSettings (the core's) as the asset's run config."""
 
 
 def _references(part: str, config: ReferenceConfig, split: HumanEvalSplitResource, what: str) -> pl.DataFrame:
     with user_errors():
         split.validate_split()
-        parts = [humaneval_references(part, split.human_fraction, split.heldout_fraction)] if config.include_humaneval else []
+        parts = (
+            [humaneval_references(part, split.human_fraction, split.heldout_fraction)]
+            if config.include_humaneval
+            else []
+        )
         parts += [user_references(p, what) for p in config.user_files]
         return pl.concat(parts) if parts else conform([], REFERENCE_SCHEMA)
 

@@ -5,16 +5,24 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-from pydantic import Field
 
-from quality_checks.charts import chart_markdown, figure_png
-from synth_assets.assets._common import DUCKDB_POOL, GENERATIONAL, GENERATIONS, SNAPSHOT, generation_of, table_meta, user_errors
-from synth_assets.core.generation import PromptSettings
+from synth_assets.assets._common import (
+    DUCKDB_POOL,
+    GENERATIONAL,
+    GENERATIONS,
+    SNAPSHOT,
+    check_generation,
+    generation_of,
+    table_meta,
+    user_errors,
+)
+from synth_assets.core.generators.generation import PromptSettings
 from synth_assets.core.markdown import markdown_table
+from synth_assets.core.quality.charts import chart_markdown, figure_png
 from synth_assets.core.training.gate import MACRO, GateSettings
 from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 from synth_assets.core.training.loop import CandidateSettings, evaluate_candidate, train_candidate
-from synth_assets.core.training.registry import Registry
+from synth_assets.core.training.registry import PromotionSettings, Registry
 from synth_assets.resources import WarehouseResource
 
 TRAINING_KINDS = {"polars", "duckdb", "pytorch"}
@@ -31,8 +39,12 @@ def heldout_reasoning(context: dg.AssetExecutionContext, config: HeldoutConfig) 
     (model_eval) and the drift report (through generator_eval) alike."""
     with user_errors():
         df = heldout_items(config, config)
-    return dg.MaterializeResult(value=df, metadata=table_meta(
-        df, families=sorted(set(df["family"].to_list())), items_per_variant=config.items_per_family))
+    return dg.MaterializeResult(
+        value=df,
+        metadata=table_meta(
+            df, families=sorted(set(df["family"].to_list())), items_per_variant=config.items_per_family
+        ),
+    )
 
 
 class CandidateConfig(CandidateSettings, dg.Config):
@@ -68,10 +80,20 @@ def _loss_plot(curve: list[dict], path: Path) -> bytes:
 
 # preference_pairs is a dependency read only with objective "dpo" (a supervised round must not
 # need a table it does not use)
-@dg.asset(pool=DUCKDB_POOL, group_name="training", kinds=TRAINING_KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS,
-          deps=["preference_pairs"])
-def candidate_model(context: dg.AssetExecutionContext, config: CandidateConfig, mixed_training_set: pl.DataFrame,
-                    warehouse: WarehouseResource) -> dg.MaterializeResult:
+@dg.asset(
+    pool=DUCKDB_POOL,
+    group_name="training",
+    kinds=TRAINING_KINDS,
+    metadata=GENERATIONAL,
+    partitions_def=GENERATIONS,
+    deps=["preference_pairs"],
+)
+def candidate_model(
+    context: dg.AssetExecutionContext,
+    config: CandidateConfig,
+    mixed_training_set: pl.DataFrame,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
     """A generator fine-tuned (LoRA) on this generation's mix (train split; validation split for
     early stopping), or with ``objective: dpo`` on this generation's preference pairs (those a
     program or a calibrated judge ordered), in the prompt format the generator is prompted with;
@@ -81,71 +103,129 @@ def candidate_model(context: dg.AssetExecutionContext, config: CandidateConfig, 
     registry = Registry(wh)
     with user_errors():
         pairs = wh.read("preference_pairs", generation=generation) if config.objective == "dpo" else None
-        row = train_candidate(mixed_training_set, generation, config, registry, _artefact_root(config, wh.path),
-                              log=context.log.info, pairs=pairs)
+        row = train_candidate(
+            mixed_training_set,
+            generation,
+            config,
+            registry,
+            _artefact_root(config, wh.path),
+            log=context.log.info,
+            pairs=pairs,
+        )
     curve = row.get("loss_curve") or []
     plot_path = _artefact_root(config, wh.path) / row["model_id"] / "loss.png"
     png = _loss_plot(curve, plot_path) if curve else None
     everything = registry.models()
     df = everything.filter(pl.col("model_id") == row["model_id"])
-    meta = table_meta(df, model_id=row["model_id"], parent_id=row["parent_id"], train_rows=row["train_rows"],
-                      train_tokens=row.get("train_tokens") or 0, wall_s=round(row["wall_s"], 1))
-    meta["loss_curve"] = dg.MetadataValue.md(markdown_table(pl.DataFrame(curve), rows=50) if curve else "(none reported)")
+    meta = table_meta(
+        df,
+        model_id=row["model_id"],
+        parent_id=row["parent_id"],
+        train_rows=row["train_rows"],
+        train_tokens=row.get("train_tokens") or 0,
+        wall_s=round(row["wall_s"], 1),
+    )
+    meta["loss_curve"] = dg.MetadataValue.md(
+        markdown_table(pl.DataFrame(curve), rows=50) if curve else "(none reported)"
+    )
     meta["registry"] = dg.MetadataValue.md(registry_markdown(everything))
     if png:
         meta["loss_plot"] = dg.MetadataValue.md(chart_markdown(png, "loss curve"))
         meta["loss_plot_file"] = dg.MetadataValue.path(str(plot_path))
     meta["adapter"] = dg.MetadataValue.path(str(row.get("adapter_path") or row.get("endpoint_base_url")))
-    return dg.MaterializeResult(value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")),
-                                metadata=meta)
+    return dg.MaterializeResult(
+        value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")), metadata=meta
+    )
 
 
 class GateConfig(GateSettings, dg.Config):
     """The core's GateSettings: the paired tests' alpha and the diversity-loss rule."""
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="training", kinds={"polars", "duckdb"}, metadata=GENERATIONAL, partitions_def=GENERATIONS)
-def model_eval(context: dg.AssetExecutionContext, config: GateConfig, candidate_model: pl.DataFrame,
-               heldout_reasoning: pl.DataFrame, mixed_training_set: pl.DataFrame,
-               warehouse: WarehouseResource) -> dg.MaterializeResult:
+@dg.asset(
+    pool=DUCKDB_POOL,
+    group_name="training",
+    kinds={"polars", "duckdb"},
+    metadata=GENERATIONAL,
+    partitions_def=GENERATIONS,
+)
+def model_eval(
+    context: dg.AssetExecutionContext,
+    config: GateConfig,
+    candidate_model: pl.DataFrame,
+    heldout_reasoning: pl.DataFrame,
+    mixed_training_set: pl.DataFrame,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
     """The candidate and its parent on the same held-out and shifted items (decontaminated
     against the mix), paired: pass rates with 95% intervals, McNemar p-values, trivial
     baselines, answer entropy, and what blocks promotion. A candidate the gate refuses is
     recorded as rejected (the parent stays in service)."""
     generation = generation_of(context)
     if candidate_model.height == 0:
-        raise dg.Failure(description=f"no candidate_model for generation {generation}; materialize it first",
-                         allow_retries=False)
+        raise dg.Failure(
+            description=f"no candidate_model for generation {generation}; materialize it first", allow_retries=False
+        )
     registry = Registry(warehouse.get())
     model_id = candidate_model["model_id"][0]
     with user_errors():
-        comparison, ok, reasons, dropped = evaluate_candidate(model_id, heldout_reasoning, mixed_training_set,
-                                                              registry, config, log=context.log.info)
+        comparison, ok, reasons, dropped = evaluate_candidate(
+            model_id, heldout_reasoning, mixed_training_set, registry, config, log=context.log.info
+        )
     if not ok:
         registry.decide(model_id, "rejected", "; ".join(reasons))
         context.log.warning(f"{model_id} rejected: " + "; ".join(reasons))
     macro = comparison.filter(pl.col("family") == MACRO)
-    df = comparison.with_columns(pl.lit(model_id).alias("model_id"),
-                                 pl.lit(candidate_model["parent_id"][0]).alias("parent_id"),
-                                 pl.lit(generation, dtype=pl.Int64).alias("generation"))
-    cols = ["family", "variant", "n", "candidate_rate", "parent_rate", "most_common_rate", "last_shot_rate",
-            "p_vs_parent", "significant_gain", "flag"]
-    return dg.MaterializeResult(value=df, metadata={
-        **table_meta(df), "model_id": model_id, "gate_passed": ok, "reasons": dg.MetadataValue.json(reasons),
-        "contaminated_items_dropped": dropped,
-        "macro_candidate": float(macro["candidate_rate"][0]) if macro.height else 0.0,
-        "macro_parent": float(macro["parent_rate"][0]) if macro.height else 0.0,
-        "comparison": dg.MetadataValue.md(markdown_table(df, cols, rows=60))})
+    df = comparison.with_columns(
+        pl.lit(model_id).alias("model_id"),
+        pl.lit(candidate_model["parent_id"][0]).alias("parent_id"),
+        pl.lit(generation, dtype=pl.Int64).alias("generation"),
+    )
+    cols = [
+        "family",
+        "variant",
+        "n",
+        "candidate_rate",
+        "parent_rate",
+        "most_common_rate",
+        "last_shot_rate",
+        "p_vs_parent",
+        "significant_gain",
+        "flag",
+    ]
+    return dg.MaterializeResult(
+        value=df,
+        metadata={
+            **table_meta(df),
+            "model_id": model_id,
+            "gate_passed": ok,
+            "reasons": dg.MetadataValue.json(reasons),
+            "contaminated_items_dropped": dropped,
+            "macro_candidate": float(macro["candidate_rate"][0]) if macro.height else 0.0,
+            "macro_parent": float(macro["parent_rate"][0]) if macro.height else 0.0,
+            "comparison": dg.MetadataValue.md(markdown_table(df, cols, rows=60)),
+        },
+    )
 
 
-class PromotionConfig(dg.Config):
-    require_approval: bool = Field(default=False, description="wait for 'synth models approve <id>' before serving")
+class PromotionConfig(PromotionSettings, dg.Config):
+    """PromotionSettings (the core's) as the asset's run config."""
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="training", kinds={"polars", "duckdb"}, metadata=GENERATIONAL, partitions_def=GENERATIONS,
-          deps=[model_eval])
-def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, candidate_model: pl.DataFrame,
-                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+@dg.asset(
+    pool=DUCKDB_POOL,
+    group_name="training",
+    kinds={"polars", "duckdb"},
+    metadata=GENERATIONAL,
+    partitions_def=GENERATIONS,
+    deps=[model_eval],
+)
+def promoted_model(
+    context: dg.AssetExecutionContext,
+    config: PromotionConfig,
+    candidate_model: pl.DataFrame,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
     """The gate passed: the candidate serves the next generation (raw_candidates, the held-out
     evaluation, the judge and task synthesis resolve it from the registry), or waits as
     awaiting_approval until a person approves it."""
@@ -162,14 +242,63 @@ def promoted_model(context: dg.AssetExecutionContext, config: PromotionConfig, c
     df = everything.filter(pl.col("model_id") == model_id)
     return dg.MaterializeResult(
         value=df.with_columns(pl.lit(generation_of(context), dtype=pl.Int64).alias("generation")),
-        metadata={"model_id": model_id, "status": df["status"][0], "in_service": registry.serving(),
-                  "registry": dg.MetadataValue.md(registry_markdown(everything))})
+        metadata={
+            "model_id": model_id,
+            "status": df["status"][0],
+            "in_service": registry.serving(),
+            "registry": dg.MetadataValue.md(registry_markdown(everything)),
+        },
+    )
 
 
 def registry_markdown(models: pl.DataFrame) -> str:
     """The registry as the asset pages show it: lineage, counts, status and reason."""
-    return markdown_table(models, ["model_id", "parent_id", "mix_generation", "train_rows", "train_tokens", "wall_s",
-                                   "status", "reason"], rows=100, width=80)
+    return markdown_table(
+        models,
+        ["model_id", "parent_id", "mix_generation", "train_rows", "train_tokens", "wall_s", "status", "reason"],
+        rows=100,
+        width=80,
+    )
 
 
 TRAINING_ASSETS = [candidate_model, model_eval, promoted_model]
+
+
+# The promotion gate as a blocking check on model_eval: the decision is computed by the core
+# (core/training/gate.py) and stored with the evaluation; this check reads the stored rows back,
+# so the UI shows the gate beside the evaluation and a failure stops promoted_model and goes
+# through the alerts sensor. The offending families are its rows.
+@dg.asset_check(
+    asset="model_eval",
+    blocking=True,
+    required_resource_keys={"warehouse"},
+    description="The promotion gate: no family significantly worse than the parent (McNemar, alpha "
+    "0.05), macro-average not lower, no shifted variant significantly worse, no DIVERSITY_LOSS, and "
+    "(require_gain) a significant gain over the parent and the trivial baselines in some family.",
+)
+def promotion_gate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    wh = context.resources.warehouse.get()
+    g = check_generation(context)
+    df = wh.sql(f"select * from {wh.schema}.model_eval where generation = ?", [g])
+    flagged = df.filter(pl.col("flag") != "")
+    model_id = df["model_id"][0] if df.height else None
+    return dg.AssetCheckResult(
+        passed=df.height > 0 and flagged.height == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{model_id}: promoted only if better than its parent and not worse anywhere"
+            if df.height
+            else "no evaluation stored for this generation"
+        ),
+        metadata={
+            "model_id": str(model_id),
+            "offending": flagged.height,
+            "offending_families": dg.MetadataValue.md(
+                markdown_table(
+                    flagged, ["family", "variant", "candidate_rate", "parent_rate", "p_vs_parent", "flag"], rows=50
+                )
+                if flagged.height
+                else "(none)"
+            ),
+        },
+    )

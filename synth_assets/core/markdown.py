@@ -15,9 +15,14 @@ def _cell(v: Any, width: int | None) -> str:
     return s if width is None or len(s) <= width else s[: width - 1] + "…"
 
 
-def markdown_table(df: pl.DataFrame, columns: Sequence[str] | None = None, rows: int | None = None,
-                   width: int | None = None, fmt: dict[str, Callable[[Any], str]] | None = None,
-                   empty: str = "_empty_") -> str:
+def markdown_table(
+    df: pl.DataFrame,
+    columns: Sequence[str] | None = None,
+    rows: int | None = None,
+    width: int | None = None,
+    fmt: dict[str, Callable[[Any], str]] | None = None,
+    empty: str = "_empty_",
+) -> str:
     """A GitHub-flavoured markdown table of ``df`` (``columns`` in order, the first ``rows``),
     cells cut to ``width`` characters, with per-column formatters."""
     cols = list(columns) if columns is not None else list(df.columns)

@@ -24,7 +24,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -48,8 +48,9 @@ def _locked(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
-def open_duckdb(path: str, read_only: bool = False, wait_s: float = LOCK_WAIT_S,
-                max_delay_s: float = 2.0) -> duckdb.DuckDBPyConnection:
+def open_duckdb(
+    path: str, read_only: bool = False, wait_s: float = LOCK_WAIT_S, max_delay_s: float = 2.0
+) -> duckdb.DuckDBPyConnection:
     """A connection to ``path``, retried with exponential backoff while another process holds
     the file's write lock (DuckDB allows one writing process); other errors raise at once."""
     retrying = tenacity.Retrying(
@@ -152,8 +153,9 @@ class Warehouse:
                 con.execute(f"insert into {t} by name select * from arrow_df")
             self._register(con, table, generation, df.height)
 
-    def write_generation_sql(self, writes: dict[str, str], params: list, generation: int,
-                             relations: dict[str, pl.DataFrame]) -> dict[str, int]:
+    def write_generation_sql(
+        self, writes: dict[str, str], params: list, generation: int, relations: dict[str, pl.DataFrame]
+    ) -> dict[str, int]:
         """Replace generation ``generation`` of several generational tables at once, each from a
         query (over the warehouse's tables and the given frames, by name), in one transaction:
         the rows go from DuckDB to DuckDB without entering Python. New columns are added as in
@@ -172,8 +174,9 @@ class Warehouse:
                 _add_columns(con, t, list(types), types.get)
                 con.execute(f"delete from {t} where generation = ?", [generation])
                 con.execute(f"insert into {t} by name select * from ({query})", params)
-                written[table] = int(con.execute(f"select count(*) from {t} where generation = ?",
-                                                 [generation]).fetchone()[0])
+                written[table] = int(
+                    con.execute(f"select count(*) from {t} where generation = ?", [generation]).fetchone()[0]
+                )
                 self._register(con, table, generation, written[table])
             con.execute("reset memory_limit")  # the setting is the database's, shared by its other connections
         return written
@@ -188,15 +191,19 @@ class Warehouse:
 
     def record_export(self, generation: int, paths: dict[str, str]) -> None:
         """Where a generation's mix was published (what ``synth summary`` points to)."""
-        self.append("_exports", pl.DataFrame({"generation": [generation], "paths": [json.dumps(paths)],
-                                              "written_at": [datetime.now(timezone.utc)]}))
+        self.append(
+            "_exports",
+            pl.DataFrame({"generation": [generation], "paths": [json.dumps(paths)], "written_at": [datetime.now(UTC)]}),
+        )
 
     def export_paths(self, generation: int) -> dict[str, str] | None:
         """The newest publication of ``generation``, or None when it was never exported."""
         if not self.table_exists("_exports"):
             return None
-        df = self.sql(f"select paths from {self.schema}._exports where generation = ? order by written_at desc limit 1",
-                      [generation])
+        df = self.sql(
+            f"select paths from {self.schema}._exports where generation = ? order by written_at desc limit 1",
+            [generation],
+        )
         return json.loads(df["paths"][0]) if df.height else None
 
     def _register(self, con: duckdb.DuckDBPyConnection, table: str, generation: int, rows: int) -> None:
@@ -206,7 +213,7 @@ class Warehouse:
         )
         con.execute(
             f"insert into {self.schema}.{REGISTRY} values (?, ?, ?, ?)",
-            [table, generation, rows, datetime.now(timezone.utc)],
+            [table, generation, rows, datetime.now(UTC)],
         )
 
     # ---------------------------------------------------------------- reads
@@ -235,14 +242,13 @@ class Warehouse:
     def next_generation(self) -> int:
         return self.current_generation() + 1
 
-    def read(self, table: str, generation: int | None = None, upto: int | None = None,
-             generations: list[int] | None = None) -> pl.DataFrame:
+    def read(
+        self, table: str, generation: int | None = None, upto: int | None = None, generations: list[int] | None = None
+    ) -> pl.DataFrame:
         """A whole table, one generation of it, every generation up to ``upto``, or the listed ones."""
         t = f"{self.schema}.{_ident(table)}"
         if not self.table_exists(table):
-            raise SynthConfigError(
-                f"table {t} does not exist in {self.path}: materialize the asset '{table}' first"
-            )
+            raise SynthConfigError(f"table {t} does not exist in {self.path}: materialize the asset '{table}' first")
         sql, params = f"select * from {t}", []
         if generation is not None:
             sql, params = sql + " where generation = ?", [generation]

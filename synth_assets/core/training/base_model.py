@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.llama_backend import ensure_model_file
+from synth_assets.core.generators.llama_backend import ensure_model_file
 
 HF_DIR_NAME = "gemma-3-270m-hf"
 _DONE = "synth_base.done"  # written last: a directory without it is a half-written one
@@ -54,6 +54,8 @@ def check_base_dir(path: str | Path, where: str) -> Path:
     p = Path(path)
     missing = [f for f in ("config.json", "model.safetensors") if not (p / f).exists()]
     if missing:
-        raise SynthConfigError(f"{where}: {p} is not a transformers checkpoint (missing {', '.join(missing)}); "
-                               "leave it unset to use the packaged Gemma 3 270M")
+        raise SynthConfigError(
+            f"{where}: {p} is not a transformers checkpoint (missing {', '.join(missing)}); "
+            "leave it unset to use the packaged Gemma 3 270M"
+        )
     return p

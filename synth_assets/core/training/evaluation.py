@@ -11,11 +11,10 @@ import time
 from collections.abc import Callable
 
 import polars as pl
-from scipy.stats import binomtest
 
-from synth_assets.core.generation import ANSWER_STOP, SampleRequest, TextGenerator
+from synth_assets.core.generators.generation import ANSWER_STOP, SampleRequest, TextGenerator
 from synth_assets.core.training.heldout import score
-from synth_assets.core.verification import extract_short_answer
+from synth_assets.core.verify.verification import extract_short_answer
 
 SCORE_SCHEMA: dict[str, pl.DataType] = {
     "model_id": pl.String,
@@ -33,55 +32,79 @@ def heldout_requests(items: pl.DataFrame, max_tokens: int = 24) -> tuple[pl.Data
     answer. A family's items run back to back so llama.cpp reuses the evaluated few-shot prefix;
     the benches time these same requests."""
     items = items.sort(["family", "variant", "item_id"])
-    return items, [SampleRequest(task_id=r["item_id"], prompt=r["prompt"], prompt_template=f"heldout_{r['variant']}",
-                                 temperature=0.0, top_p=1.0, max_tokens=max_tokens, stop=ANSWER_STOP, seed=0,
-                                 sample_index=0) for r in items.iter_rows(named=True)]
+    return items, [
+        SampleRequest(
+            task_id=r["item_id"],
+            prompt=r["prompt"],
+            prompt_template=f"heldout_{r['variant']}",
+            temperature=0.0,
+            top_p=1.0,
+            max_tokens=max_tokens,
+            stop=ANSWER_STOP,
+            seed=0,
+            sample_index=0,
+        )
+        for r in items.iter_rows(named=True)
+    ]
 
 
-def evaluate(generator: TextGenerator, model_id: str, items: pl.DataFrame, max_tokens: int = 24,
-             log: Callable[[str], None] = lambda _m: None, log_every_s: float = 15.0) -> pl.DataFrame:
+def evaluate(
+    generator: TextGenerator,
+    model_id: str,
+    items: pl.DataFrame,
+    max_tokens: int = 24,
+    log: Callable[[str], None] = lambda _m: None,
+    log_every_s: float = 15.0,
+) -> pl.DataFrame:
     """One greedy answer per item (``heldout_requests``), scored."""
     items, requests = heldout_requests(items, max_tokens)
     rows, started, last = [], time.monotonic(), time.monotonic()
     for n, (item, sample) in enumerate(zip(items.iter_rows(named=True), generator.generate(requests), strict=True), 1):
         given = extract_short_answer(sample.text or "")
-        rows.append({"model_id": model_id, "item_id": item["item_id"], "family": item["family"],
-                     "variant": item["variant"], "completion": sample.text, "answer_given": given,
-                     "correct": score(item, given)})
+        rows.append(
+            {
+                "model_id": model_id,
+                "item_id": item["item_id"],
+                "family": item["family"],
+                "variant": item["variant"],
+                "completion": sample.text,
+                "answer_given": given,
+                "correct": score(item, given),
+            }
+        )
         if time.monotonic() - last >= log_every_s or n == len(requests):
             log(f"{model_id}: evaluated {n}/{len(requests)} held-out items ({time.monotonic() - started:.0f}s)")
             last = time.monotonic()
     return pl.DataFrame(rows, schema=SCORE_SCHEMA)
 
 
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """95% Wilson interval of k successes in n."""
-    if n == 0:
-        return (0.0, 1.0)
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return (float(ci.low), float(ci.high))
-
-
-def mcnemar_p(a: list[bool], b: list[bool]) -> float:
-    """Exact two-sided McNemar test on paired outcomes (a binomial test on the discordant pairs)."""
-    only_a = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
-    only_b = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
-    if only_a + only_b == 0:
-        return 1.0
-    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
-
-
 def as_verdict_rows(scores: pl.DataFrame, items: pl.DataFrame, model: str, generation: int) -> pl.DataFrame:
     """Held-out reasoning results as rows of generator_eval (VERDICT_SCHEMA): the variant is
     the prompt template (``heldout_heldout``, ``heldout_harder``, ``heldout_rephrased``)."""
-    from synth_assets.core.tasks import conform
-    from synth_assets.core.verification import VERDICT_SCHEMA
+    from synth_assets.core.tasks.sources import conform
+    from synth_assets.core.verify.verification import VERDICT_SCHEMA
 
     df = scores.join(items.select("item_id", "question", "answer"), on="item_id", how="left")
-    rows = [{"candidate_id": f"g{generation}/eval/{r['item_id']}", "generation": generation, "task_id": r["item_id"],
-             "source": "reasoning_gym", "family": r["family"], "domain": "procedural", "prompt": r["question"],
-             "answer": r["answer"], "verifier": "reasoning_gym", "completion": r["completion"], "model": model,
-             "prompt_template": f"heldout_{r['variant']}", "temperature": 0.0, "extracted_answer": r["answer_given"],
-             "verdict": "pass" if r["correct"] else "fail", "score": 1.0 if r["correct"] else 0.0,
-             "verifier_name": "reasoning_gym:heldout"} for r in df.iter_rows(named=True)]
+    rows = [
+        {
+            "candidate_id": f"g{generation}/eval/{r['item_id']}",
+            "generation": generation,
+            "task_id": r["item_id"],
+            "source": "reasoning_gym",
+            "family": r["family"],
+            "domain": "procedural",
+            "prompt": r["question"],
+            "answer": r["answer"],
+            "verifier": "reasoning_gym",
+            "completion": r["completion"],
+            "model": model,
+            "prompt_template": f"heldout_{r['variant']}",
+            "temperature": 0.0,
+            "extracted_answer": r["answer_given"],
+            "verdict": "pass" if r["correct"] else "fail",
+            "score": 1.0 if r["correct"] else 0.0,
+            "verifier_name": "reasoning_gym:heldout",
+        }
+        for r in df.iter_rows(named=True)
+    ]
     return conform(rows, VERDICT_SCHEMA)

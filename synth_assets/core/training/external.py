@@ -35,14 +35,29 @@ from synth_assets.core.errors import SynthConfigError
 def write_rows(path: Path, pairs: Sequence[tuple[str, str]]) -> None:
     with path.open("w") as f:
         for prompt, completion in pairs:
-            f.write(json.dumps({"prompt": prompt, "completion": completion,
-                                "messages": [{"role": "user", "content": prompt},
-                                             {"role": "assistant", "content": completion}]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "prompt": prompt,
+                        "completion": completion,
+                        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}],
+                    }
+                )
+                + "\n"
+            )
 
 
-def run_trainer_command(command: str, train: Sequence[tuple[str, str]], validation: Sequence[tuple[str, str]],
-                        out_dir: Path, base_gguf: str, parent_adapter: str | None, seed: int,
-                        timeout_s: float, log: Callable[[str], None] = lambda _m: None) -> dict:
+def run_trainer_command(
+    command: str,
+    train: Sequence[tuple[str, str]],
+    validation: Sequence[tuple[str, str]],
+    out_dir: Path,
+    base_gguf: str,
+    parent_adapter: str | None,
+    seed: int,
+    timeout_s: float,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict:
     """Run ``command`` and return its manifest (checked: the files it names exist)."""
     argv = shlex.split(command)
     if not argv:
@@ -53,26 +68,38 @@ def run_trainer_command(command: str, train: Sequence[tuple[str, str]], validati
     write_rows(train_file, train)
     write_rows(val_file, validation)
     env = dict(os.environ) | {
-        "SYNTH_TRAIN_FILE": str(train_file), "SYNTH_VALIDATION_FILE": str(val_file),
-        "SYNTH_OUTPUT_DIR": str(out_dir), "SYNTH_MANIFEST": str(manifest), "SYNTH_BASE_GGUF": base_gguf,
-        "SYNTH_PARENT_ADAPTER": parent_adapter or "", "SYNTH_SEED": str(seed)}
+        "SYNTH_TRAIN_FILE": str(train_file),
+        "SYNTH_VALIDATION_FILE": str(val_file),
+        "SYNTH_OUTPUT_DIR": str(out_dir),
+        "SYNTH_MANIFEST": str(manifest),
+        "SYNTH_BASE_GGUF": base_gguf,
+        "SYNTH_PARENT_ADAPTER": parent_adapter or "",
+        "SYNTH_SEED": str(seed),
+    }
     log(f"running the trainer command: {command}")
     try:
         proc = subprocess.run(argv, env=env, cwd=out_dir, capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError:
-        raise SynthConfigError(f"candidate_model.command: {argv[0]!r} was not found; give a full path or put it "
-                               "on PATH") from None
+        raise SynthConfigError(
+            f"candidate_model.command: {argv[0]!r} was not found; give a full path or put it on PATH"
+        ) from None
     except subprocess.TimeoutExpired:
-        raise SynthConfigError(f"candidate_model.command timed out after {timeout_s:.0f}s "
-                               "(raise candidate_model.command_timeout_s)") from None
+        raise SynthConfigError(
+            f"candidate_model.command timed out after {timeout_s:.0f}s (raise candidate_model.command_timeout_s)"
+        ) from None
     (out_dir / "trainer.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise SynthConfigError(f"candidate_model.command exited with status {proc.returncode}; its last lines:\n"
-                               + "\n".join(tail) + f"\n(full output: {out_dir / 'trainer.log'})")
+        raise SynthConfigError(
+            f"candidate_model.command exited with status {proc.returncode}; its last lines:\n"
+            + "\n".join(tail)
+            + f"\n(full output: {out_dir / 'trainer.log'})"
+        )
     if not manifest.exists():
-        raise SynthConfigError(f"candidate_model.command finished but wrote no manifest at $SYNTH_MANIFEST "
-                               f"({manifest}); it must write JSON naming 'adapter_gguf'/'gguf' or 'base_url'+'model'")
+        raise SynthConfigError(
+            f"candidate_model.command finished but wrote no manifest at $SYNTH_MANIFEST "
+            f"({manifest}); it must write JSON naming 'adapter_gguf'/'gguf' or 'base_url'+'model'"
+        )
     try:
         data = json.loads(manifest.read_text())
     except json.JSONDecodeError as exc:
@@ -82,8 +109,9 @@ def run_trainer_command(command: str, train: Sequence[tuple[str, str]], validati
     endpoint = bool(data.get("base_url")) and bool(data.get("model"))
     files = [k for k in ("gguf", "adapter_gguf") if data.get(k)]
     if not endpoint and not files:
-        raise SynthConfigError(f"{manifest}: names no model; give 'adapter_gguf' and/or 'gguf', or 'base_url' and "
-                               "'model'")
+        raise SynthConfigError(
+            f"{manifest}: names no model; give 'adapter_gguf' and/or 'gguf', or 'base_url' and 'model'"
+        )
     for k in files:
         p = Path(data[k])
         if not p.is_absolute():

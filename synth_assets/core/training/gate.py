@@ -29,18 +29,22 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.core.settings import Settings
-from synth_assets.core.training.evaluation import mcnemar_p, wilson
+from synth_assets.core.stats import mcnemar_p, wilson
 
 MACRO = "_macro_"
 
 
 class GateSettings(Settings):
     alpha: float = Field(default=0.05, gt=0, lt=1, description="significance level of the paired tests")
-    diversity_floor: float = Field(default=0.5, gt=0, le=1,
-                                   description="answer entropy below this share of the parent's is DIVERSITY_LOSS")
+    diversity_floor: float = Field(
+        default=0.5, gt=0, le=1, description="answer entropy below this share of the parent's is DIVERSITY_LOSS"
+    )
     min_parent_entropy: float = Field(default=0.5, ge=0, description="bits; below it diversity loss is not judged")
-    require_gain: bool = Field(default=True, description="promote only with a significant gain over the parent and "
-                               "the trivial baselines in at least one family (NO_GAIN otherwise)")
+    require_gain: bool = Field(
+        default=True,
+        description="promote only with a significant gain over the parent and "
+        "the trivial baselines in at least one family (NO_GAIN otherwise)",
+    )
 
 
 def entropy(values: list[str]) -> float:
@@ -48,14 +52,17 @@ def entropy(values: list[str]) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(values).values()) if n else 0.0
 
 
-def compare(candidate: pl.DataFrame, parent: pl.DataFrame, baselines: pl.DataFrame,
-            settings: GateSettings) -> pl.DataFrame:
+def compare(
+    candidate: pl.DataFrame, parent: pl.DataFrame, baselines: pl.DataFrame, settings: GateSettings
+) -> pl.DataFrame:
     """One row per (family, variant) plus a macro row; ``flag`` names what blocks promotion."""
-    cand = candidate.select("item_id", "family", "variant", pl.col("correct").alias("c"),
-                            pl.col("answer_given").alias("ca"))
+    cand = candidate.select(
+        "item_id", "family", "variant", pl.col("correct").alias("c"), pl.col("answer_given").alias("ca")
+    )
     par = parent.select("item_id", pl.col("correct").alias("p"), pl.col("answer_given").alias("pa"))
     joined = cand.join(par, on="item_id", how="inner").join(
-        baselines.select("item_id", "answer", "most_common", "last_shot"), on="item_id", how="inner")
+        baselines.select("item_id", "answer", "most_common", "last_shot"), on="item_id", how="inner"
+    )
     rows = []
     for (family, variant), g in joined.group_by(["family", "variant"], maintain_order=True):
         c, p = g["c"].to_list(), g["p"].to_list()
@@ -70,26 +77,54 @@ def compare(candidate: pl.DataFrame, parent: pl.DataFrame, baselines: pl.DataFra
         flag = ""
         if worse:
             flag = "REGRESSION" if variant == "heldout" else "SHIFT_REGRESSION"
-        elif variant == "heldout" and reference >= settings.min_parent_entropy and ec < settings.diversity_floor * reference:
+        elif (
+            variant == "heldout"
+            and reference >= settings.min_parent_entropy
+            and ec < settings.diversity_floor * reference
+        ):
             flag = "DIVERSITY_LOSS"
         lo, hi = wilson(kc, n)
         plo, phi = wilson(kp, n)
-        rows.append({"family": family, "variant": variant, "n": n, "candidate_correct": kc, "parent_correct": kp,
-                     "candidate_rate": kc / n, "candidate_low": lo, "candidate_high": hi,
-                     "parent_rate": kp / n, "parent_low": plo, "parent_high": phi,
-                     "most_common_rate": sum(mc) / n, "last_shot_rate": sum(ls) / n,
-                     "p_vs_parent": p_parent, "p_vs_baseline": p_base,
-                     "candidate_answer_entropy": ec, "parent_answer_entropy": ep,
-                     "significant_gain": gain, "significantly_worse": worse, "flag": flag})
+        rows.append(
+            {
+                "family": family,
+                "variant": variant,
+                "n": n,
+                "candidate_correct": kc,
+                "parent_correct": kp,
+                "candidate_rate": kc / n,
+                "candidate_low": lo,
+                "candidate_high": hi,
+                "parent_rate": kp / n,
+                "parent_low": plo,
+                "parent_high": phi,
+                "most_common_rate": sum(mc) / n,
+                "last_shot_rate": sum(ls) / n,
+                "p_vs_parent": p_parent,
+                "p_vs_baseline": p_base,
+                "candidate_answer_entropy": ec,
+                "parent_answer_entropy": ep,
+                "significant_gain": gain,
+                "significantly_worse": worse,
+                "flag": flag,
+            }
+        )
     out = pl.DataFrame(rows, schema=EVAL_SCHEMA) if rows else pl.DataFrame(schema=EVAL_SCHEMA)
     held = out.filter(pl.col("variant") == "heldout")
     if held.height:
         cm, pm = float(held["candidate_rate"].mean()), float(held["parent_rate"].mean())
         gained = bool(held["significant_gain"].any())
         flag = "MACRO_LOWER" if cm < pm else "NO_GAIN" if settings.require_gain and not gained else ""
-        macro = {k: None for k in EVAL_SCHEMA} | {
-            "family": MACRO, "variant": "heldout", "n": int(held["n"].sum()), "candidate_rate": cm, "parent_rate": pm,
-            "significant_gain": gained, "significantly_worse": cm < pm, "flag": flag}
+        macro = dict.fromkeys(EVAL_SCHEMA) | {
+            "family": MACRO,
+            "variant": "heldout",
+            "n": int(held["n"].sum()),
+            "candidate_rate": cm,
+            "parent_rate": pm,
+            "significant_gain": gained,
+            "significantly_worse": cm < pm,
+            "flag": flag,
+        }
         out = pl.concat([out, pl.DataFrame([macro], schema=EVAL_SCHEMA)])
     return out
 
@@ -99,17 +134,33 @@ def decision(comparison: pl.DataFrame) -> tuple[bool, list[str]]:
     if comparison.height == 0:
         return False, ["no held-out item was evaluated"]
     flagged = comparison.filter(pl.col("flag") != "")
-    reasons = [f"{r['flag']}: {r['family']}/{r['variant']} {r['candidate_rate']:.3f} vs parent {r['parent_rate']:.3f}"
-               + (f" (McNemar p={r['p_vs_parent']:.4f})" if r["p_vs_parent"] is not None else "")
-               for r in flagged.iter_rows(named=True)]
+    reasons = [
+        f"{r['flag']}: {r['family']}/{r['variant']} {r['candidate_rate']:.3f} vs parent {r['parent_rate']:.3f}"
+        + (f" (McNemar p={r['p_vs_parent']:.4f})" if r["p_vs_parent"] is not None else "")
+        for r in flagged.iter_rows(named=True)
+    ]
     return not reasons, reasons
 
 
 EVAL_SCHEMA: dict[str, pl.DataType] = {
-    "family": pl.String, "variant": pl.String, "n": pl.Int64, "candidate_correct": pl.Int64,
-    "parent_correct": pl.Int64, "candidate_rate": pl.Float64, "candidate_low": pl.Float64,
-    "candidate_high": pl.Float64, "parent_rate": pl.Float64, "parent_low": pl.Float64, "parent_high": pl.Float64,
-    "most_common_rate": pl.Float64, "last_shot_rate": pl.Float64, "p_vs_parent": pl.Float64,
-    "p_vs_baseline": pl.Float64, "candidate_answer_entropy": pl.Float64, "parent_answer_entropy": pl.Float64,
-    "significant_gain": pl.Boolean, "significantly_worse": pl.Boolean, "flag": pl.String,
+    "family": pl.String,
+    "variant": pl.String,
+    "n": pl.Int64,
+    "candidate_correct": pl.Int64,
+    "parent_correct": pl.Int64,
+    "candidate_rate": pl.Float64,
+    "candidate_low": pl.Float64,
+    "candidate_high": pl.Float64,
+    "parent_rate": pl.Float64,
+    "parent_low": pl.Float64,
+    "parent_high": pl.Float64,
+    "most_common_rate": pl.Float64,
+    "last_shot_rate": pl.Float64,
+    "p_vs_parent": pl.Float64,
+    "p_vs_baseline": pl.Float64,
+    "candidate_answer_entropy": pl.Float64,
+    "parent_answer_entropy": pl.Float64,
+    "significant_gain": pl.Boolean,
+    "significantly_worse": pl.Boolean,
+    "flag": pl.String,
 }

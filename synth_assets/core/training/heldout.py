@@ -27,9 +27,9 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generation import PromptSettings, answer_prompt
+from synth_assets.core.generators.generation import PromptSettings, answer_prompt
 from synth_assets.core.settings import Settings
-from synth_assets.core.tasks import conform, few_shot_examples, reasoning_gym_families
+from synth_assets.core.tasks.sources import conform, few_shot_examples, reasoning_gym_families
 
 HELDOUT_SEED = 7_000_000
 
@@ -63,9 +63,17 @@ class HeldoutSettings(Settings):
     """Which held-out items every model is evaluated on."""
 
     families: list[str] = Field(
-        default=["letter_counting", "gcd", "basic_arithmetic", "chain_sum", "word_sorting", "leg_counting",
-                 "projectile_design"],
-        description="reasoning-gym families (the training families; projectile_design is the platform's science family)")
+        default=[
+            "letter_counting",
+            "gcd",
+            "basic_arithmetic",
+            "chain_sum",
+            "word_sorting",
+            "leg_counting",
+            "projectile_design",
+        ],
+        description="reasoning-gym families (the training families; projectile_design is the platform's science family)",
+    )
     items_per_family: int = Field(default=100, ge=1, description="items per family and variant")
     variants: list[str] = Field(default=list(VARIANTS), description="heldout, harder, rephrased")
     seed: int = Field(default=HELDOUT_SEED, description="first seed; keep it far from every training seed")
@@ -73,8 +81,9 @@ class HeldoutSettings(Settings):
 
 def rephrased_prompt(question: str, examples: list[tuple[str, str]]) -> str:
     """The answer prompt under other wording and labels (a prompt-template shift)."""
-    return answer_prompt(question, examples, "Reply to every problem below with nothing but its final result.",
-                         "Q:", "A:")
+    return answer_prompt(
+        question, examples, "Reply to every problem below with nothing but its final result.", "Q:", "A:"
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,9 +118,18 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
                 prompt = rephrased_prompt(q, shots) if variant == "rephrased" else answer_prompt(q, shots)
                 spec = {"family": family, "overrides": overrides, "seed": settings.seed, "size": n, "index": i}
                 key = hashlib.sha256(json.dumps([variant, spec, prompt], sort_keys=True).encode()).hexdigest()[:16]
-                rows.append({"item_id": f"{family}/{variant}/{key}", "family": family, "variant": variant,
-                             "question": q, "answer": str(entry["answer"]), "prompt": prompt,
-                             "last_shot_answer": last, "spec": json.dumps(spec, sort_keys=True)})
+                rows.append(
+                    {
+                        "item_id": f"{family}/{variant}/{key}",
+                        "family": family,
+                        "variant": variant,
+                        "question": q,
+                        "answer": str(entry["answer"]),
+                        "prompt": prompt,
+                        "last_shot_answer": last,
+                        "spec": json.dumps(spec, sort_keys=True),
+                    }
+                )
     return conform(rows, HELDOUT_SCHEMA)
 
 
@@ -141,7 +159,24 @@ def trivial_baselines(items: pl.DataFrame) -> pl.DataFrame:
         counts = Counter(part["answer"].to_list())
         mode = min(counts, key=lambda a: (-counts[a], a))  # ties: the smallest, so the choice is stable
         for r in part.iter_rows(named=True):
-            out.append({"item_id": r["item_id"], "family": family, "variant": variant, "answer": r["answer"],
-                        "most_common": r["answer"] == mode, "last_shot": r["answer"] == r["last_shot_answer"]})
-    return pl.DataFrame(out, schema={"item_id": pl.String, "family": pl.String, "variant": pl.String,
-                                     "answer": pl.String, "most_common": pl.Boolean, "last_shot": pl.Boolean})
+            out.append(
+                {
+                    "item_id": r["item_id"],
+                    "family": family,
+                    "variant": variant,
+                    "answer": r["answer"],
+                    "most_common": r["answer"] == mode,
+                    "last_shot": r["answer"] == r["last_shot_answer"],
+                }
+            )
+    return pl.DataFrame(
+        out,
+        schema={
+            "item_id": pl.String,
+            "family": pl.String,
+            "variant": pl.String,
+            "answer": pl.String,
+            "most_common": pl.Boolean,
+            "last_shot": pl.Boolean,
+        },
+    )

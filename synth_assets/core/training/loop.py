@@ -10,18 +10,19 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import polars as pl
 from pydantic import Field
 
+from synth_assets.core.curate.mixing import split_for
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generation import PromptSettings, TextGenerator
-from synth_assets.core.llama_backend import MODEL_ID, BatchedWeights, ensure_model_file
-from synth_assets.core.training.evaluation import evaluate, wilson
+from synth_assets.core.generators.generation import PromptSettings, TextGenerator
+from synth_assets.core.generators.llama_backend import MODEL_ID, BatchedWeights, ensure_model_file
+from synth_assets.core.stats import wilson
+from synth_assets.core.training.evaluation import evaluate
 from synth_assets.core.training.gate import GateSettings, compare, decision
 from synth_assets.core.training.heldout import decontaminate, trivial_baselines
-from synth_assets.core.mixing import split_for
 from synth_assets.core.training.prompt_format import preference_triple, training_pairs
 from synth_assets.core.training.registry import ModelRecord, Registry
 from synth_assets.core.training.trainer import TrainSettings
@@ -34,11 +35,14 @@ class CandidateSettings(TrainSettings, PromptSettings):
     must be raw_candidates' own: the model is trained in the format it is prompted with)."""
 
     trainer: Literal["lora", "command"] = Field(default="lora", description="the embedded LoRA trainer, or a command")
-    command: Optional[str] = Field(default=None, description="trainer command (see README: external trainers)")
+    command: str | None = Field(default=None, description="trainer command (see README: external trainers)")
     command_timeout_s: float = Field(default=6 * 3600, gt=0, description="the command's time limit")
-    base_model_dir: Optional[str] = Field(
-        default=None, description="a transformers checkpoint of the served GGUF; default: built from the packaged model")
-    artefact_dir: Optional[str] = Field(default=None, description="where models go; default models/ beside the DuckDB file")
+    base_model_dir: str | None = Field(
+        default=None, description="a transformers checkpoint of the served GGUF; default: built from the packaged model"
+    )
+    artefact_dir: str | None = Field(
+        default=None, description="where models go; default models/ beside the DuckDB file"
+    )
 
 
 def rows_hash(pairs: list[tuple[str, ...]]) -> str:
@@ -49,27 +53,37 @@ def rows_hash(pairs: list[tuple[str, ...]]) -> str:
     return h.hexdigest()
 
 
-def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSettings, registry: Registry,
-                    artefact_root: Path, log: Log = lambda _m: None, pairs: pl.DataFrame | None = None,
-                    start_from: str | None = None) -> dict:
+def train_candidate(
+    mix: pl.DataFrame,
+    generation: int,
+    settings: CandidateSettings,
+    registry: Registry,
+    artefact_root: Path,
+    log: Log = lambda _m: None,
+    pairs: pl.DataFrame | None = None,
+    start_from: str | None = None,
+) -> dict:
     """Train on the mix's train split (validation split for early stopping), or with ``objective:
     dpo`` on the generation's preference pairs (split by task), export, check that llama.cpp
     loads the result, and register it as a candidate. Nothing is registered when any step fails.
     ``start_from`` names the registered parent (default: the model in service), so preference
     optimisation can start from, and be compared with, the same round's supervised candidate."""
+    from synth_assets.core.generators.gguf_adapter import export_adapter
     from synth_assets.core.training.base_model import check_base_dir, hf_base_dir
-    from synth_assets.core.training.gguf_adapter import export_adapter
     from synth_assets.core.training.trainer import train_dpo, train_lora
 
     if mix.height == 0 or "split" not in mix.columns:
-        raise SynthConfigError(f"candidate_model: generation {generation}'s mix is empty; materialize "
-                               "mixed_training_set for it first")
+        raise SynthConfigError(
+            f"candidate_model: generation {generation}'s mix is empty; materialize mixed_training_set for it first"
+        )
     prompts = PromptSettings(**settings.model_dump(include=set(PromptSettings.model_fields)))
     dpo = settings.objective == "dpo"
     if dpo:
         if settings.trainer != "lora":
-            raise SynthConfigError("candidate_model.objective 'dpo' needs candidate_model.trainer 'lora' "
-                                   "(a trainer command receives supervised rows only)")
+            raise SynthConfigError(
+                "candidate_model.objective 'dpo' needs candidate_model.trainer 'lora' "
+                "(a trainer command receives supervised rows only)"
+            )
         usable = pairs.filter(pl.col("generation") == generation) if pairs is not None and pairs.height else None
         if usable is not None and "drop_reason" in usable.columns:  # a flipped or untrusted judge's pairs
             usable = usable.filter(pl.col("drop_reason").is_null())
@@ -86,43 +100,88 @@ def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSetti
     if len(train) < settings.min_train_rows:
         raise SynthConfigError(
             f"candidate_model: generation {generation} has {len(train)} {what} to train on, fewer than "
-            f"candidate_model.min_train_rows={settings.min_train_rows}; run more generations (or lower it)")
+            f"candidate_model.min_train_rows={settings.min_train_rows}; run more generations (or lower it)"
+        )
     parent_id = start_from or registry.serving()
     parent = registry.get(parent_id)
     hparams = settings.model_dump(exclude=set(PromptSettings.model_fields) | {"artefact_dir", "command_timeout_s"})
     digest = rows_hash(train)
-    model_id = f"g{generation}-" + hashlib.sha256(json.dumps([digest, hparams, parent_id], sort_keys=True)
-                                                 .encode()).hexdigest()[:10]
+    model_id = (
+        f"g{generation}-"
+        + hashlib.sha256(json.dumps([digest, hparams, parent_id], sort_keys=True).encode()).hexdigest()[:10]
+    )
     out = artefact_root / model_id
     started = time.monotonic()
-    row = {"model_id": model_id, "parent_id": parent_id, "base_model": MODEL_ID, "mix_generation": generation,
-           "train_rows_hash": digest, "train_rows": len(train), "validation_rows": len(validation),
-           "hyperparameters": hparams, "prompt_settings": prompts.model_dump()}
+    row = {
+        "model_id": model_id,
+        "parent_id": parent_id,
+        "base_model": MODEL_ID,
+        "mix_generation": generation,
+        "train_rows_hash": digest,
+        "train_rows": len(train),
+        "validation_rows": len(validation),
+        "hyperparameters": hparams,
+        "prompt_settings": prompts.model_dump(),
+    }
     parent_adapter = parent.adapter_dir if settings.init_from == "parent" else None
     if settings.trainer == "command":
         from synth_assets.core.training.external import run_trainer_command
 
         if not settings.command:
             raise SynthConfigError("candidate_model.trainer='command' needs candidate_model.command")
-        manifest = run_trainer_command(settings.command, train, validation, out, str(ensure_model_file()),
-                                       parent.adapter_dir, settings.seed, settings.command_timeout_s, log)
+        manifest = run_trainer_command(
+            settings.command,
+            train,
+            validation,
+            out,
+            str(ensure_model_file()),
+            parent.adapter_dir,
+            settings.seed,
+            settings.command_timeout_s,
+            log,
+        )
         endpoint = bool(manifest.get("base_url"))
-        row |= {"kind": "external_endpoint" if endpoint else "external_gguf", "gguf_path": manifest.get("gguf"),
-                "adapter_path": manifest.get("adapter_gguf"), "adapter_dir": manifest.get("adapter_dir"),
-                "endpoint_base_url": manifest.get("base_url"), "endpoint_model": manifest.get("model"),
-                "loss_curve": manifest.get("loss_curve") or [], "train_tokens": manifest.get("train_tokens")}
+        row |= {
+            "kind": "external_endpoint" if endpoint else "external_gguf",
+            "gguf_path": manifest.get("gguf"),
+            "adapter_path": manifest.get("adapter_gguf"),
+            "adapter_dir": manifest.get("adapter_dir"),
+            "endpoint_base_url": manifest.get("base_url"),
+            "endpoint_model": manifest.get("model"),
+            "loss_curve": manifest.get("loss_curve") or [],
+            "train_tokens": manifest.get("train_tokens"),
+        }
     else:
-        base = check_base_dir(settings.base_model_dir, "candidate_model.base_model_dir") if settings.base_model_dir \
+        base = (
+            check_base_dir(settings.base_model_dir, "candidate_model.base_model_dir")
+            if settings.base_model_dir
             else hf_base_dir(log=log)
+        )
         trainer = train_dpo if dpo else train_lora
         result = trainer(base, train, validation, settings, out / "adapter", parent_adapter=parent_adapter, log=log)
         gguf = export_adapter(result.adapter_dir, out / "adapter.gguf")
-        row |= {"kind": "lora", "adapter_path": str(gguf), "adapter_dir": str(result.adapter_dir),
-                "loss_curve": result.curve, "train_tokens": result.train_tokens, "target_tokens": result.target_tokens,
-                "validation_rows": result.validation_rows, "train_rows": result.train_rows}
+        row |= {
+            "kind": "lora",
+            "adapter_path": str(gguf),
+            "adapter_dir": str(result.adapter_dir),
+            "loss_curve": result.curve,
+            "train_tokens": result.train_tokens,
+            "target_tokens": result.target_tokens,
+            "validation_rows": result.validation_rows,
+            "train_rows": result.train_rows,
+        }
     row["wall_s"] = time.monotonic() - started
-    record = ModelRecord(model_id, row["kind"], "candidate", row.get("gguf_path"), row.get("adapter_path"),
-                         row.get("adapter_dir"), row.get("endpoint_base_url"), row.get("endpoint_model"), parent_id)
+    record = ModelRecord(
+        model_id,
+        row["kind"],
+        "candidate",
+        row.get("gguf_path"),
+        row.get("adapter_path"),
+        row.get("adapter_dir"),
+        row.get("endpoint_base_url"),
+        row.get("endpoint_model"),
+        parent_id,
+    )
     if record.endpoint_base_url is None:
         smoke_load(record)  # a broken artefact fails here, before it is registered
     registry.register(row)
@@ -130,22 +189,34 @@ def train_candidate(mix: pl.DataFrame, generation: int, settings: CandidateSetti
     return row
 
 
-def load_generator(record: ModelRecord, n_ctx: int = 2048, n_threads: int | None = None,
-                   parallel: int | None = None, batched_weights: BatchedWeights | None = None,
-                   log=None) -> TextGenerator:  # noqa: ANN001
+def load_generator(
+    record: ModelRecord,
+    n_ctx: int = 2048,
+    n_threads: int | None = None,
+    parallel: int | None = None,
+    batched_weights: BatchedWeights | None = None,
+    log=None,
+) -> TextGenerator:
     """The TextGenerator that serves a registered model (llama.cpp, or its OpenAI endpoint)."""
     if record.endpoint_base_url:
-        from synth_assets.core.openai_backend import EndpointSettings, OpenAICompatibleGenerator
+        from synth_assets.core.generators.openai_backend import EndpointSettings, OpenAICompatibleGenerator
 
-        return OpenAICompatibleGenerator(EndpointSettings(base_url=record.endpoint_base_url,
-                                                          model=record.endpoint_model or ""))
-    from synth_assets.core.llama_backend import LlamaCppGenerator, LlamaSettings
+        return OpenAICompatibleGenerator(
+            EndpointSettings(base_url=record.endpoint_base_url, model=record.endpoint_model or "")
+        )
+    from synth_assets.core.generators.llama_backend import LlamaCppGenerator, LlamaSettings
 
     defaults = LlamaSettings()  # the same fast path as the resource
-    return LlamaCppGenerator(model_path=record.gguf_path, n_ctx=n_ctx, n_threads=n_threads,
-                             model_id=MODEL_ID if record.model_id == "base" else record.model_id,
-                             lora_path=record.adapter_path, parallel=defaults.parallel if parallel is None else parallel,
-                             batched_weights=batched_weights or defaults.batched_weights, log=log)
+    return LlamaCppGenerator(
+        model_path=record.gguf_path,
+        n_ctx=n_ctx,
+        n_threads=n_threads,
+        model_id=MODEL_ID if record.model_id == "base" else record.model_id,
+        lora_path=record.adapter_path,
+        parallel=defaults.parallel if parallel is None else parallel,
+        batched_weights=batched_weights or defaults.batched_weights,
+        log=log,
+    )
 
 
 def _close(gen: TextGenerator) -> None:
@@ -157,15 +228,23 @@ def _close(gen: TextGenerator) -> None:
 def smoke_load(record: ModelRecord) -> None:
     gen = load_generator(record, n_ctx=256, parallel=1)
     try:
-        from synth_assets.core.generation import SampleRequest
+        from synth_assets.core.generators.generation import SampleRequest
 
-        next(iter(gen.generate([SampleRequest("probe", "Question: 1+1?\nAnswer:", "probe", 0.0, 1.0, 1, ("\n",), 0, 0)])))
+        next(
+            iter(gen.generate([SampleRequest("probe", "Question: 1+1?\nAnswer:", "probe", 0.0, 1.0, 1, ("\n",), 0, 0)]))
+        )
     finally:
         _close(gen)
 
 
-def stored_answers(registry: Registry, key: str, items: pl.DataFrame, open_generator: Callable[[], TextGenerator],
-                   log: Log = lambda _m: None, close: bool = True) -> pl.DataFrame:
+def stored_answers(
+    registry: Registry,
+    key: str,
+    items: pl.DataFrame,
+    open_generator: Callable[[], TextGenerator],
+    log: Log = lambda _m: None,
+    close: bool = True,
+) -> pl.DataFrame:
     """The model's per-item results, from the registry when it was evaluated on these items
     before (greedy decoding makes them a property of the model), else computed and stored.
     ``open_generator`` is called only when the model must run; ``close`` frees what it made."""
@@ -183,7 +262,9 @@ def stored_answers(registry: Registry, key: str, items: pl.DataFrame, open_gener
     return scores
 
 
-def scores_for(record: ModelRecord, items: pl.DataFrame, registry: Registry, log: Log = lambda _m: None) -> pl.DataFrame:
+def scores_for(
+    record: ModelRecord, items: pl.DataFrame, registry: Registry, log: Log = lambda _m: None
+) -> pl.DataFrame:
     """A registered model's per-item results (``stored_answers`` under its row-name key)."""
     return stored_answers(registry, score_key(record.model_id), items, lambda: load_generator(record), log)
 
@@ -194,9 +275,15 @@ def score_key(model_id: str) -> str:
     return MODEL_ID if model_id == "base" else model_id
 
 
-def evaluate_candidate(model_id: str, items: pl.DataFrame, mix: pl.DataFrame, registry: Registry,
-                       gate: GateSettings, log: Log = lambda _m: None,
-                       against: str | None = None) -> tuple[pl.DataFrame, bool, list[str], int]:
+def evaluate_candidate(
+    model_id: str,
+    items: pl.DataFrame,
+    mix: pl.DataFrame,
+    registry: Registry,
+    gate: GateSettings,
+    log: Log = lambda _m: None,
+    against: str | None = None,
+) -> tuple[pl.DataFrame, bool, list[str], int]:
     """(comparison rows, promote?, reasons, items dropped as contaminated): candidate against
     its parent on the same decontaminated held-out items, or against the registered model
     ``against`` (a preference-optimised model started from an unpromoted supervised one is
@@ -217,9 +304,15 @@ def evaluate_candidate(model_id: str, items: pl.DataFrame, mix: pl.DataFrame, re
 
 
 def summary_scores(comparison: pl.DataFrame) -> dict:
-    return {f"{r['family']}/{r['variant']}": {"rate": r["candidate_rate"], "low": r["candidate_low"],
-                                              "high": r["candidate_high"], "parent_rate": r["parent_rate"]}
-            for r in comparison.iter_rows(named=True)}
+    return {
+        f"{r['family']}/{r['variant']}": {
+            "rate": r["candidate_rate"],
+            "low": r["candidate_low"],
+            "high": r["candidate_high"],
+            "parent_rate": r["parent_rate"],
+        }
+        for r in comparison.iter_rows(named=True)
+    }
 
 
 def pass_rates(scores: pl.DataFrame) -> pl.DataFrame:

@@ -19,8 +19,8 @@ def _rows(path: str) -> list[tuple[str, str]]:
 
 
 def main() -> None:
+    from synth_assets.core.generators.gguf_adapter import export_adapter
     from synth_assets.core.training.base_model import hf_base_dir
-    from synth_assets.core.training.gguf_adapter import export_adapter
     from synth_assets.core.training.trainer import TrainSettings, train_lora
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -29,14 +29,32 @@ def main() -> None:
     ap.add_argument("--min-train-rows", type=int, default=1)
     args = ap.parse_args()
     out = Path(os.environ["SYNTH_OUTPUT_DIR"])
-    settings = TrainSettings(epochs=args.epochs, rank=args.rank, alpha=2.0 * args.rank,
-                             min_train_rows=args.min_train_rows, seed=int(os.environ.get("SYNTH_SEED", 0)))
-    result = train_lora(hf_base_dir(log=print), _rows(os.environ["SYNTH_TRAIN_FILE"]),
-                        _rows(os.environ["SYNTH_VALIDATION_FILE"]), settings, out / "adapter", log=print)
+    settings = TrainSettings(
+        epochs=args.epochs,
+        rank=args.rank,
+        alpha=2.0 * args.rank,
+        min_train_rows=args.min_train_rows,
+        seed=int(os.environ.get("SYNTH_SEED", 0)),
+    )
+    result = train_lora(
+        hf_base_dir(log=print),
+        _rows(os.environ["SYNTH_TRAIN_FILE"]),
+        _rows(os.environ["SYNTH_VALIDATION_FILE"]),
+        settings,
+        out / "adapter",
+        log=print,
+    )
     gguf = export_adapter(result.adapter_dir, out / "adapter.gguf")
-    Path(os.environ["SYNTH_MANIFEST"]).write_text(json.dumps({
-        "adapter_gguf": str(gguf), "adapter_dir": str(result.adapter_dir), "loss_curve": result.curve,
-        "train_tokens": result.train_tokens}))
+    Path(os.environ["SYNTH_MANIFEST"]).write_text(
+        json.dumps(
+            {
+                "adapter_gguf": str(gguf),
+                "adapter_dir": str(result.adapter_dir),
+                "loss_curve": result.curve,
+                "train_tokens": result.train_tokens,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

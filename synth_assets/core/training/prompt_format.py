@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import polars as pl
 
-from synth_assets.core.generation import PromptSettings, build_prompt
+from synth_assets.core.generators.generation import PromptSettings, build_prompt
 
 
 def _task_view(row: dict) -> dict:
     """What ``build_prompt`` reads of a task, recovered from a mix row."""
     code = row.get("domain") == "code"
     source = row.get("task_source") or "reasoning_gym"
-    return {"verifier": "python_tests" if code else "answer", "source": source,
-            "family": row.get("family"), "prompt": row["prompt"]}
+    return {
+        "verifier": "python_tests" if code else "answer",
+        "source": source,
+        "family": row.get("family"),
+        "prompt": row["prompt"],
+    }
 
 
 def training_pair(row: dict, prompts: PromptSettings) -> tuple[str, str]:
@@ -27,7 +31,7 @@ def training_pair(row: dict, prompts: PromptSettings) -> tuple[str, str]:
     response = row["response"] or ""
     if row.get("domain") == "code":
         # code rows hold the whole function (signature, docstring and body): train on the body
-        return prompt, response[len(prompt):] if response.startswith(prompt) else response
+        return prompt, response[len(prompt) :] if response.startswith(prompt) else response
     # answer prompts end with "Answer:"; the model writes " <answer>" and stops at the newline
     return prompt, " " + response.strip() + stop[0]
 
@@ -43,4 +47,3 @@ def preference_triple(row: dict, prompts: PromptSettings) -> tuple[str, str, str
     if row.get("domain") == "code":
         return prompt, row["chosen"] or "", row["rejected"] or ""
     return prompt, " " + (row["chosen"] or "").strip() + stop[0], " " + (row["rejected"] or "").strip() + stop[0]
-

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
+from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.llama_backend import MODEL_ID
+from synth_assets.core.generators.llama_backend import MODEL_ID
+from synth_assets.core.settings import Settings
 from synth_assets.core.warehouse import Warehouse
 
 BASE_ID = "base"
@@ -56,8 +58,12 @@ REGISTRY_SCHEMA: dict[str, pl.DataType] = {
     "created_at": pl.Datetime("us", "UTC"),
     "decided_at": pl.Datetime("us", "UTC"),
 }
-SERVING_SCHEMA = {"served_from": pl.Datetime("us", "UTC"), "model_id": pl.String, "action": pl.String,
-                  "reason": pl.String}
+SERVING_SCHEMA = {
+    "served_from": pl.Datetime("us", "UTC"),
+    "model_id": pl.String,
+    "action": pl.String,
+    "reason": pl.String,
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ class ModelRecord:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Registry:
@@ -88,12 +94,27 @@ class Registry:
         if self._ready or self.wh.table_exists("model_registry"):
             self._ready = True
             return
-        base = {k: None for k in REGISTRY_SCHEMA} | {
-            "model_id": BASE_ID, "base_model": MODEL_ID, "kind": "base", "status": "promoted",
-            "reason": "the packaged model: the root of every lineage", "created_at": _now(), "decided_at": _now()}
+        base = dict.fromkeys(REGISTRY_SCHEMA) | {
+            "model_id": BASE_ID,
+            "base_model": MODEL_ID,
+            "kind": "base",
+            "status": "promoted",
+            "reason": "the packaged model: the root of every lineage",
+            "created_at": _now(),
+            "decided_at": _now(),
+        }
         rows = pl.DataFrame([base], schema=REGISTRY_SCHEMA).to_arrow()  # noqa: F841
-        serving = pl.DataFrame([{"served_from": _now(), "model_id": BASE_ID, "action": "initial",  # noqa: F841
-                                 "reason": "no model trained yet"}], schema=SERVING_SCHEMA).to_arrow()
+        serving = pl.DataFrame(
+            [
+                {
+                    "served_from": _now(),
+                    "model_id": BASE_ID,
+                    "action": "initial",
+                    "reason": "no model trained yet",
+                }
+            ],
+            schema=SERVING_SCHEMA,
+        ).to_arrow()
         with self.wh.transaction() as con:
             con.execute(f"create table if not exists {self.t} as select * from rows limit 0")
             if not con.execute(f"select count(*) from {self.t} where model_id = ?", [BASE_ID]).fetchone()[0]:
@@ -115,8 +136,17 @@ class Registry:
             known = self.wh.sql(f"select model_id from {self.t} order by created_at")["model_id"].to_list()
             raise SynthConfigError(f"model registry: no model {model_id!r}; known models: {', '.join(known)}")
         r = df.row(0, named=True)
-        return ModelRecord(r["model_id"], r["kind"], r["status"], r["gguf_path"], r["adapter_path"], r["adapter_dir"],
-                           r["endpoint_base_url"], r["endpoint_model"], r["parent_id"])
+        return ModelRecord(
+            r["model_id"],
+            r["kind"],
+            r["status"],
+            r["gguf_path"],
+            r["adapter_path"],
+            r["adapter_dir"],
+            r["endpoint_base_url"],
+            r["endpoint_model"],
+            r["parent_id"],
+        )
 
     def serving(self) -> str:
         """The model in service: the newest entry of the serving log."""
@@ -131,7 +161,7 @@ class Registry:
     def register(self, row: dict) -> None:
         """Add a candidate (replacing an earlier attempt with the same id, e.g. a re-run)."""
         self._ensure()
-        full = {k: None for k in REGISTRY_SCHEMA} | row | {"status": "candidate", "created_at": _now()}
+        full = dict.fromkeys(REGISTRY_SCHEMA) | row | {"status": "candidate", "created_at": _now()}
         for k in ("hyperparameters", "prompt_settings", "loss_curve", "scores"):
             if full[k] is not None and not isinstance(full[k], str):
                 full[k] = json.dumps(full[k])
@@ -155,8 +185,10 @@ class Registry:
         if status == "promoted" and record.status == "rejected":
             raise SynthConfigError(f"model registry: {model_id} was rejected ({reason}); it cannot be promoted")
         with self.wh.transaction() as con:
-            con.execute(f"update {self.t} set status = ?, reason = ?, decided_at = ? where model_id = ?",
-                        [status, reason, _now(), model_id])
+            con.execute(
+                f"update {self.t} set status = ?, reason = ?, decided_at = ? where model_id = ?",
+                [status, reason, _now(), model_id],
+            )
             if status == "promoted":
                 con.execute(f"insert into {self.s} values (?, ?, ?, ?)", [_now(), model_id, "promote", reason])
 
@@ -164,9 +196,11 @@ class Registry:
         """Put an existing promoted model (or the base) in service: a pin or a rollback."""
         record = self.get(model_id)
         if record.status != "promoted":
-            raise SynthConfigError(f"model registry: {model_id} is {record.status}, not promoted; only a promoted "
-                                   "model (or 'base') can serve. Approve it first: synth models approve "
-                                   f"{model_id}")
+            raise SynthConfigError(
+                f"model registry: {model_id} is {record.status}, not promoted; only a promoted "
+                "model (or 'base') can serve. Approve it first: synth models approve "
+                f"{model_id}"
+            )
         with self.wh.transaction() as con:
             con.execute(f"insert into {self.s} values (?, ?, ?, ?)", [_now(), model_id, action, reason])
 
@@ -190,3 +224,9 @@ class Registry:
             ids = scores["item_id"].to_list()
             con.execute(f"delete from {t} where model_id = ? and item_id in (select unnest(?))", [model, ids])
             con.execute(f"insert into {t} by name select * from arrow")
+
+
+class PromotionSettings(Settings):
+    """Whether a passing candidate waits for a person before it serves."""
+
+    require_approval: bool = Field(default=False, description="wait for 'synth models approve <id>' before serving")

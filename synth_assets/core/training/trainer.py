@@ -36,17 +36,22 @@ class TrainSettings(Settings):
     alpha: float = Field(default=32.0, gt=0, description="LoRA alpha (the update is scaled by alpha/rank)")
     dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout")
     learning_rate: float = Field(default=3e-4, gt=0, description="AdamW learning rate (linear decay after warm-up)")
-    epochs: int = Field(default=2, ge=1, description="passes over the train split (the best by validation loss is kept)")
+    epochs: int = Field(
+        default=2, ge=1, description="passes over the train split (the best by validation loss is kept)"
+    )
     batch_size: int = Field(default=8, ge=1, description="rows per optimizer step")
     max_length: int = Field(default=512, ge=16, description="longer rows are cut from the left (the prompt's start)")
     max_train_rows: int = Field(default=2000, ge=1, description="an even sample of at most this many train rows")
     min_train_rows: int = Field(default=8, ge=1, description="fewer train rows than this is refused (nothing to learn)")
     seed: int = Field(default=0, description="seed of the row order, LoRA init and dropout")
     init_from: Literal["base", "parent"] = Field(
-        default="base", description="start from the base model each round (STaR, ReST-EM) or continue the parent's adapter")
+        default="base",
+        description="start from the base model each round (STaR, ReST-EM) or continue the parent's adapter",
+    )
     threads: int | None = Field(default=None, ge=1, description="torch threads; default all cores")
     objective: Literal["sft", "dpo"] = Field(
-        default="sft", description="sft: the mix's rows; dpo: the generation's preference pairs (chosen over rejected)")
+        default="sft", description="sft: the mix's rows; dpo: the generation's preference pairs (chosen over rejected)"
+    )
     dpo_beta: float = Field(default=0.1, gt=0, description="DPO's beta: how far the policy may move from the reference")
 
 
@@ -81,15 +86,15 @@ def _batches(encoded: list[tuple[list[int], list[int]]], size: int, pad: int, rn
     if rng is not None:
         rng.shuffle(order)
     for i in range(0, len(order), size):
-        chunk = [encoded[j] for j in order[i:i + size]]
+        chunk = [encoded[j] for j in order[i : i + size]]
         width = max(len(ids) for ids, _ in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         labels = torch.full((len(chunk), width), -100, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
         for r, (x, y) in enumerate(chunk):
-            ids[r, :len(x)] = torch.tensor(x)
-            labels[r, :len(y)] = torch.tensor(y)
-            mask[r, :len(x)] = 1
+            ids[r, : len(x)] = torch.tensor(x)
+            labels[r, : len(y)] = torch.tensor(y)
+            mask[r, : len(x)] = 1
         yield ids, labels, mask
 
 
@@ -143,16 +148,33 @@ def _prepare(base_dir: str | Path, settings: TrainSettings, parent_adapter: str 
     if settings.init_from == "parent" and parent_adapter:
         model = PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True)
     else:
-        model = get_peft_model(model, LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
-                                                 lora_dropout=settings.dropout, target_modules=LORA_TARGETS,
-                                                 task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=settings.rank,
+                lora_alpha=settings.alpha,
+                lora_dropout=settings.dropout,
+                target_modules=LORA_TARGETS,
+                task_type="CAUSAL_LM",
+            ),
+        )
     model.train()
     return tokenizer, pad, model
 
 
-def _optimise(model, settings: TrainSettings, n_train: int, batches: Callable, loss_fn: Callable,  # noqa: ANN001
-              val_fn: Callable[[], float | None], out_dir: str | Path, log: Callable[[str], None],
-              log_every_s: float, started: float, what: str) -> tuple[list[dict], int, int]:
+def _optimise(
+    model,
+    settings: TrainSettings,
+    n_train: int,
+    batches: Callable,
+    loss_fn: Callable,
+    val_fn: Callable[[], float | None],
+    out_dir: str | Path,
+    log: Callable[[str], None],
+    log_every_s: float,
+    started: float,
+    what: str,
+) -> tuple[list[dict], int, int]:
     """AdamW with warm-up and linear decay over ``batches(rng)`` for every epoch, the validation
     loss after each, and the best epoch's adapter written to ``out_dir`` (atomically).
     Returns (curve, best epoch, steps)."""
@@ -165,7 +187,8 @@ def _optimise(model, settings: TrainSettings, n_train: int, batches: Callable, l
     total_steps = steps_per_epoch * settings.epochs
     warmup = max(1, total_steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup))))
+        opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    )
     out = Path(out_dir)
     tmp_best = out.with_name(out.name + ".best.partial")
     shutil.rmtree(tmp_best, ignore_errors=True)
@@ -173,8 +196,10 @@ def _optimise(model, settings: TrainSettings, n_train: int, batches: Callable, l
     best, best_epoch, step, last_log = math.inf, 0, 0, time.monotonic()
     val0 = val_fn()
     curve.append({"epoch": 0, "step": 0, "train_loss": None, "validation_loss": val0})
-    log(f"training ({what}) on {n_train} rows, {total_steps} steps; "
-        f"validation loss before training {val0 if val0 is None else round(val0, 4)}")
+    log(
+        f"training ({what}) on {n_train} rows, {total_steps} steps; "
+        f"validation loss before training {val0 if val0 is None else round(val0, 4)}"
+    )
     for epoch in range(1, settings.epochs + 1):
         running, seen = 0.0, 0
         for batch in batches(rng):
@@ -187,13 +212,17 @@ def _optimise(model, settings: TrainSettings, n_train: int, batches: Callable, l
             step += 1
             running, seen = running + float(loss.detach()), seen + 1
             if time.monotonic() - last_log >= log_every_s:
-                log(f"epoch {epoch} step {step}/{total_steps}: train loss {running / seen:.4f} "
-                    f"({time.monotonic() - started:.0f}s)")
+                log(
+                    f"epoch {epoch} step {step}/{total_steps}: train loss {running / seen:.4f} "
+                    f"({time.monotonic() - started:.0f}s)"
+                )
                 last_log = time.monotonic()
         val = val_fn()
         curve.append({"epoch": epoch, "step": step, "train_loss": running / max(seen, 1), "validation_loss": val})
-        log(f"epoch {epoch}: train loss {running / max(seen, 1):.4f}, validation loss "
-            f"{'n/a' if val is None else round(val, 4)}")
+        log(
+            f"epoch {epoch}: train loss {running / max(seen, 1):.4f}, validation loss "
+            f"{'n/a' if val is None else round(val, 4)}"
+        )
         score = val if val is not None else -epoch  # without validation rows: the last epoch
         if score < best:
             best, best_epoch = score, epoch
@@ -220,7 +249,8 @@ def train_lora(
     if len(train) < settings.min_train_rows:
         raise SynthConfigError(
             f"candidate_model: the mix has {len(train)} train rows, fewer than training.min_train_rows="
-            f"{settings.min_train_rows}; run more generations (or lower min_train_rows) before training")
+            f"{settings.min_train_rows}; run more generations (or lower min_train_rows) before training"
+        )
     started = time.monotonic()
     if len(train) > settings.max_train_rows:
         train = random.Random(settings.seed).sample(list(train), settings.max_train_rows)
@@ -228,14 +258,31 @@ def train_lora(
     enc_train = [_encode(tokenizer, p, t, settings.max_length) for p, t in train]
     enc_val = [_encode(tokenizer, p, t, settings.max_length) for p, t in validation]
     curve, best_epoch, step = _optimise(
-        model, settings, len(enc_train), lambda rng: _batches(enc_train, settings.batch_size, pad, rng),
+        model,
+        settings,
+        len(enc_train),
+        lambda rng: _batches(enc_train, settings.batch_size, pad, rng),
         lambda b: _target_loss(model, *b)[0],
         lambda: _mean_loss(model, enc_val, settings.batch_size, pad) if enc_val else None,
-        out_dir, log, log_every_s, started, "sft")
+        out_dir,
+        log,
+        log_every_s,
+        started,
+        "sft",
+    )
     n_tokens = sum(len(ids) for ids, _ in enc_train)
     n_target = sum(sum(1 for y in labels if y != -100) for _, labels in enc_train)
-    return TrainResult(Path(out_dir), len(enc_train), len(enc_val), n_tokens, n_target, step, best_epoch,
-                       time.monotonic() - started, curve)
+    return TrainResult(
+        Path(out_dir),
+        len(enc_train),
+        len(enc_val),
+        n_tokens,
+        n_target,
+        step,
+        best_epoch,
+        time.monotonic() - started,
+        curve,
+    )
 
 
 # ------------------------------------------------------------------ preference optimisation (DPO)
@@ -258,7 +305,7 @@ def _pair_batches(enc: list, ref: list[tuple[float, float]], size: int, pad: int
     if rng is not None:
         rng.shuffle(order)
     for i in range(0, len(order), size):
-        idx = order[i:i + size]
+        idx = order[i : i + size]
         chosen = next(_batches([enc[j][0] for j in idx], len(idx), pad, None))
         rejected = next(_batches([enc[j][1] for j in idx], len(idx), pad, None))
         yield chosen, rejected, torch.tensor([ref[j] for j in idx], dtype=torch.float32)
@@ -311,7 +358,8 @@ def train_dpo(
     if len(train) < settings.min_train_rows:
         raise SynthConfigError(
             f"candidate_model: {len(train)} preference pairs to train on, fewer than candidate_model.min_train_rows="
-            f"{settings.min_train_rows}; run more generations, or use objective 'sft'")
+            f"{settings.min_train_rows}; run more generations, or use objective 'sft'"
+        )
     import torch
 
     started = time.monotonic()
@@ -320,8 +368,10 @@ def train_dpo(
     tokenizer, pad, model = _prepare(base_dir, settings, parent_adapter)
 
     def enc(rows: Sequence[tuple[str, str, str]]) -> list:
-        return [(_encode(tokenizer, p, c, settings.max_length), _encode(tokenizer, p, r, settings.max_length))
-                for p, c, r in rows]
+        return [
+            (_encode(tokenizer, p, c, settings.max_length), _encode(tokenizer, p, r, settings.max_length))
+            for p, c, r in rows
+        ]
 
     enc_train, enc_val = enc(train), enc(validation)
     ref_train = _reference_logps(model, enc_train, settings.batch_size, pad)
@@ -330,8 +380,11 @@ def train_dpo(
     def preferred() -> float:
         model.eval()
         with torch.no_grad():
-            m = [float(x) for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)
-                 for x in ((_sequence_logps(model, *b[0]) - _sequence_logps(model, *b[1])))]
+            m = [
+                float(x)
+                for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)
+                for x in (_sequence_logps(model, *b[0]) - _sequence_logps(model, *b[1]))
+            ]
         model.train()
         return sum(x > 0 for x in m) / max(len(m), 1)
 
@@ -340,19 +393,44 @@ def train_dpo(
             return None
         model.eval()
         with torch.no_grad():
-            losses = [float(_dpo_loss(model, b, settings.dpo_beta)[0]) * len(b[2])
-                      for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)]
+            losses = [
+                float(_dpo_loss(model, b, settings.dpo_beta)[0]) * len(b[2])
+                for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)
+            ]
         model.train()
         return sum(losses) / len(enc_val)
 
     before = preferred() if enc_val else 0.0
     curve, best_epoch, step = _optimise(
-        model, settings, len(enc_train), lambda rng: _pair_batches(enc_train, ref_train, settings.batch_size, pad, rng),
-        lambda b: _dpo_loss(model, b, settings.dpo_beta)[0], val_loss, out_dir, log, log_every_s, started, "dpo")
+        model,
+        settings,
+        len(enc_train),
+        lambda rng: _pair_batches(enc_train, ref_train, settings.batch_size, pad, rng),
+        lambda b: _dpo_loss(model, b, settings.dpo_beta)[0],
+        val_loss,
+        out_dir,
+        log,
+        log_every_s,
+        started,
+        "dpo",
+    )
     after = preferred() if enc_val else 0.0
     n_tokens = sum(len(c[0]) + len(r[0]) for c, r in enc_train)
     n_target = sum(sum(1 for y in c[1] if y != -100) + sum(1 for y in r[1] if y != -100) for c, r in enc_train)
-    log(f"dpo: validation pairs whose chosen response is preferred: {before:.2f} before, {after:.2f} after "
-        "(the last epoch's policy)")
-    return PreferenceResult(Path(out_dir), len(enc_train), len(enc_val), n_tokens, n_target, step, best_epoch,
-                            time.monotonic() - started, curve, before, after)
+    log(
+        f"dpo: validation pairs whose chosen response is preferred: {before:.2f} before, {after:.2f} after "
+        "(the last epoch's policy)"
+    )
+    return PreferenceResult(
+        Path(out_dir),
+        len(enc_train),
+        len(enc_val),
+        n_tokens,
+        n_target,
+        step,
+        best_epoch,
+        time.monotonic() - started,
+        curve,
+        before,
+        after,
+    )

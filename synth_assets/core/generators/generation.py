@@ -1,0 +1,303 @@
+"""Sampling candidates for tasks: the generator interface, prompts and provenance.
+
+Every backend (the embedded llama.cpp model, OpenAI-compatible servers, imports) implements
+``TextGenerator``: it turns ``SampleRequest`` objects into ``Sample`` objects. Everything
+else here (which requests to make, which prompt, what provenance to keep) is shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC
+from typing import Protocol
+
+import polars as pl
+from pydantic import Field, field_validator
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.settings import Settings
+from synth_assets.core.tasks.sources import few_shot_examples
+
+CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
+    "candidate_id": pl.String,
+    "generation": pl.Int64,
+    "task_id": pl.String,
+    "source": pl.String,
+    "family": pl.String,
+    "domain": pl.String,
+    "prompt": pl.String,  # the task as a person would read it
+    "answer": pl.String,
+    "verifier": pl.String,
+    "verifier_spec": pl.String,
+    "license": pl.String,
+    "completion": pl.String,
+    "finish_reason": pl.String,
+    "generator": pl.String,
+    "model": pl.String,
+    "model_terms": pl.String,  # the licence or terms of use of the model that wrote the completion
+    "prompt_template": pl.String,
+    "temperature": pl.Float64,
+    "top_p": pl.Float64,
+    "max_tokens": pl.Int64,
+    "seed": pl.Int64,
+    "sample_index": pl.Int64,
+    "prompt_tokens": pl.Int64,
+    "completion_tokens": pl.Int64,
+    "latency_s": pl.Float64,
+    "cached": pl.Boolean,  # served from the response cache (requested in an earlier, interrupted run)
+    "cost_usd": pl.Float64,  # from the generator's price table; 0 for cached samples, null when unpriced
+    "generation_key": pl.String,
+    "created_at": pl.Datetime("us", "UTC"),
+}
+
+CODE_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```", "\nassert ")
+ANSWER_STOP = ("\n",)
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    task_id: str
+    prompt: str  # the full text sent to the model
+    prompt_template: str
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: tuple[str, ...]
+    seed: int
+    sample_index: int
+
+    def key(self, model: str) -> str:
+        """Identity of a sample: same model, prompt, sampling and index => same request."""
+        payload = {"model": model, **{k: v for k, v in asdict(self).items() if k != "task_id"}}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass
+class Sample:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cached: bool = False  # served from the response cache: no request was made for it this run
+    # set by generators that route requests to several members (MixtureGenerator): who wrote
+    # it, and the request as that member sent it (its temperature and template may differ)
+    generator: str | None = None
+    model: str | None = None
+    terms: str | None = None
+    prices: tuple[float, float] | None = None
+    request: SampleRequest | None = None
+
+
+class TextGenerator(Protocol):
+    """What every generator backend provides."""
+
+    name: str  # the backend, e.g. "llama_cpp"
+    model: str  # the model identity recorded on every row
+
+    def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        """One Sample per request, in order."""
+        ...
+
+
+# ------------------------------------------------------------------ prompts
+def _rg_families() -> set[str]:
+    from synth_assets.core.tasks.sources import reasoning_gym_families
+
+    return set(reasoning_gym_families())
+
+
+class PromptSettings(Settings):
+    """How a task becomes a prompt for a base model."""
+
+    few_shot: int = Field(default=3, ge=0, description="solved examples in answer prompts (the model is a base model)")
+    answer_max_tokens: int = Field(default=24, ge=1, description="tokens an answer completion may take")
+    code_max_tokens: int = Field(default=160, ge=1, description="tokens a code completion may take")
+    few_shot_seed: int = Field(default=7, description="which solved examples are shown")
+
+
+def answer_prompt(
+    question: str,
+    examples: Sequence[tuple[str, str]],
+    instruction: str = "Answer each question with the final answer only.",
+    q_label: str = "Question:",
+    a_label: str = "Answer:",
+) -> str:
+    """Few-shot completion prompt: the base model continues after the answer label. The held-out
+    evaluation's rephrased variant passes other wording and labels."""
+    parts = [instruction + "\n"]
+    for q, a in examples:
+        parts.append(f"{q_label} {q}\n{a_label} {a}\n")
+    parts.append(f"{q_label} {question}\n{a_label}")
+    return "\n".join(parts)
+
+
+def build_prompt(task: dict, settings: PromptSettings) -> tuple[str, str, int, tuple[str, ...]]:
+    """(prompt text, template name, max tokens, stop sequences) for one task row."""
+    if task["verifier"] == "python_tests":
+        # HumanEval style: the model continues the function body after the signature+docstring
+        return task["prompt"], "code_completion_v1", settings.code_max_tokens, CODE_STOP
+    examples: list[tuple[str, str]] = []
+    if settings.few_shot and (
+        task["source"] == "reasoning_gym" or (task["source"] == "synthesized" and task["family"] in _rg_families())
+    ):
+        examples = few_shot_examples(task["family"], settings.few_shot, settings.few_shot_seed)
+    return (
+        answer_prompt(task["prompt"], examples),
+        f"answer_{len(examples)}shot_v1",
+        settings.answer_max_tokens,
+        ANSWER_STOP,
+    )
+
+
+# ------------------------------------------------------------------ planning and running
+class SamplingPlan(PromptSettings):
+    """How many samples each task gets and how they are drawn (plus the prompt settings)."""
+
+    samples_per_task: int = Field(default=6, ge=1, description="samples drawn for every task")
+    temperatures: list[float] = Field(
+        default=[0.7, 1.0], min_length=1, description="sampling temperatures, cycled over a task's samples"
+    )
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    seed: int = Field(
+        default=0, description="base seed; each sample's seed derives from it, the generation and the task"
+    )
+
+    @field_validator("temperatures")
+    @classmethod
+    def _in_range(cls, v: list[float]) -> list[float]:
+        bad = [t for t in v if not 0.0 <= t <= 2.0]
+        if bad:
+            raise ValueError(f"temperatures {bad} are outside [0, 2]")
+        return v
+
+    @property
+    def prompts(self) -> PromptSettings:
+        return self
+
+
+def _sample_seed(base: int, generation: int, task_id: str, index: int) -> int:
+    h = hashlib.sha256(f"{base}/{generation}/{task_id}/{index}".encode()).hexdigest()
+    return int(h[:8], 16)
+
+
+def plan_requests(tasks: pl.DataFrame, plan: SamplingPlan, generation: int) -> list[tuple[dict, SampleRequest]]:
+    """Requests ordered so samples of one prompt run back to back (llama.cpp reuses the KV cache)."""
+    out = []
+    for task in tasks.iter_rows(named=True):
+        prompt, template, max_tokens, stop = build_prompt(task, plan.prompts)
+        for i in range(plan.samples_per_task):
+            temperature = plan.temperatures[i % len(plan.temperatures)]
+            out.append(
+                (
+                    task,
+                    SampleRequest(
+                        task_id=task["task_id"],
+                        prompt=prompt,
+                        prompt_template=template,
+                        temperature=float(temperature),
+                        top_p=plan.top_p,
+                        max_tokens=max_tokens,
+                        stop=stop,
+                        seed=_sample_seed(plan.seed, generation, task["task_id"], i),
+                        sample_index=i,
+                    ),
+                )
+            )
+    return out
+
+
+def run_generation(
+    tasks: pl.DataFrame,
+    generator: TextGenerator,
+    plan: SamplingPlan,
+    generation: int,
+    log: Callable[[str], None] = lambda _m: None,
+    log_every_s: float = 15.0,
+) -> pl.DataFrame:
+    """Sample every task; one row per sample with full provenance."""
+    planned = plan_requests(tasks, plan, generation)
+    if not planned:
+        raise SynthConfigError(
+            "raw_candidates: the task pool is empty; configure task_pool "
+            "(reasoning_gym_families, tasks_per_family, humaneval_tasks or user_task_files)"
+        )
+    rows, started, last_log = [], time.monotonic(), time.monotonic()
+    requests = [r for _t, r in planned]
+    for n, ((task, planned_req), sample) in enumerate(zip(planned, generator.generate(requests), strict=True), start=1):
+        req = sample.request or planned_req
+        model = sample.model or generator.model
+        key = req.key(f"{sample.generator or generator.name}|{model}")
+        rows.append(
+            {
+                "candidate_id": f"g{generation}/{key[:16]}",
+                "generation": generation,
+                **{
+                    k: task[k]
+                    for k in (
+                        "task_id",
+                        "source",
+                        "family",
+                        "domain",
+                        "prompt",
+                        "answer",
+                        "verifier",
+                        "verifier_spec",
+                        "license",
+                    )
+                },
+                "completion": sample.text,
+                "finish_reason": sample.finish_reason,
+                "generator": sample.generator or generator.name,
+                "model": model,
+                "model_terms": sample.terms or getattr(generator, "terms", None),
+                "prompt_template": req.prompt_template,
+                "temperature": req.temperature,
+                "top_p": req.top_p,
+                "max_tokens": req.max_tokens,
+                "seed": req.seed,
+                "sample_index": req.sample_index,
+                "prompt_tokens": sample.prompt_tokens,
+                "completion_tokens": sample.completion_tokens,
+                "latency_s": sample.latency_s,
+                "cached": sample.cached,
+                "cost_usd": _cost(generator, model, sample),
+                "generation_key": key,
+                "created_at": _now(),
+            }
+        )
+        if time.monotonic() - last_log >= log_every_s or n == len(planned):
+            elapsed = time.monotonic() - started
+            log(f"generated {n}/{len(planned)} samples in {elapsed:.0f}s ({60 * n / max(elapsed, 1e-9):.1f}/min)")
+            last_log = time.monotonic()
+    from synth_assets.core.tasks.sources import conform
+
+    return conform(rows, CANDIDATE_SCHEMA)
+
+
+def attach_log(generator: TextGenerator, log: Callable[[str], None]) -> None:
+    """Route a backend's own messages (cache hits, retries given up) to the run's log."""
+    for g in [generator, *(m.generator for m in getattr(generator, "members", []))]:
+        if hasattr(g, "log"):
+            g.log = log
+
+
+def _cost(generator: TextGenerator, model: str, sample: Sample) -> float | None:
+    """USD from the price table {model: (prompt per 1M tokens, completion per 1M)}. A sample
+    served from the response cache cost nothing this run; null means the model has no price."""
+    if sample.cached:
+        return 0.0
+    price = sample.prices or (getattr(generator, "prices", None) or {}).get(model)
+    if price is None:
+        return None
+    return (sample.prompt_tokens * price[0] + sample.completion_tokens * price[1]) / 1e6
+
+
+def _now():  # noqa: ANN202
+    from datetime import datetime
+
+    return datetime.now(UTC)

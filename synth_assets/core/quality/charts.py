@@ -1,0 +1,94 @@
+"""A picture where one beats numbers: core diversity metrics over generations, as a PNG
+embedded in markdown metadata (Dagster has no image metadata type; a data URI renders)."""
+
+import base64
+import io
+
+import polars as pl
+
+CORE = ("distinct_2", "rare_type_coverage", "compression_ratio", "js_distance_to_human")
+
+
+def diversity_chart_png(history: pl.DataFrame, corpus: str = "generated") -> bytes | None:
+    """Each core metric relative to the first generation, one line per metric."""
+    rows = history.filter((pl.col("corpus") == corpus) & pl.col("metric").is_in(CORE) & pl.col("current").is_not_null())
+    if rows["generation"].n_unique() < 1 if rows.height else True:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
+    for metric in CORE:
+        m = rows.filter(pl.col("metric") == metric).sort("generation")
+        if m.height == 0:
+            continue
+        base = m["current"][0] or 1.0
+        ax.plot(
+            m["generation"].to_list(), [100 * (v / base - 1) for v in m["current"].to_list()], marker="o", label=metric
+        )
+    alerts = history.filter(
+        (pl.col("corpus") == corpus) & (pl.col("metric") == "DIVERSITY_LOSS") & (pl.col("status") == "alert")
+    )["generation"].to_list()
+    for g in alerts:
+        ax.axvline(g, color="red", alpha=0.25, linewidth=6)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("% change vs first generation")
+    ax.set_title(f"diversity of the {corpus} corpus" + (" (red: DIVERSITY_LOSS)" if alerts else ""))
+    ax.legend(fontsize=7, loc="best")
+    return figure_png(fig)
+
+
+def figure_png(fig) -> bytes:  # noqa: ANN001 - a matplotlib Figure
+    """The figure as PNG bytes, laid out; the figure is closed (charts are drawn per run)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def chart_markdown(
+    png: bytes | None, alt: str = "diversity over generations", empty: str = "_no generations to chart yet_"
+) -> str:
+    if not png:
+        return empty
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def calibration_chart_png(per_family: pl.DataFrame, min_accuracy: float) -> bytes | None:
+    """The judge's agreement with the verifiers per family, with 95% Wilson intervals and the
+    trust threshold: where the bars fall under the line, the judge does not decide alone."""
+    if per_family.height == 0:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from synth_assets.core.stats import wilson
+
+    fams = per_family["family"].to_list()
+    acc = per_family["accuracy"].to_list()
+    n = per_family["rows"].to_list()
+    lo_hi = [wilson(round(a * k), k) for a, k in zip(acc, n)]
+    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
+    ax.bar(
+        range(len(fams)),
+        acc,
+        yerr=[[a - lo for a, (lo, _hi) in zip(acc, lo_hi)], [hi - a for a, (_lo, hi) in zip(acc, lo_hi)]],
+        capsize=3,
+        color="steelblue",
+    )
+    ax.axhline(min_accuracy, color="red", linewidth=1, label=f"min_accuracy {min_accuracy}")
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":", label="a coin")
+    ax.set_xticks(range(len(fams)), [f"{f}\n(n={k})" for f, k in zip(fams, n)], fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("agreement with the verifier")
+    ax.set_title("AI judge vs programmatic verdicts, per family")
+    ax.legend(fontsize=7, loc="lower right")
+    return figure_png(fig)

