@@ -34,7 +34,7 @@ def outside_code(text: str) -> list[tuple[int, str]]:
         if fence is None and m:
             fence = m.group(1)
         elif fence is not None:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end():].strip():
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end() :].strip():
                 fence = None
         else:
             out.append((number, CODE_SPAN.sub("", line)))
@@ -59,7 +59,7 @@ def anchors(path: Path) -> set[str]:
             fence = m.group(1)
             continue
         if fence is not None:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end():].strip():
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line[m.end() :].strip():
                 fence = None
             continue
         h = ATX_HEADING.match(line)
@@ -111,16 +111,27 @@ def test_the_checker_reports_a_missing_file_and_a_missing_anchor(tmp_path):
         "[fine](b.md#setting-up-1), [fine too](#top-the-synth-cli), [web](https://example.com/x.md)\n"
         "[gone](missing.md) and [no such heading](b.md#not-a-heading)\n\n"
         "```\n[inside a fence](nowhere.md)\n```\n"
-        "`[inside code](nowhere.md)`\n")
+        "`[inside code](nowhere.md)`\n"
+    )
     found = [(p.name, target) for p, _, target, _ in broken_links([tmp_path / "a.md"])]
     assert found == [("a.md", "missing.md"), ("a.md", "b.md#not-a-heading")]
 
 
 def test_slugs_follow_github_rules():
-    headings = ["The loop: training the next generator", "Installing: the lock, CPU and GPU",
-                "`synth run` and  friends", "Batched decoding (2026-12-02)", "snake_case-stays"]
-    assert [slug(h) for h in headings] == ["the-loop-training-the-next-generator", "installing-the-lock-cpu-and-gpu",
-                                           "synth-run-and--friends", "batched-decoding-2026-12-02", "snake_case-stays"]
+    headings = [
+        "The loop: training the next generator",
+        "Installing: the lock, CPU and GPU",
+        "`synth run` and  friends",
+        "Batched decoding (2026-12-02)",
+        "snake_case-stays",
+    ]
+    assert [slug(h) for h in headings] == [
+        "the-loop-training-the-next-generator",
+        "installing-the-lock-cpu-and-gpu",
+        "synth-run-and--friends",
+        "batched-decoding-2026-12-02",
+        "snake_case-stays",
+    ]
 
 
 if __name__ == "__main__":
