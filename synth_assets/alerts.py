@@ -74,7 +74,7 @@ def build_alert_sensor(check_keys: list[dg.AssetCheckKey]) -> dg.SensorDefinitio
         description="Records every failed asset check (warnings included) in synth.alerts and posts it to "
         "SYNTH_ALERT_WEBHOOK_URL when set.",
     )
-    def quality_check_alerts(context: dg.SensorEvaluationContext, warehouse: dg.ConfigurableResource):
+    def quality_check_alerts(context: dg.SensorEvaluationContext, warehouse: dg.ConfigurableResource) -> dg.SkipReason:
         seen = json.loads(context.cursor) if context.cursor else {}
         alerts = failed_check_alerts(context.instance, check_keys, seen)
         if not alerts:

@@ -142,18 +142,6 @@ def drift(wh: Warehouse, generation: int | None = None) -> str:
     return report_markdown(rep)
 
 
-def _step_failures(result) -> list[str]:  # noqa: ANN001
-    import dagster as dg
-
-    out = []
-    for ev in result.all_events:
-        if ev.event_type == dg.DagsterEventType.STEP_FAILURE:
-            data = ev.step_failure_data
-            desc = data.user_failure_data.description if data.user_failure_data else None
-            out.append(f"{ev.step_key}: {desc or (data.error.message.strip() if data.error else 'failed')}")
-    return out
-
-
 def run(
     select: str, config_file: str | None, generation: int | None = None, traceback: bool = False, profile: str = "full"
 ) -> int:
@@ -162,7 +150,7 @@ def run(
     import dagster as dg
     import yaml
 
-    from synth_assets.assets._common import GENERATIONS, next_generation_key
+    from synth_assets.assets._common import add_generation, step_failures
     from synth_assets.definitions import defs
     from synth_assets.profiles import PROFILES, merge
 
@@ -191,17 +179,15 @@ def run(
     with dg.DagsterInstance.get() as instance:
         key = None
         if partitioned:
-            key = str(generation) if generation else next_generation_key(instance)
-            if key not in instance.get_dynamic_partitions(GENERATIONS.name):
-                instance.add_dynamic_partitions(GENERATIONS.name, [key])
+            key = add_generation(instance, generation or None)
             print(f"generation {key}")
         result = job.execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=False, partition_key=key
         )
-    failures = _step_failures(result)
-    code, status = run_outcome(result.success, {line.split(":", 1)[0] for line in failures})
-    for line in failures:
-        print(f"{'refused' if code == 0 else 'error'}: {line}", file=sys.stderr)
+    failures = step_failures(result)
+    code, status = run_outcome(result.success, {f.step for f in failures})
+    for f in failures:
+        print(f"{'refused' if code == 0 else 'error'}: {f.step}: {f.message}", file=sys.stderr)
     print(f"run {result.run_id}: {status}")
     return code
 

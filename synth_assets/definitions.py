@@ -6,7 +6,7 @@ import dagster as dg
 
 from quality_checks.gx_checks import SUITE_ASSETS, gx_suite_checks
 from synth_assets.alerts import build_alert_sensor
-from synth_assets.assets._common import GENERATIONS, next_generation_key, storage_of
+from synth_assets.assets._common import GENERATIONS, add_generation, storage_of
 from synth_assets.assets.evaluation import generator_eval, training_export
 from synth_assets.assets.feedback import FEEDBACK_SOURCES
 from synth_assets.assets.judging import judge_calibration
@@ -88,8 +88,7 @@ smoke_job = dg.define_asset_job(
     description="Every night: add the next generation (partition) and materialize it.",
 )
 def nightly_regeneration_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    key = next_generation_key(context.instance)
-    context.instance.add_dynamic_partitions(GENERATIONS.name, [key])
+    key = add_generation(context.instance)
     return dg.RunRequest(run_key=f"generation-{key}", partition_key=key)
 
 

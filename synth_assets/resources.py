@@ -6,7 +6,7 @@ Launchpad's resource config, or by passing other instances to ``materialize()`` 
 
 import os
 from abc import ABC, abstractmethod
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import dagster as dg
 import polars as pl
@@ -82,10 +82,10 @@ class BuiltOnce(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._built = {}
 
-    def build(self):  # noqa: ANN201
+    def build(self) -> Any:
         raise NotImplementedError
 
-    def get(self):  # noqa: ANN201
+    def get(self) -> Any:
         """What ``build()`` makes, built on first use in this run process and shared after."""
         if "built" not in self._built:
             self._built["built"] = self.build()
@@ -343,8 +343,8 @@ def generator_from_env(warehouse: WarehouseResource | None = None) -> GeneratorR
     ``SYNTH_LLAMA_PARALLEL``: sequences decoded together, 1 = one request at a time;
     ``SYNTH_LLAMA_BATCHED_WEIGHTS``: auto, f16 or stored), ``openai``
     (``SYNTH_OPENAI_BASE_URL``, ``SYNTH_OPENAI_MODEL``, ``SYNTH_OPENAI_API``, ``SYNTH_OPENAI_API_KEY_ENV``,
-    ``SYNTH_OPENAI_CONCURRENCY``, ``SYNTH_OPENAI_SAMPLES_PER_REQUEST``), ``import`` (``SYNTH_IMPORT_FILES``, comma-separated) or ``mixture``
-    (members in the YAML/JSON file ``SYNTH_GENERATORS_FILE``)."""
+    ``SYNTH_OPENAI_CONCURRENCY``, ``SYNTH_OPENAI_SAMPLES_PER_REQUEST``), ``import`` (``SYNTH_IMPORT_FILES``,
+    comma-separated) or ``mixture`` (members in the YAML/JSON file ``SYNTH_GENERATORS_FILE``)."""
     kind = (os.environ.get("SYNTH_GENERATOR") or "llama_cpp").lower()
     env = os.environ.get
     if kind == "llama_cpp":
@@ -451,7 +451,7 @@ def _choice_from_env(name: str, choices: tuple[str, ...]) -> str | None:
     return raw
 
 
-def _from_env(name: str):  # noqa: ANN202
+def _from_env(name: str) -> dg.EnvVar | None:
     """``dg.EnvVar(name)`` when the variable is set (the UI then shows the value's source and
     reads it at launch), else None. Numbers are parsed by ``_int_from_env`` instead."""
     if not os.environ.get(name):

@@ -122,3 +122,72 @@ def test_user_reference_file(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Say hi"}])
     with pytest.raises(SynthConfigError, match="human_reference.user_files: .*bad.jsonl has no 'response' column"):
         user_references(bad, "human_reference.user_files")
+
+
+# ------------------------------------------------------------------ difficulty levels
+def test_a_task_built_at_level_2_is_scored_at_level_2():
+    """The level's configuration travels in verifier_spec: the verifier rebuilds the item that was
+    asked, not reasoning-gym's default item of the same seed and index."""
+    from synth_assets.core.verify.verification import verify_reasoning_gym
+
+    leveled = reasoning_gym_tasks(["chain_sum@2"], 20, seed=3)
+    default = reasoning_gym_tasks(["chain_sum"], 20, seed=3)
+    i = next(i for i in range(20) if leveled["answer"][i] != default["answer"][i])
+    row = leveled.row(i, named=True)
+    verdicts = [
+        verify_reasoning_gym({**row, "completion": f" {answer}\n"}, 1.0).verdict
+        for answer in (leveled["answer"][i], default["answer"][i])
+    ]
+    assert (row["family"], json.loads(row["verifier_spec"])["config"], verdicts) == (
+        "chain_sum@2",
+        {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2},
+        ["pass", "fail"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("family", "message"),
+    [
+        ("chain_sum@9", r"family 'chain_sum@9': chain_sum has levels 1 to 6"),
+        ("chain_sum@x", r"family 'chain_sum@x': the level after '@' must be a whole number from 1"),
+        ("maze@1", r"family 'maze@1': maze has no difficulty levels"),
+    ],
+)
+def test_a_level_that_does_not_exist_names_the_family(family, message):
+    with pytest.raises(SynthConfigError, match=message):
+        reasoning_gym_tasks([family], 2, seed=1)
+
+
+def test_a_configuration_reasoning_gym_rejects_names_the_family_and_configuration():
+    from synth_assets.core.tasks.sources import reasoning_gym_dataset
+
+    with pytest.raises(SynthConfigError, match=r"family 'chain_sum': reasoning-gym rejects the configuration \{'min_terms'"):
+        reasoning_gym_dataset("chain_sum", 4, 1, {"min_terms": 5, "max_terms": 2})
+
+
+def test_each_task_draws_its_own_examples_from_the_levels_pool():
+    from synth_assets.core.generators.generation import PromptSettings
+    from synth_assets.core.tasks.sources import reasoning_gym_dataset
+
+    prompts = PromptSettings(few_shot=2, few_shot_pool=20)
+    draws = {key: tuple(prompts.shots("chain_sum@1", key)) for key in (f"task/{i}" for i in range(10))}
+    pool = reasoning_gym_dataset("chain_sum@1", 20, prompts.few_shot_seed + 1_000_003)
+    pool_questions = {pool[i]["question"] for i in range(20)}
+    assert (
+        len(set(draws.values())) > 5,
+        all(q in pool_questions for d in draws.values() for q, _ in d),
+        draws["task/3"] == tuple(prompts.shots("chain_sum@1", "task/3")),
+    ) == (True, True, True)
+
+
+def test_held_out_items_of_a_level_have_a_harder_variant_one_level_up_and_their_own_examples():
+    from synth_assets.core.generators.generation import PromptSettings
+    from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
+
+    items = heldout_items(
+        HeldoutSettings(families=["chain_sum@1"], items_per_family=30, variants=["heldout", "harder"]),
+        PromptSettings(few_shot=2, few_shot_pool=20),
+    )
+    harder = json.loads(items.filter(pl.col("variant") == "harder")["spec"][0])["config"]
+    last_shots = items.filter(pl.col("variant") == "heldout")["last_shot_answer"].n_unique()
+    assert (harder, last_shots > 5) == ({"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}, True)

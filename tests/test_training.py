@@ -130,6 +130,16 @@ def test_gate_flags_answers_collapsing_onto_one_value():
     assert decision(compare(cand, parent, _baselines(n), GateSettings()))[1][0].startswith("DIVERSITY_LOSS")
 
 
+def test_gate_flags_a_collapsed_candidate_of_a_copying_parent():
+    """A parent that answers one value to everything (the base model copying the last example)
+    has no diversity of its own: its candidate is judged against the reference answers (3 bits
+    here), so a candidate that still answers two values is DIVERSITY_LOSS, not waved through."""
+    n = 40
+    parent = _frame("p", [False] * n, answers=["2"] * n)
+    cand = _frame("c", [False] * n, answers=[str(i % 2) for i in range(n)])
+    assert decision(compare(cand, parent, _baselines(n), GateSettings()))[1][0].startswith("DIVERSITY_LOSS")
+
+
 def test_gate_flags_a_shifted_variant_that_regresses():
     parent = pl.concat(
         [_frame("p", [True] * 30), _frame("p", [True] * 30, variant="harder").with_columns(pl.col("item_id") + "h")]

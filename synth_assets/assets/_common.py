@@ -1,7 +1,10 @@
-"""What every asset shares: table metadata for the UI and turning user errors into Failures."""
+"""What every asset shares: the generational asset decorator, generations as partitions, table
+metadata for the UI, and user errors as step failures (raised, and read back from a run)."""
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -30,14 +33,27 @@ GENERATIONS = dg.DynamicPartitionsDefinition(name="generation")
 UP_TO_THIS_GENERATION = dg.AllPartitionMapping()
 
 
+def generational_asset(*, group_name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """``@dg.asset`` of a generation stage: one partition per generation, its frame stored by
+    generation (``GENERATIONAL``), polars and DuckDB kinds, and a turn at the DuckDB file in
+    ``DUCKDB_POOL``. Any of these can be overridden; every other ``dg.asset`` argument passes on."""
+    defaults = {"pool": DUCKDB_POOL, "kinds": KINDS, "metadata": GENERATIONAL, "partitions_def": GENERATIONS}
+    return dg.asset(**(defaults | kwargs), group_name=group_name)
+
+
+def step_failure(description: str) -> dg.Failure:
+    """The Failure a step raises for something the user must fix: the description is the whole
+    story (no traceback is needed) and a retry would fail the same way."""
+    return dg.Failure(description=description, allow_retries=False)
+
+
 def generation_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> int:
     """The generation a step works on: its partition key."""
     op = getattr(context, "op_execution_context", context)
     if not op.has_partition_key:
-        raise dg.Failure(
-            description="this step needs a generation: materialize it with a partition "
-            "(synth run, or pick a generation in the UI's launch dialog)",
-            allow_retries=False,
+        raise step_failure(
+            "this step needs a generation: materialize it with a partition "
+            "(synth run, or pick a generation in the UI's launch dialog)"
         )
     return int(op.partition_key)
 
@@ -46,6 +62,15 @@ def next_generation_key(instance: dg.DagsterInstance) -> str:
     """One more than the largest generation the instance knows."""
     keys = [int(k) for k in instance.get_dynamic_partitions(GENERATIONS.name) if k.isdigit()]
     return str(max(keys, default=0) + 1)
+
+
+def add_generation(instance: dg.DagsterInstance, generation: int | None = None) -> str:
+    """The partition key to launch: ``generation`` again, or the next generation; added to the
+    instance's partitions when it is new (as "Add partition" in the UI's launch dialog)."""
+    key = str(generation) if generation is not None else next_generation_key(instance)
+    if key not in instance.get_dynamic_partitions(GENERATIONS.name):
+        instance.add_dynamic_partitions(GENERATIONS.name, [key])
+    return key
 
 
 def markdown_preview(df: pl.DataFrame, rows: int = 5, width: int = 60) -> str:
@@ -82,7 +107,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except SynthConfigError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise step_failure(str(exc)) from None
 
 
 def check_generation(context: dg.AssetCheckExecutionContext) -> int:
@@ -116,4 +141,35 @@ def storage_of(assets: list[dg.AssetsDefinition | dg.SourceAsset]) -> dict[str, 
             storage = (a.specs_by_key[key].metadata or {}).get("storage")
             if storage is not None:
                 out[key.path[-1]] = str(storage)
+    return out
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """A failed step of a run: the Failure's description when the step raised one
+    (``step_failure``, ``user_errors``), and the error's chain of messages, outermost first."""
+
+    step: str
+    description: str | None
+    errors: list[str]
+
+    @property
+    def message(self) -> str:
+        """One line for a person: the description, else the error's own message."""
+        return self.description or (self.errors[0].strip() if self.errors else "failed")
+
+
+def step_failures(result: dg.ExecuteInProcessResult) -> list[StepFailure]:
+    """Every failed step of a run, in the order they failed."""
+    out = []
+    for ev in result.all_events:
+        if ev.event_type != dg.DagsterEventType.STEP_FAILURE:
+            continue
+        data = ev.step_failure_data
+        errors, err = [], data.error
+        while err is not None:  # the UI shows the whole chain of causes
+            errors.append(err.message)
+            err = err.cause
+        description = data.user_failure_data.description if data.user_failure_data else None
+        out.append(StepFailure(ev.step_key, description, errors))
     return out

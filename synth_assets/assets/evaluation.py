@@ -7,13 +7,10 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.assets._common import (
-    DUCKDB_POOL,
-    GENERATIONAL,
-    GENERATIONS,
-    KINDS,
     UP_TO_THIS_GENERATION,
     counts,
     generation_of,
+    generational_asset,
     table_meta,
     user_errors,
 )
@@ -38,14 +35,7 @@ class GeneratorEvalConfig(SamplingPlan, dg.Config):
     temperatures: list[float] = Field(default=[0.7], min_length=1, description="keep equal to raw_candidates'")
 
 
-@dg.asset(
-    pool=DUCKDB_POOL,
-    group_name="reports",
-    kinds=KINDS,
-    metadata=GENERATIONAL,
-    deps=["raw_candidates"],
-    partitions_def=GENERATIONS,
-)
+@generational_asset(group_name="reports", deps=["raw_candidates"])
 def generator_eval(
     context: dg.AssetExecutionContext,
     config: GeneratorEvalConfig,
@@ -100,11 +90,10 @@ class ExportConfig(ExportSettings, dg.Config):
     """ExportSettings (the core's) as the asset's run config."""
 
 
-@dg.asset(
-    pool=DUCKDB_POOL,
+@generational_asset(
     group_name="synth",
     kinds={"polars", "json", "parquet"},
-    partitions_def=GENERATIONS,
+    metadata=None,  # files, not a table: nothing is stored by generation in the warehouse
     ins={"filter_drops": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION)},
 )
 def training_export(

@@ -7,11 +7,8 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.assets._common import (
-    DUCKDB_POOL,
-    GENERATIONAL,
-    GENERATIONS,
-    KINDS,
     generation_of,
+    generational_asset,
     markdown_preview,
     table_meta,
     user_errors,
@@ -41,8 +38,8 @@ def summary_markdown(summary: dict) -> str:
 
     sp = summary["self_preference"]
     lines = [
-        f"- agreement with the verifiers: **{summary['accuracy']}**{ci(summary['accuracy_ci'])}, n = {summary['scored']} "
-        f"({summary['unscored']} replies held no score)",
+        f"- agreement with the verifiers: **{summary['accuracy']}**{ci(summary['accuracy_ci'])}, "
+        f"n = {summary['scored']} ({summary['unscored']} replies held no score)",
         f"- Cohen's kappa: **{summary['kappa']}**{ci(summary['kappa_ci'])} (0 = chance, 1 = perfect)",
         f"- position bias: **{summary['flip_rate']}** of {summary.get('pairs_answered', 0)} pairs flip with the order"
         f"{ci(summary['flip_rate_ci'])}",
@@ -53,12 +50,8 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-@dg.asset(
-    pool=DUCKDB_POOL,
+@generational_asset(
     group_name="reports",
-    kinds=KINDS,
-    metadata=GENERATIONAL,
-    partitions_def=GENERATIONS,
     check_specs=[
         dg.AssetCheckSpec(
             TRUST_CHECK,

@@ -6,6 +6,7 @@ IO manager writes it to DuckDB by generation) with metadata the UI shows.
 
 import os
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
@@ -19,6 +20,7 @@ from synth_assets.assets._common import (
     UP_TO_THIS_GENERATION,
     counts,
     generation_of,
+    generational_asset,
     markdown_preview,
     table_meta,
     user_errors,
@@ -63,7 +65,7 @@ class RawCandidatesConfig(SamplingPlan, dg.Config):
     """The core's SamplingPlan: samples per task, temperatures, seed and prompt settings."""
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@generational_asset(group_name="synth")
 def raw_candidates(
     context: dg.AssetExecutionContext,
     config: RawCandidatesConfig,
@@ -155,7 +157,7 @@ class VerifiedSetConfig(VerifiedSetSettings, dg.Config):
     custom_verifiers: list[CustomVerifierConfig] = Field(default=[])
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@generational_asset(group_name="synth")
 def verified_set(
     context: dg.AssetExecutionContext,
     config: VerifiedSetConfig,
@@ -181,12 +183,12 @@ def verified_set(
             if uses_judge
             else None
         )
-        kwargs = dict(
-            custom=custom,
-            judge=judge,
-            judge_threshold=config.judge.threshold,
-            judge_all=config.judge.enabled and config.judge.score_all,
-        )
+        kwargs = {
+            "custom": custom,
+            "judge": judge,
+            "judge_threshold": config.judge.threshold,
+            "judge_all": config.judge.enabled and config.judge.score_all,
+        }
         df = verify_candidates(raw_candidates, box, config.pass_threshold, log=context.log.info, **kwargs)
         if config.revise.enabled and config.revise.max_revisions:
             constitution = Constitution(
@@ -240,7 +242,7 @@ class PreferencePairsConfig(PreferencePairsSettings, dg.Config):
     """PreferencePairsSettings (the core's) as the asset's run config."""
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@generational_asset(group_name="synth")
 def preference_pairs(
     context: dg.AssetExecutionContext,
     config: PreferencePairsConfig,
@@ -322,7 +324,7 @@ def filtered_set(
     heldout_eval: pl.DataFrame,
     warehouse: WarehouseResource,
     sandbox: SandboxResource,
-):
+) -> Iterator[dg.Output]:
     """Passing candidates after quality filters, exact and near-duplicate removal (within the
     generation and against every earlier accepted row), decontamination against held-out and
     registered benchmarks, and a per-task diversity cap; the rest go to filter_drops with a reason.
@@ -394,7 +396,7 @@ class ReviewQueueConfig(ReviewQueueSettings, dg.Config):
     """ReviewQueueSettings (the core's) as the asset's run config."""
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="synth", kinds=KINDS, metadata=GENERATIONAL, partitions_def=GENERATIONS)
+@generational_asset(group_name="synth")
 def review_queue(
     context: dg.AssetExecutionContext,
     config: ReviewQueueConfig,
@@ -442,12 +444,8 @@ class MixConfig(MixSettings, dg.Config):
     """The core's MixSettings: floor, split, windows and weights, review policy."""
 
 
-@dg.asset(
-    pool=DUCKDB_POOL,
+@generational_asset(
     group_name="synth",
-    kinds=KINDS,
-    metadata=GENERATIONAL,
-    partitions_def=GENERATIONS,
     ins={
         "filtered_set": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION),
         "review_queue": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION),

@@ -4,13 +4,10 @@ import dagster as dg
 import polars as pl
 
 from synth_assets.assets._common import (
-    DUCKDB_POOL,
-    GENERATIONAL,
-    GENERATIONS,
-    KINDS,
     UP_TO_THIS_GENERATION,
     counts,
     generation_of,
+    generational_asset,
     stored_frame,
     table_meta,
 )
@@ -46,12 +43,8 @@ def eval_scores(generator_eval: pl.DataFrame) -> dict[str, dict[int, tuple[int, 
     return out
 
 
-@dg.asset(
-    pool=DUCKDB_POOL,
+@generational_asset(
     group_name="reports",
-    kinds=KINDS,
-    metadata=GENERATIONAL,
-    partitions_def=GENERATIONS,
     ins={
         "raw_candidates": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION),
         "generator_eval": dg.AssetIn(partition_mapping=UP_TO_THIS_GENERATION),

@@ -1,6 +1,8 @@
 """synthesized_tasks: new tasks, harder rewrites, paraphrases and edge cases grown from seed
 tasks, each admitted to the task pool only after its gates (see core/synthesis/task_synthesis.py)."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 import polars as pl
 from pydantic import Field
@@ -62,7 +64,7 @@ def synthesized_tasks(
     proposal_history: pl.DataFrame,
     generator: GeneratorResource,
     sandbox: SandboxResource,
-):
+) -> Iterator[dg.Output]:
     """Self-Instruct / Evol-Instruct style growth of the task pool from seed tasks; a task is
     kept only when self-consistency (answers) or tests agreeing with sampled solutions (code),
     novelty and decontamination all pass."""

@@ -23,7 +23,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -127,7 +127,7 @@ class Warehouse:
     def replace_table(self, table: str, df: pl.DataFrame) -> None:
         """Replace a snapshot table as a whole, atomically."""
         t = f"{self.schema}.{_ident(table)}"
-        arrow_df = df.to_arrow()  # noqa: F841  (read by name in the SQL below)
+        arrow_df = df.to_arrow()  # noqa: F841 - DuckDB reads it by this name in the SQL below (a replacement scan)
         with self.transaction() as con:
             con.execute(f"create or replace table {t} as select * from arrow_df")
             self._register(con, table, 0, df.height)
@@ -144,7 +144,7 @@ class Warehouse:
         if gens - {generation}:
             raise ValueError(f"{table}: frame holds generations {sorted(gens)}, expected only {generation}")
         t = f"{self.schema}.{_ident(table)}"
-        arrow_df = df.to_arrow()  # noqa: F841
+        arrow_df = df.to_arrow()  # noqa: F841 - DuckDB reads it by this name in the SQL below (a replacement scan)
         with self.transaction() as con:
             con.execute(f"create table if not exists {t} as select * from arrow_df limit 0")
             _add_columns(con, t, df.columns, lambda name: _duck_type(con, df, name))
@@ -184,7 +184,7 @@ class Warehouse:
     def append(self, table: str, df: pl.DataFrame) -> None:
         """Append rows to an event table (alerts, review decisions), creating it on first use."""
         t = f"{self.schema}.{_ident(table)}"
-        arrow_df = df.to_arrow()  # noqa: F841
+        arrow_df = df.to_arrow()  # noqa: F841 - DuckDB reads it by this name in the SQL below (a replacement scan)
         with self.transaction() as con:
             con.execute(f"create table if not exists {t} as select * from arrow_df limit 0")
             con.execute(f"insert into {t} by name select * from arrow_df")
@@ -268,7 +268,7 @@ class Warehouse:
             return pl.from_arrow(con.sql(query, params=params or None).to_arrow_table())
 
 
-def _add_columns(con: duckdb.DuckDBPyConnection, table: str, names: list[str], type_of) -> None:  # noqa: ANN001
+def _add_columns(con: duckdb.DuckDBPyConnection, table: str, names: list[str], type_of: Callable[[str], str]) -> None:
     """Columns the table lacks are added (older generations read NULL there), so a schema change
     across releases never deletes history; ``type_of(name)`` is asked only for those."""
     existing = {r[0] for r in con.execute(f"describe {table}").fetchall()}
@@ -279,5 +279,5 @@ def _add_columns(con: duckdb.DuckDBPyConnection, table: str, names: list[str], t
 
 def _duck_type(con: duckdb.DuckDBPyConnection, df: pl.DataFrame, name: str) -> str:
     """SQL type of a column of an empty frame (``typeof`` needs a row)."""
-    probe = df.select(name).clear(1).to_arrow()  # noqa: F841
+    probe = df.select(name).clear(1).to_arrow()  # noqa: F841 - DuckDB reads it by this name in the SQL below (a replacement scan)
     return con.execute(f'select typeof("{name}") from probe').fetchone()[0]

@@ -179,7 +179,7 @@ def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def heldout_ngrams(texts, n: int) -> set[tuple[str, ...]]:
+def heldout_ngrams(texts: Iterable[str], n: int) -> set[tuple[str, ...]]:
     out: set[tuple[str, ...]] = set()
     for t in texts:
         out |= word_ngrams(t, n)
@@ -324,7 +324,7 @@ def _parses(code: str) -> bool:
 class _Reasons:
     """The first reason per row; later stages only see rows no earlier stage dropped."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int) -> None:
         self.reason: list[str | None] = [None] * n
         self.detail: list[str] = [""] * n
         self.dup_of: list[str | None] = [None] * n
@@ -333,10 +333,10 @@ class _Reasons:
     def alive(self) -> np.ndarray:
         return np.array([r is None for r in self.reason], bool)
 
-    def drop(self, mask: np.ndarray, reason: str, detail="") -> None:
+    def drop(self, mask: np.ndarray, reason: str, detail: str | Callable[[int], str] = "") -> None:
         self.drop_rows(np.flatnonzero(np.asarray(mask, bool)), reason, detail)
 
-    def drop_rows(self, rows, reason: str, detail="") -> None:
+    def drop_rows(self, rows: Iterable[int], reason: str, detail: str | Callable[[int], str] = "") -> None:
         for i in rows:
             if self.reason[i] is None:
                 self.reason[i] = reason
@@ -344,6 +344,7 @@ class _Reasons:
 
 
 def _quality(df: pl.DataFrame, q: QualitySettings, r: _Reasons) -> None:
+    """Stage 2: the row-level quality filters, each with its reason code and detail."""
     text = df["training_text"]
     r.drop(
         (
@@ -451,14 +452,49 @@ def decide(
 ) -> Decisions:
     """Every candidate's fate (``CURATION_COLUMNS`` in, ``DECISION_SCHEMA`` out, same order);
     ``previous`` needs ``HISTORY_COLUMNS`` only. ``map_slices`` runs the per-row work
-    (``reference_hits``) elsewhere, e.g. ``RaySlices.map``; by default here, slice by slice."""
+    (``reference_hits``) elsewhere, e.g. ``RaySlices.map``; by default here, slice by slice.
+
+    The stages run in the module docstring's order, each on the rows no earlier stage dropped;
+    columns are dropped (and freed) as soon as no later stage reads them."""
     refs = references if references is not None else conform([], REFERENCE_TEXT_SCHEMA)
     prev = previous if previous is not None and previous.height else conform([], FILTERED_SCHEMA)
     df = verified.select(CURATION_COLUMNS).with_columns(training_text_expr().alias("training_text"))
     del verified  # the caller may have passed its only reference: columns dropped below are freed
     df = df.with_columns(dedup_text_expr().alias("_dedup"))
-    n = df.height
-    r = _Reasons(n)
+    r = _Reasons(df.height)
+    _failed_verdicts(df, r)
+    _quality(df, settings.quality, r)
+    prev_dedup = prev.with_columns(dedup_text_expr().alias("_dedup")) if prev.height else None
+    _exact_duplicates(df, prev_dedup, r)
+    _decontaminate(df, refs, settings, r, map_slices)
+    df = df.drop("prompt", "completion", "extracted_answer", "verdict_detail", "judge_score")
+
+    # the near-duplicate stage compares everything accepted before with this generation's live rows
+    live = np.flatnonzero(r.alive())
+    texts = [
+        prev_dedup["_dedup"] if prev_dedup is not None else pl.Series([], dtype=pl.String),
+        df["_dedup"].gather(live),
+    ]
+    df = df.drop("_dedup")
+    del prev_dedup
+    prev_tasks = prev["task_id"] if prev.height else pl.Series([], dtype=pl.String)
+    n_pairs, n_candidates, kept_sig = _near_duplicates(texts, df, prev, prev_tasks, live, settings, r)
+    _diversity_cap(df, prev_tasks, live, prev.height, kept_sig, settings.max_per_task, r)
+    del kept_sig  # (n, num_perm) uint32: a quarter of a GB at a million rows, freed before assembly
+    stats = {
+        "input_rows": df.height,
+        "kept": int(r.alive().sum()),
+        "near_duplicates_dropped": n_pairs,
+        "lsh_candidate_pairs": n_candidates,
+        "previous_rows_compared": prev.height,
+        "references_compared": refs.height,
+    }
+    return _decisions(df, r, stats)
+
+
+def _failed_verdicts(df: pl.DataFrame, r: _Reasons) -> None:
+    """Stage 1: a row verification did not pass is dropped as ``verdict_<verdict>``, with the
+    verifier's detail."""
     failed = df.select(
         pl.int_range(pl.len()).alias("i"),
         pl.col("verdict").fill_null("missing"),
@@ -466,15 +502,14 @@ def decide(
     ).filter(pl.col("verdict") != "pass")
     for i, verdict, detail in failed.iter_rows():
         r.reason[i], r.detail[i] = f"verdict_{verdict}", detail
-    del failed
-    _quality(df, settings.quality, r)
 
-    # exact duplicates per task, against earlier generations first (in polars: a million keys as
-    # Python strings and a dict of them cost more memory than the rows themselves)
+
+def _exact_duplicates(df: pl.DataFrame, prev_dedup: pl.DataFrame | None, r: _Reasons) -> None:
+    """Stage 3: the same normalised text as a row of the task accepted in an earlier generation,
+    or as an earlier live row of this generation (which it names). In polars: a million keys as
+    Python strings and a dict of them cost more memory than the rows themselves."""
     key_expr = (pl.col("task_id") + "\x1f" + normalise_expr("_dedup")).alias("k")
-    prev_dedup = prev.with_columns(dedup_text_expr().alias("_dedup")) if prev.height else None
     prev_keys = prev_dedup.select(key_expr)["k"] if prev_dedup is not None else pl.Series("k", [], pl.String)
-    ids = df["candidate_id"]
     dups = (
         df.select(pl.int_range(pl.len()).alias("i"), key_expr, pl.col("candidate_id"))
         .filter(pl.Series(r.alive()))
@@ -492,135 +527,159 @@ def decide(
         else:
             r.drop_rows([i], "exact_duplicate", "same normalised text as another candidate of this task")
             r.dup_of[i] = first_id
-    del dups, prev_keys
 
-    # decontamination: word n-grams, then near-duplicates of reference items, a slice of rows
-    # at a time (a row's answer depends on the row alone), on a Ray cluster when given one
-    alive = r.alive()
-    if refs.height and alive.any():
-        live = np.flatnonzero(alive)
-        slices = (
-            df["prompt"].gather(rows).fill_null("") + "\n" + df["training_text"].gather(rows)
-            for rows in (live[s : s + SHINGLE_CHUNK] for s in range(0, len(live), SHINGLE_CHUNK))
-        )
-        near = settings.near_duplicates if settings.decontaminate_near_duplicates else None
-        hits = pl.concat((map_slices or _local_map)(reference_hits, slices, refs, settings.decontamination_ngram, near))
-        ng = settings.decontamination_ngram
-        for x, count, first, label, jac in (
-            hits.with_row_index("x").filter((pl.col("count") > 0) | pl.col("near").is_not_null()).iter_rows()
-        ):
-            if count:
-                reason = "contaminated_benchmark" if first.startswith("benchmark:") else "contaminated_heldout"
-                r.drop_rows([live[x]], reason, f"{count} shared {ng}-word sequences with {first}")
-            else:
-                r.drop_rows([live[x]], "contaminated_near_duplicate", f"Jaccard {jac:.2f} with {label}")
-        del hits
-    df = df.drop("prompt", "completion", "extracted_answer", "verdict_detail", "judge_score")
 
-    # near-duplicates among completions: this generation plus everything accepted before
+def _decontaminate(
+    df: pl.DataFrame, refs: pl.DataFrame, settings: CurationSettings, r: _Reasons, map_slices: MapSlices | None
+) -> None:
+    """Stage 4: word n-grams shared with a reference item, then near-duplicates of reference
+    items, a slice of live rows at a time (a row's answer depends on the row alone), on a Ray
+    cluster when ``map_slices`` sends it there."""
     alive = r.alive()
-    n_pairs = n_candidates = 0
-    kept_sig = None
+    if not (refs.height and alive.any()):
+        return
     live = np.flatnonzero(alive)
-    n_prev = prev.height
-    all_text = pl.concat(
-        [prev_dedup["_dedup"] if prev_dedup is not None else pl.Series([], dtype=pl.String), df["_dedup"].gather(live)]
+    slices = (
+        df["prompt"].gather(rows).fill_null("") + "\n" + df["training_text"].gather(rows)
+        for rows in (live[s : s + SHINGLE_CHUNK] for s in range(0, len(live), SHINGLE_CHUNK))
     )
-    df = df.drop("_dedup")
-    del prev_dedup
-    prev_tasks = prev["task_id"] if n_prev else pl.Series([], dtype=pl.String)
+    near = settings.near_duplicates if settings.decontaminate_near_duplicates else None
+    hits = pl.concat((map_slices or _local_map)(reference_hits, slices, refs, settings.decontamination_ngram, near))
+    ng = settings.decontamination_ngram
+    for x, count, first, label, jac in (
+        hits.with_row_index("x").filter((pl.col("count") > 0) | pl.col("near").is_not_null()).iter_rows()
+    ):
+        if count:
+            reason = "contaminated_benchmark" if first.startswith("benchmark:") else "contaminated_heldout"
+            r.drop_rows([live[x]], reason, f"{count} shared {ng}-word sequences with {first}")
+        else:
+            r.drop_rows([live[x]], "contaminated_near_duplicate", f"Jaccard {jac:.2f} with {label}")
+
+
+def _near_duplicates(
+    texts: list[pl.Series],
+    df: pl.DataFrame,
+    prev: pl.DataFrame,
+    prev_tasks: pl.Series,
+    live: np.ndarray,
+    settings: CurationSettings,
+    r: _Reasons,
+) -> tuple[int, int, np.ndarray | None]:
+    """Stage 5: MinHash LSH over the completions of every row accepted before and of this
+    generation's ``live`` rows (``texts``: those two, in that order; emptied here, the caller's
+    only reference, so the texts are freed once shingled), each pair confirmed by exact Jaccard,
+    the kept rows chosen by ``select_representatives``. Returns (pairs dropped, LSH candidate
+    pairs, the signatures of the compared texts for the diversity cap: None when it needs none)."""
+    n_prev = prev.height
+    all_text = pl.concat(texts)
+    texts.clear()
+    ids = df["candidate_id"]
     # row names are gathered when needed: a million Python strings cost more than the texts
     all_ids = pl.concat([prev["candidate_id"] if n_prev else pl.Series([], dtype=pl.String), ids.gather(live)])
     k = settings.max_per_task
-    if len(all_text) and settings.near_duplicates.enabled:
-        task_code = pl.concat([prev_tasks, df["task_id"].gather(live)]).cast(pl.Categorical).to_physical().to_numpy()
-        min_sh = settings.near_duplicates.cross_task_min_shingles
-        sh = shingle(all_text, settings.near_duplicates)
-        del all_text
-        sizes = sh.sizes()
+    if not (len(all_text) and settings.near_duplicates.enabled):
+        if k and len(all_text):
+            return 0, 0, signatures(shingle(all_text, settings.near_duplicates), settings.near_duplicates)
+        return 0, 0, None
+    task_code = pl.concat([prev_tasks, df["task_id"].gather(live)]).cast(pl.Categorical).to_physical().to_numpy()
+    min_sh = settings.near_duplicates.cross_task_min_shingles
+    sh = shingle(all_text, settings.near_duplicates)
+    del all_text
+    sizes = sh.sizes()
 
-        # the comparison scope: every pair within a task, and pairs across tasks when both texts
-        # are long enough to mean something (short procedural answers repeat across tasks by
-        # design). Short texts are candidates only within their task; an extra within-task pass
-        # over the sizes where a short and a long text can still reach the threshold
-        # (|A & B| / |A | B| <= min / max size) covers short-long pairs of one task.
-        t = settings.near_duplicates.threshold
-        scope = np.where(sizes >= min_sh, -1, task_code)
-        border = (sizes >= np.ceil(t * min_sh)) & (sizes <= np.floor((min_sh - 1) / t))
-        forced = np.arange(sh.n) < n_prev
-        score = np.concatenate([np.zeros(n_prev), df["score"].fill_null(0).to_numpy()[live].astype(float)])
-        kept_sig = signatures(sh, settings.near_duplicates)
-        sel = select_representatives(
-            sh, settings.near_duplicates, score, scope=scope, extra=[(border, task_code)], forced=forced, sig=kept_sig
-        )
-        del sh, scope, border, forced, score, task_code
-        n_pairs, n_candidates = int((~sel.keep).sum()), sel.candidates
-        keep, dup_of, dup_j = sel.keep, sel.duplicate_of, sel.jaccard
-        lost_x = np.flatnonzero(~keep)
-        for x, kept_id in zip(lost_x.tolist(), all_ids.gather(dup_of[lost_x]).to_list()):
-            row = live[x - n_prev]
-            r.drop_rows([row], "near_duplicate", f"Jaccard {dup_j[x]:.2f} with {kept_id} (kept)")
-            r.dup_of[row] = r.cluster[row] = kept_id
-        heads = np.unique(dup_of[~keep])
-        heads = heads[heads >= n_prev]
-        for x, head_id in zip(heads.tolist(), all_ids.gather(heads).to_list()):
-            r.cluster[live[x - n_prev]] = head_id
-        # an exact duplicate names the row kept in its place: when that row itself just lost
-        # to a near-duplicate, name the row that row lost to (an identical text, same Jaccard)
-        lost_rows = live[~keep[n_prev:]]
-        lost = dict(zip(ids.gather(lost_rows).to_list(), lost_rows.tolist()))
-        for row in range(n):
-            if r.reason[row] == "exact_duplicate" and r.dup_of[row] in lost:
-                twin = lost[r.dup_of[row]]
-                r.dup_of[row] = r.cluster[row] = r.dup_of[twin]
-                r.detail[row] += f"; that row lost to {r.dup_of[twin]} ({r.detail[twin].split(' with ')[0]})"
-        del sel, keep, dup_of, dup_j, lost
-    elif k and len(all_text):
-        kept_sig = signatures(shingle(all_text, settings.near_duplicates), settings.near_duplicates)
-    del all_ids
+    # the comparison scope: every pair within a task, and pairs across tasks when both texts
+    # are long enough to mean something (short procedural answers repeat across tasks by
+    # design). Short texts are candidates only within their task; an extra within-task pass
+    # over the sizes where a short and a long text can still reach the threshold
+    # (|A & B| / |A | B| <= min / max size) covers short-long pairs of one task.
+    t = settings.near_duplicates.threshold
+    scope = np.where(sizes >= min_sh, -1, task_code)
+    border = (sizes >= np.ceil(t * min_sh)) & (sizes <= np.floor((min_sh - 1) / t))
+    forced = np.arange(sh.n) < n_prev
+    score = np.concatenate([np.zeros(n_prev), df["score"].fill_null(0).to_numpy()[live].astype(float)])
+    kept_sig = signatures(sh, settings.near_duplicates)
+    sel = select_representatives(
+        sh, settings.near_duplicates, score, scope=scope, extra=[(border, task_code)], forced=forced, sig=kept_sig
+    )
+    del sh, scope, border, forced, score, task_code
+    n_pairs, n_candidates = int((~sel.keep).sum()), sel.candidates
+    keep, dup_of, dup_j = sel.keep, sel.duplicate_of, sel.jaccard
+    lost_x = np.flatnonzero(~keep)
+    for x, kept_id in zip(lost_x.tolist(), all_ids.gather(dup_of[lost_x]).to_list()):
+        row = live[x - n_prev]
+        r.drop_rows([row], "near_duplicate", f"Jaccard {dup_j[x]:.2f} with {kept_id} (kept)")
+        r.dup_of[row] = r.cluster[row] = kept_id
+    heads = np.unique(dup_of[~keep])
+    heads = heads[heads >= n_prev]
+    for x, head_id in zip(heads.tolist(), all_ids.gather(heads).to_list()):
+        r.cluster[live[x - n_prev]] = head_id
+    # an exact duplicate names the row kept in its place: when that row itself just lost
+    # to a near-duplicate, name the row that row lost to (an identical text, same Jaccard)
+    lost_rows = live[~keep[n_prev:]]
+    lost = dict(zip(ids.gather(lost_rows).to_list(), lost_rows.tolist()))
+    for row in range(df.height):
+        if r.reason[row] == "exact_duplicate" and r.dup_of[row] in lost:
+            twin = lost[r.dup_of[row]]
+            r.dup_of[row] = r.cluster[row] = r.dup_of[twin]
+            r.detail[row] += f"; that row lost to {r.dup_of[twin]} ({r.detail[twin].split(' with ')[0]})"
+    return n_pairs, n_candidates, kept_sig
 
-    # diversity cap: at most k per task, as mutually different as possible
+
+def _diversity_cap(
+    df: pl.DataFrame,
+    prev_tasks: pl.Series,
+    live: np.ndarray,
+    n_prev: int,
+    kept_sig: np.ndarray | None,
+    k: int,
+    r: _Reasons,
+) -> None:
+    """Stage 6: at most ``k`` rows per task, picked greedily to be as different from each other
+    (and from the task's rows accepted earlier) as the signatures estimate; ``live`` and
+    ``n_prev`` place each row in ``kept_sig`` as the near-duplicate stage laid it out."""
     alive = r.alive()
-    if k and alive.any():
-        pos_of_row = np.full(n, -1, np.int64)
-        pos_of_row[live] = n_prev + np.arange(len(live))
-        # only tasks over the cap need a decision (in Python); the rest never leave polars
-        over = (
-            df.select(pl.int_range(pl.len()).alias("i"), "task_id")
-            .filter(pl.Series(alive))
-            .group_by("task_id", maintain_order=True)
-            .agg("i")
-            .filter(pl.col("i").list.len() > k)
+    if not (k and alive.any()):
+        return
+    pos_of_row = np.full(df.height, -1, np.int64)
+    pos_of_row[live] = n_prev + np.arange(len(live))
+    # only tasks over the cap need a decision (in Python); the rest never leave polars
+    over = (
+        df.select(pl.int_range(pl.len()).alias("i"), "task_id")
+        .filter(pl.Series(alive))
+        .group_by("task_id", maintain_order=True)
+        .agg("i")
+        .filter(pl.col("i").list.len() > k)
+    )
+    prev_by_task: dict[str, list[int]] = {}
+    if n_prev and over.height:
+        near = np.flatnonzero(prev_tasks.is_in(over["task_id"].implode()).to_numpy())
+        for x, task in zip(near.tolist(), prev_tasks.gather(near).to_list()):
+            prev_by_task.setdefault(task, []).append(x)
+    scores = df["score"].fill_null(0).to_numpy().astype(float)
+    for task, rows in over.iter_rows():
+        chosen_pos = list(prev_by_task.get(task, []))
+        pool = sorted(rows, key=lambda i: (-scores[i], i))
+        picked: list[int] = []
+        if not chosen_pos:
+            picked.append(pool.pop(0))
+            chosen_pos.append(int(pos_of_row[picked[0]]))
+        while len(picked) < k and pool:
+            cand_pos = pos_of_row[np.array(pool)]
+            closest = np.zeros(len(pool))
+            for c in chosen_pos:
+                closest = np.maximum(closest, estimated_similarity(kept_sig, c, cand_pos))
+            best = int(np.argmin(closest))  # first minimum = best score among equals
+            picked.append(pool.pop(best))
+            chosen_pos.append(int(pos_of_row[picked[-1]]))
+        r.drop_rows(
+            pool,
+            "diversity_cap",
+            f"task {task} had {len(rows)} accepted rows; kept the {k} most different from each other",
         )
-        prev_by_task: dict[str, list[int]] = {}
-        if n_prev and over.height:
-            near = np.flatnonzero(prev_tasks.is_in(over["task_id"].implode()).to_numpy())
-            for x, task in zip(near.tolist(), prev_tasks.gather(near).to_list()):
-                prev_by_task.setdefault(task, []).append(x)
-        scores = df["score"].fill_null(0).to_numpy().astype(float)
-        for task, rows in over.iter_rows():
-            chosen_pos = list(prev_by_task.get(task, []))
-            pool = sorted(rows, key=lambda i: (-scores[i], i))
-            picked: list[int] = []
-            if not chosen_pos:
-                picked.append(pool.pop(0))
-                chosen_pos.append(int(pos_of_row[picked[0]]))
-            while len(picked) < k and pool:
-                cand_pos = pos_of_row[np.array(pool)]
-                closest = np.zeros(len(pool))
-                for c in chosen_pos:
-                    closest = np.maximum(closest, estimated_similarity(kept_sig, c, cand_pos))
-                best = int(np.argmin(closest))  # first minimum = best score among equals
-                picked.append(pool.pop(best))
-                chosen_pos.append(int(pos_of_row[picked[-1]]))
-            r.drop_rows(
-                pool,
-                "diversity_cap",
-                f"task {task} had {len(rows)} accepted rows; kept the {k} most different from each other",
-            )
-    kept_sig = None  # (n, num_perm) uint32: a quarter of a GB at a million rows, freed before assembly
 
-    # assemble: the decisions, and the text hash of every kept row
+
+def _decisions(df: pl.DataFrame, r: _Reasons, stats: dict) -> Decisions:
+    """The decisions table (with the text hash of every kept row) and the coverage report."""
     keep_mask = r.alive()
     table = df.select("candidate_id", "training_text").with_columns(
         pl.Series("cluster_id", r.cluster, dtype=pl.String),
@@ -628,7 +687,7 @@ def decide(
         pl.Series("drop_detail", r.detail, dtype=pl.String),
         pl.Series("duplicate_of", r.dup_of, dtype=pl.String),
     )
-    hashes: list[str | None] = [None] * n
+    hashes: list[str | None] = [None] * df.height
     kept_rows = np.flatnonzero(keep_mask)
     for s in range(0, len(kept_rows), SHINGLE_CHUNK):  # kept rows only, a slice of Python strings at a time
         rows = kept_rows[s : s + SHINGLE_CHUNK]
@@ -642,14 +701,6 @@ def decide(
     coverage = coverage_report(
         df.select("family", "domain", "verdict"), df.select("family", "domain").filter(pl.Series(keep_mask))
     )
-    stats = {
-        "input_rows": n,
-        "kept": int(keep_mask.sum()),
-        "near_duplicates_dropped": n_pairs,
-        "lsh_candidate_pairs": n_candidates,
-        "previous_rows_compared": n_prev,
-        "references_compared": refs.height,
-    }
     return Decisions(table, coverage, stats)
 
 
@@ -699,7 +750,7 @@ def curate_generation(
     verified_table: str = "verified_set",
     kept_table: str = "filtered_set",
     dropped_table: str = "filter_drops",
-    log=lambda _m: None,
+    log: Callable[[str], None] = lambda _m: None,
     map_slices: MapSlices | None = None,
 ) -> StoredCuration:
     """``curate`` from and into the warehouse: the decisions read only ``CURATION_COLUMNS`` of the

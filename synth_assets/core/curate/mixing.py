@@ -100,7 +100,7 @@ def stratified_splits(tasks: pl.DataFrame, validation_fraction: float) -> dict[s
     with at least two tasks that the hash left without a validation task (small domains such
     as eight HumanEval tasks would otherwise never be validated)."""
     out: dict[str, str] = {}
-    for domain, ids in tasks.group_by("domain").agg(pl.col("task_id").unique()).iter_rows():
+    for _domain, ids in tasks.group_by("domain").agg(pl.col("task_id").unique()).iter_rows():
         ids = sorted(ids, key=lambda t: _unit(f"split/{t}"))
         for t in ids:
             out[t] = split_for(t, validation_fraction)

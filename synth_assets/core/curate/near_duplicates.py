@@ -14,6 +14,7 @@ A text shorter than k tokens is one shingle of all its tokens.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +30,9 @@ from synth_assets.core.settings import Settings
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _FINAL = np.uint64(0xD6E8FEB86659FD93)
 _EDGE_CHUNK = 50_000  # pairs confirmed per batch: bounds memory; 400k-row gathers ran 6x slower (cache)
+
+# (i, j) index arrays of candidate pairs -> a bool mask of the pairs to compare
+PairFilter = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 class NearDupSettings(Settings):
@@ -400,7 +404,7 @@ def find_near_duplicates(
     texts: pl.Series | list[str],
     settings: NearDupSettings,
     usable: np.ndarray | None = None,
-    pair_filter=None,
+    pair_filter: PairFilter | None = None,
     scope: np.ndarray | None = None,
 ) -> NearDuplicates:
     """Near-duplicate pairs among ``texts``: LSH candidates confirmed by exact Jaccard >=
@@ -414,7 +418,7 @@ def find_near_duplicates_from(
     sh: Shingles,
     settings: NearDupSettings,
     usable: np.ndarray | None = None,
-    pair_filter=None,
+    pair_filter: PairFilter | None = None,
     scope: np.ndarray | None = None,
     sig: np.ndarray | None = None,
 ) -> NearDuplicates:
@@ -432,7 +436,17 @@ def find_near_duplicates_from(
 
 
 @numba.njit(cache=True, nogil=True)
-def _greedy(visit, indptr, indices, state, set_ptr, set_vals, threshold, partner, pj):  # pragma: no cover (jit)
+def _greedy(  # pragma: no cover (jit)
+    visit: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    state: np.ndarray,
+    set_ptr: np.ndarray,
+    set_vals: np.ndarray,
+    threshold: float,
+    partner: np.ndarray,
+    pj: np.ndarray,
+) -> int:
     """The sequential greedy, compiled: each class in rank order is dropped when a kept
     neighbour (every neighbour already visited is decided) has exact Jaccard >= threshold,
     else kept. A pair is confirmed only when its earlier side was kept. Why numba: the same

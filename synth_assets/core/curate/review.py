@@ -61,7 +61,7 @@ def flag_rows(
     promising accepted proposals of each science family (``promising_science``: the highest
     simulation scores, one per task first) for a scientist to look at."""
     rows = []
-    for (family,), group in filtered.group_by(["family"], maintain_order=True):
+    for _family, group in filtered.group_by(["family"], maintain_order=True):
         ordered = sorted(group.to_dicts(), key=lambda r: hashlib.sha1(r["candidate_id"].encode()).hexdigest())
         spot = {r["candidate_id"] for r in ordered[:spot_checks_per_family]}
         promising = _promising([r for r in ordered if r.get("domain") == "science"], science_per_family)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from synth_assets.core.errors import SynthConfigError
@@ -39,7 +40,7 @@ def wants_f16(mode: str, path: Path) -> bool:
     return mode == "f16"
 
 
-def f16_copy(src: Path, digest: str, cache_dir: Path, log=lambda _m: None) -> Path:  # noqa: ANN001
+def f16_copy(src: Path, digest: str, cache_dir: Path, log: Callable[[str], None] = lambda _m: None) -> Path:
     """The F16 copy of ``src`` in ``cache_dir``, written once per source content (the name
     carries ``digest``, the source's SHA256, which the caller often knows without hashing 250 MB
     again) and atomically (a failed or killed write leaves no file that a later run would load);

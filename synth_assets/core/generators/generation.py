@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.settings import Settings
-from synth_assets.core.tasks.sources import few_shot_examples
+from synth_assets.core.tasks.sources import few_shot_examples, split_level
 
 CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
     "candidate_id": pl.String,
@@ -114,10 +114,29 @@ def _rg_families() -> set[str]:
 class PromptSettings(Settings):
     """How a task becomes a prompt for a base model."""
 
-    few_shot: int = Field(default=3, ge=0, description="solved examples in answer prompts (the model is a base model)")
+    few_shot: int = Field(default=2, ge=0, description="solved examples in answer prompts (the model is a base model)")
     answer_max_tokens: int = Field(default=24, ge=1, description="tokens an answer completion may take")
     code_max_tokens: int = Field(default=160, ge=1, description="tokens a code completion may take")
     few_shot_seed: int = Field(default=7, description="which solved examples are shown")
+    few_shot_pool: int = Field(
+        default=20,
+        ge=0,
+        description="solved examples of the family's level from which each task draws its own few_shot "
+        "(0 or <= few_shot: the same examples for every task, which a base model learns to copy)",
+    )
+
+    def shots(self, family: str, key: str) -> list[tuple[str, str]]:
+        """The solved examples shown before the task or held-out item ``key`` of ``family``."""
+        if not self.few_shot:
+            return []
+        return few_shot_examples(family, self.few_shot, self.few_shot_seed, self.few_shot_pool, key)
+
+    @property
+    def template(self) -> str:
+        """The prompt template's name: how many examples, and drawn from how large a pool."""
+        if self.few_shot_pool > self.few_shot:
+            return f"answer_{self.few_shot}of{self.few_shot_pool}shot_v2"
+        return f"answer_{self.few_shot}shot_v1"
 
 
 def answer_prompt(
@@ -142,13 +161,13 @@ def build_prompt(task: dict, settings: PromptSettings) -> tuple[str, str, int, t
         # HumanEval style: the model continues the function body after the signature+docstring
         return task["prompt"], "code_completion_v1", settings.code_max_tokens, CODE_STOP
     examples: list[tuple[str, str]] = []
-    if settings.few_shot and (
-        task["source"] == "reasoning_gym" or (task["source"] == "synthesized" and task["family"] in _rg_families())
+    if task["source"] == "reasoning_gym" or (
+        task["source"] == "synthesized" and split_level(task["family"])[0] in _rg_families()
     ):
-        examples = few_shot_examples(task["family"], settings.few_shot, settings.few_shot_seed)
+        examples = settings.shots(task["family"], task.get("task_id") or task["prompt"])
     return (
         answer_prompt(task["prompt"], examples),
-        f"answer_{len(examples)}shot_v1",
+        settings.template if examples else "answer_0shot_v1",
         settings.answer_max_tokens,
         ANSWER_STOP,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -142,7 +142,7 @@ class LlamaCppGenerator:
         lora_path: str | None = None,
         parallel: int = 1,
         batched_weights: BatchedWeights = "auto",
-        log=None,  # noqa: ANN001
+        log: Callable[[str], None] | None = None,
     ) -> None:
         path = Path(model_path) if model_path else ensure_model_file()
         if not path.exists():

@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from synth_assets.core.generators.generation import Sample, SampleRequest
+
+if TYPE_CHECKING:  # llama_cpp is imported when a decoder is built, never at import time
+    import llama_cpp
+    from llama_cpp._internals import LlamaSampler
 
 # cached shared prefixes: the default pool's seven answer families, a code family and a spare
 PREFIX_SLOTS = 8
@@ -47,7 +52,13 @@ class BatchedDecoder:
     """One llama.cpp context with ``parallel`` sequences over a loaded ``llama_cpp.Llama``."""
 
     def __init__(
-        self, llm, parallel: int, n_ctx_per_seq: int, lora_adapter=None, lora_scale: float = 1.0, log=lambda _m: None
+        self,
+        llm: llama_cpp.Llama,
+        parallel: int,
+        n_ctx_per_seq: int,
+        lora_adapter: llama_cpp.llama_adapter_lora_p | None = None,
+        lora_scale: float = 1.0,
+        log: Callable[[str], None] = lambda _m: None,
     ) -> None:
         import llama_cpp
         from llama_cpp import _internals as internals
@@ -107,7 +118,7 @@ class BatchedDecoder:
             self._ctx = None
 
     # ------------------------------------------------------------------ pieces
-    def _sampler(self, req: SampleRequest):  # noqa: ANN202
+    def _sampler(self, req: SampleRequest) -> LlamaSampler:
         s = self._internals.LlamaSampler()
         if req.temperature <= 0:
             s.add_greedy()
@@ -196,14 +207,14 @@ class BatchedDecoder:
             self.prompt_tokens_evaluated += len(lcp)
             self._prefixes[slot] = lcp
 
-    def _copy(self, mem, src: int, dst: int, keep: int | None = None) -> None:  # noqa: ANN001
+    def _copy(self, mem: llama_cpp.llama_memory_t, src: int, dst: int, keep: int | None = None) -> None:
         """``dst`` becomes ``src``'s first ``keep`` tokens (all when None). llama.cpp copies a
         whole stream between streams (a partial copy asserts), so the rest is cut after."""
         self._cpp.llama_memory_seq_cp(mem, src, dst, -1, -1)
         if keep is not None:
             self._cpp.llama_memory_seq_rm(mem, dst, keep, -1)
 
-    def _window_kept(self, mem, src: int, keep: int) -> bool:  # noqa: ANN001
+    def _window_kept(self, mem: llama_cpp.llama_memory_t, src: int, keep: int) -> bool:
         """Whether ``src`` still holds the sliding-window cells a copy cut at ``keep`` needs:
         a sliding-window cache drops cells older than the window as a sequence grows."""
         return self._n_swa <= 0 or self._cpp.llama_memory_seq_pos_min(mem, src) <= max(0, keep - self._n_swa)
@@ -215,12 +226,12 @@ class BatchedDecoder:
         while self._prefixes:
             self._evict(mem)
 
-    def _evict(self, mem) -> None:  # noqa: ANN001
+    def _evict(self, mem: llama_cpp.llama_memory_t) -> None:
         slot = next(iter(self._prefixes))
         del self._prefixes[slot]
         self._cpp.llama_memory_seq_rm(mem, slot, -1, -1)
 
-    def _cached_part(self, tokens: list[int], mem) -> tuple[int, int]:  # noqa: ANN001
+    def _cached_part(self, tokens: list[int], mem: llama_cpp.llama_memory_t) -> tuple[int, int]:
         """The slot whose cached prefix shares the most with ``tokens``, and how many tokens
         (0 when under ``min_prefix``); a slot that serves is marked recently used."""
         best, n = -1, 0
@@ -308,7 +319,7 @@ class BatchedDecoder:
                 yield results.pop(nxt)
                 nxt += 1
 
-    def _compact(self, active: dict[int, _Seq], free: list[int], mem) -> None:  # noqa: ANN001
+    def _compact(self, active: dict[int, _Seq], free: list[int], mem: llama_cpp.llama_memory_t) -> None:
         """Keep the running sequences on ids 0..n-1. With a stream per sequence llama.cpp splits
         a batch into runs of consecutive sequence ids, each a forward pass of its own; once
         requests run out and low ids finish, the highest sequence moves into the lowest idle id
@@ -325,7 +336,7 @@ class BatchedDecoder:
             free.remove(hole)
             free.append(sid)
 
-    def _step(self, active: dict[int, _Seq], mem) -> None:  # noqa: ANN001
+    def _step(self, active: dict[int, _Seq], mem: llama_cpp.llama_memory_t) -> None:
         """One token of every active sequence in a single ``llama_decode``: a sampled token, or a
         new prompt's last token (its logits give the prompt's first samples; the prompt's other
         samples decode that token into their own cache without logits and sample from the same
@@ -370,7 +381,9 @@ class BatchedDecoder:
             j = cut[j] - 1
         return out
 
-    def _admit(self, batch: list[_Seq], upcoming: SampleRequest | None, holder: dict[str, _Seq], mem) -> None:  # noqa: ANN001
+    def _admit(
+        self, batch: list[_Seq], upcoming: SampleRequest | None, holder: dict[str, _Seq], mem: llama_cpp.llama_memory_t
+    ) -> None:
         """Evaluate the prompts of newly admitted sequences but their last tokens (one
         llama_decode for all of them, no logits); each last token is decoded in the next step
         beside the running sequences, so its logits cost no pass of their own. A prompt an active

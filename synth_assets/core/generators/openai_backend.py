@@ -293,7 +293,12 @@ class OpenAICompatibleGenerator:
         return out
 
     async def _with_retries(
-        self, client: httpx.AsyncClient, req: SampleRequest, limits, stop: asyncio.Event, n: int = 1
+        self,
+        client: httpx.AsyncClient,
+        req: SampleRequest,
+        limits: Callable[[SampleRequest, int], list[tuple[TokenBucket, float]]],
+        stop: asyncio.Event,
+        n: int = 1,
     ) -> list[Sample]:
         """tenacity's policy: retry what may succeed later (``RetryableError``), waiting what the
         server's Retry-After asks, else exponential backoff with jitter; stop after
@@ -343,7 +348,7 @@ class OpenAICompatibleGenerator:
         req_bucket = TokenBucket(s.requests_per_minute) if s.requests_per_minute else None
         tok_bucket = TokenBucket(s.tokens_per_minute) if s.tokens_per_minute else None
 
-        def limits(req: SampleRequest, n: int) -> list:
+        def limits(req: SampleRequest, n: int) -> list[tuple[TokenBucket, float]]:
             out_ = []
             if req_bucket:
                 out_.append((req_bucket, 1))

@@ -170,7 +170,7 @@ class ResponseCache:
                 continue
             try:
                 # one columnar insert: executemany costs about 2 ms per row in DuckDB
-                batch_tbl = pa.Table.from_pylist([dict(zip(_COLUMNS, r)) for r in rows])  # noqa: F841
+                batch_tbl = pa.Table.from_pylist([dict(zip(_COLUMNS, r)) for r in rows])  # noqa: F841 - DuckDB reads it by this name in the insert below (a replacement scan)
                 cur.execute("begin")
                 cur.execute(f"insert into {_TABLE} by name select * from batch_tbl on conflict (key) do nothing")
                 cur.execute("commit")
@@ -179,6 +179,6 @@ class ResponseCache:
                 self._error = exc
                 try:
                     cur.execute("rollback")
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - the first error (kept above) is the one reported; a failed rollback adds nothing
                     pass
         cur.close()

@@ -1,10 +1,16 @@
 """A picture where one beats numbers: core diversity metrics over generations, as a PNG
 embedded in markdown metadata (Dagster has no image metadata type; a data URI renders)."""
 
+from __future__ import annotations
+
 import base64
 import io
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, never at import time
+    from matplotlib.figure import Figure
 
 CORE = ("distinct_2", "rare_type_coverage", "compression_ratio", "js_distance_to_human")
 
@@ -41,7 +47,7 @@ def diversity_chart_png(history: pl.DataFrame, corpus: str = "generated") -> byt
     return figure_png(fig)
 
 
-def figure_png(fig) -> bytes:  # noqa: ANN001 - a matplotlib Figure
+def figure_png(fig: Figure) -> bytes:
     """The figure as PNG bytes, laid out; the figure is closed (charts are drawn per run)."""
     import matplotlib.pyplot as plt
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -183,7 +184,7 @@ def _draws(n_docs: int, b: int, seed: int) -> np.ndarray:
     return rng.multinomial(n_docs, np.full(n_docs, 1 / n_docs), size=b).astype(np.float64)
 
 
-def _incidence(docs: list[list[str]], items) -> tuple[csr_matrix, dict]:  # noqa: ANN001
+def _incidence(docs: list[list[str]], items: Callable[[list[str]], Mapping]) -> tuple[csr_matrix, dict]:
     vocab: dict = {}
     rows, cols, vals = [], [], []
     for d, toks in enumerate(docs):
@@ -429,7 +430,16 @@ def corpus_report(
     return pl.DataFrame(rows, schema=REPORT_SCHEMA)
 
 
-def _composite(generation, corpus, metric, status, note, budget, prev_g, first_g) -> dict:  # noqa: ANN001
+def _composite(
+    generation: int,
+    corpus: str,
+    metric: str,
+    status: str,
+    note: str,
+    budget: int,
+    prev_g: int | None,
+    first_g: int | None,
+) -> dict:
     return {
         "generation": generation,
         "corpus": corpus,
@@ -460,7 +470,10 @@ def eval_rows(generation: int, scores: dict[int, tuple[int, int]], metric: str =
     earlier = sorted(g for g in scores if g < generation)
     prev_g = earlier[-1] if earlier else None
     first_g = earlier[0] if earlier else generation
-    rate = lambda t: t[0] / t[1] if t and t[1] else None  # noqa: E731
+
+    def rate(t: tuple[int, int] | None) -> float | None:
+        return t[0] / t[1] if t and t[1] else None
+
     status, note, z = "baseline", "first evaluated generation", None
     if cur is None or not cur[1]:
         status, note = "insufficient_data", "no held-out evaluation this generation"

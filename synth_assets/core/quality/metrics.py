@@ -82,7 +82,7 @@ def lexical_profile(
     of the reference's rare types (``rare_types``), computed once per report.
     """
     docs = take_budget(texts, budget)
-    used = [t for t in sorted(texts, key=lambda t: hashlib.sha1(t.encode()).hexdigest())][: len(docs)]
+    used = sorted(texts, key=lambda t: hashlib.sha1(t.encode()).hexdigest())[: len(docs)]
     out = {
         "distinct_1": distinct_n(docs, 1),
         "distinct_2": distinct_n(docs, 2),

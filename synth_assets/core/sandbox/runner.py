@@ -47,7 +47,7 @@ class NotPlainData(TypeError):
     """A value that may not cross the sandbox boundary (not a built-in data type)."""
 
 
-def encode(value, depth: int = 0):  # noqa: ANN001, ANN201
+def encode(value: object, depth: int = 0) -> object:
     """Built-in data to JSON-able form with tags for the types JSON lacks. Exact types only:
     a subclass of int or str (or anything else) is refused, so no method of the candidate's
     can run on the other side."""
@@ -77,7 +77,7 @@ def encode(value, depth: int = 0):  # noqa: ANN001, ANN201
     raise NotPlainData(f"a value of type {t.__module__}.{t.__qualname__} is not plain data")
 
 
-def decode(obj, depth: int = 0):  # noqa: ANN001, ANN201
+def decode(obj: object, depth: int = 0) -> object:
     """The inverse of ``encode``, strict about shape: anything else is refused."""
     if depth > 100:
         raise NotPlainData("value nested deeper than 100 levels")
@@ -160,7 +160,7 @@ def _flush() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BaseException:  # noqa: BLE001
+    except BaseException:  # noqa: BLE001 - the program may have closed or broken its own stdout: nothing left to flush
         pass
 
 
@@ -271,7 +271,7 @@ def run_script(lim: dict, workdir: str) -> dict:
                 exec(compile(code, "<program>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
             except SystemExit as exc:
                 status = _exit_status(exc)
-            except BaseException:  # noqa: BLE001
+            except BaseException:  # noqa: BLE001 - whatever the program raised is its failure: status 1, traceback on stderr
                 traceback.print_exc()
                 status = 1
             _flush()
@@ -292,7 +292,7 @@ def _serve(code: str, entry_point: str, req_fd: int, resp_fd: int) -> None:
         load_error = None if callable(fn) else f"the program defines no function {entry_point!r}"
     except SystemExit as exc:
         load_error = f"the program exited with status {_exit_status(exc)} while loading"
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - whatever loading raised is reported as the candidate's load error
         traceback.print_exc()
         load_error = f"loading the program raised {type(exc).__name__}: {str(exc)[:200]}"
     while True:
@@ -314,7 +314,7 @@ def _serve(code: str, entry_point: str, req_fd: int, resp_fd: int) -> None:
                 reply = {"raise": ["SystemExit", f"the candidate called exit({_exit_status(exc)})"]}
             except RecursionError as exc:
                 reply = {"raise": ["RecursionError", str(exc)[:200]]}
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - whatever the candidate raised goes back to the test as its exception
                 reply = {"raise": [type(exc).__name__, str(exc)[:200]]}
         _flush()
         try:
@@ -341,7 +341,7 @@ class _Proxy:
         self._req, self._resp, self._max = req_fd, resp_fd, max_bytes
         self.calls = 0
 
-    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+    def __call__(self, *args: object, **kwargs: object) -> object:
         self.calls += 1
         write_record(self._req, json.dumps({"a": encode(list(args)), "k": encode(kwargs)}).encode())
         try:
@@ -436,7 +436,7 @@ def run_function(lim: dict, workdir: str) -> dict:
     os.close(0)
     proxy = _Proxy(material["entry_point"], req_w, resp_r, lim["max_return_bytes"])
 
-    def on_alarm(_sig, _frame):  # noqa: ANN001, ANN202
+    def on_alarm(_sig: int, _frame: object) -> None:
         raise _Deadline()
 
     signal.signal(signal.SIGALRM, on_alarm)
@@ -464,7 +464,7 @@ _CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWPID, _CLONE_NEWNET = 0x00020000, 0x080000
 _MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 2, 4, 0x4000, 1 << 18
 
 
-def _libc():  # noqa: ANN202
+def _libc():  # noqa: ANN202 - (ctypes, libc): ctypes is imported on first use only, so no annotation can name it
     import ctypes
 
     return ctypes, ctypes.CDLL(None, use_errno=True)
@@ -558,7 +558,7 @@ def _shim(config: dict) -> int:
         try:
             _program(config)
             code = 0
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001 - any crash of the program's init ends in its traceback and status 1
             traceback.print_exc()
         finally:
             os._exit(code)
@@ -577,7 +577,7 @@ def main() -> None:
             code = 1
             try:
                 code = _shim(config)
-            except BaseException:  # noqa: BLE001
+            except BaseException:  # noqa: BLE001 - any crash of the shim ends in its traceback and status 1
                 traceback.print_exc()
             finally:
                 os._exit(code)

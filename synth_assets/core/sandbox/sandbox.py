@@ -34,6 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,7 +209,7 @@ class Sandbox:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a finalizer must not raise (it may run while the interpreter shuts down)
             pass
 
     def _argv(self, slot: int = 0) -> list[str]:
@@ -243,7 +244,7 @@ class Sandbox:
             self.python, *runner,
         ]  # fmt: skip
 
-    def _preexec(self, slot: int):  # noqa: ANN202
+    def _preexec(self, slot: int) -> Callable[[], None]:
         lim = self.limits
         uid = SANDBOX_UID_BASE + slot
         drop = os.geteuid() == 0 and self.enabled

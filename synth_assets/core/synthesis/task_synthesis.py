@@ -233,7 +233,7 @@ def synthesize_tasks(
     code_seeds = seeds.filter(pl.col("verifier") == "python_tests")
     proposals: list[dict] = []
 
-    def propose(method: str, seed: dict, prompt: str, answer_hint: str | None = None, **extra) -> None:
+    def propose(method: str, seed: dict, prompt: str, answer_hint: str | None = None, **extra: object) -> None:
         text = prompt if method == "code_task" else prompt.strip()  # code continues after the docstring's newline
         proposals.append({"method": method, "seed": seed, "prompt": text, "answer_hint": answer_hint, **extra})
 
@@ -312,7 +312,7 @@ def synthesize_tasks(
     _gate_code(proposals, gen, sandbox, settings)
     _gate_novelty(proposals, existing, settings)
     _gate_decontamination(proposals, heldout_texts, settings)
-    for n, p in enumerate(proposals):
+    for p in proposals:
         s = p["seed"]
         code = p["method"] == "code_task"
         task_id = f"synth/{hashlib.sha256((p['method'] + p['prompt']).encode()).hexdigest()[:12]}"
@@ -343,7 +343,12 @@ def synthesize_tasks(
     return df.unique("task_id", keep="first", maintain_order=True)
 
 
-def _gate_answers(proposals: list[dict], gen: TextGenerator, settings: SynthesisSettings, few_shot) -> None:
+def _gate_answers(
+    proposals: list[dict],
+    gen: TextGenerator,
+    settings: SynthesisSettings,
+    few_shot: Callable[[str], list[tuple[str, str]]] | None,
+) -> None:
     live = [p for p in proposals if p["method"] != "code_task" and not p["reject"]]
     reqs = []
     for p in live:

@@ -231,8 +231,11 @@ def _same(expected: str, answer: str) -> bool:
     a, b = num(expected), num(answer)
     if a is not None and b is not None:
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-    split = lambda s: [w.strip() for w in s.split(",")]  # noqa: E731 (lists of words)
-    return split(expected) == split(answer)
+
+    def words(s: str) -> list[str]:  # lists of words
+        return [w.strip() for w in s.split(",")]
+
+    return words(expected) == words(answer)
 
 
 def check_reference(family: str, question: str, answer: str) -> ProgramCheck | None:

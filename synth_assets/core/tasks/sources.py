@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import random
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -64,20 +65,170 @@ def reasoning_gym_families() -> list[str]:
     return sorted(reasoning_gym.factory.DATASETS)
 
 
-@functools.lru_cache(maxsize=64)
-def reasoning_gym_dataset(name: str, size: int, seed: int):  # noqa: ANN201 (reasoning-gym type)
-    """The dataset object; cached because verification rebuilds it to score answers."""
+# Difficulty levels: a family written ``name@L`` is reasoning-gym's ``name`` built with the L-th
+# configuration below (level 1 the easiest). The loop trains where the model can learn: a level
+# where sampling finds answers that greedy decoding misses, well above guessing (the capability
+# frontier); a model that masters a level generates for the next one up. The ladders start at
+# sizes a 270M model solves some of the time (measured: chain_sum@1, 2 one-digit terms, 37-42 of
+# 100 greedy) and end at reasoning-gym's defaults.
+LEVELS: dict[str, list[dict[str, Any]]] = {
+    "chain_sum": [
+        {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+        {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2},
+        {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2},
+        {"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 2},
+        {"min_terms": 3, "max_terms": 4, "min_digits": 2, "max_digits": 2},
+        {"min_terms": 2, "max_terms": 6, "min_digits": 1, "max_digits": 4},
+    ],
+    "basic_arithmetic": [
+        {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_digits": 1,
+            "max_digits": 1,
+            "operators": ["+", "-"],
+            "allow_parentheses": False,
+            "allow_negation": False,
+        },
+        {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_digits": 1,
+            "max_digits": 1,
+            "operators": ["+", "-", "*"],
+            "allow_parentheses": False,
+            "allow_negation": False,
+        },
+        {
+            "min_terms": 2,
+            "max_terms": 3,
+            "min_digits": 1,
+            "max_digits": 2,
+            "operators": ["+", "-", "*"],
+            "allow_parentheses": False,
+            "allow_negation": False,
+        },
+        {"min_terms": 3, "max_terms": 4, "min_digits": 1, "max_digits": 2},
+        {"min_terms": 2, "max_terms": 6, "min_digits": 1, "max_digits": 4},
+    ],
+    "leg_counting": [
+        {"min_animals": 1, "max_animals": 1, "min_instances": 1, "max_instances": 3},
+        {"min_animals": 1, "max_animals": 2, "min_instances": 1, "max_instances": 4},
+        {"min_animals": 2, "max_animals": 3, "min_instances": 1, "max_instances": 5},
+        {"min_animals": 3, "max_animals": 5, "min_instances": 1, "max_instances": 8},
+        {"min_animals": 3, "max_animals": 10, "min_instances": 1, "max_instances": 15},
+    ],
+    "gcd": [
+        {"min_value": 1, "max_value": 20},
+        {"min_value": 1, "max_value": 100},
+        {"min_value": 1, "max_value": 1000},
+    ],
+    "letter_counting": [
+        {"min_words": 2, "max_words": 4},
+        {"min_words": 5, "max_words": 8},
+        {"min_words": 5, "max_words": 15},
+    ],
+    "word_sorting": [
+        {"min_words": 2, "max_words": 3, "min_word_length": 3, "max_word_length": 5},
+        {"min_words": 3, "max_words": 5, "min_word_length": 3, "max_word_length": 8},
+        {"min_words": 3, "max_words": 10, "min_word_length": 3, "max_word_length": 12},
+    ],
+    "spell_backward": [
+        {"min_word_len": 3, "max_word_len": 4},
+        {"min_word_len": 5, "max_word_len": 6},
+        {"min_word_len": 3, "max_word_len": 10},
+    ],
+    "number_sorting": [
+        {"min_numbers": 2, "max_numbers": 3, "min_decimals": 0, "max_decimals": 0, "min_value": 0.0, "max_value": 20.0},
+        {
+            "min_numbers": 3,
+            "max_numbers": 5,
+            "min_decimals": 0,
+            "max_decimals": 0,
+            "min_value": -50.0,
+            "max_value": 50.0,
+        },
+        {
+            "min_numbers": 3,
+            "max_numbers": 10,
+            "min_decimals": 0,
+            "max_decimals": 2,
+            "min_value": -100.0,
+            "max_value": 100.0,
+        },
+    ],
+}
+LEVEL_SEP = "@"
+
+
+def split_level(family: str) -> tuple[str, int | None]:
+    """``chain_sum@2`` -> (``chain_sum``, 2); a family without a level -> (family, None)."""
+    base, sep, level = family.partition(LEVEL_SEP)
+    if not sep:
+        return family, None
+    if not level.isdigit() or int(level) < 1:
+        raise SynthConfigError(
+            f"family {family!r}: the level after '{LEVEL_SEP}' must be a whole number from 1 (e.g. {base}@1)"
+        )
+    return base, int(level)
+
+
+def with_level(family: str, level: int) -> str:
+    return f"{split_level(family)[0]}{LEVEL_SEP}{level}"
+
+
+def levels_of(family: str) -> int:
+    """How many levels the family's ladder has (0: none)."""
+    return len(LEVELS.get(split_level(family)[0], []))
+
+
+def level_config(family: str) -> dict[str, Any]:
+    """The reasoning-gym configuration of ``family`` (``{}``: reasoning-gym's defaults)."""
+    base, level = split_level(family)
+    if level is None:
+        return {}
+    ladder = LEVELS.get(base)
+    if not ladder:
+        raise SynthConfigError(
+            f"family {family!r}: {base} has no difficulty levels; families with levels: {', '.join(sorted(LEVELS))}"
+        )
+    if level > len(ladder):
+        raise SynthConfigError(f"family {family!r}: {base} has levels 1 to {len(ladder)}")
+    return dict(ladder[level - 1])
+
+
+@functools.lru_cache(maxsize=128)
+def _dataset(base: str, size: int, seed: int, config_json: str):  # noqa: ANN202 (reasoning-gym's type)
     import reasoning_gym
 
+    return reasoning_gym.create_dataset(base, size=size, seed=seed, **json.loads(config_json))
+
+
+def reasoning_gym_dataset(name: str, size: int, seed: int, config: dict[str, Any] | None = None):  # noqa: ANN201 (reasoning-gym's type)
+    """The dataset of family ``name`` (``chain_sum`` or ``chain_sum@2``) at ``config`` (default:
+    the level's configuration). Cached, because verification rebuilds it to score answers; the
+    configuration travels in each task's verifier_spec, so a task is scored as it was asked."""
+    base, _ = split_level(name)
     known = reasoning_gym_families()
-    if name not in known:
-        close = [k for k in known if name.split("_")[0] in k][:5]
+    if base not in known:
+        close = [k for k in known if base.split("_")[0] in k][:5]
         raise SynthConfigError(
             f"task_pool.reasoning_gym_families: unknown family {name!r}"
             + (f" (did you mean {', '.join(close)}?)" if close else "")
             + f"; {len(known)} families are available, e.g. {', '.join(known[:8])}"
         )
-    return reasoning_gym.create_dataset(name, size=size, seed=seed)
+    cfg = level_config(name) if config is None else config
+    try:
+        ds = _dataset(base, size, seed, json.dumps(cfg, sort_keys=True))
+        if size:
+            ds[0]  # a configuration that cannot make an item fails here, not in the middle of a run
+    except SynthConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (reasoning-gym validates with assert, ValueError, KeyError...)
+        raise SynthConfigError(
+            f"family {name!r}: reasoning-gym rejects the configuration {cfg}: {type(exc).__name__}: {exc}"
+        ) from None
+    return ds
 
 
 def reasoning_gym_tasks(families: Iterable[str], per_family: int, seed: int) -> pl.DataFrame:
@@ -85,29 +236,43 @@ def reasoning_gym_tasks(families: Iterable[str], per_family: int, seed: int) -> 
         raise SynthConfigError("task_pool.tasks_per_family must be >= 0")
     rows = []
     for family in families:
+        base, level = split_level(family)
+        config = level_config(family)
         ds = reasoning_gym_dataset(family, per_family, seed)
         for i in range(per_family):
             entry = ds[i]
+            spec = {"name": base, "size": per_family, "seed": seed, "index": i}
+            if level is not None:
+                spec |= {"level": level, "config": config}
             rows.append(
                 {
                     "task_id": f"rg/{family}/{seed}/{i}",
                     "source": "reasoning_gym",
                     "family": family,
-                    "domain": "science" if family in SCIENCE_FAMILIES else "procedural",
+                    "domain": "science" if base in SCIENCE_FAMILIES else "procedural",
                     "prompt": entry["question"],
                     "answer": str(entry["answer"]),
                     "verifier": "reasoning_gym",
-                    "verifier_spec": json.dumps({"name": family, "size": per_family, "seed": seed, "index": i}),
-                    "license": SCIENCE_LICENSE if family in SCIENCE_FAMILIES else REASONING_GYM_LICENSE,
+                    "verifier_spec": json.dumps(spec),
+                    "license": SCIENCE_LICENSE if base in SCIENCE_FAMILIES else REASONING_GYM_LICENSE,
                 }
             )
     return conform(rows, TASK_SCHEMA)
 
 
-def few_shot_examples(family: str, k: int, seed: int) -> list[tuple[str, str]]:
-    """k solved examples of a family, drawn with a seed far from the task pool's."""
-    ds = reasoning_gym_dataset(family, k, seed + 1_000_003)
-    return [(ds[i]["question"], str(ds[i]["answer"])) for i in range(k)]
+def few_shot_examples(family: str, k: int, seed: int, pool: int = 0, key: str = "") -> list[tuple[str, str]]:
+    """k solved examples of a family at its level, drawn with a seed far from the task pool's.
+
+    With ``pool`` > k and a ``key`` (the task or item id), each key draws its own k from a pool of
+    ``pool`` solved examples. One fixed set for every task teaches the model to copy: with three
+    fixed examples, gcd's held-out score was exactly the number of items whose answer was the
+    last example's."""
+    n = max(k, pool)
+    ds = reasoning_gym_dataset(family, n, seed + 1_000_003)
+    order = list(range(n))
+    if pool > k and key:
+        order = random.Random(hashlib.sha256(f"shots/{key}".encode()).digest()).sample(order, k)
+    return [(ds[i]["question"], str(ds[i]["answer"])) for i in order[:k]]
 
 
 # ------------------------------------------------------------------ HumanEval
@@ -211,7 +376,7 @@ def read_table_file(path: str | Path, what: str) -> pl.DataFrame:
             return pl.read_csv(p, infer_schema=False)
     except SynthConfigError:
         raise
-    except Exception as exc:  # polars' own parse errors: keep its detail, name the file
+    except Exception as exc:  # noqa: BLE001 (polars' own parse errors: keep its detail, name the file)
         raise SynthConfigError(f"{what}: cannot read {p}: {exc}") from None
     raise SynthConfigError(f"{what}: {p} has suffix {suffix!r}; use .jsonl, .parquet or .csv")
 

@@ -7,10 +7,14 @@ Paired on the same held-out items, per family and variant, with an exact McNemar
 * the macro-average over families of the held-out variant is not lower (MACRO_LOWER);
 * no shifted variant (harder, rephrased) is significantly lower (SHIFT_REGRESSION);
 * its answers did not collapse onto fewer values (DIVERSITY_LOSS): per family, the entropy of
-  the answers it gives falls below ``diversity_floor`` times the smaller of the parent's and
-  the reference answers' entropy, when that is at least ``min_parent_entropy`` bits (a parent
-  that already answers one value to everything has no diversity to lose, and a parent that
-  writes a different wrong answer to every item has no more diversity than the task has).
+  the answers it gives falls below ``diversity_floor`` times a reference: the smaller of the
+  parent's and the reference answers' entropy (a parent that writes a different wrong answer to
+  every item has no more diversity than the task has), or the reference answers' entropy alone
+  when the parent itself copies (under ``min_parent_entropy`` bits). Judging a copying parent's
+  candidate against the parent would wave the collapse through exactly when it has happened:
+  the held-out scores of the base model were the counts of items whose answer was the last
+  example's. A family whose reference answers carry under ``min_parent_entropy`` bits has no
+  diversity to lose.
 
 A gain is counted (``significant_gain``) only when the candidate beats both the parent and the
 stronger trivial baseline (most common answer, last shot's answer), each significantly. With
@@ -39,7 +43,12 @@ class GateSettings(Settings):
     diversity_floor: float = Field(
         default=0.5, gt=0, le=1, description="answer entropy below this share of the parent's is DIVERSITY_LOSS"
     )
-    min_parent_entropy: float = Field(default=0.5, ge=0, description="bits; below it diversity loss is not judged")
+    min_parent_entropy: float = Field(
+        default=0.5,
+        ge=0,
+        description="bits; a parent under it copies (its candidate is judged against the reference answers), "
+        "a family whose reference answers are under it has no diversity to lose",
+    )
     require_gain: bool = Field(
         default=True,
         description="promote only with a significant gain over the parent and "
@@ -73,7 +82,8 @@ def compare(
         worse = kc < kp and p_parent < settings.alpha
         gain = kc > kp and p_parent < settings.alpha and kc > sum(best_base) and p_base < settings.alpha
         ec, ep = entropy(g["ca"].to_list()), entropy(g["pa"].to_list())
-        reference = min(ep, entropy(g["answer"].to_list()))
+        truth = entropy(g["answer"].to_list())
+        reference = min(ep, truth) if ep >= settings.min_parent_entropy else truth
         flag = ""
         if worse:
             flag = "REGRESSION" if variant == "heldout" else "SHIFT_REGRESSION"

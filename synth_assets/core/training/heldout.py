@@ -18,7 +18,6 @@ last shot, and a gain that does not beat these is not a gain.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections import Counter
@@ -29,7 +28,15 @@ from pydantic import Field
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generators.generation import PromptSettings, answer_prompt
 from synth_assets.core.settings import Settings
-from synth_assets.core.tasks.sources import conform, few_shot_examples, reasoning_gym_families
+from synth_assets.core.tasks.sources import (
+    conform,
+    level_config,
+    levels_of,
+    reasoning_gym_dataset,
+    reasoning_gym_families,
+    split_level,
+    with_level,
+)
 
 HELDOUT_SEED = 7_000_000
 
@@ -72,7 +79,7 @@ class HeldoutSettings(Settings):
             "leg_counting",
             "projectile_design",
         ],
-        description="reasoning-gym families (the training families; projectile_design is the platform's science family)",
+        description="reasoning-gym families, with a level as family@L (projectile_design: the science family)",
     )
     items_per_family: int = Field(default=100, ge=1, description="items per family and variant")
     variants: list[str] = Field(default=list(VARIANTS), description="heldout, harder, rephrased")
@@ -86,17 +93,24 @@ def rephrased_prompt(question: str, examples: list[tuple[str, str]]) -> str:
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _dataset(family: str, size: int, seed: int, overrides: str):  # noqa: ANN202
-    import reasoning_gym
-
-    return reasoning_gym.create_dataset(family, size=size, seed=seed, **json.loads(overrides))
+def harder_config(family: str) -> dict | None:
+    """The configuration of the family's harder variant: the next level up for a family with a
+    level (``chain_sum@1`` -> ``chain_sum@2``'s configuration), else sizes training never shows
+    (HARDER); None when no harder setting is known."""
+    base, level = split_level(family)
+    if level is not None and level < levels_of(family):
+        return level_config(with_level(family, level + 1))
+    if base in HARDER:
+        return {**level_config(family), **HARDER[base]}
+    return None
 
 
 def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.DataFrame:
-    """Every held-out item: one row per (family, variant, index)."""
+    """Every held-out item: one row per (family, variant, index). Each item's few-shot examples
+    are its own draw from the level's pool (PromptSettings.few_shot_pool), the same for every
+    model, so the last example's answer is no longer one constant a model can copy."""
     known = set(reasoning_gym_families())
-    unknown = [f for f in settings.families if f not in known]
+    unknown = [f for f in settings.families if split_level(f)[0] not in known]
     if unknown:
         raise SynthConfigError(f"heldout_reasoning.families: unknown reasoning-gym families {unknown}")
     bad = [v for v in settings.variants if v not in VARIANTS]
@@ -105,18 +119,17 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
     rows = []
     n = settings.items_per_family
     for family in settings.families:
-        shots = few_shot_examples(family, prompts.few_shot, prompts.few_shot_seed) if prompts.few_shot else []
-        last = shots[-1][1] if shots else ""
         for variant in settings.variants:
-            overrides = HARDER.get(family, {}) if variant == "harder" else {}
-            if variant == "harder" and not overrides:
+            config = harder_config(family) if variant == "harder" else level_config(family)
+            if config is None:
                 continue  # no harder setting is known for this family
-            ds = _dataset(family, n, settings.seed, json.dumps(overrides, sort_keys=True))
+            ds = reasoning_gym_dataset(family, n, settings.seed, config)
             for i in range(n):
                 entry = ds[i]
                 q = entry["question"]
+                shots = prompts.shots(family, f"heldout/{settings.seed}/{family}/{variant}/{i}")
                 prompt = rephrased_prompt(q, shots) if variant == "rephrased" else answer_prompt(q, shots)
-                spec = {"family": family, "overrides": overrides, "seed": settings.seed, "size": n, "index": i}
+                spec = {"family": family, "config": config, "seed": settings.seed, "size": n, "index": i}
                 key = hashlib.sha256(json.dumps([variant, spec, prompt], sort_keys=True).encode()).hexdigest()[:16]
                 rows.append(
                     {
@@ -126,7 +139,7 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
                         "question": q,
                         "answer": str(entry["answer"]),
                         "prompt": prompt,
-                        "last_shot_answer": last,
+                        "last_shot_answer": shots[-1][1] if shots else "",
                         "spec": json.dumps(spec, sort_keys=True),
                     }
                 )
@@ -144,7 +157,9 @@ def decontaminate(items: pl.DataFrame, training_prompts: pl.Series) -> tuple[pl.
 def score(item: dict, answer: str) -> bool:
     """reasoning-gym's own scorer, on the item's dataset rebuilt from its spec."""
     spec = json.loads(item["spec"])
-    ds = _dataset(spec["family"], spec["size"], spec["seed"], json.dumps(spec["overrides"], sort_keys=True))
+    # items stored before levels carry their harder sizes as "overrides" on the default configuration
+    config = spec["config"] if "config" in spec else spec["overrides"]
+    ds = reasoning_gym_dataset(spec["family"], spec["size"], spec["seed"], config)
     try:
         return float(ds.score_answer(answer=answer, entry=ds[spec["index"]])) >= 1.0
     except Exception:  # noqa: BLE001 - a scorer crash on a malformed answer is a wrong answer

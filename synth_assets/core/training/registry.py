@@ -103,8 +103,8 @@ class Registry:
             "created_at": _now(),
             "decided_at": _now(),
         }
-        rows = pl.DataFrame([base], schema=REGISTRY_SCHEMA).to_arrow()  # noqa: F841
-        serving = pl.DataFrame(
+        rows = pl.DataFrame([base], schema=REGISTRY_SCHEMA).to_arrow()  # noqa: F841 - DuckDB reads it by this name in the SQL below (a replacement scan)
+        serving = pl.DataFrame(  # noqa: F841 - DuckDB reads it by this name in the SQL below (a replacement scan)
             [
                 {
                     "served_from": _now(),
@@ -165,7 +165,7 @@ class Registry:
         for k in ("hyperparameters", "prompt_settings", "loss_curve", "scores"):
             if full[k] is not None and not isinstance(full[k], str):
                 full[k] = json.dumps(full[k])
-        df = pl.DataFrame([full], schema=REGISTRY_SCHEMA).to_arrow()  # noqa: F841
+        df = pl.DataFrame([full], schema=REGISTRY_SCHEMA).to_arrow()  # noqa: F841 - DuckDB reads it by this name in the SQL below (a replacement scan)
         with self.wh.transaction() as con:
             if con.execute(f"select count(*) from {self.s} where model_id = ?", [row["model_id"]]).fetchone()[0]:
                 raise SynthConfigError(f"model registry: {row['model_id']} has served already; it is not replaced")
@@ -216,7 +216,7 @@ class Registry:
     def store_scores(self, scores: pl.DataFrame) -> None:
         if scores.height == 0:
             return
-        arrow = scores.to_arrow()  # noqa: F841
+        arrow = scores.to_arrow()  # noqa: F841 - DuckDB reads it by this name in the SQL below (a replacement scan)
         t = f"{self.wh.schema}.model_item_scores"
         with self.wh.transaction() as con:
             con.execute(f"create table if not exists {t} as select * from arrow limit 0")

@@ -16,15 +16,24 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.settings import Settings
+
+if TYPE_CHECKING:  # heavy: imported where training runs, never at import time
+    import torch
+    from peft import PeftModel
+    from transformers import PreTrainedTokenizerBase
+
+Encoded = tuple[list[int], list[int]]  # token ids and labels (-100 where no loss is taken)
+Batch = tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]  # ids, labels, attention mask
+PairBatch = tuple[Batch, Batch, "torch.Tensor"]  # chosen, rejected, reference log-probs
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -68,7 +77,7 @@ class TrainResult:
     curve: list[dict] = field(default_factory=list)  # {"epoch", "step", "train_loss", "validation_loss"}
 
 
-def _encode(tokenizer, prompt: str, target: str, max_length: int) -> tuple[list[int], list[int]]:  # noqa: ANN001
+def _encode(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, max_length: int) -> Encoded:
     """Token ids and labels (-100 on the prompt). The prompt is tokenized alone, with BOS, as
     llama.cpp tokenizes it before generating; the target without special tokens."""
     p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
@@ -79,7 +88,7 @@ def _encode(tokenizer, prompt: str, target: str, max_length: int) -> tuple[list[
     return ids, labels
 
 
-def _batches(encoded: list[tuple[list[int], list[int]]], size: int, pad: int, rng: random.Random | None):  # noqa: ANN202
+def _batches(encoded: list[Encoded], size: int, pad: int, rng: random.Random | None) -> Iterator[Batch]:
     import torch
 
     order = list(range(len(encoded)))
@@ -98,7 +107,9 @@ def _batches(encoded: list[tuple[list[int], list[int]]], size: int, pad: int, rn
         yield ids, labels, mask
 
 
-def _target_logits(model, ids, labels, mask):  # noqa: ANN001, ANN202
+def _target_logits(
+    model: PeftModel, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(logits, target ids, where) at the positions that predict a target token only.
 
     Gemma 3's output layer spans a 262k vocabulary: on a 3-shot prompt it costs more than the
@@ -111,7 +122,9 @@ def _target_logits(model, ids, labels, mask):  # noqa: ANN001, ANN202
     return causal.lm_head(hidden[:, :-1][where]).float(), shifted[where], where
 
 
-def _target_loss(model, ids, labels, mask):  # noqa: ANN001, ANN202
+def _target_loss(
+    model: PeftModel, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy on the target tokens (and how many there were)."""
     import torch
 
@@ -119,7 +132,7 @@ def _target_loss(model, ids, labels, mask):  # noqa: ANN001, ANN202
     return torch.nn.functional.cross_entropy(logits, targets), int(where.sum())
 
 
-def _mean_loss(model, encoded, size: int, pad: int) -> float:  # noqa: ANN001
+def _mean_loss(model: PeftModel, encoded: list[Encoded], size: int, pad: int) -> float:
     import torch
 
     model.eval()
@@ -133,7 +146,9 @@ def _mean_loss(model, encoded, size: int, pad: int) -> float:  # noqa: ANN001
     return total / max(n, 1)
 
 
-def _prepare(base_dir: str | Path, settings: TrainSettings, parent_adapter: str | Path | None):  # noqa: ANN202
+def _prepare(
+    base_dir: str | Path, settings: TrainSettings, parent_adapter: str | Path | None
+) -> tuple[PreTrainedTokenizerBase, int, PeftModel]:
     """(tokenizer, pad id, model with a trainable LoRA adapter): a fresh adapter on the base, or
     the parent's (``init_from: parent``)."""
     import torch
@@ -163,7 +178,7 @@ def _prepare(base_dir: str | Path, settings: TrainSettings, parent_adapter: str 
 
 
 def _optimise(
-    model,
+    model: PeftModel,
     settings: TrainSettings,
     n_train: int,
     batches: Callable,
@@ -248,7 +263,7 @@ def train_lora(
     ``out_dir`` (atomically: a failed run leaves no adapter behind)."""
     if len(train) < settings.min_train_rows:
         raise SynthConfigError(
-            f"candidate_model: the mix has {len(train)} train rows, fewer than training.min_train_rows="
+            f"candidate_model: the mix has {len(train)} train rows, fewer than candidate_model.min_train_rows="
             f"{settings.min_train_rows}; run more generations (or lower min_train_rows) before training"
         )
     started = time.monotonic()
@@ -286,7 +301,7 @@ def train_lora(
 
 
 # ------------------------------------------------------------------ preference optimisation (DPO)
-def _sequence_logps(model, ids, labels, mask):  # noqa: ANN001, ANN202
+def _sequence_logps(model: PeftModel, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum of the target tokens' log-probabilities per row."""
     import torch
 
@@ -296,7 +311,9 @@ def _sequence_logps(model, ids, labels, mask):  # noqa: ANN001, ANN202
     return torch.zeros(ids.shape[0], dtype=lp.dtype).index_add(0, rows, lp)
 
 
-def _pair_batches(enc: list, ref: list[tuple[float, float]], size: int, pad: int, rng: random.Random | None):  # noqa: ANN202
+def _pair_batches(
+    enc: list[tuple[Encoded, Encoded]], ref: list[tuple[float, float]], size: int, pad: int, rng: random.Random | None
+) -> Iterator[PairBatch]:
     """(chosen batch, rejected batch, reference log-probs) per step; chosen and rejected of a
     pair share a row index."""
     import torch
@@ -311,7 +328,7 @@ def _pair_batches(enc: list, ref: list[tuple[float, float]], size: int, pad: int
         yield chosen, rejected, torch.tensor([ref[j] for j in idx], dtype=torch.float32)
 
 
-def _dpo_loss(model, batch, beta: float):  # noqa: ANN001, ANN202
+def _dpo_loss(model: PeftModel, batch: PairBatch, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """DPO (Rafailov et al. 2023): -log sigmoid(beta * (policy margin - reference margin))."""
     import torch
 
@@ -321,7 +338,9 @@ def _dpo_loss(model, batch, beta: float):  # noqa: ANN001, ANN202
     return -torch.nn.functional.logsigmoid(logits).mean(), logits
 
 
-def _reference_logps(model, enc: list, size: int, pad: int) -> list[tuple[float, float]]:  # noqa: ANN001
+def _reference_logps(
+    model: PeftModel, enc: list[tuple[Encoded, Encoded]], size: int, pad: int
+) -> list[tuple[float, float]]:
     """The starting model's log-probabilities of every pair: the reference DPO holds the policy
     to (the base model when the adapter is fresh, its B matrices being zero; else the parent)."""
     import torch

@@ -44,7 +44,10 @@ _PREFERENCE_SHOTS = (("What is 9 + 4?", "13", "14", "A"), ("How many vowels are 
 
 
 def _preference_item(task: str, a: str, b: str) -> str:
-    return f"Task:\n{task.strip()}\n\nResponse A:\n{a.strip()}\n\nResponse B:\n{b.strip()}\n\nThe better response is Response"
+    return (
+        f"Task:\n{task.strip()}\n\nResponse A:\n{a.strip()}\n\nResponse B:\n{b.strip()}\n\n"
+        "The better response is Response"
+    )
 
 
 def preference_prompt(task: str, a: str, b: str) -> str:

@@ -102,7 +102,7 @@ class CustomVerifier:
                 return CustomResult(
                     "timeout", 0.0, f"callable exceeded {self.spec.timeout_s}s", time.perf_counter() - t0
                 )
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - a user's verifier may raise anything: it becomes an error verdict
                 return CustomResult(
                     "error", 0.0, f"callable raised {type(exc).__name__}: {exc}"[:300], time.perf_counter() - t0
                 )

@@ -90,7 +90,9 @@ def extract_math_answer(completion: str) -> str:
 # ------------------------------------------------------------------ verifiers
 def verify_reasoning_gym(row: dict, pass_threshold: float) -> Verdict:
     spec = json.loads(row["verifier_spec"])
-    ds = reasoning_gym_dataset(spec["name"], spec["size"], spec["seed"])
+    # the configuration the task was built with (its level) travels in the spec: the item scored
+    # is the item that was asked
+    ds = reasoning_gym_dataset(spec["name"], spec["size"], spec["seed"], spec.get("config"))
     entry = ds[spec["index"]]
     answer = extract_short_answer(row["completion"] or "")
     t0 = time.perf_counter()
