@@ -153,12 +153,16 @@ def run(
     from synth_assets.assets._common import add_generation, step_failures
     from synth_assets.definitions import defs
     from synth_assets.profiles import PROFILES, merge
+    from synth_assets.run_config import check as check_run_config
 
     try:
         run_config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
     except (OSError, yaml.YAMLError) as exc:
         raise SynthConfigError(f"run config {config_file}: {exc}") from None
-    run_config = merge(PROFILES[profile], run_config or {})
+    user_config = run_config or {}
+    if not isinstance(user_config, dict):
+        raise SynthConfigError(f"run config {config_file}: must be a mapping (ops:, resources:)")
+    run_config = merge(PROFILES[profile], user_config)
     graph = defs.resolve_asset_graph()
     try:  # a,b,c (as `dagster asset materialize --select` takes it) is the union of its parts
         with warnings.catch_warnings():  # "*" resolves through a beta parameter; nothing for the user to act on
@@ -176,6 +180,15 @@ def run(
     partitioned = any(graph.get(k).partitions_def is not None for k in keys)
     console = run_config.setdefault("loggers", {}).setdefault("console", {}).setdefault("config", {})
     console["traceback"] = traceback
+    # the whole config, checked before a generation is added or any step runs
+    wrong = check_run_config(user_config, config_file or "run config", graph, keys)
+    if not wrong:
+        try:
+            dg.validate_run_config(job, run_config)
+        except dg.DagsterInvalidConfigError as exc:
+            wrong = [f"{config_file or 'run config'}: {e.message}" for e in exc.errors]
+    if wrong:
+        raise SynthConfigError("\n".join(wrong))
     with dg.DagsterInstance.get() as instance:
         key = None
         if partitioned:
@@ -362,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "models":
             print(models(wh, args.action, args.model_id, args.note))
     except SynthConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # one problem a line (a run config's problems come together)
+            print(f"error: {line}", file=sys.stderr)
         return 2
     return 0
 

@@ -191,3 +191,21 @@ def test_held_out_items_of_a_level_have_a_harder_variant_one_level_up_and_their_
     harder = json.loads(items.filter(pl.col("variant") == "harder")["spec"][0])["config"]
     last_shots = items.filter(pl.col("variant") == "heldout")["last_shot_answer"].n_unique()
     assert (harder, last_shots > 5) == ({"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}, True)
+
+
+def test_a_levels_task_pool_and_held_out_items_never_share_a_question():
+    """chain_sum@1 has 200 questions in all: the split by question keeps the held-out ones out
+    of the pool, and each held-out question is asked once."""
+    from synth_assets.core.generators.generation import PromptSettings
+    from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
+
+    pool = reasoning_gym_tasks(["chain_sum@1"], 300, seed=42)
+    items = heldout_items(
+        HeldoutSettings(families=["chain_sum@1"], items_per_family=100, variants=["heldout"]), PromptSettings()
+    )
+    shared = set(pool["prompt"]) & set(items["question"])
+    assert (shared, items["question"].is_duplicated().any(), pool["prompt"].is_duplicated().any()) == (
+        set(),
+        False,
+        False,
+    )

@@ -29,7 +29,9 @@ from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generators.generation import PromptSettings, answer_prompt
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks.sources import (
+    DEFAULT_FAMILIES,
     conform,
+    distinct_items,
     level_config,
     levels_of,
     reasoning_gym_dataset,
@@ -70,16 +72,8 @@ class HeldoutSettings(Settings):
     """Which held-out items every model is evaluated on."""
 
     families: list[str] = Field(
-        default=[
-            "letter_counting",
-            "gcd",
-            "basic_arithmetic",
-            "chain_sum",
-            "word_sorting",
-            "leg_counting",
-            "projectile_design",
-        ],
-        description="reasoning-gym families, with a level as family@L (projectile_design: the science family)",
+        default=list(DEFAULT_FAMILIES),
+        description="reasoning-gym families, a level as family@L (default: the task pool's)",
     )
     items_per_family: int = Field(default=100, ge=1, description="items per family and variant")
     variants: list[str] = Field(default=list(VARIANTS), description="heldout, harder, rephrased")
@@ -123,13 +117,17 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
             config = harder_config(family) if variant == "harder" else level_config(family)
             if config is None:
                 continue  # no harder setting is known for this family
-            ds = reasoning_gym_dataset(family, n, settings.seed, config)
-            for i in range(n):
+            if split_level(family)[1] is not None:
+                # a level's held-out items: distinct questions the task pool never draws
+                ds, indices, size = distinct_items(family, n, settings.seed, heldout=True, config=config)
+            else:
+                ds, indices, size = reasoning_gym_dataset(family, n, settings.seed, config), range(n), n
+            for i in indices:
                 entry = ds[i]
                 q = entry["question"]
                 shots = prompts.shots(family, f"heldout/{settings.seed}/{family}/{variant}/{i}")
                 prompt = rephrased_prompt(q, shots) if variant == "rephrased" else answer_prompt(q, shots)
-                spec = {"family": family, "config": config, "seed": settings.seed, "size": n, "index": i}
+                spec = {"family": family, "config": config, "seed": settings.seed, "size": size, "index": i}
                 key = hashlib.sha256(json.dumps([variant, spec, prompt], sort_keys=True).encode()).hexdigest()[:16]
                 rows.append(
                     {

@@ -46,7 +46,7 @@ class TrainSettings(Settings):
     dropout: float = Field(default=0.05, ge=0, lt=1, description="LoRA dropout")
     learning_rate: float = Field(default=3e-4, gt=0, description="AdamW learning rate (linear decay after warm-up)")
     epochs: int = Field(
-        default=2, ge=1, description="passes over the train split (the best by validation loss is kept)"
+        default=3, ge=1, description="passes over the train split (the best by validation loss is kept)"
     )
     batch_size: int = Field(default=8, ge=1, description="rows per optimizer step")
     max_length: int = Field(default=512, ge=16, description="longer rows are cut from the left (the prompt's start)")

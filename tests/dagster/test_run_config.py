@@ -1,0 +1,74 @@
+"""A wrong run config fails before anything runs: one line a problem, naming the file, the path
+and the fix; no generation is added and no table is written."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from synth_assets.definitions import defs
+from synth_assets.run_config import check
+
+
+def _synth_run(tmp_path: Path, config: dict) -> tuple[subprocess.CompletedProcess, Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(json.dumps(config))
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+    synth = [str(Path(sys.executable).parent / "synth"), "run", "-c", str(cfg)]
+    return subprocess.run(synth, env=env, capture_output=True, text=True, timeout=300), home
+
+
+@pytest.mark.parametrize(
+    ("config", "line"),
+    [
+        (
+            {"candidate_model": {"config": {"epochs": -3}}},
+            "candidate_model: an asset's settings go under ops: write ops.candidate_model.config",
+        ),
+        (
+            {"ops": {"candidate_model": {"config": {"epochs": -3}}}},
+            "ops.candidate_model.config.epochs: Input should be greater than or equal to 1 (got -3)",
+        ),
+    ],
+)
+def test_a_wrong_run_config_stops_synth_run_before_any_step_with_one_line(tmp_path, config, line):
+    out, home = _synth_run(tmp_path, config)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        generations = instance.get_dynamic_partitions("generation")
+    assert (out.returncode, out.stderr.strip(), generations, (tmp_path / "w.duckdb").exists()) == (
+        2,
+        f"error: {tmp_path / 'run.yaml'}: {line}",
+        [],
+        False,
+    )
+
+
+def test_every_problem_gets_its_own_line():
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_executable]
+    wrong = check(
+        {"ops": {"task_pool": {"config": {"tasks_per_family": -1, "familes": ["gcd"]}}, "nope": {}}, "opz": {}},
+        "run.yaml",
+        graph,
+        keys,
+    )
+    assert wrong == [
+        "run.yaml: opz: not a run config section; use one of ops, resources, loggers, execution",
+        "run.yaml: ops.task_pool.config.tasks_per_family: Input should be greater than or equal to 0 (got -1)",
+        "run.yaml: ops.task_pool.config.familes: not a setting of task_pool; its settings: reasoning_gym_families, "
+        "tasks_per_family, seed, humaneval_tasks, user_task_files, include_synthesized, source_shares",
+        "run.yaml: ops.nope: no asset is called 'nope'",
+    ]
+
+
+def test_a_sound_run_config_has_no_problems():
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_executable]
+    assert check({"ops": {"candidate_model": {"config": {"epochs": 1}}}}, "run.yaml", graph, keys) == []
