@@ -107,7 +107,7 @@ def main() -> None:
                 dec.pass_cost_tokens = cost
             calls: list[list[Item]] = []
             decode = dec._decode
-            dec._decode = lambda items, decode=decode: (calls.append(items), decode(items))[1]
+            dec._decode = lambda items, decode=decode, calls=calls: (calls.append(items), decode(items))[1]
             t0 = time.perf_counter()
             out = list(dec.generate(reqs))
             dt = time.perf_counter() - t0

@@ -233,7 +233,8 @@ def main() -> None:
         print(
             f"{r['rows']:>9} {r['curate_s']:>9} {r['rows_per_s']:>9} {r['rss_peak_mb']:>8} {r['near_dup_s']:>10} "
             f"{r.get('datasketch_s', '-'):>12} {str(r.get('speedup', '-')) + 'x':>8} {r['ours_recall']:>7} "
-            f"{r['ours_drop_precision']:>7} {r.get('datasketch_recall', '-'):>7} {r.get('datasketch_precision', '-'):>8}"
+            f"{r['ours_drop_precision']:>7} {r.get('datasketch_recall', '-'):>7} "
+            f"{r.get('datasketch_precision', '-'):>8}"
         )
         print(
             f"          kept {r['kept']}, true pairs {r['true_pairs']}, LSH candidates {r['lsh_candidates']}, "

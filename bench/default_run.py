@@ -1,6 +1,6 @@
 """The default run, stage by stage, with the generator one request at a time and batched.
 
-    .venv/bin/python bench/default_run.py                  # parallel 1, then 16, the generator's default (about 25 minutes)
+    .venv/bin/python bench/default_run.py     # parallel 1, then 16, the generator's default (about 25 minutes)
     .venv/bin/python bench/default_run.py --parallel 1,8,16 --select "not group:training"
 
 Each mode runs ``synth run`` on the embedded defaults (generation 1, the loop left out unless
@@ -163,8 +163,9 @@ def main() -> None:
     base = modes[0]
     for p in modes[1:]:
         a, b = results[base], results[p]
+        gen_a, gen_b = a["steps"].get("raw_candidates", 0), b["steps"].get("raw_candidates", 1e-9)
         print(
-            f"parallel {p} vs {base}: raw_candidates {a['steps'].get('raw_candidates', 0) / max(b['steps'].get('raw_candidates', 1e-9), 1e-9):.2f}x faster, "
+            f"parallel {p} vs {base}: raw_candidates {gen_a / max(gen_b, 1e-9):.2f}x faster, "
             f"whole run {a['run_s'] / b['run_s']:.2f}x; with each run's time divided by its probes' mean "
             f"{(a['run_s'] / speed[base]) / (b['run_s'] / speed[p]):.2f}x"
         )

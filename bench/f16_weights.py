@@ -78,9 +78,7 @@ def main() -> None:
         for k in list(decs) if r % 2 == 0 else list(decs)[::-1]:
             for shape, rate in rates(decs[k], toks).items():
                 got[k].setdefault(shape, []).append(rate)
-    print(
-        f"\n{'tokens/s, median of ' + str(args.rounds) + ' alternating rounds':<40} {'stored':>8} {'f16':>8} {'ratio':>7}"
-    )
+    print(f"\n{f'tokens/s, median of {args.rounds} alternating rounds':<40} {'stored':>8} {'f16':>8} {'ratio':>7}")
     for shape in got["stored"]:
         a, b = statistics.median(got["stored"][shape]), statistics.median(got["f16"][shape])
         print(f"{shape:<40} {a:>8.0f} {b:>8.0f} {b / a:>6.2f}x")

@@ -60,7 +60,8 @@ def main() -> None:
     )
     t_cal = time.perf_counter() - t0
     print(
-        f"{verified.height} candidates ({tasks.height} tasks x {args.samples}) generated and verified in {t_gen:.0f} s; "
+        f"{verified.height} candidates ({tasks.height} tasks x {args.samples}) "
+        f"generated and verified in {t_gen:.0f} s; "
         f"pass rate {float((verified['verdict'] == 'pass').mean()):.3f}"
     )
     print(f"calibration: {cal.rows.height} rows and {cal.pairs.height} pairs (x2 orders) judged in {t_cal:.0f} s")

@@ -230,7 +230,7 @@ def main() -> None:
             all40 = np.take_along_axis(held, order, 1).all(1).mean()
             allnear = (held | ~near).all(1).mean()
 
-            def screen() -> np.ndarray:
+            def screen(q: np.ndarray = q, proj: np.ndarray = proj, m: int = m) -> np.ndarray:
                 a = torch.from_numpy((batch @ q) @ proj.T)
                 ids = a.topk(m, dim=1, sorted=False).indices.numpy()
                 return np.einsum("kd,kmd->km", batch, emb[ids])

@@ -13,6 +13,7 @@ is shown as ``gx_error`` so broken setup is not mistaken for bad data.
 """
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -48,10 +49,8 @@ def _gx_exception(info: dict | None) -> tuple[bool, str | None]:
         return False, None
     entries = [info] if "raised_exception" in info else [v for v in info.values() if hasattr(v, "keys")]
     for entry in entries:  # dicts, or GX ExceptionInfo objects (mapping-like)
-        if entry["raised_exception"] if "raised_exception" in entry.keys() else False:
-            return True, entry[
-                "exception_message"
-            ] if "exception_message" in entry.keys() else "GX could not compute this"
+        if entry.get("raised_exception"):
+            return True, entry.get("exception_message", "GX could not compute this")
     return False, None
 
 
@@ -139,7 +138,7 @@ def gx_suite_checks(asset: str, storage: str) -> dg.AssetChecksDefinition:
     assert len(set(names)) == len(names), f"suite {asset}: two expectations share a check name"
 
     @dg.multi_asset_check(specs=specs, name=f"gx_suite_{asset}", required_resource_keys={"warehouse"})
-    def _checks(context: dg.AssetCheckExecutionContext):
+    def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         frame = stored_frame(context, asset, snapshot=storage == "snapshot")
         # values a suite takes from the data it checks (the mix records the floor it was built under)
         overrides = {c: frame[c][0] for c in frame.columns if frame.height and c in ("human_floor",)}

@@ -84,6 +84,9 @@ MSG
   test)
     setup test
     shift
+    log "linting (ruff check, ruff format --check)"
+    ruff check . && ruff format --check . >/dev/null \
+      || { echo "lint: fix with .venv/bin/ruff check --fix . && .venv/bin/ruff format ." >&2; exit 1; }
     log "running the tests"
     python -m pytest "$@"
     ;;

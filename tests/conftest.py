@@ -36,12 +36,9 @@ def materialize_generation(
 ) -> dg.ExecuteInProcessResult:
     """``dg.materialize`` of one generation: the next one (added as a partition, as ``synth
     run`` and the schedule do), or ``generation`` again."""
-    from synth_assets.assets._common import GENERATIONS, next_generation_key
+    from synth_assets.assets._common import add_generation
 
-    key = str(generation) if generation is not None else next_generation_key(instance)
-    if key not in instance.get_dynamic_partitions(GENERATIONS.name):
-        instance.add_dynamic_partitions(GENERATIONS.name, [key])
-    return dg.materialize(assets, instance=instance, partition_key=key, **kwargs)
+    return dg.materialize(assets, instance=instance, partition_key=add_generation(instance, generation), **kwargs)
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ which candidates must pass verification, and a pipeline test cannot pass with no
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar
 
 import polars as pl
@@ -85,21 +86,28 @@ class RuleGeneratorResource(GeneratorResource):
         return RuleGeneratorDouble([(p, r) for p, r in self.rules])
 
 
+Reply = str | Callable[[SampleRequest], str]
+
+
 class RuleGeneratorDouble:
-    """TEST DOUBLE: replies by regex rules on the prompt; no model."""
+    """TEST DOUBLE: replies by regex rules on the prompt; no model. ``rules`` are
+    ``(pattern, reply)`` pairs: the first pattern found in the prompt (``re.S``) answers with its
+    reply, a fixed text or ``reply(request)`` (to answer in turn, or from the request); no match
+    is an empty completion. Every prompt it was asked is kept in ``prompts``, in order."""
 
     name = "rule_double"
     model = "rule-double-v1"
     terms = "test double (no model)"
 
-    def __init__(self, rules: list[tuple[str, str]]) -> None:
-        import re
-
+    def __init__(self, rules: Sequence[tuple[str, Reply]]) -> None:
         self.rules = [(re.compile(p, re.S), r) for p, r in rules]
+        self.prompts: list[str] = []
 
     def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
         for r in requests:
-            text = next((reply for pat, reply in self.rules if pat.search(r.prompt)), "")
+            self.prompts.append(r.prompt)
+            reply = next((reply for pat, reply in self.rules if pat.search(r.prompt)), "")
+            text = reply(r) if callable(reply) else reply
             yield Sample(
                 text=text,
                 finish_reason="stop",

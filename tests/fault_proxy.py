@@ -13,8 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
+
+from synth_assets.core.generators.response_cache import _TABLE
 
 FAULTS = ("timeout", "429", "500", "malformed", "drop", "drop_after_upstream")
 
@@ -165,3 +168,21 @@ class FaultProxy:
                 if a.fault:
                     out[a.fault] = out.get(a.fault, 0) + 1
             return out
+
+
+def cached_keys(path: str) -> set[str]:
+    """Every key in a response cache file (what was delivered and kept); empty when the file does
+    not exist."""
+    import duckdb
+
+    if not Path(path).exists():
+        return set()
+    con = duckdb.connect(path, read_only=True)
+    try:
+        if not con.execute("select count(*) from information_schema.tables where table_name = ?", [_TABLE]).fetchone()[
+            0
+        ]:
+            return set()
+        return {r[0] for r in con.execute(f"select key from {_TABLE}").fetchall()}
+    finally:
+        con.close()

@@ -1,9 +1,9 @@
 """LLM judge, constitutional revision, preference pairs and custom verifiers."""
 
 import json
+import re
 import sys
 import textwrap
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +15,7 @@ from synth_assets.core.generators.generation import CANDIDATE_SCHEMA, Sample
 from synth_assets.core.generators.llama_backend import LlamaCppGenerator
 from synth_assets.core.sandbox.sandbox import Sandbox
 from synth_assets.core.tasks.sources import conform, user_tasks
-from synth_assets.core.verify.ai_feedback import Constitution, Judge, parse_score
+from synth_assets.core.verify.ai_feedback import DEFAULT_RUBRIC, Constitution, Judge, parse_score, read_text_file
 from synth_assets.core.verify.custom_verifiers import CustomVerifierSpec, build_verifiers
 from synth_assets.core.verify.verification import VERDICT_SCHEMA, revise_failures, verify_candidates
 
@@ -88,13 +88,16 @@ def test_revision_is_verified_again_with_the_task_verifier():
     assert "Critique:" in double.prompts[1] and "the sum is wrong" in double.prompts[1]
 
 
+@pytest.mark.model
 def test_real_model_judges_and_revises():
     gen = LlamaCppGenerator()
-    scores = Judge(gen, "Score the response from 1 to 10. Reply with the score only.").score([("2+2?", "4")])
-    assert len(scores) == 1 and scores[0].raw is not None
-    revs = Constitution(gen, "1. Answer with a number only.", max_tokens=8).revise([("2+2?", "five", ("\n",))])
-    # a real call: the critique-and-revise prompt was evaluated, and the token limit held
-    assert len(revs) == 1 and revs[0].sample.prompt_tokens > 20 and revs[0].sample.completion_tokens <= 8
+    # the shipped rubric's worked examples teach even the 270M base model the reply's format
+    [result] = Judge(gen, read_text_file(None, DEFAULT_RUBRIC, "rubric")).score([("What is 2 + 2?", "4")])
+    assert re.fullmatch(r"10|[1-9]", result.raw) and result.score == (int(result.raw) - 1) / 9
+    # no stop sequence: the revision runs into its token limit (the critique-and-revise prompt was evaluated)
+    [rev] = Constitution(gen, "1. Answer with a number only.", max_tokens=8).revise([("2+2?", "five", ())])
+    assert rev.critique and rev.sample.prompt_tokens > 20
+    assert (rev.sample.finish_reason, rev.sample.completion_tokens) == ("length", 8)
 
 
 # ------------------------------------------------------------------ custom verifiers
@@ -146,12 +149,12 @@ def test_custom_callable_and_command_verifiers(tmp_path, monkeypatch):
             {"task_id": "8", "verifier": "custom:hang", "completion": "x"},
         ]
     )
-    t0 = time.perf_counter()
     out = verify_candidates(df, Sandbox(), custom=custom)
     assert out["verdict"].to_list() == ["pass", "fail", "fail", "timeout", "error", "pass", "fail", "timeout"]
     assert out["score"][2] == pytest.approx(0.3) and "simulator crashed" in out["verdict_detail"][4]
     assert out["verifier_name"][5] == "custom:sim" and "checker.py" in out["verifier_version"][5]
-    assert time.perf_counter() - t0 < 4  # timeouts are enforced
+    # the verifiers' own limits ended the 5 s sleep and the 30 s command
+    assert [out["verdict_detail"][i] for i in (3, 7)] == ["callable exceeded 0.5s", "command exceeded 0.5s"]
 
 
 def test_custom_verifier_configuration_errors(tmp_path, monkeypatch):

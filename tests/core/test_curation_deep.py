@@ -415,31 +415,6 @@ def test_dataset_card_lists_licences_generators_filters_and_share():
         assert needle in card, needle
 
 
-def test_coverage_check_reads_the_warehouse_and_names_the_family(warehouse):
-    from synth_assets.assets.pipeline_checks import no_family_wiped_out
-    from synth_assets.resources import WarehouseResource
-
-    verified = conform(
-        [
-            {"candidate_id": "a", "generation": 1, "family": "gcd", "domain": "procedural", "verdict": "pass"},
-            {"candidate_id": "b", "generation": 1, "family": "chain_sum", "domain": "procedural", "verdict": "pass"},
-            {"candidate_id": "c", "generation": 1, "family": "humaneval", "domain": "code", "verdict": "fail"},
-        ],
-        VERDICT_SCHEMA,
-    )
-    warehouse.write_generation("raw_candidates", verified.select(list(verified.columns)[:5]), 1)
-    warehouse.write_generation("verified_set", verified, 1)
-    warehouse.write_generation("filtered_set", conform(verified.head(1).to_dicts(), FILTERED_SCHEMA), 1)
-    import dagster as dg
-
-    result = no_family_wiped_out(
-        dg.build_asset_check_context(resources={"warehouse": WarehouseResource(path=warehouse.path)})
-    )
-    assert not result.passed
-    assert result.metadata["families_wiped_out"].value == ["chain_sum"]
-    assert result.metadata["domains_wiped_out"].value == []
-
-
 # ------------------------------------------------------------------ representative selection (issue 17)
 def text_rows(texts: list[str], scores: list[float] | None = None, task: str = "t") -> pl.DataFrame:
     """Every text a passing judged candidate of one task, as the issue's measurement had it."""

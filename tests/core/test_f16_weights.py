@@ -27,6 +27,8 @@ def copied(tmp_path_factory):
     return src, f16_copy(src, packaged_sha256(), cache), cache
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_the_copy_rounds_every_quantized_block_weight_to_f16_and_keeps_the_rest_byte_for_byte(copied):
     src, dst, _cache = copied
     a, b = GGUFReader(src), GGUFReader(dst)
@@ -47,6 +49,8 @@ def test_the_copy_rounds_every_quantized_block_weight_to_f16_and_keeps_the_rest_
     assert a.fields["tokenizer.ggml.tokens"].contents() == b.fields["tokenizer.ggml.tokens"].contents()
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_the_copy_is_written_once_and_a_source_with_nothing_to_convert_is_served_as_it_is(copied):
     src, dst, cache = copied
     stamp = dst.stat().st_mtime_ns
@@ -55,6 +59,7 @@ def test_the_copy_is_written_once_and_a_source_with_nothing_to_convert_is_served
     assert sorted(p.suffix for p in cache.iterdir()) == [".gguf", ".unquantized"]
 
 
+@pytest.mark.model
 def test_a_failed_write_leaves_no_file_and_says_how_to_go_on(tmp_path, monkeypatch):
     def disk_full_double(src, dst):
         """Test double for the writer: half a file, then the disk is full."""
@@ -84,6 +89,7 @@ def test_auto_serves_small_files_as_f16_and_large_ones_as_stored(tmp_path):
     assert [wants_f16("f16", large), wants_f16("stored", small)] == [True, False]
 
 
+@pytest.mark.model
 def test_a_batched_generator_computes_with_the_copy_and_a_sequential_one_with_the_stored_file():
     stored = ensure_model_file()
     batched = LlamaCppGenerator(n_ctx=256, parallel=2)
@@ -97,14 +103,3 @@ def test_a_batched_generator_computes_with_the_copy_and_a_sequential_one_with_th
     ):
         assert gen.weights_path == stored
         gen.close()
-
-
-def test_the_setting_comes_from_the_environment_and_a_typo_is_named(monkeypatch):
-    from synth_assets.resources import generator_from_env
-
-    monkeypatch.setenv("SYNTH_GENERATOR", "llama_cpp")
-    monkeypatch.setenv("SYNTH_LLAMA_BATCHED_WEIGHTS", "stored")
-    assert generator_from_env().batched_weights == "stored"
-    monkeypatch.setenv("SYNTH_LLAMA_BATCHED_WEIGHTS", "fp16")
-    with pytest.raises(SynthConfigError, match="SYNTH_LLAMA_BATCHED_WEIGHTS='fp16': one of auto, f16, stored"):
-        generator_from_env()

@@ -2,8 +2,12 @@
 
 import hashlib
 
+import pytest
+
 from synth_assets.core.generators.generation import SampleRequest
 from synth_assets.core.generators.llama_backend import LlamaCppGenerator, ensure_model_file, packaged_sha256
+
+pytestmark = pytest.mark.model
 
 
 def sha(path) -> str:

@@ -34,6 +34,7 @@ def gen():
     g.close()
 
 
+@pytest.mark.model
 def test_samples_of_one_prompt_share_one_evaluation(gen):
     dec: BatchedDecoder = gen._batched
     prompt = answer_prompt("What is 12 + 30?", SHOTS)
@@ -45,6 +46,8 @@ def test_samples_of_one_prompt_share_one_evaluation(gen):
     assert len({s.text for s in out}) == 1  # greedy copies of one cache say the same thing
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_a_family_prefix_is_evaluated_once_across_tasks(gen):
     dec: BatchedDecoder = gen._batched
     words = "apple banana cherry dog elephant fish garden house island jungle kite lemon mountain night ocean piano"
@@ -61,6 +64,7 @@ def test_a_family_prefix_is_evaluated_once_across_tasks(gen):
     )
 
 
+@pytest.mark.model
 def test_forgotten_prefixes_are_evaluated_again(gen):
     """Benches compare runs from one cold state: after forget_prefixes nothing is served cached."""
     dec: BatchedDecoder = gen._batched
@@ -77,6 +81,8 @@ def test_forgotten_prefixes_are_evaluated_again(gen):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_two_families_in_one_batch_each_find_their_own_prefix_cached(gen):
     """A batch that spans two families (or a family's two prompt templates, as the held-out
     evaluation's rephrased variant) caches each family's prefix in a slot of its own; with one
@@ -103,6 +109,8 @@ def test_two_families_in_one_batch_each_find_their_own_prefix_cached(gen):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_a_long_answer_does_not_hold_back_short_ones(gen):
     """Continuous batching: 1 request of 40 tokens beside 12 of 1 token; the short ones take the
     freed slots while the long one runs, so the whole takes about as many decode steps as the
@@ -118,6 +126,7 @@ def test_a_long_answer_does_not_hold_back_short_ones(gen):
     assert dec.decode_steps - before == 40
 
 
+@pytest.mark.model
 def test_sampled_outputs_come_back_in_request_order_and_are_reproducible(gen):
     prompts = [answer_prompt(q, SHOTS) for q, _ in [("What is 9 + 9?", 0), ("What is 2 + 40?", 0)]]
     reqs = [req(p, i, temperature=1.0, seed=100 + i) for i in range(5) for p in prompts]
@@ -136,6 +145,7 @@ class TightDecoderDouble(BatchedDecoder):
         return super()._admit(batch, *rest)
 
 
+@pytest.mark.model
 def test_a_group_that_does_not_fit_is_retried_in_halves(gen):
     lines = []
     dec = TightDecoderDouble(gen._llm, parallel=8, n_ctx_per_seq=512, log=lines.append)
@@ -149,18 +159,6 @@ def test_a_group_that_does_not_fit_is_retried_in_halves(gen):
         "batched decoding: no KV slot for 5 sequences; retrying 5 requests 4 at a time",
         "batched decoding: no KV slot for 4 sequences; retrying 5 requests 2 at a time",
     ]
-
-
-def test_the_parallel_setting_comes_from_the_environment_and_bad_values_are_named(monkeypatch):
-    from synth_assets.core.errors import SynthConfigError
-    from synth_assets.resources import generator_from_env
-
-    monkeypatch.setenv("SYNTH_GENERATOR", "llama_cpp")
-    monkeypatch.setenv("SYNTH_LLAMA_PARALLEL", "4")
-    assert generator_from_env().parallel == 4
-    monkeypatch.setenv("SYNTH_LLAMA_PARALLEL", "many")
-    with pytest.raises(SynthConfigError, match="SYNTH_LLAMA_PARALLEL='many': a whole number from 1 to 64"):
-        generator_from_env()
 
 
 class DecodeRecordingDecoderDouble(BatchedDecoder):
@@ -197,6 +195,7 @@ class DecodeRecordingDecoderDouble(BatchedDecoder):
         ]
 
 
+@pytest.mark.model
 def test_a_late_sample_copies_the_running_one_cut_to_the_prompt_and_needs_no_call_of_its_own(gen):
     """A sample admitted while another sample of its prompt is running copies that sequence's
     cache cut back to the prompt (a KV stream is copied whole, so the cut is what keeps the
@@ -251,6 +250,7 @@ def _tail_lengths(items):
     return per
 
 
+@pytest.mark.model
 def test_tails_of_nearby_lengths_are_grown_to_one_length_on_consecutive_ids(gen):
     """Four prompts of one family whose own tails differ by a few tokens: with a KV stream per
     sequence llama.cpp would run them as one micro-batch per distinct length, so each is grown to
@@ -271,6 +271,7 @@ def test_tails_of_nearby_lengths_are_grown_to_one_length_on_consecutive_ids(gen)
     assert dec.prompt_tokens_regrown - before == sum(max(own) - n for n in own)
 
 
+@pytest.mark.model
 def test_new_sequences_take_consecutive_ids_when_running_ones_sit_between_the_free_ones(gen):
     """Sequences 0 and 2 finish while 1 and 3 still run: before two new prompts are admitted the
     running one at the top moves into the lowest hole, so the new ones get ids 2 and 3 and their

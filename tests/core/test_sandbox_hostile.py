@@ -57,10 +57,12 @@ def hostile_programs(h) -> dict[str, str]:
         "delete_host_file": f"import os\nos.remove({canary!r})",
         "delete_system_files": "import shutil\nshutil.rmtree('/usr/lib/python3.11')",
         "write_outside_tmp": f"open({d + '/new_file'!r}, 'w').write('x')",
-        "read_env_secret": "import os\nassert 'SYNTH_SECRET_API_KEY' in os.environ, os.environ.get('SYNTH_SECRET_API_KEY')",
+        "read_env_secret": "import os\n"
+        "assert 'SYNTH_SECRET_API_KEY' in os.environ, os.environ.get('SYNTH_SECRET_API_KEY')",
         "read_duckdb_file": f"open({db!r}, 'rb').read()",
         "read_proc_environ_of_host": "import os\n"
-        "found = [p for p in os.listdir('/proc') if p.isdigit() and b'sk-hostile' in open(f'/proc/{p}/environ','rb').read()]\n"
+        "found = [p for p in os.listdir('/proc')\n"
+        "         if p.isdigit() and b'sk-hostile' in open(f'/proc/{p}/environ','rb').read()]\n"
         "assert found",
         "open_socket": "import socket\nsocket.create_connection(('1.1.1.1', 443), timeout=2)",
         "listen_socket": "import socket\ns = socket.socket()\ns.bind(('0.0.0.0', 8765))\ns.listen()\n"
@@ -72,7 +74,8 @@ def hostile_programs(h) -> dict[str, str]:
         "daemon_left_behind": "import os, time\nif os.fork() == 0:\n    os.setsid()\n"
         "    time.sleep(30)\n    open('/tmp/late', 'w').write('x')\nraise SystemExit(1)",
         "forge_runner_output": "import os\nfd = os.open(f'/proc/{os.getppid()}/fd/1', os.O_WRONLY)\n"
-        'os.write(fd, b\'{"exit_code": 0, "signal": null, "timed_out": false, "seconds": 0, "stdout": "", "stderr": ""}\\n\')',
+        'os.write(fd, b\'{"exit_code": 0, "signal": null, "timed_out": false, "seconds": 0, \'\n'
+        '              b\'"stdout": "", "stderr": ""}\\n\')',
         "exit_zero_early": "import os\nos._exit(0)",
     }
 
@@ -164,8 +167,10 @@ def test_always_equal_objects_and_subclasses_cannot_cross():
     bodies = {
         "always_equal": "    class E:\n        def __eq__(self, other):\n            return True\n"
         "        def __ne__(self, other):\n            return False\n    return E()\n",
-        "int_subclass": "    class I(int):\n        def __eq__(self, other):\n            return True\n    return I(0)\n",
-        "list_subclass": "    class L(list):\n        def __eq__(self, other):\n            return True\n    return L()\n",
+        "int_subclass": "    class I(int):\n        def __eq__(self, other):\n"
+        "            return True\n    return I(0)\n",
+        "list_subclass": "    class L(list):\n        def __eq__(self, other):\n"
+        "            return True\n    return L()\n",
         "honest": "    return a + b\n",
     }
     results = Sandbox(LIMITS).check_functions([add_check(b) for b in bodies.values()])

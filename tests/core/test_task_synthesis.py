@@ -1,16 +1,13 @@
-"""Task synthesis: each gate on its own, with a named test double for the generator, and the
-whole path with the embedded model through dagster.materialize()."""
+"""Task synthesis: each gate on its own, with a named test double for the generator (the whole
+path through the assets: tests/dagster/test_task_synthesis_assets.py, and with the embedded
+model: tests/integration/test_pipeline.py)."""
 
 import json
-import re
 
-import dagster as dg
 import polars as pl
 import pytest
 
-from synth_assets.assets.sources import apply_shares
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generators.generation import Sample
 from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
 from synth_assets.core.synthesis.task_synthesis import (
     SynthesisSettings,
@@ -19,22 +16,7 @@ from synth_assets.core.synthesis.task_synthesis import (
     synthesize_tasks,
 )
 from synth_assets.core.tasks.sources import TASK_SCHEMA, conform
-from tests.conftest import materialize_generation
-
-
-class RuleGeneratorDouble:
-    """Test double: answers each prompt with rules keyed on its text, so each gate can be driven."""
-
-    name, model = "rule_double", "rule-double"
-
-    def __init__(self, rules):
-        self.rules, self.prompts = rules, []
-
-    def generate(self, requests):
-        for r in requests:
-            self.prompts.append(r.prompt)
-            text = next((f(r) for pat, f in self.rules if re.search(pat, r.prompt, re.S)), "")
-            yield Sample(text, "stop", 10, 5, 0.001)
+from tests.doubles import RuleGeneratorDouble
 
 
 def seeds():
@@ -78,7 +60,9 @@ def answers_by_sample(mapping):
     return reply
 
 
-ONLY = lambda *methods: SynthesisSettings(proposals_per_method=1, methods=list(methods), consistency_samples=5)  # noqa: E731
+def only(*methods: str) -> SynthesisSettings:
+    """One proposal per method, five consistency samples."""
+    return SynthesisSettings(proposals_per_method=1, methods=list(methods), consistency_samples=5)
 
 
 def run(gen, settings, existing=None, held=(), sandbox=None, thin=()):
@@ -93,7 +77,7 @@ def test_self_consistency_keeps_the_majority_answer_with_its_agreement():
             (r"Answer each question", answers_by_sample({"What is 12 + 30?": ["42", "42", "41", "42", "42"]})),
         ]
     )
-    out = run(gen, ONLY("new_task"))
+    out = run(gen, only("new_task"))
     row = out.row(0, named=True)
     assert row["status"] == "accepted" and row["answer"] == "42" and row["agreement"] == 0.8
     assert row["verifier"] == "math" and row["source"] == "synthesized" and row["seed_task_id"] == "s1"
@@ -108,7 +92,7 @@ def test_no_majority_is_rejected_with_its_reason():
             (r"Answer each question", answers_by_sample({"What is 12 + 30?": ["1", "2", "3", "42", "42"]})),
         ]
     )
-    row = run(gen, ONLY("new_task")).row(0, named=True)
+    row = run(gen, only("new_task")).row(0, named=True)
     assert row["status"] == "rejected" and row["reject_reason"] == "no_consistent_answer"
 
 
@@ -119,7 +103,7 @@ def test_a_paraphrase_must_keep_its_seeds_answer():
             (r"Answer each question", answers_by_sample({"Add three and four.": ["8"]})),
         ]
     )
-    row = run(gen, ONLY("paraphrase")).row(0, named=True)
+    row = run(gen, only("paraphrase")).row(0, named=True)
     assert row["reject_reason"] == "paraphrase_changed_answer"
     gen = RuleGeneratorDouble(
         [
@@ -127,7 +111,7 @@ def test_a_paraphrase_must_keep_its_seeds_answer():
             (r"Answer each question", answers_by_sample({"Add three and four.": ["7"]})),
         ]
     )
-    assert run(gen, ONLY("paraphrase")).row(0, named=True)["status"] == "accepted"
+    assert run(gen, only("paraphrase")).row(0, named=True)["status"] == "accepted"
 
 
 def test_novelty_and_decontamination_gates():
@@ -137,7 +121,7 @@ def test_novelty_and_decontamination_gates():
             (r"Answer each question", lambda r: " 7"),
         ]
     )
-    assert run(copy, ONLY("new_task")).row(0, named=True)["reject_reason"] == "not_novel"
+    assert run(copy, only("new_task")).row(0, named=True)["reject_reason"] == "not_novel"
     held = "def secret(xs): return the sum of all the even values in the list that are greater than ten please"
     leak = RuleGeneratorDouble(
         [
@@ -145,7 +129,7 @@ def test_novelty_and_decontamination_gates():
             (r"Answer each question", lambda r: " 7"),
         ]
     )
-    row = run(leak, ONLY("new_task"), held=[held]).row(0, named=True)
+    row = run(leak, only("new_task"), held=[held]).row(0, named=True)
     assert row["reject_reason"] == "contaminated_heldout"
 
 
@@ -153,9 +137,9 @@ def test_edge_cases_come_from_thin_families():
     gen = RuleGeneratorDouble(
         [(r"Write one new question", lambda r: " What is 99 - 1?"), (r"Answer each question", lambda r: " 98")]
     )
-    out = run(gen, ONLY("edge_case"), thin=["basic_arithmetic"])
+    out = run(gen, only("edge_case"), thin=["basic_arithmetic"])
     assert out["method"].to_list() == ["edge_case"] and out["status"][0] == "accepted"
-    assert run(gen, ONLY("edge_case"), thin=[]).height == 0  # no coverage history: nothing to target
+    assert run(gen, only("edge_case"), thin=[]).height == 0  # no coverage history: nothing to target
 
 
 def code_seeds():
@@ -237,114 +221,6 @@ def test_parse_function_and_consistency_helpers():
         SynthesisSettings(methods=["magic"]).validate()
 
 
-def test_source_shares_pick_a_deterministic_subset():
-    df = conform(
-        [{"task_id": f"p{i}", "source": "reasoning_gym"} for i in range(30)]
-        + [{"task_id": f"h{i}", "source": "humaneval"} for i in range(10)]
-        + [{"task_id": f"s{i}", "source": "synthesized"} for i in range(4)],
-        TASK_SCHEMA,
-    )
-    out = apply_shares(df, {"procedural": 0.5, "human_written": 0.3, "synthesized": 0.2})
-    assert dict(out.group_by("source").len().iter_rows()) == {"reasoning_gym": 10, "humaneval": 6, "synthesized": 4}
-    again = apply_shares(df.reverse(), {"procedural": 0.5, "human_written": 0.3, "synthesized": 0.2})
-    assert set(again["task_id"]) == set(out["task_id"])
-    with pytest.raises(SynthConfigError, match="source_shares"):
-        apply_shares(df, {"invented": 1.0})
-
-
-@pytest.mark.slow
-def test_synthesis_with_the_embedded_model_feeds_the_pool(resources, instance, db_path):
-    from synth_assets.assets.synthesis import SynthesizedTasksConfig
-    from synth_assets.core.warehouse import Warehouse
-    from synth_assets.definitions import GENERATION_ASSETS, GENERATION_CHECKS
-    from tests.test_pipeline import SMALL, failure_messages
-
-    config = {
-        **SMALL,
-        "synthesized_tasks": SynthesizedTasksConfig(
-            proposals_per_method=2, seed_families=["basic_arithmetic", "gcd"], seeds_per_family=5
-        ),
-    }
-    result = materialize_generation(
-        GENERATION_ASSETS + GENERATION_CHECKS,
-        instance,
-        resources=resources,
-        run_config=dg.RunConfig(config),
-        raise_on_error=False,
-    )
-    assert result.success, failure_messages(result)
-    wh = Warehouse(db_path)
-    proposals = wh.read("task_proposals")
-    assert set(proposals["method"]) >= {"new_task", "harder", "paraphrase", "code_task"}
-    assert proposals["seed_task_id"].null_count() == 0 and (proposals["generator"] == "llama_cpp").all()
-    assert all(json.loads(g) is not None for g in proposals["gates"])
-    rejected = proposals.filter(pl.col("status") == "rejected")
-    assert rejected["reject_reason"].null_count() == 0
-    accepted = proposals.filter(pl.col("status") == "accepted")
-    pool = wh.read("task_pool")
-    assert set(pool.filter(pl.col("source") == "synthesized")["task_id"]) == set(accepted["task_id"])
-    raw = wh.read("raw_candidates", generation=1)
-    assert set(raw.filter(pl.col("source") == "synthesized")["task_id"]) == set(accepted["task_id"])
-    meta = result.asset_materializations_for_node("synthesized_tasks")
-    funnel = next(m for m in meta if m.asset_key == dg.AssetKey("task_proposals")).metadata["funnel_this_run"].value
-    assert sum(v["proposed"] for v in funnel.values()) == proposals.height
-
-
-def test_an_accepted_synthesized_task_reaches_the_pool_and_is_generated_for(db_path, instance):
-    """Offline, with a named rule double: exactly one proposal passes every gate, and the next
-    stages see exactly that task (the embedded-model test above cannot force an acceptance)."""
-    from synth_assets.assets.evaluation import GeneratorEvalConfig
-    from synth_assets.assets.pipeline import RawCandidatesConfig
-    from synth_assets.assets.sources import TaskPoolConfig
-    from synth_assets.assets.synthesis import SynthesizedTasksConfig
-    from synth_assets.core.warehouse import Warehouse
-    from synth_assets.definitions import GENERATION_ASSETS, GENERATION_CHECKS
-    from synth_assets.resources import GenerationalIOManager, HumanEvalSplitResource, SandboxResource, WarehouseResource
-    from tests.doubles import RuleGeneratorResource
-    from tests.test_pipeline import failure_messages
-
-    wh = WarehouseResource(path=db_path)
-    generator = RuleGeneratorResource(
-        rules=[
-            [r"Write one new question of the same kind", " What is 20 + 22?\n"],
-            [r"Question: What is 20 \+ 22\?\nAnswer:$", " 42"],
-        ]
-    )
-    config = {
-        "synthesized_tasks": SynthesizedTasksConfig(
-            methods=["new_task"],
-            proposals_per_method=1,
-            seed_families=["basic_arithmetic"],
-            seeds_per_family=3,
-            use_human_reference=False,
-        ),
-        "task_pool": TaskPoolConfig(reasoning_gym_families=["gcd"], tasks_per_family=2, humaneval_tasks=0),
-        "raw_candidates": RawCandidatesConfig(samples_per_task=2),
-        "generator_eval": GeneratorEvalConfig(max_tasks=0, reasoning_items=False),
-    }
-    result = materialize_generation(
-        GENERATION_ASSETS + GENERATION_CHECKS,
-        instance,
-        raise_on_error=False,
-        run_config=dg.RunConfig(config),
-        resources={
-            "warehouse": wh,
-            "io_manager": GenerationalIOManager(warehouse=wh),
-            "generator": generator,
-            "sandbox": SandboxResource(),
-            "humaneval_split": HumanEvalSplitResource(),
-        },
-    )
-    assert result.success, failure_messages(result)
-    store = Warehouse(db_path)
-    accepted = store.read("synthesized_tasks")
-    assert accepted["prompt"].to_list() == ["What is 20 + 22?"] and accepted["answer"].to_list() == ["42"]
-    pool = store.read("task_pool")
-    assert set(pool.filter(pl.col("source") == "synthesized")["task_id"]) == set(accepted["task_id"])
-    verified = store.read("verified_set", generation=1).filter(pl.col("source") == "synthesized")
-    assert verified["verdict"].to_list() == ["pass", "pass"]
-
-
 # ------------------------------------------------------------------ no wrong answer through agreement alone (issue 17)
 @pytest.mark.parametrize(
     "question, wrong, right",
@@ -360,11 +236,11 @@ def test_a_consistently_wrong_reference_is_rejected_by_a_program(question, wrong
             [(r"Write one new question", lambda r: " " + question), (r"Answer each question", lambda r: " " + answer)]
         )
 
-    row = run(proposals(wrong), ONLY("new_task")).row(0, named=True)
+    row = run(proposals(wrong), only("new_task")).row(0, named=True)
     assert (row["status"], row["reject_reason"]) == ("rejected", "reference_mismatch")
     check = json.loads(row["gates"])["program_check"]
     assert (check["expected"], check["majority"], check["agrees"]) == (right, wrong, False)
-    ok = run(proposals(right), ONLY("new_task")).row(0, named=True)
+    ok = run(proposals(right), only("new_task")).row(0, named=True)
     assert ok["status"] == "accepted" and ok["reference_check"].startswith("program: ")
 
 
@@ -377,7 +253,7 @@ def test_a_question_no_program_reads_is_marked_unverified_and_sampled_for_review
             (r"Answer each question", lambda r: " Mars"),
         ]
     )
-    row = run(gen, ONLY("new_task")).row(0, named=True)
+    row = run(gen, only("new_task")).row(0, named=True)
     assert (row["status"], row["reference_check"]) == ("accepted", "unverified_reference")
     filtered = pl.DataFrame(
         {

@@ -1,5 +1,6 @@
 """The DuckDB layer: history by generation, atomic writes, schema evolution, clear errors."""
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -22,7 +23,7 @@ def test_generations_accumulate_and_rewrite_only_their_own_rows(warehouse):
 def test_failed_write_leaves_previous_data_intact(warehouse):
     warehouse.write_generation("t", frame(1, 3), 1)
     bad = pl.DataFrame({"generation": [1], "x": ["not an int"]})  # type clash inside the transaction
-    with pytest.raises(Exception):
+    with pytest.raises(duckdb.ConversionException, match="Could not convert string 'not an int'"):
         warehouse.write_generation("t", bad, 1)
     assert warehouse.read("t", generation=1).height == 3
 

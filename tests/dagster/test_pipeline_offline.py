@@ -10,28 +10,13 @@ import polars as pl
 
 from synth_assets.assets.pipeline import MixConfig
 from synth_assets.core.warehouse import Warehouse
-from synth_assets.definitions import GENERATION_ASSETS, GENERATION_CHECKS
-from tests.conftest import N_TASKS, OFFLINE_CONFIG, materialize_generation
+from tests.conftest import N_TASKS
 from tests.doubles import OracleGeneratorResource
-from tests.test_pipeline import failure_messages
-
-
-def run(resources, instance, generation=None, only=None, **overrides):
-    extra = {"selection": dg.AssetSelection.assets(*only)} if only else {}
-    config = {k: v for k, v in {**OFFLINE_CONFIG, **overrides}.items() if not only or k in only}
-    return materialize_generation(
-        GENERATION_ASSETS + GENERATION_CHECKS,
-        instance,
-        generation,
-        resources=resources,
-        run_config=dg.RunConfig(config),
-        raise_on_error=False,
-        **extra,
-    )
+from tests.runs import failure_messages, run_offline
 
 
 def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(offline_resources, instance, db_path):
-    result = run(offline_resources, instance)
+    result = run_offline(offline_resources, instance)
     assert result.success, failure_messages(result)
     wh = Warehouse(db_path)
     verified = wh.read("verified_set", generation=1)
@@ -64,8 +49,8 @@ def test_a_generation_accepts_exactly_the_right_answers_and_every_check_passes(o
 
 
 def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline_resources, instance, db_path):
-    assert run(offline_resources, instance).success
-    assert run(offline_resources, instance).success
+    assert run_offline(offline_resources, instance).success
+    assert run_offline(offline_resources, instance).success
     assert sorted(instance.get_dynamic_partitions("generation")) == ["1", "2"]
     wh = Warehouse(db_path)
     mix2 = wh.read("mixed_training_set", generation=2)
@@ -75,7 +60,7 @@ def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline_res
     mix1_before = wh.read("mixed_training_set", generation=1)
 
     # re-run the mix and the drift report of generation 1 after generation 2 exists, with a new floor
-    again = run(
+    again = run_offline(
         offline_resources,
         instance,
         generation=1,
@@ -93,12 +78,12 @@ def test_generations_are_partitions_that_accumulate_and_can_be_rerun(offline_res
 
 
 def test_floor_violation_fails_the_run_and_keeps_the_previous_mix(offline_resources, instance, db_path, tmp_path):
-    assert run(offline_resources, instance).success
+    assert run_offline(offline_resources, instance).success
     wh = Warehouse(db_path)
     refs = tmp_path / "tiny_human.jsonl"
     refs.write_text(json.dumps({"prompt": "p", "response": "one human row"}) + "\n")
     # generation 2: N_TASKS accepted synthetic rows of generation 1 against one human row, floor 90%
-    bad = run(
+    bad = run_offline(
         offline_resources,
         instance,
         human_reference={"config": {"include_humaneval": False, "user_files": [str(refs)]}},

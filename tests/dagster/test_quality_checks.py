@@ -62,6 +62,7 @@ def webhook():
     server.shutdown()
 
 
+@pytest.mark.model
 @pytest.mark.slow
 def test_a_critical_failure_blocks_downstream_and_alerts(resources, instance, db_path, tmp_path, monkeypatch, webhook):
     # a sloppy custom verifier returns scores outside [0, 1]: verified_set's suite must stop the pipeline

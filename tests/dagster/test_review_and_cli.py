@@ -6,7 +6,6 @@ import json
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from synth_assets.cli import main as cli
 from synth_assets.core.curate.curation import FILTERED_SCHEMA
@@ -15,8 +14,7 @@ from synth_assets.core.quality.charts import chart_markdown, diversity_chart_png
 from synth_assets.core.quality.drift import DriftSettings, drift_report
 from synth_assets.core.tasks.sources import conform
 from synth_assets.core.warehouse import Warehouse
-from tests.test_pipeline import failure_messages
-from tests.test_pipeline_offline import run as run_offline
+from tests.runs import failure_messages, run_offline
 
 
 def accepted(n):
@@ -130,62 +128,6 @@ def test_summary_says_when_a_generation_was_not_exported(offline_resources, inst
     assert cli(["summary"]) == 0
     out = capsys.readouterr().out
     assert "not exported" in out and "generation_0001" not in out
-
-
-@pytest.mark.slow
-def test_synth_run_materializes_a_generation_into_the_instance(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
-    cfg = tmp_path / "small.yaml"
-    cfg.write_text(
-        json.dumps(
-            {
-                "ops": {
-                    "synthesized_tasks": {
-                        "config": {"proposals_per_method": 1, "seed_families": ["gcd"], "seeds_per_family": 3}
-                    },
-                    "task_pool": {
-                        "config": {"reasoning_gym_families": ["gcd"], "tasks_per_family": 2, "humaneval_tasks": 1}
-                    },
-                    "raw_candidates": {"config": {"samples_per_task": 1, "code_max_tokens": 32}},
-                    "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 32}},
-                    "heldout_reasoning": {"config": {"families": ["gcd"], "items_per_family": 2}},
-                }
-            }
-        )
-    )
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNTH_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
-    synth = Path(sys.executable).parent / "synth"
-    out = subprocess.run(
-        [str(synth), "run", "--select", "not group:training", "-c", str(cfg)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "SUCCESS" in out.stdout
-    wh = Warehouse(str(tmp_path / "w.duckdb"))
-    pool = wh.read("task_pool")  # 3 configured tasks plus any synthesized task the gates accepted
-    assert pool.filter(pl.col("source") != "synthesized").height == 3
-    assert wh.read("raw_candidates", generation=1).height == pool.height
-    bad = subprocess.run(
-        [str(synth), "--db", str(tmp_path / "missing.duckdb"), "summary"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bad.returncode == 2 and "no DuckDB file" in bad.stderr
-
-    with dg.DagsterInstance.from_config(str(home)) as inst:  # the run is in the instance the UI reads
-        assert len(inst.get_run_records()) == 1
 
 
 def test_synth_run_prints_a_user_error_as_one_line_without_a_traceback(tmp_path):

@@ -1,7 +1,8 @@
 """The UI as users drive it: dagster-webserver and dagster-daemon on localhost with a temporary
 DAGSTER_HOME, headless Debian Chromium driven by Playwright. Materialize every asset from the
-UI (the smoke_generation job) as generation 1, a new partition added in the launch dialog, wait for the run to succeed, open
-the drift report's checks and its generations, switch the nightly schedule on.
+UI (the smoke_generation job) as generation 1, a new partition added in the launch dialog, wait
+for the run to succeed, open the drift report's checks and its generations, switch the nightly
+schedule on.
 Screenshots go to test-artifacts/browser/ (kept by CI as artifacts)."""
 
 import json
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_webserver import free_port, gql, wait_for_location, wait_for_server
+from tests.dagster_ui import free_port, gql, wait_for_location, wait_for_server
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts" / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROME_FLAGS = [
@@ -32,7 +33,7 @@ CHROME_FLAGS = [
 ]
 LOCATION = {"repositoryLocationName": "synth_platform", "repositoryName": "__repository__"}
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model]  # the UI's run generates with the embedded model
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from tests.pg_server import start_postgres
 from tests.ray_cluster import free_port
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 POOL_STEPS = {"task_pool", "raw_candidates", "verified_set"}
 
 

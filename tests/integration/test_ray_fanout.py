@@ -17,8 +17,6 @@ from synth_assets.resources import SandboxResource
 from tests.humaneval_fixtures import humaneval_candidates, sandbox_verdicts
 from tests.ray_cluster import free_port, runs_under, start_cluster
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture
 def cluster():
@@ -54,6 +52,7 @@ def test_verdicts_on_the_cluster_equal_the_local_sandbox(cluster):
     assert local.count("pass") == 24 and len(local) == len(cands)
 
 
+@pytest.mark.slow
 def test_a_node_killed_mid_batch_loses_no_candidate_and_duplicates_none(cluster):
     extra = cluster.add_worker()
     cluster.wait_for_nodes(3)
@@ -152,6 +151,8 @@ def test_curation_with_its_per_row_work_on_the_cluster_decides_as_the_local_path
     assert (remote.table.equals(local.table), contaminated > 0) == (True, True)
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_endpoint_requests_sent_from_ray_tasks_give_the_served_samples_in_order_and_resume_from_the_cache(
     cluster, llama_server, tmp_path
 ):
@@ -163,8 +164,8 @@ def test_endpoint_requests_sent_from_ray_tasks_give_the_served_samples_in_order_
     from synth_assets.core.generators.generation import SampleRequest
     from synth_assets.core.generators.openai_backend import EndpointSettings, group_requests
     from synth_assets.core.scaling.ray_fanout import RayEndpointGenerator
-    from tests.fault_proxy import FaultProxy
-    from tests.test_openai_generators import SERVED_MODEL, cached_keys
+    from tests.conftest import SERVED_MODEL
+    from tests.fault_proxy import FaultProxy, cached_keys
 
     reqs = [
         SampleRequest(t, f"Q: What is {t}?\nA:", "t", 0.7, 0.95, 6, ("\n",), 1000 * k + i, i)

@@ -227,6 +227,10 @@ def plan_requests(tasks: pl.DataFrame, plan: SamplingPlan, generation: int) -> l
                     ),
                 )
             )
+    # each task draws its own few-shot examples, so tasks whose prompts share their first example
+    # go back to back: the batched decoder evaluates a shared prefix once (a stable sort keeps
+    # the samples of one prompt together and in order)
+    out.sort(key=lambda tr: (tr[0]["family"] or "", tr[1].prompt))
     return out
 
 

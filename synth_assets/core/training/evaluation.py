@@ -29,9 +29,11 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
 
 def heldout_requests(items: pl.DataFrame, max_tokens: int = 24) -> tuple[pl.DataFrame, list[SampleRequest]]:
     """The items in the order the evaluation sends them, and its request for each: one greedy
-    answer. A family's items run back to back so llama.cpp reuses the evaluated few-shot prefix;
+    answer. A family's items run back to back, by prompt, so llama.cpp reuses evaluated shared prefixes;
     the benches time these same requests."""
-    items = items.sort(["family", "variant", "item_id"])
+    # by prompt within a family and variant: items whose (per-item) few-shot draws share the first
+    # example are adjacent, so the batched decoder evaluates that prefix once
+    items = items.sort(["family", "variant", "prompt", "item_id"])
     return items, [
         SampleRequest(
             task_id=r["item_id"],
