@@ -290,7 +290,8 @@ def preference_stage(
 def report(results: list[dict]) -> str:
     lines = [
         "| arm | round | model | promoted | family/variant: rate [95% CI] (parent; most common / last shot) "
-        "| verified/CPU-min | distinct answers/task | answer entropy | drift: held-out pass rate vs previous round | wall s |",
+        "| verified/CPU-min | distinct answers/task | answer entropy "
+        "| drift: held-out pass rate vs previous round | wall s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:

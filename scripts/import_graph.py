@@ -2,7 +2,7 @@
 clustered by stage (tasks, generators, sandbox, ... training) inside the core, the Dagster layer
 beside it, as Graphviz DOT (render with `dot -Tsvg`), and a summary line naming any import that
 points up the stage order, any Dagster import in the core, or a cycle. The same rules are enforced
-by tests/test_import_layers.py.
+by tests/core/test_import_layers.py.
 
     .venv/bin/python scripts/import_graph.py > imports.dot && dot -Tsvg imports.dot > imports.svg
 """
@@ -13,7 +13,7 @@ from graphlib import CycleError, TopologicalSorter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from tests.test_import_layers import PACKAGES, STAGES, graph, layer, stage, violations
+from tests.core.test_import_layers import PACKAGES, STAGES, graph, layer, stage, violations
 
 
 def main() -> None:

@@ -8,11 +8,11 @@ import polars as pl
 
 from synth_assets.assets._common import (
     DUCKDB_POOL,
-    GENERATIONAL,
-    GENERATIONS,
     SNAPSHOT,
     check_generation,
     generation_of,
+    generational_asset,
+    step_failure,
     table_meta,
     user_errors,
 )
@@ -80,14 +80,7 @@ def _loss_plot(curve: list[dict], path: Path) -> bytes:
 
 # preference_pairs is a dependency read only with objective "dpo" (a supervised round must not
 # need a table it does not use)
-@dg.asset(
-    pool=DUCKDB_POOL,
-    group_name="training",
-    kinds=TRAINING_KINDS,
-    metadata=GENERATIONAL,
-    partitions_def=GENERATIONS,
-    deps=["preference_pairs"],
-)
+@generational_asset(group_name="training", kinds=TRAINING_KINDS, deps=["preference_pairs"])
 def candidate_model(
     context: dg.AssetExecutionContext,
     config: CandidateConfig,
@@ -142,13 +135,7 @@ class GateConfig(GateSettings, dg.Config):
     """The core's GateSettings: the paired tests' alpha and the diversity-loss rule."""
 
 
-@dg.asset(
-    pool=DUCKDB_POOL,
-    group_name="training",
-    kinds={"polars", "duckdb"},
-    metadata=GENERATIONAL,
-    partitions_def=GENERATIONS,
-)
+@generational_asset(group_name="training")
 def model_eval(
     context: dg.AssetExecutionContext,
     config: GateConfig,
@@ -163,9 +150,7 @@ def model_eval(
     recorded as rejected (the parent stays in service)."""
     generation = generation_of(context)
     if candidate_model.height == 0:
-        raise dg.Failure(
-            description=f"no candidate_model for generation {generation}; materialize it first", allow_retries=False
-        )
+        raise step_failure(f"no candidate_model for generation {generation}; materialize it first")
     registry = Registry(warehouse.get())
     model_id = candidate_model["model_id"][0]
     with user_errors():
@@ -212,14 +197,7 @@ class PromotionConfig(PromotionSettings, dg.Config):
     """PromotionSettings (the core's) as the asset's run config."""
 
 
-@dg.asset(
-    pool=DUCKDB_POOL,
-    group_name="training",
-    kinds={"polars", "duckdb"},
-    metadata=GENERATIONAL,
-    partitions_def=GENERATIONS,
-    deps=[model_eval],
-)
+@generational_asset(group_name="training", deps=[model_eval])
 def promoted_model(
     context: dg.AssetExecutionContext,
     config: PromotionConfig,

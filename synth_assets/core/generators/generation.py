@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Protocol
 
 import polars as pl
@@ -320,7 +320,5 @@ def _cost(generator: TextGenerator, model: str, sample: Sample) -> float | None:
     return (sample.prompt_tokens * price[0] + sample.completion_tokens * price[1]) / 1e6
 
 
-def _now():  # noqa: ANN202
-    from datetime import datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)

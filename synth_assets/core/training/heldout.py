@@ -146,7 +146,10 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
 
 def decontaminate(items: pl.DataFrame, training_prompts: pl.Series) -> tuple[pl.DataFrame, int]:
     """Drop items whose question is one of the training rows' prompts (whitespace-normalised)."""
-    norm = lambda s: " ".join(str(s).split())  # noqa: E731
+
+    def norm(s: object) -> str:
+        return " ".join(str(s).split())
+
     seen = {norm(p) for p in training_prompts.drop_nulls().to_list()}
     keep = items.filter(~pl.col("question").map_elements(lambda q: norm(q) in seen, return_dtype=pl.Boolean))
     return keep, items.height - keep.height

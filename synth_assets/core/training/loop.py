@@ -195,7 +195,7 @@ def load_generator(
     n_threads: int | None = None,
     parallel: int | None = None,
     batched_weights: BatchedWeights | None = None,
-    log=None,
+    log: Log | None = None,
 ) -> TextGenerator:
     """The TextGenerator that serves a registered model (llama.cpp, or its OpenAI endpoint)."""
     if record.endpoint_base_url:

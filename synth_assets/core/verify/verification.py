@@ -59,7 +59,7 @@ def _pkg_version(name: str) -> str:
     """Cached: it is asked once per verified candidate and reads package metadata from disk."""
     try:
         return version(name)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 (package metadata can fail many ways; the version is then "unknown")
         return "unknown"
 
 
@@ -135,7 +135,7 @@ def verify_math(row: dict) -> Verdict:
     try:
         gold, pred = parse(row["answer"]), parse(answer)
         ok = bool(verify(gold, pred))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 (math-verify may raise anything on a malformed answer: an error verdict)
         return Verdict(
             "error",
             0.0,

@@ -14,7 +14,7 @@ import pytest
 
 from synth_assets.core.generators.build_check import REBUILD, BuildCheckFailed, check_build
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROBE = ROOT / "scripts" / "llama_cmake_args.sh"
 
 FAULTING_LIBRARY = [

@@ -341,6 +341,7 @@ def _round(instance, db_path, tmp_path, parent_right: bool, require_approval: bo
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_a_rejected_candidate_leaves_the_parent_in_service(instance, db_path, tmp_path):
     result, reg = _round(instance, db_path, tmp_path, parent_right=True)
     cand = reg.models().filter(pl.col("model_id") != "base").row(0, named=True)
@@ -358,6 +359,7 @@ def test_a_rejected_candidate_leaves_the_parent_in_service(instance, db_path, tm
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_approval_waits_then_the_approved_model_generates_with_lineage(instance, db_path, tmp_path, monkeypatch):
     from synth_assets.cli import main
     from synth_assets.core.generators.generation import SamplingPlan, run_generation
@@ -393,6 +395,7 @@ def test_approval_waits_then_the_approved_model_generates_with_lineage(instance,
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_the_gguf_adapter_does_in_llama_cpp_what_the_peft_adapter_does_in_transformers(tmp_path):
     """An adapter trained to answer 'banana' to everything: llama.cpp with the exported GGUF
     and transformers with the PEFT adapter both say it; the base model does not."""
@@ -451,6 +454,7 @@ def test_the_gguf_adapter_does_in_llama_cpp_what_the_peft_adapter_does_in_transf
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_dpo_moves_the_policy_toward_the_chosen_responses(tmp_path):
     """Preference pairs (chosen " banana", rejected " apple") on the real base model: after DPO
     every held-out pair's chosen response is the more likely one, the validation DPO loss fell,
@@ -473,6 +477,7 @@ def test_dpo_moves_the_policy_toward_the_chosen_responses(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.model
 def test_the_trainer_command_interface_with_a_real_command(warehouse, tmp_path):
     """The example command (the embedded trainer behind the external interface) trains, writes
     its manifest, and the platform registers what it names after llama.cpp loaded it."""
@@ -563,6 +568,8 @@ BASE_GGUF_TRAINER_DOUBLE = (
 )
 
 
+@pytest.mark.slow
+@pytest.mark.model
 def test_a_candidate_started_from_an_unpromoted_one_names_it_and_is_gated_against_the_model_in_service(
     warehouse, tmp_path
 ):

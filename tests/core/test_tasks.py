@@ -161,7 +161,9 @@ def test_a_level_that_does_not_exist_names_the_family(family, message):
 def test_a_configuration_reasoning_gym_rejects_names_the_family_and_configuration():
     from synth_assets.core.tasks.sources import reasoning_gym_dataset
 
-    with pytest.raises(SynthConfigError, match=r"family 'chain_sum': reasoning-gym rejects the configuration \{'min_terms'"):
+    with pytest.raises(
+        SynthConfigError, match=r"family 'chain_sum': reasoning-gym rejects the configuration \{'min_terms'"
+    ):
         reasoning_gym_dataset("chain_sum", 4, 1, {"min_terms": 5, "max_terms": 2})
 
 
