@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+. scripts/llama_build.sh
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -33,17 +34,13 @@ setup() {
   # executes one instruction of each), never -march=native: docs/installing.md says why.
   local cmake_args; cmake_args=$(bash scripts/llama_cmake_args.sh)
   local llama_req; llama_req=$(mktemp)
-  awk '/^llama-cpp-python==/{p=1} p&&/^ +--hash/{print; next} p&&!/^llama-cpp-python==/{p=0} p{print}' \
-    requirements.lock > "$llama_req"
+  llama_requirement "$llama_req"
   # two stamps: the compiled llama.cpp (its locked sdist and flags), and everything else
-  local llama_stamp; llama_stamp=$( (cat "$llama_req"; echo "$cmake_args") | sha256sum | cut -c1-16)
+  local llama_stamp; llama_stamp=$(llama_stamp "$llama_req" "$cmake_args")
   local stamp; stamp=$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
   if [ "$(cat .venv/.llama_installed 2>/dev/null)" != "$llama_stamp" ]; then
     log "compiling llama-cpp-python (about 7 minutes on 2 cores) with: $cmake_args"
-    # from its hashed sdist with those flags, without pip's wheel cache (a wheel cached from
-    # another build would carry that build's instructions)
-    CMAKE_ARGS="$cmake_args" FORCE_CMAKE=1 .venv/bin/pip install -q --no-cache-dir --no-deps \
-      --force-reinstall --require-hashes -r "$llama_req"
+    llama_compile "$llama_req" "$cmake_args"
     echo "$llama_stamp" > .venv/.llama_installed
     rm -f .venv/.build_checked
   fi

@@ -14,11 +14,12 @@ case "${1:-}" in
 esac
 echo "$args" > .venv/llama_cmake_args
 echo "==> rebuilding llama-cpp-python with: $args"
+. scripts/llama_build.sh
 req=$(mktemp); trap 'rm -f "$req"' EXIT
-awk '/^llama-cpp-python==/{p=1} p&&/^ +--hash/{print; next} p&&!/^llama-cpp-python==/{p=0} p{print}' requirements.lock > "$req"
-CMAKE_ARGS="$args" FORCE_CMAKE=1 .venv/bin/pip install -q --no-cache-dir --no-deps --force-reinstall --require-hashes -r "$req"
+llama_requirement "$req"
+llama_compile "$req" "$args"
 .venv/bin/python -m synth_assets.core.generators.build_check
 # the set-up stamp of the compiled llama.cpp (scripts/quickstart.sh): the next set-up keeps this build
-stamp=$( (cat "$req"; echo "$args") | sha256sum | cut -c1-16)
+stamp=$(llama_stamp "$req" "$args")
 echo "$stamp" > .venv/.llama_installed
 echo "$stamp" > .venv/.build_checked

@@ -160,9 +160,6 @@ def run(
     except (OSError, yaml.YAMLError) as exc:
         raise SynthConfigError(f"run config {config_file}: {exc}") from None
     user_config = run_config or {}
-    if not isinstance(user_config, dict):
-        raise SynthConfigError(f"run config {config_file}: must be a mapping (ops:, resources:)")
-    run_config = merge(PROFILES[profile], user_config)
     graph = defs.resolve_asset_graph()
     try:  # a,b,c (as `dagster asset materialize --select` takes it) is the union of its parts
         with warnings.catch_warnings():  # "*" resolves through a beta parameter; nothing for the user to act on
@@ -176,19 +173,21 @@ def run(
             }
     except Exception as exc:  # noqa: BLE001 - Dagster's own message names the problem
         raise SynthConfigError(f"--select {select!r}: {exc}") from None
+    # the whole config, checked before a generation is added or any step runs: the user's file
+    # against every selected asset's settings, then the merged config by Dagster
+    source = config_file or "run config"
+    wrong = check_run_config(user_config, source, graph, keys)
+    if wrong:
+        raise SynthConfigError("\n".join(wrong))
+    run_config = merge(PROFILES[profile], user_config)
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=keys)
     partitioned = any(graph.get(k).partitions_def is not None for k in keys)
     console = run_config.setdefault("loggers", {}).setdefault("console", {}).setdefault("config", {})
     console["traceback"] = traceback
-    # the whole config, checked before a generation is added or any step runs
-    wrong = check_run_config(user_config, config_file or "run config", graph, keys)
-    if not wrong:
-        try:
-            dg.validate_run_config(job, run_config)
-        except dg.DagsterInvalidConfigError as exc:
-            wrong = [f"{config_file or 'run config'}: {e.message}" for e in exc.errors]
-    if wrong:
-        raise SynthConfigError("\n".join(wrong))
+    try:
+        dg.validate_run_config(job, run_config)
+    except dg.DagsterInvalidConfigError as exc:
+        raise SynthConfigError("\n".join(f"{source}: {e.message}" for e in exc.errors)) from None
     with dg.DagsterInstance.get() as instance:
         key = None
         if partitioned:

@@ -199,9 +199,14 @@ def level_config(family: str) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=128)
 def _dataset(base: str, size: int, seed: int, config_json: str):  # noqa: ANN202 (reasoning-gym's type)
+    """The dataset, with its first item made once: a configuration that cannot make an item fails
+    at the first call, not in the middle of a run (a failure is not cached)."""
     import reasoning_gym
 
-    return reasoning_gym.create_dataset(base, size=size, seed=seed, **json.loads(config_json))
+    ds = reasoning_gym.create_dataset(base, size=size, seed=seed, **json.loads(config_json))
+    if size:
+        ds[0]
+    return ds
 
 
 def reasoning_gym_dataset(name: str, size: int, seed: int, config: dict[str, Any] | None = None):  # noqa: ANN201 (reasoning-gym's type)
@@ -219,16 +224,11 @@ def reasoning_gym_dataset(name: str, size: int, seed: int, config: dict[str, Any
         )
     cfg = level_config(name) if config is None else config
     try:
-        ds = _dataset(base, size, seed, json.dumps(cfg, sort_keys=True))
-        if size:
-            ds[0]  # a configuration that cannot make an item fails here, not in the middle of a run
-    except SynthConfigError:
-        raise
+        return _dataset(base, size, seed, json.dumps(cfg, sort_keys=True))
     except Exception as exc:  # noqa: BLE001 (reasoning-gym validates with assert, ValueError, KeyError...)
         raise SynthConfigError(
             f"family {name!r}: reasoning-gym rejects the configuration {cfg}: {type(exc).__name__}: {exc}"
         ) from None
-    return ds
 
 
 # The items of a family with levels are split by question between training and held-out: at
@@ -243,7 +243,7 @@ def is_heldout_question(question: str) -> bool:
     return _bucket("heldout-question/" + " ".join(question.split())) < HELDOUT_SHARE
 
 
-def distinct_items(family: str, n: int, seed: int, heldout: bool, config: dict[str, Any] | None = None):  # noqa: ANN201 (reasoning-gym's type)
+def _distinct_items(family: str, n: int, seed: int, heldout: bool, config: dict[str, Any] | None):  # noqa: ANN202 (reasoning-gym's type)
     """(dataset, indices) of up to ``n`` items of a leveled family with distinct questions, from
     the held-out side of the split (``heldout``) or the training side; fewer than ``n`` when the
     level has fewer such questions (its draws are bounded at 20 n + 200)."""
@@ -265,6 +265,16 @@ def distinct_items(family: str, n: int, seed: int, heldout: bool, config: dict[s
     return ds, picked, size
 
 
+def draw_items(family: str, n: int, seed: int, heldout: bool, config: dict[str, Any] | None = None):  # noqa: ANN201 (reasoning-gym's type)
+    """(dataset, indices, dataset size) of ``n`` items of ``family`` at ``config`` (default: its
+    level's): for a family with a level, distinct questions from the ``heldout`` or training side
+    of the split (fewer when the level has fewer); else the dataset's first ``n``, as seeds keep
+    the large default question spaces apart."""
+    if split_level(family)[1] is not None and n:
+        return _distinct_items(family, n, seed, heldout, config)
+    return reasoning_gym_dataset(family, n, seed, config), range(n), n
+
+
 def reasoning_gym_tasks(families: Iterable[str], per_family: int, seed: int) -> pl.DataFrame:
     """``per_family`` tasks of each family. A family with a level (``chain_sum@1``) gets distinct
     questions from the training side of the held-out split (fewer when its level has fewer)."""
@@ -274,10 +284,7 @@ def reasoning_gym_tasks(families: Iterable[str], per_family: int, seed: int) -> 
     for family in families:
         base, level = split_level(family)
         config = level_config(family)
-        if level is not None and per_family:
-            ds, indices, size = distinct_items(family, per_family, seed, heldout=False)
-        else:
-            ds, indices, size = reasoning_gym_dataset(family, per_family, seed), range(per_family), per_family
+        ds, indices, size = draw_items(family, per_family, seed, heldout=False)
         for i in indices:
             entry = ds[i]
             spec = {"name": base, "size": size, "seed": seed, "index": i}

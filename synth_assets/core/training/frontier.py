@@ -38,6 +38,7 @@ from synth_assets.core.tasks.sources import (
     split_level,
     with_level,
 )
+from synth_assets.core.training.heldout import passes
 from synth_assets.core.verify.verification import extract_short_answer
 
 REFERENCE_DRAW = 500  # items of a level drawn to estimate its answer distribution
@@ -158,16 +159,12 @@ def measure_level(
             )
     samples = list(generator.generate(requests))
 
-    def right(it: dict, text: str) -> bool:
-        try:
-            return float(ds.score_answer(answer=extract_short_answer(text or ""), entry=it["entry"])) >= 1.0
-        except Exception:  # noqa: BLE001 (a scorer crash on a malformed answer is a wrong answer)
-            return False
-
     per = settings.samples + 1
     greedy_ok, any_ok, sampled_ok = 0, 0, 0
     for n, it in enumerate(items):
-        outcomes = [right(it, s.text) for s in samples[n * per : (n + 1) * per]]
+        outcomes = [
+            passes(ds, it["entry"], extract_short_answer(s.text or "")) for s in samples[n * per : (n + 1) * per]
+        ]
         greedy_ok += outcomes[0]
         any_ok += any(outcomes[1:])
         sampled_ok += sum(outcomes[1:])

@@ -31,7 +31,7 @@ from synth_assets.core.settings import Settings
 from synth_assets.core.tasks.sources import (
     DEFAULT_FAMILIES,
     conform,
-    distinct_items,
+    draw_items,
     level_config,
     levels_of,
     reasoning_gym_dataset,
@@ -117,11 +117,8 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
             config = harder_config(family) if variant == "harder" else level_config(family)
             if config is None:
                 continue  # no harder setting is known for this family
-            if split_level(family)[1] is not None:
-                # a level's held-out items: distinct questions the task pool never draws
-                ds, indices, size = distinct_items(family, n, settings.seed, heldout=True, config=config)
-            else:
-                ds, indices, size = reasoning_gym_dataset(family, n, settings.seed, config), range(n), n
+            # a level's held-out items: distinct questions the task pool never draws
+            ds, indices, size = draw_items(family, n, settings.seed, heldout=True, config=config)
             for i in indices:
                 entry = ds[i]
                 q = entry["question"]
@@ -161,9 +158,14 @@ def score(item: dict, answer: str) -> bool:
     # items stored before levels carry their harder sizes as "overrides" on the default configuration
     config = spec["config"] if "config" in spec else spec["overrides"]
     ds = reasoning_gym_dataset(spec["family"], spec["size"], spec["seed"], config)
+    return passes(ds, ds[spec["index"]], answer)
+
+
+def passes(ds: object, entry: dict, answer: str) -> bool:
+    """reasoning-gym's scorer gives full marks; a scorer crash on a malformed answer is a wrong answer."""
     try:
-        return float(ds.score_answer(answer=answer, entry=ds[spec["index"]])) >= 1.0
-    except Exception:  # noqa: BLE001 - a scorer crash on a malformed answer is a wrong answer
+        return float(ds.score_answer(answer=answer, entry=entry)) >= 1.0
+    except Exception:  # noqa: BLE001 (whatever the scorer raises on a malformed answer)
         return False
 
 
