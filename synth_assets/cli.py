@@ -1,16 +1,18 @@
 """Headless entry point: everything a nightly job or a terminal user needs, without the UI.
 
-synth run [--select SEL] [-c run.yaml] [--profile smoke] [--generation N]
-                                         materialize a new generation, or re-run N (recorded in $DAGSTER_HOME)
+synth run [--select SEL] [-c run.yaml] [--profile smoke] [--generation N | --new]
+                                         complete the newest generation if a killed run left it
+                                         unfinished, else materialize a new one; or re-run N
 synth summary                            tables, counts, pass rates, exports, drift flags of the newest generation
 synth drift [--generation N]             the drift report as a markdown table
 synth export --out DIR [--generation N]  write a generation's mix as chat-format JSONL
 synth review list [--all]                the review queue (pending rows unless --all)
 synth review accept|reject ID... [--note TEXT]
 synth models [list|log]                  the model registry (lineage, scores, status) / the serving log
-synth models show ID                     one model: lineage, training, scores, status and reason
+synth models show ID                     one model: lineage, training, scores, status and reason; its model card
 synth models approve|reject ID [--note]  decide a candidate awaiting approval
 synth models serve ID [--note]           put a promoted model (or 'base') in service: pin or roll back
+synth models export ID DIR               the adapter (PEFT and GGUF), its model card and its mix's dataset card
 """
 
 import argparse
@@ -143,16 +145,23 @@ def drift(wh: Warehouse, generation: int | None = None) -> str:
 
 
 def run(
-    select: str, config_file: str | None, generation: int | None = None, traceback: bool = False, profile: str = "full"
+    select: str,
+    config_file: str | None,
+    generation: int | None = None,
+    traceback: bool = False,
+    profile: str = "full",
+    new: bool = False,
 ) -> int:
     """A generation through Dagster, recorded in the instance at $DAGSTER_HOME (the UI shows it):
-    the next one, or ``generation`` again (a re-run rewrites only that generation's rows)."""
+    the newest one when a killed run left it unfinished (what it is missing), else the next one
+    (``new`` skips the completion), or ``generation`` again (a re-run rewrites only its rows)."""
     import dagster as dg
     import yaml
 
     from synth_assets.assets._common import add_generation, step_failures
     from synth_assets.definitions import defs
     from synth_assets.profiles import PROFILES, merge
+    from synth_assets.recovery import newest_generation, process_tags, settle_runs
     from synth_assets.run_config import check as check_run_config
 
     try:
@@ -189,12 +198,30 @@ def run(
     except dg.DagsterInvalidConfigError as exc:
         raise SynthConfigError("\n".join(f"{source}: {e.message}" for e in exc.errors)) from None
     with dg.DagsterInstance.get() as instance:
+        settled = settle_runs(instance)  # runs a killed process left STARTED: failed, with why
+        for line in settled.marked_failed:
+            print(line)
+        if settled.running:
+            raise SynthConfigError(
+                f"{settled.running[0]} is still running; wait for it to end (DuckDB has one writer per file)"
+            )
         key = None
         if partitioned:
+            newest = newest_generation(instance, graph, keys) if generation is None and not new else None
+            if newest is not None and newest.state == "unfinished" and newest.missing:
+                generation = int(newest.generation)
+                job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=newest.missing)
+                run_config = _only_ops_of(job, run_config)
+                print(
+                    f"generation {generation} did not finish (its runs were killed): completing it, "
+                    f"{len(newest.missing)} of {len(keys)} assets to materialize "
+                    f"({', '.join(sorted(k.to_user_string() for k in newest.missing))}); "
+                    "`synth run --new` starts a new generation instead"
+                )
             key = add_generation(instance, generation or None)
             print(f"generation {key}")
         result = job.execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False, partition_key=key
+            run_config=run_config, instance=instance, raise_on_error=False, partition_key=key, tags=process_tags()
         )
     failures = step_failures(result)
     code, status = run_outcome(result.success, {f.step for f in failures})
@@ -202,6 +229,14 @@ def run(
         print(f"{'refused' if code == 0 else 'error'}: {f.step}: {f.message}", file=sys.stderr)
     print(f"run {result.run_id}: {status}")
     return code
+
+
+def _only_ops_of(job: object, run_config: dict) -> dict:
+    """The run config without the ``ops`` entries of assets the (sub)job does not run: a profile
+    sizes every asset, a completion runs only the missing ones."""
+    names = set(job.graph.node_dict)
+    ops = {k: v for k, v in (run_config.get("ops") or {}).items() if k in names}
+    return {**run_config, "ops": ops} if "ops" in run_config else run_config
 
 
 GATE_STEP = "model_eval_promotion_gate"
@@ -255,7 +290,17 @@ def review(wh: Warehouse, action: str, ids: list[str], note: str, show_all: bool
     return f"{action}ed {len(ids)} rows; the next mixed_training_set honours it"
 
 
-def models(wh: Warehouse, action: str, model_id: str | None, note: str) -> str:
+def _person() -> str:
+    """Who decides at this terminal (the model card says who approved, rejected or served a model)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return "a person"
+
+
+def models(wh: Warehouse, action: str, model_id: str | None, note: str, out: str | None = None) -> str:
     from synth_assets.core.training.registry import Registry
 
     reg = Registry(wh)
@@ -282,15 +327,37 @@ def models(wh: Warehouse, action: str, model_id: str | None, note: str) -> str:
         r = reg.models().filter(pl.col("model_id") == model_id)
         if r.height == 0:
             reg.get(model_id)  # raises with the known ids
-        return "\n".join(f"{k:<18} {v}" for k, v in r.row(0, named=True).items())
+        card = reg.write_card(model_id)  # written again from the warehouse: it says what the registry says now
+        row = "\n".join(f"{k:<18} {v}" for k, v in r.row(0, named=True).items())
+        return f"{row}\n\nmodel card: {card.markdown} (and {card.json.name})\n{card.summary}"
+    if action == "export":
+        from synth_assets.core.training.model_card import export_model
+
+        if not out:
+            raise SynthConfigError(f"synth models export {model_id} DIR: give the folder to write")
+        paths = export_model(wh, reg.card_source(model_id), out)
+        return "\n".join(
+            [
+                f"{model_id} -> {paths['folder']}",
+                f"adapter files: {paths['files'] or 'none (it is served by an endpoint)'}",
+                f"model card: {paths['card']} ({paths['card_json']})",
+                f"dataset card: {paths.get('dataset_card') or 'none: its training mix is no longer stored'}",
+            ]
+        )
     record = reg.get(model_id)
     if action in ("approve", "reject"):
         if record.status != "awaiting_approval":
             raise SynthConfigError(f"{model_id} is {record.status}, not awaiting approval")
         status = "promoted" if action == "approve" else "rejected"
-        reg.decide(model_id, status, f"{action}d by a person" + (f": {note}" if note else ""))
+        reg.decide(
+            model_id, status, f"{action}d by {_person()} (synth models {action})" + (f": {note}" if note else "")
+        )
         return f"{model_id}: {status}" + (" and in service" if status == "promoted" else "")
-    reg.serve(model_id, "pin" if model_id != "base" else "rollback", note or "served by hand (synth models serve)")
+    reg.serve(
+        model_id,
+        "pin" if model_id != "base" else "rollback",
+        f"served by {_person()} (synth models serve)" + (f": {note}" if note else ""),
+    )
     return f"{model_id} is in service; the next run's generator uses it"
 
 
@@ -327,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument(
         "--generation", type=int, default=None, help="re-run this existing generation (default: a new one)"
     )
+    p_run.add_argument(
+        "--new",
+        action="store_true",
+        help="start a new generation even when the newest one was left unfinished by a killed run",
+    )
     p_run.add_argument("--traceback", action="store_true", help="show stack traces of failed steps")
     p_run.add_argument(
         "--profile",
@@ -345,16 +417,19 @@ def main(argv: list[str] | None = None) -> int:
     p_rev.add_argument("ids", nargs="*")
     p_rev.add_argument("--note", default="")
     p_rev.add_argument("--all", action="store_true")
-    p_mod = sub.add_parser("models", help="the model registry: list, show, approve, reject, serve")
+    p_mod = sub.add_parser("models", help="the model registry: list, show, approve, reject, serve, export")
     p_mod.add_argument(
-        "action", nargs="?", default="list", choices=["list", "log", "show", "approve", "reject", "serve"]
+        "action", nargs="?", default="list", choices=["list", "log", "show", "approve", "reject", "serve", "export"]
     )
     p_mod.add_argument("model_id", nargs="?")
+    p_mod.add_argument("out", nargs="?", help="export: the folder to write")
     p_mod.add_argument("--note", default="")
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            return run(args.select, args.config, args.generation, args.traceback, args.profile)
+            if args.new and args.generation is not None:
+                raise SynthConfigError("synth run: --new and --generation N contradict each other; give one")
+            return run(args.select, args.config, args.generation, args.traceback, args.profile, args.new)
         wh = Warehouse(args.db or default_duckdb_path())
         if not Path(wh.path).exists():
             raise SynthConfigError(
@@ -372,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SynthConfigError(f"synth review {args.action}: give at least one candidate id")
             print(review(wh, args.action, args.ids, args.note, args.all))
         elif args.command == "models":
-            print(models(wh, args.action, args.model_id, args.note))
+            print(models(wh, args.action, args.model_id, args.note, args.out))
     except SynthConfigError as exc:
         for line in str(exc).splitlines():  # one problem a line (a run config's problems come together)
             print(f"error: {line}", file=sys.stderr)

@@ -25,6 +25,7 @@ from synth_assets.assets.synthesis import synthesized_tasks
 from synth_assets.assets.training import TRAINING_ASSETS, heldout_reasoning, promotion_gate
 from synth_assets.console_log import console_logger
 from synth_assets.profiles import SMOKE_RUN_CONFIG
+from synth_assets.recovery import newest_generation, settle_runs
 from synth_assets.resources import default_resources
 
 # the generation stages (with their sources and reports), and the loop that trains on them
@@ -85,9 +86,24 @@ smoke_job = dg.define_asset_job(
         if os.environ.get("SYNTH_NIGHTLY_STATUS", "running").lower() == "stopped"
         else dg.DefaultScheduleStatus.RUNNING
     ),
-    description="Every night: add the next generation (partition) and materialize it.",
+    description="Every night: complete the newest generation if a killed run left it unfinished, else add the "
+    "next generation (partition) and materialize it.",
 )
-def nightly_regeneration_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def nightly_regeneration_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    for line in settle_runs(context.instance).marked_failed:  # runs a killed process left STARTED
+        context.log.warning(line)
+    graph = defs.resolve_asset_graph()
+    selected = set(nightly_job.selection.resolve(graph))
+    newest = newest_generation(context.instance, graph, selected)
+    if newest.state == "running":
+        return dg.SkipReason(f"generation {newest.generation} still has a run in progress ({newest.runs[0]})")
+    if newest.state == "unfinished" and newest.missing:
+        return dg.RunRequest(
+            run_key=f"generation-{newest.generation}-completion-{len(newest.runs)}",
+            partition_key=newest.generation,
+            asset_selection=sorted(newest.missing, key=lambda k: k.to_user_string()),
+            tags={"synth/completes": newest.generation},
+        )
     key = add_generation(context.instance)
     return dg.RunRequest(run_key=f"generation-{key}", partition_key=key)
 

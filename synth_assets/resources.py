@@ -31,6 +31,18 @@ class WarehouseResource(dg.ConfigurableResource):
         path = self.path.get_value() if isinstance(self.path, dg.EnvVar) else self.path  # outside a run
         return Warehouse(path or default_duckdb_path(), self.db_schema)
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Name the run's process in its tags (when the run worker is this process: the
+        in-process executor), so a run the daemon launched and a killer ended is found and
+        marked failed (synth_assets/recovery.py): Dagster's default launcher cannot tell."""
+        run = context.dagster_run
+        if context.instance is None or run is None or os.environ.get("SYNTH_EXECUTOR") == "multiprocess":
+            return
+        from synth_assets.recovery import PID_TAG, process_tags
+
+        if PID_TAG not in run.tags:
+            context.instance.add_run_tags(run.run_id, process_tags())
+
 
 class GenerationalIOManager(dg.ConfigurableIOManager):
     """Stores each asset in its own DuckDB table, keeping history by generation.
@@ -125,8 +137,24 @@ class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
     model_version: str | None = Field(
         default=None, description="pin a registered model id (or 'base'); default: the model in service"
     )
+    cache: bool = Field(
+        default=True,
+        description="keep samples in the DuckDB response cache, so a killed run's generation completes "
+        "without sampling them again",
+    )
+    cache_path: str | None = Field(
+        default=None, description="default SYNTH_RESPONSE_CACHE or response_cache.duckdb beside the warehouse"
+    )
 
     def build(self) -> TextGenerator:
+        gen = self._model()
+        if not self.cache:
+            return gen
+        from synth_assets.core.generators.response_cache import CachedGenerator, default_cache_path
+
+        return CachedGenerator(gen, self.cache_path or default_cache_path(), log=_resource_log)
+
+    def _model(self) -> TextGenerator:
         from synth_assets.core.generators.llama_backend import LlamaCppGenerator
 
         if self.registry is not None and not self.model_path:
@@ -255,7 +283,11 @@ class MixtureGeneratorResource(GeneratorResource):
                 gen.settings(where)
                 built = gen.build()
             elif m.backend == "llama_cpp":
-                built = LlamaCppGeneratorResource(**m.model_dump(include=set(LlamaSettings.model_fields))).build()
+                built = LlamaCppGeneratorResource(
+                    **m.model_dump(include=set(LlamaSettings.model_fields)),
+                    cache=self.cache,
+                    cache_path=self.cache_path,
+                ).build()
             else:
                 built = ImportGeneratorResource(import_files=m.import_files, model_terms=m.model_terms).build()
             varies = m.system_prompt or m.temperature is not None or m.prompt_template is not None

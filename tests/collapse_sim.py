@@ -7,7 +7,13 @@ generation's model is trained on that corpus:
   in which Shumailov et al. observe collapse: the tails of the distribution vanish);
 * ``accumulate``: each generation trains on the human data plus every earlier generation's
   samples (Gerstgrasser et al.: no collapse);
-* ``human``: the control; every "generation" is fresh human text.
+* ``human``: the control; every "generation" is human text (the seed shuffles which).
+
+Knobs for accumulation that settles lower (``Scenario``): ``train_cap`` trains each model on a
+draw of that many sentences from the pool (human data and all samples so far; a fixed training
+budget, as in Kazdan et al.'s accumulate-subsample), which levels off further below
+generation 1 the smaller it is; ``temperature`` below 1 sharpens every sample, which compounds
+and does not level off within ten generations.
 
 The human text is the docstrings of Python's standard library, read with ``ast`` (no import,
 no network): English technical prose, about 130k words.
@@ -56,19 +62,19 @@ def human_sentences(min_tokens: int = 6, max_tokens: int = 40) -> list[str]:
 class NGramLM:
     """Maximum-likelihood word n-gram model: it can only emit n-grams it has seen."""
 
-    def __init__(self, sentences: list[str], order: int = 2) -> None:
+    def __init__(self, sentences: list[str], order: int = 2, temperature: float = 1.0) -> None:
         self.order = order
         counts: dict[tuple[str, ...], dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for s in sentences:
             toks = ["<s>"] * (order - 1) + s.split() + ["</s>"]
             for i in range(order - 1, len(toks)):
                 counts[tuple(toks[i - order + 1 : i])][toks[i]] += 1
-        self.table: dict[tuple[str, ...], tuple[list[str], list[int]]] = {}
+        self.table: dict[tuple[str, ...], tuple[list[str], list[float]]] = {}
         for ctx, nxt in counts.items():
             words = sorted(nxt)
             cum, total = [], 0
-            for w in words:
-                total += nxt[w]
+            for w in words:  # temperature < 1 sharpens each choice (counts ** (1 / T)), as a sampler's would
+                total += nxt[w] if temperature == 1 else nxt[w] ** (1 / temperature)
                 cum.append(total)
             self.table[ctx] = (words, cum)
 
@@ -95,6 +101,8 @@ class Scenario:
     train_sentences: int = 2000
     order: int = 2
     seed: int = 0
+    temperature: float = 1.0  # the sampler's; below 1 every generation sharpens its model's choices
+    train_cap: int | None = None  # accumulate: each model trains on this many sentences drawn from the pool
 
 
 def run(mode: str, sc: Scenario, corpus: list[str] | None = None) -> tuple[dict[int, list[str]], list[str]]:
@@ -109,25 +117,33 @@ def run(mode: str, sc: Scenario, corpus: list[str] | None = None) -> tuple[dict[
     rng = random.Random(sc.seed)
     by_gen: dict[int, list[str]] = {}
     data = list(train)
+    human_pool = rng.sample(fresh + train, len(fresh) + len(train)) if mode == "human" else []
     for g in range(1, sc.generations + 1):
-        if mode == "human":
+        if mode == "human":  # consecutive slices of the seed's shuffle of the human text (wrapping round)
             k = sc.sentences_per_generation
-            pool = fresh if len(fresh) >= k * g else fresh + train
-            by_gen[g] = (pool * 2)[k * (g - 1) : k * g]  # fresh human text every generation
+            start = k * (g - 1) % len(human_pool)
+            by_gen[g] = (human_pool * 2)[start : start + k]
             continue
-        samples = NGramLM(data, sc.order).sample(sc.sentences_per_generation, rng)
+        pool = data if sc.train_cap is None or len(data) <= sc.train_cap else rng.sample(data, sc.train_cap)
+        samples = NGramLM(pool, sc.order, sc.temperature).sample(sc.sentences_per_generation, rng)
         by_gen[g] = samples
         data = samples if mode == "replace" else data + samples
     return by_gen, reference
 
 
-def alerts(mode: str, sc: Scenario, settings: DriftSettings, corpus: list[str] | None = None) -> list[dict]:
+def alerts(
+    mode: str,
+    sc: Scenario,
+    settings: DriftSettings,
+    corpus: list[str] | None = None,
+    texts: tuple[dict[int, list[str]], list[str]] | None = None,
+) -> list[dict]:
     """Per generation from 2 on: the DIVERSITY_LOSS and FIDELITY_GAP statuses and the core
-    metrics' changes vs G1."""
-    by_gen, reference = run(mode, sc, corpus)
-    out = []
+    metrics' changes vs G1; ``texts``: the scenario's ``run`` when it was already run."""
+    by_gen, reference = texts or run(mode, sc, corpus)
+    out, state = [], None
     for g in range(2, sc.generations + 1):
-        rep = corpus_report("sim", by_gen, reference, g, settings)
+        rep = corpus_report("sim", by_gen, reference, g, settings, state)  # as the asset: the last report's state
         row = {"mode": mode, "generation": g}
         for r in rep.iter_rows(named=True):
             if r["metric"] in ("distinct_2", "rare_type_coverage", "compression_ratio", "js_distance_to_human"):
@@ -135,5 +151,8 @@ def alerts(mode: str, sc: Scenario, settings: DriftSettings, corpus: list[str] |
                 row[f"{r['metric']}_status"] = r["status"]
             if r["metric"] in ("DIVERSITY_LOSS", "FIDELITY_GAP"):
                 row[r["metric"]] = r["status"]
+            if r["metric"] == "DIVERSITY_LOSS":
+                row["DIVERSITY_LOSS_note"] = r["note"]
+        state = row["DIVERSITY_LOSS"]
         out.append(row)
     return out

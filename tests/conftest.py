@@ -15,6 +15,13 @@ from synth_assets.resources import (
 )
 
 
+@pytest.fixture(autouse=True)
+def own_response_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's generators cache their samples in a file of its own: a sample another test
+    cached must never stand in for one this test generates."""
+    monkeypatch.setenv("SYNTH_RESPONSE_CACHE", str(tmp_path / "response_cache.duckdb"))
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "warehouse.duckdb")

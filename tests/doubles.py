@@ -4,17 +4,24 @@
 task it writes the task's reference answer (or HumanEval's canonical solution) on the samples
 listed in ``correct_samples`` and a wrong answer on the others. So a test knows exactly
 which candidates must pass verification, and a pipeline test cannot pass with nothing accepted.
+
+``PassEverythingScorerDouble`` (a reasoning-gym family) and ``pass_everything_verifier_double``
+(a custom verifier) are broken verifiers that pass everything, for the verifier canaries' tests.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import polars as pl
 from pydantic import Field
+from reasoning_gym.dataset import ProceduralDataset
+from reasoning_gym.factory import DATASETS, register_dataset
 
 from synth_assets.core.generators.generation import Sample, SampleRequest
 from synth_assets.resources import GeneratorResource
@@ -115,3 +122,53 @@ class RuleGeneratorDouble:
                 completion_tokens=max(1, len(text) // 4),
                 latency_s=0.0,
             )
+
+
+# ------------------------------------------------------------------ verifiers for the canary tests
+PASS_EVERYTHING_FAMILY = "pass_everything_double"
+
+
+class PassEverythingScorerDouble(ProceduralDataset):
+    """TEST DOUBLE reasoning-gym family whose scorer passes everything: the items are real
+    questions (a sum of two numbers, with its answer), the score is always 1.0. As a reasoning-gym
+    upgrade that broke a scorer's parsing would, it fills verified_set with wrong rows that pass;
+    the verifier canaries must catch it before filtered_set."""
+
+    def __init__(self, config: PassEverythingConfig) -> None:
+        super().__init__(config=config, seed=config.seed, size=config.size)
+
+    def __getitem__(self, idx: int) -> dict:
+        rng = random.Random(self.seed + idx)
+        a, b = rng.randint(1, 50), rng.randint(1, 50)
+        return {"question": f"What is {a} + {b}?", "answer": str(a + b), "metadata": {"source_index": idx}}
+
+    def score_answer(self, answer: str | None, entry: dict) -> float:
+        return 1.0
+
+
+@dataclass
+class PassEverythingConfig:
+    seed: int | None = None
+    size: int = 100
+
+    def validate(self) -> None:
+        assert self.size > 0
+
+
+def register_pass_everything_double() -> str:
+    """Put the double in reasoning-gym's registry (once per process); returns its family name."""
+    if PASS_EVERYTHING_FAMILY not in DATASETS:
+        register_dataset(PASS_EVERYTHING_FAMILY, PassEverythingScorerDouble, PassEverythingConfig)
+    return PASS_EVERYTHING_FAMILY
+
+
+def answer_matches_verifier(payload: dict) -> bool:
+    """A user's custom verifier, written correctly (not a double): the completion's first line is
+    the task's answer."""
+    lines = [ln.strip() for ln in (payload.get("completion") or "").splitlines() if ln.strip()]
+    return bool(lines) and lines[0] == (payload.get("answer") or "").strip()
+
+
+def pass_everything_verifier_double(payload: dict) -> bool:
+    """TEST DOUBLE custom verifier with the bug the canaries exist for: it passes everything."""
+    return True

@@ -2,6 +2,8 @@
 metadata for the UI, and user errors as step failures (raised, and read back from a run)."""
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +13,7 @@ import polars as pl
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.markdown import markdown_table
+from synth_assets.core.memory import peak_rss
 
 KINDS = {"polars", "duckdb"}
 
@@ -38,7 +41,33 @@ def generational_asset(*, group_name: str, **kwargs: Any) -> Callable[[Callable[
     generation (``GENERATIONAL``), polars and DuckDB kinds, and a turn at the DuckDB file in
     ``DUCKDB_POOL``. Any of these can be overridden; every other ``dg.asset`` argument passes on."""
     defaults = {"pool": DUCKDB_POOL, "kinds": KINDS, "metadata": GENERATIONAL, "partitions_def": GENERATIONS}
-    return dg.asset(**(defaults | kwargs), group_name=group_name)
+    asset = dg.asset(**(defaults | kwargs), group_name=group_name)
+    return lambda fn: asset(_with_peak_memory(fn))
+
+
+def _with_peak_memory(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The step, with its peak resident memory in the run log when it ends (one line), so a run
+    log says which stage needs how much (core/memory.py: the kernel's peak, reset per step)."""
+
+    if inspect.isgeneratorfunction(fn):  # a step that yields its outputs and check results
+
+        @functools.wraps(fn)
+        def step(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
+            with peak_rss() as peak:
+                yield from fn(context, *args, **kwargs)
+            context.log.info(f"peak memory of this step: {peak}")
+
+    else:
+
+        @functools.wraps(fn)
+        def step(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
+            with peak_rss() as peak:
+                result = fn(context, *args, **kwargs)
+            context.log.info(f"peak memory of this step: {peak}")
+            return result
+
+    step.__signature__ = inspect.signature(fn)  # Dagster reads the step's parameters and return type here
+    return step
 
 
 def step_failure(description: str) -> dg.Failure:

@@ -47,10 +47,13 @@ from synth_assets.core.curate.review import (
     with_status,
 )
 from synth_assets.core.generators.generation import SamplingPlan, attach_log, run_generation
+from synth_assets.core.markdown import markdown_table
 from synth_assets.core.verify.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
-from synth_assets.core.verify.custom_verifiers import CustomVerifierSpec, build_verifiers
+from synth_assets.core.verify.canaries import CANARY_TABLE, REPORT_COLUMNS, start_canaries
+from synth_assets.core.verify.custom_verifiers import build_verifiers
 from synth_assets.core.verify.judge_calibration import is_trusted
 from synth_assets.core.verify.verification import (
+    CustomCanarySettings,
     CustomVerifierSettings,
     JudgeSettings,
     ReviseSettings,
@@ -85,7 +88,7 @@ def raw_candidates(
             f"with {gen.name} ({gen.model})"
         )
         t0 = time.perf_counter()
-        df = run_generation(task_pool, gen, plan, generation, log=context.log.info)
+        df = run_generation(task_pool, gen, plan, generation, log=context.log.info, log_every_s=plan.progress_every_s)
     wall = time.perf_counter() - t0
     by_gen = generator_accounting(df)
     cost = df["cost_usd"].sum() if df["cost_usd"].null_count() < df.height else None
@@ -144,8 +147,16 @@ class ReviseConfig(ReviseSettings, dg.Config):
     """ReviseSettings (the core's) as the asset's run config."""
 
 
+class CustomCanaryConfig(CustomCanarySettings, dg.Config):
+    """CustomCanarySettings (the core's) as the asset's run config."""
+
+
 class CustomVerifierConfig(CustomVerifierSettings, dg.Config):
-    """CustomVerifierSettings (the core's) as the asset's run config."""
+    """CustomVerifierSettings (the core's) as the asset's run config, its canaries nested."""
+
+    canaries: list[CustomCanaryConfig] = Field(
+        default=[], description="good and bad examples run every generation; none: the verifier is unproven (WARN)"
+    )
 
 
 class VerifiedSetConfig(VerifiedSetSettings, dg.Config):
@@ -164,17 +175,19 @@ def verified_set(
     raw_candidates: pl.DataFrame,
     sandbox: SandboxResource,
     generator: GeneratorResource,
+    warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
     """Every candidate with its verdict: reasoning-gym scorers, math-verify, exact match, custom
     verifiers, an optional LLM judge, and code run against its tests in a bubblewrap sandbox.
-    Optional constitutional revisions of failed candidates are verified again and added."""
+    Optional constitutional revisions of failed candidates are verified again and added.
+    First every verifier used is run on canaries (inputs whose verdict is known), stored in
+    ``verifier_canaries``; the blocking check ``verifiers_proven`` reads them."""
     with user_errors():
         box = sandbox.get()
-        custom = build_verifiers(
-            [
-                CustomVerifierSpec(c.name, c.callable, tuple(c.command), c.timeout_s, c.pass_threshold, c.version)
-                for c in config.custom_verifiers
-            ]
+        custom = build_verifiers([c.spec() for c in config.custom_verifiers])
+        # the verifiers' canaries first; the one that never ends times out beside the verification below
+        proof = start_canaries(
+            raw_candidates, box, config.pass_threshold, custom, config.canary_items, log=context.log.info
         )
         uses_judge = config.judge.enabled or (raw_candidates["verifier"] == "judge").any()
         gen = generator.get() if (uses_judge or config.revise.enabled) else None
@@ -209,6 +222,7 @@ def verified_set(
             )
             context.log.info(f"revisions: {revised.height}, passing {int((revised['verdict'] == 'pass').sum())}")
             df = pl.concat([df, revised])
+        canaries = proof.finish()
     if not box.enabled:
         context.log.warning("the code sandbox is OFF: model-written code ran without isolation")
     by_family = (
@@ -221,11 +235,16 @@ def verified_set(
     pass_rates = {r["family"]: round(float(r["pass_rate"]), 4) for r in by_family.iter_rows(named=True)}
     revisions = df.filter(pl.col("revision_of").is_not_null())
     context.log.info(f"verdicts {counts(df, 'verdict')}; pass rate by family {pass_rates}")
+    generation = generation_of(context)
+    # the canaries of this generation, in one transaction (the check verifiers_proven reads them)
+    warehouse.get().write_generation(
+        CANARY_TABLE, canaries.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")), generation
+    )
     return dg.MaterializeResult(
         value=df,
         metadata=table_meta(
             df,
-            generation=generation_of(context),
+            generation=generation,
             pass_rate=round(float((df["verdict"] == "pass").mean()), 4) if df.height else 0.0,
             verdicts=counts(df, "verdict"),
             pass_rate_by_family=pass_rates,
@@ -234,6 +253,8 @@ def verified_set(
             revisions_passing=int((revisions["verdict"] == "pass").sum()) if revisions.height else 0,
             judged=int(df["judge_score"].is_not_null().sum()) if df.height else 0,
             sandbox="bubblewrap" if box.enabled else "OFF (unsafe)",
+            canaries_wrong=canaries.filter(pl.col("ok").not_()).height,
+            verifier_canaries=dg.MetadataValue.md(markdown_table(canaries, REPORT_COLUMNS, width=60)),
         ),
     )
 

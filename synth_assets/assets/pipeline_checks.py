@@ -1,6 +1,7 @@
 """The structural checks of the curated stages, beside their assets (``pipeline.py``): every
-candidate accounted for, no family wiped out, the human floor, no held-out contamination, train
-and validation disjoint. Critical ones block downstream assets.
+verifier proven by its canaries, every candidate accounted for, no family wiped out, the human
+floor, no held-out contamination, train and validation disjoint. Critical ones block downstream
+assets.
 
 Each check recomputes its fact from the stored data rather than trusting the producing
 asset's own bookkeeping, so a bug in a stage shows up here.
@@ -12,6 +13,82 @@ import polars as pl
 from synth_assets.assets._common import check_generation, stored_frame
 from synth_assets.core.curate.curation import DECONTAMINATION_NGRAM, heldout_ngrams, heldout_texts_of, word_ngrams
 from synth_assets.core.markdown import markdown_table
+from synth_assets.core.verify.canaries import CANARY_SCHEMA, CANARY_TABLE, REPORT_COLUMNS, assess
+from synth_assets.core.verify.judge_calibration import is_trusted
+from synth_assets.core.warehouse import Warehouse
+
+
+@dg.asset_check(
+    asset="verified_set",
+    blocking=True,
+    required_resource_keys={"warehouse"},
+    description="Every verifier this generation used gave the known verdict on each of its canaries (true and "
+    "wrong answers, canonical solutions, mutants and hostile programs, declared examples), so its verdicts can be "
+    "trusted. A wrong canary fails (ERROR: nothing downstream is built); a verifier without canaries warns.",
+)
+def verifiers_proven(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    wh = context.resources.warehouse.get()
+    g = check_generation(context)
+    canaries = wh.read(CANARY_TABLE, generation=g) if wh.table_exists(CANARY_TABLE) else pl.DataFrame()
+    verdicts = (
+        wh.sql(
+            f"select distinct verifier, verifier_name, verifier_version from {wh.schema}.verified_set "
+            "where generation = ?",
+            [g],
+        )
+        if wh.table_exists("verified_set")
+        else pl.DataFrame(schema=dict.fromkeys(("verifier", "verifier_name", "verifier_version"), pl.String))
+    )
+    a = assess(canaries if canaries.height else pl.DataFrame(schema=CANARY_SCHEMA), verdicts)
+    metadata: dict = {
+        "generation": g,
+        "canaries": a.canaries.height,
+        "canaries_wrong": a.wrong.height,
+        "report": dg.MetadataValue.md(markdown_table(a.canaries, REPORT_COLUMNS, width=60, empty="_no canaries_")),
+        "proven": dg.MetadataValue.json(a.proven),
+        "unproven": dg.MetadataValue.json(a.unproven),
+    }
+    if a.judges:
+        metadata["judge"] = dg.MetadataValue.md(_judge_line(wh, g, a.judges))
+    if a.wrong.height:
+        metadata["wrong_canaries"] = dg.MetadataValue.md(
+            markdown_table(a.wrong, [*REPORT_COLUMNS[:-1], "detail"], width=80)
+        )
+        names = ", ".join(sorted(set(a.wrong["verifier"].to_list())))
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{a.wrong.height} of {a.canaries.height} canaries got the wrong verdict ({names}): nothing "
+            "downstream is built on this generation's verdicts. See wrong_canaries.",
+            metadata=metadata,
+        )
+    if a.unproven:
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="unproven: " + "; ".join(a.unproven),
+            metadata=metadata,
+        )
+    return dg.AssetCheckResult(
+        passed=True,
+        description=f"every verifier proven: {a.canaries.height} canaries right ({', '.join(a.proven) or 'none used'})",
+        metadata=metadata,
+    )
+
+
+def _judge_line(wh: Warehouse, generation: int, judges: list[str]) -> str:
+    """The judge's canary is its calibration (judge_calibration, check judge_trusted)."""
+    who = ", ".join(judges)
+    stored = (
+        wh.read("judge_calibration", generation=generation) if wh.table_exists("judge_calibration") else pl.DataFrame()
+    )
+    if stored.height == 0:
+        return (
+            f"the judge ({who}) is proven by its calibration: `judge_calibration` measures it after this check "
+            "(check `judge_trusted`); until it clears, rows only the judge passed wait in the review queue"
+        )
+    state = "**trusted**" if is_trusted(stored) else "**not trusted** (rows only it passed wait in the review queue)"
+    return f"the judge ({who}): its calibration of generation {generation} says {state}; see `judge_calibration`"
 
 
 @dg.asset_check(
@@ -170,6 +247,7 @@ def train_validation_disjoint(context: dg.AssetCheckExecutionContext) -> dg.Asse
 
 
 PIPELINE_CHECKS = [
+    verifiers_proven,
     candidates_accounted_for,
     no_family_wiped_out,
     human_share_at_or_above_floor,

@@ -63,12 +63,13 @@ def drift_report(
     generation = generation_of(context)
     settings = config
     scores = eval_scores(generator_eval)
+    earlier = drift_history.filter(pl.col("generation") < generation) if drift_history.height else None
     report = build_drift_report(
-        mixed_training_set, generation, settings, generated_by_generation(raw_candidates), scores
+        mixed_training_set, generation, settings, generated_by_generation(raw_candidates), scores, history=earlier
     )
     alert = report.filter(pl.col("metric") == "DIVERSITY_LOSS")["status"].to_list()
     md = report_markdown(report)
-    earlier = drift_history.filter(pl.col("generation") < generation) if drift_history.height else report.clear()
+    earlier = earlier if earlier is not None else report.clear()
     history = pl.concat([earlier.select(report.columns), report], how="vertical_relaxed")
     chart = chart_markdown(diversity_chart_png(history))
     context.log.info(f"drift report for generation {generation}:\n{md}")

@@ -117,6 +117,7 @@ def candidate_model(
         train_rows=row["train_rows"],
         train_tokens=row.get("train_tokens") or 0,
         wall_s=round(row["wall_s"], 1),
+        **({"training_peak_rss_gb": row["peak_rss_gb"]} if "peak_rss_gb" in row else {}),
     )
     meta["loss_curve"] = dg.MetadataValue.md(
         markdown_table(pl.DataFrame(curve), rows=50) if curve else "(none reported)"
@@ -126,6 +127,7 @@ def candidate_model(
         meta["loss_plot"] = dg.MetadataValue.md(chart_markdown(png, "loss curve"))
         meta["loss_plot_file"] = dg.MetadataValue.path(str(plot_path))
     meta["adapter"] = dg.MetadataValue.path(str(row.get("adapter_path") or row.get("endpoint_base_url")))
+    meta |= card_metadata(registry, row["model_id"])
     return dg.MaterializeResult(
         value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")), metadata=meta
     )
@@ -189,6 +191,7 @@ def model_eval(
             "macro_candidate": float(macro["candidate_rate"][0]) if macro.height else 0.0,
             "macro_parent": float(macro["parent_rate"][0]) if macro.height else 0.0,
             "comparison": dg.MetadataValue.md(markdown_table(df, cols, rows=60)),
+            **card_metadata(registry, model_id),
         },
     )
 
@@ -225,8 +228,19 @@ def promoted_model(
             "status": df["status"][0],
             "in_service": registry.serving(),
             "registry": dg.MetadataValue.md(registry_markdown(everything)),
+            **card_metadata(registry, model_id),
         },
     )
+
+
+def card_metadata(registry: Registry, model_id: str) -> dict:
+    """The model card's summary and its file (the registry rewrote it with this step's change;
+    written again here, so the page shows exactly what the file says)."""
+    card = registry.write_card(model_id)
+    return {
+        "model_card": dg.MetadataValue.path(str(card.markdown)),
+        "model_card_summary": dg.MetadataValue.md(card.summary),
+    }
 
 
 def registry_markdown(models: pl.DataFrame) -> str:

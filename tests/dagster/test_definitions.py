@@ -1,6 +1,8 @@
 """The Definitions object loads, with its jobs and schedule, and the schedule adds and
 requests the next generation."""
 
+import uuid
+
 import dagster as dg
 
 from synth_assets.definitions import defs
@@ -21,6 +23,13 @@ def test_the_nightly_schedule_adds_the_next_generation_and_requests_it():
 
     with dg.instance_for_test() as instance:  # a schedule context needs an instance with a ref
         instance.add_dynamic_partitions("generation", ["1", "2"])
+        finished = dg.DagsterRun(  # generation 2's run ended by itself: nothing to complete
+            job_name="nightly_regeneration",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.SUCCESS,
+            tags={"dagster/partition": "2"},
+        )
+        instance.add_run(finished)
         request = nightly_regeneration_schedule(dg.build_schedule_context(instance=instance))
         assert request.partition_key == "3" and request.run_key == "generation-3"
         assert instance.get_dynamic_partitions("generation") == ["1", "2", "3"]

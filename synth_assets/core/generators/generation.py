@@ -185,6 +185,9 @@ class SamplingPlan(PromptSettings):
     seed: int = Field(
         default=0, description="base seed; each sample's seed derives from it, the generation and the task"
     )
+    progress_every_s: float = Field(
+        default=15.0, gt=0, description="seconds between progress lines (samples done, rate) in the run log"
+    )
 
     @field_validator("temperatures")
     @classmethod

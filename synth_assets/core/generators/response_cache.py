@@ -16,13 +16,15 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from synth_assets.core.generators.generation import Sample
+from synth_assets.core.generators.generation import Sample, SampleRequest, TextGenerator
 from synth_assets.core.warehouse import open_duckdb
 
 CACHE_PATH_ENV = "SYNTH_RESPONSE_CACHE"
@@ -182,3 +184,54 @@ class ResponseCache:
                 except Exception:  # noqa: BLE001 - the first error (kept above) is the one reported; a failed rollback adds nothing
                     pass
         cur.close()
+
+
+class CachedGenerator:
+    """Any generator behind the response cache: samples already in the cache are handed back,
+    the rest are generated (in one batch, in order) and cached as they arrive.
+
+    The OpenAI-compatible client caches on its own (it must, to resume a paid batch); this is
+    for the embedded llama.cpp model, whose killed run would otherwise sample everything again
+    when ``synth run`` completes the generation. Every other attribute is the inner generator's."""
+
+    def __init__(self, inner: TextGenerator, path: str, log: Callable[[str], None] = lambda _m: None) -> None:
+        self.__dict__["inner"] = inner
+        self.__dict__["path"] = path
+        self.__dict__["log"] = log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["inner"], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "log":  # attach_log: the wrapper's messages and the inner generator's go to the run's log
+            self.__dict__["log"] = value
+        setattr(self.__dict__["inner"], name, value)
+
+    def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        inner: TextGenerator = self.__dict__["inner"]
+        log: Callable[[str], None] = self.__dict__["log"]
+        try:
+            cache = open_shared(self.__dict__["path"])
+        except CacheUnavailable as exc:
+            log(f"WARNING: {exc}; this batch runs without the cache and will not resume")
+            yield from inner.generate(requests)
+            return
+        try:
+            keys = [r.key(f"{inner.name}|{inner.model}") for r in requests]
+            hits = cache.get_many(keys)
+            todo = [r for k, r in zip(keys, requests) if k not in hits]
+            if hits:
+                log(
+                    f"{inner.model}: {len(hits)} of {len(requests)} samples from the response cache; "
+                    f"generating {len(todo)}"
+                )
+            fresh = iter(inner.generate(todo)) if todo else iter(())
+            for key in keys:
+                if key in hits:
+                    yield hits[key]
+                    continue
+                sample = next(fresh)
+                cache.put(key, inner.model, sample)
+                yield sample
+        finally:
+            release_shared(cache)

@@ -98,3 +98,26 @@ def calibration_chart_png(per_family: pl.DataFrame, min_accuracy: float) -> byte
     ax.set_title("AI judge vs programmatic verdicts, per family")
     ax.legend(fontsize=7, loc="lower right")
     return figure_png(fig)
+
+
+def loss_chart_png(curve: list[dict]) -> bytes | None:
+    """Train and validation loss per epoch (a model card's small chart), or None without points."""
+    series = {
+        key: [(c["epoch"], c[key]) for c in curve if c.get(key) is not None and c.get("epoch") is not None]
+        for key in ("train_loss", "validation_loss")
+    }
+    if not any(series.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
+    for key, pts in series.items():
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (target tokens)")
+    ax.legend()
+    return figure_png(fig)

@@ -3,7 +3,7 @@ first synthetic generation (G1) and the human reference, each metric with a stat
 
 Rules follow the model-collapse literature as summarised in shared/research/drift-metrics.md
 and were calibrated on the collapse scenario in ``tests/collapse_sim.py`` (figures in
-the README):
+docs/monitoring.md and bench/RESULTS.md):
 
 * thresholds are *relative* changes in the direction that signals collapse, against G1 and
   against the previous generation (the worse of the two counts);
@@ -14,9 +14,17 @@ the README):
 * core metrics (distinct-2, rare-type coverage, gzip ratio, JS distance to human) fail when
   they decline by at least the rule's size *and* beyond resampling noise: a bootstrap over
   documents gives each its interval (``decline_test: relative`` restores the fixed rule);
-* DIVERSITY_LOSS fires when two or more core signals fail together, one is severe, or a
+* the composite's evidence: two or more core signals fail together, one is severe, or a
   direct diversity signal (distinct-2, rare-type coverage) fails and another core signal
-  declines significantly (z >= z_fail) with it.
+  declines significantly (z >= z_fail) with it;
+* DIVERSITY_LOSS is an ``alert`` when that evidence stands and the diversity is still sliding:
+  a direct signal's trend over this and the last ``trend_generations`` generations loses at
+  least ``slide_rate`` of its rule's size a generation (one-sided z >= z_warn), or a signal is
+  severe. Evidence without a slide is a plateau, a ``warn`` ("settled N% below generation 1"):
+  accumulation's decline levels off near a threshold, and an alarm that turned on and off there
+  taught users to ignore it (issue 35). Hysteresis: a raised alert, or a plateau warn, holds
+  while a core decline vs G1 stays at ``hysteresis`` of its rule's size (z >= z_warn); the
+  state is the previous report's status (``previous_status``; the asset passes its history).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -36,6 +44,8 @@ from scipy.sparse import csr_matrix
 from synth_assets.core.markdown import markdown_table
 from synth_assets.core.quality.metrics import (
     compression_ratio,
+    distinct_n,
+    js_distance,
     lexical_profile,
     n_tokens,
     rare_type_coverage,
@@ -69,6 +79,7 @@ DEFAULT_RULES: dict[str, Rule] = {
     "opening_concentration": Rule(-1, 0.15, 0.30),
     "near_duplicate_rate": Rule(-1, 0.50, 1.00),  # x1.5 warns, x2 fails (plus an absolute cut below)
 }
+CORE_METRICS = tuple(m for m, r in DEFAULT_RULES.items() if r.core)
 INFO_METRICS = ("mean_length_tokens", "documents", "tokens_measured", "length_ks_vs_human")
 NEAR_DUP_ABSOLUTE_FAIL = 0.05
 
@@ -113,6 +124,25 @@ class DriftSettings(Settings):
     bootstrap_samples: int = Field(default=200, ge=20, description="resamples of documents behind each core interval")
     z_warn: float = Field(default=1.96, gt=0, description="core metrics: decline z (bootstrap) that warns")
     z_fail: float = Field(default=3.0, gt=0, description="core metrics: decline z (bootstrap) that fails")
+    trend_generations: int = Field(
+        default=3,
+        ge=0,
+        description="core metrics: earlier generations in the trend that tells a slide from a plateau "
+        "(0: every significant decline raises DIVERSITY_LOSS, the earlier rule)",
+    )
+    slide_rate: float = Field(
+        default=0.5,
+        gt=0,
+        description="a decline is still sliding while its trend loses at least this share of the rule's size "
+        "a generation (z >= z_warn); a decline that has stopped is a plateau, a warn",
+    )
+    hysteresis: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description="once raised, DIVERSITY_LOSS (or the plateau warn) holds while a core decline vs G1 stays "
+        "at least this share of the rule's size (z >= z_warn)",
+    )
     fidelity_distinct2_ratio: float = Field(default=0.8, gt=0, description="G1/human distinct-2 under this: a gap")
     fidelity_rare_ratio: float = Field(default=0.85, gt=0, description="G1/human rare coverage under this: a gap")
 
@@ -254,10 +284,51 @@ def decline_z(
     return -rule.direction * (cur - ref) / se if se > 0 else None
 
 
+def trend(points: Sequence[tuple[float, float, float]]) -> tuple[float, float] | None:
+    """The weighted least-squares slope of (generation, value, standard error) points, and its
+    standard error; None for fewer than two generations.
+
+    Why the scale-up: each point's error is its own resampling noise, but every generation also
+    has a model of its own, which moves its value by more than that noise; where the points
+    scatter around the line more than their errors say, the slope's error grows to match."""
+    pts = [(t, v, s) for t, v, s in points if v is not None and s is not None and not math.isnan(v)]
+    if len(pts) < 2:
+        return None
+    t, y, se = (np.asarray(c, dtype=np.float64) for c in zip(*pts))
+    w = 1 / np.maximum(se, 1e-12) ** 2
+    tb, yb = (w * t).sum() / w.sum(), (w * y).sum() / w.sum()
+    sxx = (w * (t - tb) ** 2).sum()
+    if sxx <= 0:
+        return None
+    slope = float((w * (t - tb) * (y - yb)).sum() / sxx)
+    var = 1 / sxx
+    if len(pts) > 2:
+        var *= max(1.0, float((w * (y - yb - slope * (t - tb)) ** 2).sum()) / (len(pts) - 2))
+    return slope, math.sqrt(var)
+
+
+def core_values(docs: list[list[str]], rare: set[str], human_docs: list[list[str]]) -> dict[str, float]:
+    """The core metrics of budgeted documents, as ``lexical_profile`` computes them."""
+    return {
+        "distinct_2": distinct_n(docs, 2),
+        "rare_type_coverage": rare_type_coverage(docs, rare),
+        "compression_ratio": compression_ratio(docs),
+        "js_distance_to_human": js_distance(docs, human_docs),
+    }
+
+
 def corpus_report(
-    corpus: str, by_gen: dict[int, list[str]], human: list[str], generation: int, settings: DriftSettings
+    corpus: str,
+    by_gen: dict[int, list[str]],
+    human: list[str],
+    generation: int,
+    settings: DriftSettings,
+    previous_status: str | None = None,
 ) -> pl.DataFrame:
-    """Every metric of one corpus for ``generation``, plus the composite rows."""
+    """Every metric of one corpus for ``generation``, plus the composite rows.
+
+    ``previous_status`` is DIVERSITY_LOSS of this corpus in the latest earlier report (``alert``,
+    ``warn``, ...): the state the hysteresis holds on to; None reads as no earlier report."""
     current = by_gen.get(generation, [])
     earlier = sorted(g for g in by_gen if g < generation and by_gen[g])
     prev_g = earlier[-1] if earlier else None
@@ -272,6 +343,11 @@ def corpus_report(
     budget = min([settings.token_budget, *sizes]) if sizes and all(corpora[k] for k in ("current", "human")) else 0
     prof: dict[str, dict[str, float] | None] = {}
     boots: dict[str, dict[str, np.ndarray]] = {}
+    # the trend that tells a slide from a plateau: this generation and the last few before it,
+    # each measured at this report's budget (an earlier generation too small for it is left out)
+    sliding_on = settings.decline_test == "bootstrap" and settings.trend_generations > 0
+    window = earlier[-settings.trend_generations :] if sliding_on else []
+    series: dict[str, list[tuple[float, float, float]]] = {}
     human_rare_cov = None
     if budget:
         # rare types from one human half, the human baseline from the other: a corpus always
@@ -295,8 +371,27 @@ def corpus_report(
                     )
         if prof.get("human"):
             prof["human"]["rare_type_coverage"] = human_rare_cov
+        points: dict[int, tuple[dict[str, float], dict[str, np.ndarray]]] = {}
+        for g in [*window, generation] if window else []:
+            key = {generation: "current", prev_g: "previous", first_g: "first"}.get(g)
+            if key in boots:
+                points[g] = (prof[key], boots[key])
+                continue
+            docs = take_budget(by_gen[g], budget)
+            if n_tokens(docs) >= budget:
+                b = bootstrap_core(docs, rare, human_dist, settings.bootstrap_samples, seed + 10 + generation - g)
+                points[g] = (core_values(docs, rare, human_docs), b)
+        for metric in CORE_METRICS:
+            series[metric] = [
+                (float(g), v[metric], float(np.std(b[metric], ddof=1)))
+                for g, (v, b) in sorted(points.items())
+                if metric in b
+            ]
     enough = budget >= settings.min_tokens and bool(current)
     rows, fails, severe, significant = [], [], [], []
+    slides: dict[str, bool] = {}  # core metric -> still declining
+    holds: dict[str, float] = {}  # core metric -> its decline vs G1, where it still holds the alert
+    trend_text: dict[str, str] = {}
     for metric in [*settings.rules, *INFO_METRICS]:
         rule = settings.rules.get(metric)
         val = {k: (p.get(metric) if p else None) for k, p in prof.items()}
@@ -343,6 +438,28 @@ def corpus_report(
                     significant.append(metric)  # a decline beyond noise, whatever its size
                 if rule.core and rule.critical is not None and best_z >= settings.z_fail and worst >= rule.critical:
                     severe.append(metric)
+                fit = trend(series.get(metric, []))
+                if rule.core and sliding_on and fit and val.get("first"):
+                    # the slope in the collapse direction, as a share of G1's value a generation
+                    rate = -rule.direction * fit[0] / abs(val["first"])
+                    z_slope = -rule.direction * fit[0] / fit[1]
+                    slides[metric] = rate >= settings.slide_rate * rule.warn and z_slope >= settings.z_warn
+                    gens = [int(p[0]) for p in series[metric]]
+                    trend_text[metric] = (
+                        f"{fit[0] / abs(val['first']):+.1%} of G1 a generation over generations "
+                        f"{gens[0]}-{gens[-1]} (z {z_slope:.1f})"
+                    )
+                    note += (
+                        f"; trend {trend_text[metric]}: {'still declining' if slides[metric] else 'not sliding'} "
+                        f"(a slide loses >= {settings.slide_rate * rule.warn:.1%} a generation, z >= {settings.z_warn})"
+                    )
+                    if (
+                        "first" in sized
+                        and z["first"] is not None
+                        and sized["first"] >= settings.hysteresis * rule.warn
+                        and z["first"] >= settings.z_warn
+                    ):
+                        holds[metric] = sized["first"]
             else:
                 # a change from 0 has no relative size: it counts as none (absolute cuts still apply)
                 worst = max([-rule.direction * d for d in (d_prev, d_first) if d is not None], default=0.0)
@@ -381,20 +498,41 @@ def corpus_report(
             }
         )
     # composite rows
+    declined = (
+        len(fails) >= 2
+        or bool(severe)
+        or (any(settings.rules[m].lead for m in fails) and len(set(fails) | set(significant)) >= 2)
+    )
+    evidence = (
+        f"failing core signals: {', '.join(fails) or '-'}; corroborated by a significant decline of: "
+        f"{', '.join(m for m in significant if m not in fails) or '-'}; severe: {', '.join(severe) or '-'}"
+    )
+    # a slide is the diversity itself still falling: gzip alone creeps for generations under
+    # accumulation with a trigram model, so only a direct signal's trend can carry the alert
+    sliding = [m for m in slides if slides[m] and settings.rules[m].lead]
     if not enough:
         loss_status, loss_note = "insufficient_data", "not enough comparable tokens"
-    elif (
-        len(fails) >= 2
-        or severe
-        or (any(settings.rules[m].lead for m in fails) and len(set(fails) | set(significant)) >= 2)
-    ):
+    elif not sliding_on:  # the earlier rules: every corroborated decline is diversity loss
+        loss_status = "alert" if declined else "ok"
+        loss_note = evidence if declined else f"failing core signals: {', '.join(fails) or 'none'}"
+    elif declined and (severe or sliding):
         loss_status = "alert"
+        loss_note = f"{evidence}; still declining: {', '.join(sliding) or '-'}"
+    elif previous_status == "alert" and (declined or holds):
+        loss_status = "alert"
+        loss_note = f"raised earlier and held: diversity {_settled(holds, trend_text) or evidence}"
+    elif declined or (previous_status in ("alert", "warn") and holds):
+        loss_status = "warn"
         loss_note = (
-            f"failing core signals: {', '.join(fails) or '-'}; corroborated by a significant decline of: "
-            f"{', '.join(m for m in significant if m not in fails) or '-'}; severe: {', '.join(severe) or '-'}"
+            f"plateau: diversity settled {_settled(holds, trend_text) or evidence}; "
+            "neither distinct_2 nor rare_type_coverage is still sliding"
         )
     else:
         loss_status, loss_note = "ok", f"failing core signals: {', '.join(fails) or 'none'}"
+    if loss_status != "alert":
+        for r in rows:  # a core decline that has stopped is a plateau: a warn, not a failure
+            if r["status"] == "fail" and slides.get(r["metric"]) is False:
+                r["status"] = "warn"
     if current:
         measured = n_tokens(take_budget(current, budget)) if budget else 0
         loss_note += (
@@ -428,6 +566,17 @@ def corpus_report(
         )
     )
     return pl.DataFrame(rows, schema=REPORT_SCHEMA)
+
+
+def _settled(holds: dict[str, float], trend_text: dict[str, str]) -> str:
+    """'N% below generation 1' with the metrics behind it and their trends."""
+    if not holds:
+        return ""
+    lead = [m for m in holds if DEFAULT_RULES[m].lead] or list(holds)
+    top = max(lead, key=lambda m: holds[m])
+    others = "".join(f"; {m} {holds[m]:.1%}" for m in holds if m != top)
+    trends = "; ".join(f"{m} {trend_text[m]}" for m in holds if m in trend_text)
+    return f"{holds[top]:.1%} below generation 1 ({top}{others}); trend: {trends or '-'}"
 
 
 def _composite(
@@ -511,20 +660,38 @@ def eval_rows(generation: int, scores: dict[int, tuple[int, int]], metric: str =
     )
 
 
+def last_status(history: pl.DataFrame | None, corpus: str, generation: int) -> str | None:
+    """DIVERSITY_LOSS of ``corpus`` in the latest stored report before ``generation``."""
+    if history is None or history.height == 0:
+        return None
+    rows = history.filter(
+        (pl.col("corpus") == corpus) & (pl.col("metric") == "DIVERSITY_LOSS") & (pl.col("generation") < generation)
+    ).sort("generation")
+    return rows["status"][-1] if rows.height else None
+
+
 def drift_report(
     mix: pl.DataFrame,
     generation: int,
     settings: DriftSettings,
     generated: dict[int, list[str]] | None = None,
     eval_scores: dict[str, dict[int, tuple[int, int]]] | None = None,
+    history: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The report for ``generation``: accepted rows, every generated completion (which holds far
     more text than the accepted rows when the generator is weak, and shows a collapsing
-    generator first), and the held-out evaluation when given."""
+    generator first), and the held-out evaluation when given. ``history`` holds the earlier
+    generations' stored reports: the state DIVERSITY_LOSS's hysteresis holds on to."""
     accepted, human = texts_by_generation(mix)
-    frames = [corpus_report("accepted", accepted, human, generation, settings)]
+    frames = [
+        corpus_report("accepted", accepted, human, generation, settings, last_status(history, "accepted", generation))
+    ]
     if generated is not None:
-        frames.append(corpus_report("generated", generated, human, generation, settings))
+        frames.append(
+            corpus_report(
+                "generated", generated, human, generation, settings, last_status(history, "generated", generation)
+            )
+        )
     if eval_scores is not None:
         frames += [eval_rows(generation, scores, metric) for metric, scores in eval_scores.items()]
     return pl.concat(frames)

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from synth_assets.core.errors import SynthConfigError
@@ -157,6 +157,7 @@ class Sandbox:
         self.batch_size = max(1, batch_size)
         self._slots = list(range(self.workers))
         self._slot_lock = threading.Lock()
+        self._slot_free = threading.Condition(self._slot_lock)
         self._active: set[int] = set()
         self.cgroups: CgroupLimits | None = None
         self.warnings: list[str] = []
@@ -278,23 +279,32 @@ class Sandbox:
         so this is never a verdict on untrusted code; use ``check_functions`` for that."""
         return self._map("script", programs)
 
-    def check_functions(self, checks: list[FunctionCheck]) -> list[RunResult]:
-        """Verdicts for code candidates, decided by each task's test outside the candidate."""
-        return self._map("function", checks)
+    def check_functions(self, checks: list[FunctionCheck], timeout_s: float | None = None) -> list[RunResult]:
+        """Verdicts for code candidates, decided by each task's test outside the candidate.
 
-    def _map(self, mode: str, jobs: list) -> list[RunResult]:
+        ``timeout_s`` shortens this call's wall-clock limit (never lengthens it): the verifier
+        canaries prove the timeout on a program that never ends without waiting the full limit."""
+        return self._map("function", checks, timeout_s)
+
+    def _limits_for(self, timeout_s: float | None) -> SandboxLimits:
+        if timeout_s is None or timeout_s >= self.limits.timeout_s:
+            return self.limits
+        return replace(self.limits, timeout_s=timeout_s)
+
+    def _map(self, mode: str, jobs: list, timeout_s: float | None = None) -> list[RunResult]:
         """Every job, in batches of ``batch_size`` per sandbox, ``workers`` sandboxes at a time.
         A batch whose sandbox stops early (a program that broke it) records that program's
         error and runs the rest again in a new sandbox."""
         if not jobs:
             return []
+        lim = self._limits_for(timeout_s)
         results: list[RunResult | None] = [None] * len(jobs)
         chunks = [list(range(i, min(i + self.batch_size, len(jobs)))) for i in range(0, len(jobs), self.batch_size)]
 
         def work(idx: list[int]) -> None:
             pending = idx
             while pending:
-                done = self._run_batch(mode, [jobs[i] for i in pending])
+                done = self._run_batch(mode, [jobs[i] for i in pending], lim)
                 for i, r in zip(pending, done):
                     results[i] = r
                 pending = pending[len(done) :]
@@ -303,17 +313,19 @@ class Sandbox:
             list(pool.map(work, chunks))
         return [r for r in results if r is not None]
 
-    def _run_batch(self, mode: str, jobs: list) -> list[RunResult]:
-        with self._slot_lock:
+    def _run_batch(self, mode: str, jobs: list, lim: SandboxLimits) -> list[RunResult]:
+        with self._slot_free:  # callers in several threads wait for a slot rather than share one
+            while not self._slots:
+                self._slot_free.wait()
             slot = self._slots.pop()
         try:
-            return self._run_batch_in_slot(mode, jobs, slot)
+            return self._run_batch_in_slot(mode, jobs, slot, lim)
         finally:
-            with self._slot_lock:
+            with self._slot_free:
                 self._slots.append(slot)
+                self._slot_free.notify()
 
-    def _payload(self, mode: str, jobs: list) -> tuple[bytes, list[str | None]]:
-        lim = self.limits
+    def _payload(self, mode: str, jobs: list, lim: SandboxLimits) -> tuple[bytes, list[str | None]]:
         config = {
             "mode": mode,
             "count": len(jobs),
@@ -348,10 +360,9 @@ class Sandbox:
                 nonces.append(nonce)
         return b"".join(struct.pack(">I", len(r)) + r for r in records), nonces
 
-    def _run_batch_in_slot(self, mode: str, jobs: list, slot: int) -> list[RunResult]:
+    def _run_batch_in_slot(self, mode: str, jobs: list, slot: int, lim: SandboxLimits) -> list[RunResult]:
         """Results for a prefix of ``jobs`` (all of them unless the sandbox stopped early)."""
-        lim = self.limits
-        payload, nonces = self._payload(mode, jobs)
+        payload, nonces = self._payload(mode, jobs, lim)
         t0 = time.perf_counter()
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             try:
@@ -391,7 +402,7 @@ class Sandbox:
         results = []
         for line, nonce in zip(lines, nonces):
             try:
-                results.append(self._classify(json.loads(line), nonce))
+                results.append(self._classify(json.loads(line), nonce, lim))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 break
         if len(results) < len(jobs):  # the sandbox stopped while running jobs[len(results)]
@@ -402,8 +413,7 @@ class Sandbox:
             results.append(RunResult("error", proc.returncode, "", runner_err, time.perf_counter() - t0, detail))
         return results
 
-    def _classify(self, r: dict, nonce: str | None) -> RunResult:
-        lim = self.limits
+    def _classify(self, r: dict, nonce: str | None, lim: SandboxLimits) -> RunResult:
         oom = bool(r.get("oom_kill"))
         stdout, stderr, seconds, rc, sig = r["stdout"], r["stderr"], float(r["seconds"]), r["exit_code"], r["signal"]
 

@@ -185,6 +185,8 @@ def train_candidate(
     if record.endpoint_base_url is None:
         smoke_load(record)  # a broken artefact fails here, before it is registered
     registry.register(row)
+    if settings.trainer != "command":
+        row["peak_rss_gb"] = round(result.peak_rss_bytes / 1e9, 2)  # reported with the asset, not a registry column
     log(f"registered candidate {model_id} (parent {parent_id}): {len(train)} train rows in {row['wall_s']:.0f}s")
     return row
 
@@ -304,12 +306,23 @@ def evaluate_candidate(
 
 
 def summary_scores(comparison: pl.DataFrame) -> dict:
+    """The registry's ``scores``: per family/variant the candidate's rate with its 95% interval,
+    the parent's, the trivial baselines', the paired test and the gate's flag (the model card
+    shows them)."""
     return {
         f"{r['family']}/{r['variant']}": {
             "rate": r["candidate_rate"],
             "low": r["candidate_low"],
             "high": r["candidate_high"],
             "parent_rate": r["parent_rate"],
+            "parent_low": r["parent_low"],
+            "parent_high": r["parent_high"],
+            "n": r["n"],
+            "most_common_rate": r["most_common_rate"],
+            "last_shot_rate": r["last_shot_rate"],
+            "p_vs_parent": r["p_vs_parent"],
+            "significant_gain": r["significant_gain"],
+            "flag": r["flag"],
         }
         for r in comparison.iter_rows(named=True)
     }

@@ -13,14 +13,22 @@ Three tables in the warehouse's schema:
 
 Status changes and the serving log are written in one transaction: a failed step leaves the
 registry and the model in service as they were.
+
+Every write that changes what a model's card says (registration, scores, a decision, a pin or a
+rollback) rewrites its card beside its adapter afterwards (``core/training/model_card.py``); a
+card that cannot be written is a warning, never a failed decision (the decision is committed).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+import duckdb
 import polars as pl
 from pydantic import Field
 
@@ -28,6 +36,9 @@ from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generators.llama_backend import MODEL_ID
 from synth_assets.core.settings import Settings
 from synth_assets.core.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from synth_assets.core.training.model_card import CardSource, WrittenCard
 
 BASE_ID = "base"
 STATUSES = ("candidate", "promoted", "rejected", "awaiting_approval")
@@ -171,11 +182,13 @@ class Registry:
                 raise SynthConfigError(f"model registry: {row['model_id']} has served already; it is not replaced")
             con.execute(f"delete from {self.t} where model_id = ?", [row["model_id"]])
             con.execute(f"insert into {self.t} by name select * from df")
+        self._refresh_cards([row["model_id"]], redraw=True)
 
     def set_scores(self, model_id: str, scores: dict) -> None:
         self._ensure()
         with self.wh.transaction() as con:
             con.execute(f"update {self.t} set scores = ? where model_id = ?", [json.dumps(scores), model_id])
+        self._refresh_cards([model_id])
 
     def decide(self, model_id: str, status: str, reason: str) -> None:
         """Set a candidate's status; ``promoted`` also puts it in service, in the same transaction."""
@@ -184,6 +197,7 @@ class Registry:
         record = self.get(model_id)
         if status == "promoted" and record.status == "rejected":
             raise SynthConfigError(f"model registry: {model_id} was rejected ({reason}); it cannot be promoted")
+        before = self.serving()
         with self.wh.transaction() as con:
             con.execute(
                 f"update {self.t} set status = ?, reason = ?, decided_at = ? where model_id = ?",
@@ -191,6 +205,7 @@ class Registry:
             )
             if status == "promoted":
                 con.execute(f"insert into {self.s} values (?, ?, ?, ?)", [_now(), model_id, "promote", reason])
+        self._refresh_cards([model_id] + ([before] if status == "promoted" else []))
 
     def serve(self, model_id: str, action: str, reason: str) -> None:
         """Put an existing promoted model (or the base) in service: a pin or a rollback."""
@@ -201,8 +216,44 @@ class Registry:
                 "model (or 'base') can serve. Approve it first: synth models approve "
                 f"{model_id}"
             )
+        before = self.serving()
         with self.wh.transaction() as con:
             con.execute(f"insert into {self.s} values (?, ?, ?, ?)", [_now(), model_id, action, reason])
+        self._refresh_cards([model_id, before])
+
+    # ------------------------------------------------------------ model cards
+    def card_source(self, model_id: str) -> CardSource:
+        """What the model's card states from the registry: its row, its parent's, its serving log."""
+        from synth_assets.core.training.model_card import CardSource
+
+        self._ensure()
+        df = self.wh.sql(f"select * from {self.t} where model_id = ?", [model_id])
+        if df.height == 0:
+            self.get(model_id)  # raises, naming the known models
+        model = df.row(0, named=True)
+        parent = None
+        if model["parent_id"]:
+            p = self.wh.sql(f"select * from {self.t} where model_id = ?", [model["parent_id"]])
+            parent = p.row(0, named=True) if p.height else None
+        log = self.serving_log()
+        return CardSource(model, parent, log.filter(pl.col("model_id") == model_id).to_dicts(), self.serving())
+
+    def write_card(self, model_id: str, out_dir: str | Path | None = None, redraw: bool = False) -> WrittenCard:
+        """Write the model's card (MODEL_CARD.md and model_card.json) beside its adapter, or in ``out_dir``."""
+        from synth_assets.core.training.model_card import write_card
+
+        return write_card(self.wh, self.card_source(model_id), out_dir, redraw=redraw)
+
+    def _refresh_cards(self, model_ids: list[str], redraw: bool = False) -> None:
+        for model_id in dict.fromkeys(model_ids):
+            try:
+                self.write_card(model_id, redraw=redraw)
+            except (OSError, duckdb.Error, SynthConfigError) as exc:
+                warnings.warn(
+                    f"model registry: the model card of {model_id} was not rewritten ({exc}); the registry "
+                    f"change stands. `synth models show {model_id}` writes the card again",
+                    stacklevel=3,
+                )
 
     # ------------------------------------------------------------ per-item scores
     def cached_scores(self, model_id: str, item_ids: list[str]) -> pl.DataFrame | None:

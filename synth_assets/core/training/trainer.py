@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.memory import peak_rss
 from synth_assets.core.settings import Settings
 
 if TYPE_CHECKING:  # heavy: imported where training runs, never at import time
@@ -49,6 +50,17 @@ class TrainSettings(Settings):
         default=3, ge=1, description="passes over the train split (the best by validation loss is kept)"
     )
     batch_size: int = Field(default=8, ge=1, description="rows per optimizer step")
+    micro_batch_tokens: int = Field(
+        default=512,
+        ge=16,
+        description="a step's rows go through the model in micro-batches of at most this many (padded) tokens "
+        "and their gradients add up to the step's: the same step in less memory (lower it on a small machine)",
+    )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="recompute each layer's activations in the backward pass instead of keeping them: less "
+        "memory for about a third more compute",
+    )
     max_length: int = Field(default=512, ge=16, description="longer rows are cut from the left (the prompt's start)")
     max_train_rows: int = Field(default=2000, ge=1, description="an even sample of at most this many train rows")
     min_train_rows: int = Field(default=8, ge=1, description="fewer train rows than this is refused (nothing to learn)")
@@ -75,6 +87,7 @@ class TrainResult:
     best_epoch: int
     wall_s: float
     curve: list[dict] = field(default_factory=list)  # {"epoch", "step", "train_loss", "validation_loss"}
+    peak_rss_bytes: int = 0  # the process's peak resident memory while it trained (core/memory.py)
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, prompt: str, target: str, max_length: int) -> Encoded:
@@ -107,41 +120,104 @@ def _batches(encoded: list[Encoded], size: int, pad: int, rng: random.Random | N
         yield ids, labels, mask
 
 
-def _target_logits(
-    model: PeftModel, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(logits, target ids, where) at the positions that predict a target token only.
+# Target positions per output-layer call. Gemma 3's output layer spans a 262k vocabulary: 256
+# positions make 268 MB of fp32 logits, and their softmax gradient as much again. Each chunk is
+# recomputed in the backward pass (checkpointed) instead of kept, so the whole row set's logits
+# never exist at once: 8 code rows of ~250 target tokens kept them as 2 GB a copy, with three
+# copies alive (logits, log-softmax, gradient). Measured in bench/training_memory.py.
+CE_CHUNK = 128
 
-    Gemma 3's output layer spans a 262k vocabulary: on a 3-shot prompt it costs more than the
-    whole transformer body when applied at every position, while the losses need it only where a
-    target token is predicted (a few per row). Measured on 40 3-shot gcd rows: see the README."""
+
+def _return_freed_memory() -> None:
+    """Make glibc give freed activation memory back to the system at once.
+
+    glibc's malloc raises its mmap threshold to the largest block freed so far (up to 32 MB), so
+    after the first backward pass the activation tensors come from the heap, which it keeps and
+    fragments: measured (bench/training_memory.py's notes), the first step left 2.4 GB resident
+    that the next step could not fully reuse. A fixed threshold keeps big tensors in mmaps that
+    are unmapped when freed. No-op where the C library is not glibc."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: 64 KiB, fixed
+    except (OSError, AttributeError):
+        pass
+
+
+def _token_logps(lm_head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    return -torch.nn.functional.cross_entropy(lm_head(hidden).float(), targets, reduction="none")
+
+
+def _target_logps(
+    model: PeftModel, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probability of each target token, where the targets are), the output layer applied
+    at the positions that predict a target token only, in checkpointed chunks.
+
+    On a 3-shot prompt the output layer at every position costs more than the whole transformer
+    body, while the losses need it only where a target token is predicted (a few per row):
+    measured on 40 3-shot gcd rows, see bench/RESULTS.md."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
     causal = model.get_base_model()
     hidden = causal.model(input_ids=ids, attention_mask=mask).last_hidden_state
     shifted = labels[:, 1:]
     where = shifted != -100
-    return causal.lm_head(hidden[:, :-1][where]).float(), shifted[where], where
+    h, t = hidden[:, :-1][where], shifted[where]
+    chunks = [
+        checkpoint(_token_logps, causal.lm_head, h[i : i + CE_CHUNK], t[i : i + CE_CHUNK], use_reentrant=False)
+        if torch.is_grad_enabled()
+        else _token_logps(causal.lm_head, h[i : i + CE_CHUNK], t[i : i + CE_CHUNK])
+        for i in range(0, h.shape[0], CE_CHUNK)
+    ]
+    return (torch.cat(chunks) if chunks else h.new_zeros(0)), where
 
 
-def _target_loss(
-    model: PeftModel, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
-) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy on the target tokens (and how many there were)."""
-    import torch
+def _micro(batch: Batch, budget: int) -> Iterator[Batch]:
+    """A batch's rows in micro-batches of at most ``budget`` padded tokens (at least one row
+    each), shortest rows together, each cut to its own longest row: the same rows, less padding
+    and a bounded activation memory."""
+    ids, labels, mask = batch
+    lengths = mask.sum(1)
+    order = lengths.argsort().tolist()
+    group: list[int] = []
+    for r in [*order, None]:
+        if r is not None and (not group or int(lengths[r]) * (len(group) + 1) <= budget):
+            group.append(r)
+            continue
+        if group:
+            width = int(lengths[group].max())
+            yield ids[group, :width], labels[group, :width], mask[group, :width]
+        group = [r] if r is not None else []
 
-    logits, targets, where = _target_logits(model, ids, labels, mask)
-    return torch.nn.functional.cross_entropy(logits, targets), int(where.sum())
+
+def _sft_step(model: PeftModel, batch: Batch, budget: int) -> float:
+    """Backward of the batch's mean cross-entropy over its target tokens, micro-batch by
+    micro-batch (each weighted by its share of the batch's target tokens); the loss's value."""
+    n = int((batch[1][:, 1:] != -100).sum())
+    total = 0.0
+    for micro in _micro(batch, budget):
+        lp, _where = _target_logps(model, *micro)
+        loss = -lp.sum() / max(n, 1)
+        loss.backward()
+        total += float(loss.detach())
+    return total
 
 
-def _mean_loss(model: PeftModel, encoded: list[Encoded], size: int, pad: int) -> float:
+def _mean_loss(model: PeftModel, encoded: list[Encoded], size: int, pad: int, budget: int) -> float:
     import torch
 
     model.eval()
     total, n = 0.0, 0
     with torch.no_grad():
-        for ids, labels, mask in _batches(encoded, size, pad, None):
-            loss, tokens = _target_loss(model, ids, labels, mask)
-            total += float(loss) * tokens
-            n += tokens
+        for batch in _batches(encoded, size, pad, None):
+            for micro in _micro(batch, budget):
+                lp, _where = _target_logps(model, *micro)
+                total += -float(lp.sum())
+                n += lp.numel()
     model.train()
     return total / max(n, 1)
 
@@ -155,6 +231,7 @@ def _prepare(
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _return_freed_memory()
     torch.set_num_threads(settings.threads or os.cpu_count() or 1)
     torch.manual_seed(settings.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -173,6 +250,8 @@ def _prepare(
                 task_type="CAUSAL_LM",
             ),
         )
+    if settings.gradient_checkpointing:
+        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     return tokenizer, pad, model
 
@@ -182,7 +261,7 @@ def _optimise(
     settings: TrainSettings,
     n_train: int,
     batches: Callable,
-    loss_fn: Callable,
+    step_fn: Callable,
     val_fn: Callable[[], float | None],
     out_dir: str | Path,
     log: Callable[[str], None],
@@ -190,9 +269,10 @@ def _optimise(
     started: float,
     what: str,
 ) -> tuple[list[dict], int, int]:
-    """AdamW with warm-up and linear decay over ``batches(rng)`` for every epoch, the validation
-    loss after each, and the best epoch's adapter written to ``out_dir`` (atomically).
-    Returns (curve, best epoch, steps)."""
+    """AdamW with warm-up and linear decay over ``batches(rng)`` for every epoch (``step_fn(batch)``
+    runs the forward and backward passes and returns the loss), the validation loss after each,
+    and the best epoch's adapter written to ``out_dir`` (atomically). Returns (curve, best epoch,
+    steps)."""
     import torch
 
     rng = random.Random(settings.seed)
@@ -218,14 +298,13 @@ def _optimise(
     for epoch in range(1, settings.epochs + 1):
         running, seen = 0.0, 0
         for batch in batches(rng):
-            loss = loss_fn(batch)
-            loss.backward()
+            loss = step_fn(batch)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            running, seen = running + float(loss.detach()), seen + 1
+            running, seen = running + loss, seen + 1
             if time.monotonic() - last_log >= log_every_s:
                 log(
                     f"epoch {epoch} step {step}/{total_steps}: train loss {running / seen:.4f} "
@@ -269,22 +348,25 @@ def train_lora(
     started = time.monotonic()
     if len(train) > settings.max_train_rows:
         train = random.Random(settings.seed).sample(list(train), settings.max_train_rows)
-    tokenizer, pad, model = _prepare(base_dir, settings, parent_adapter)
-    enc_train = [_encode(tokenizer, p, t, settings.max_length) for p, t in train]
-    enc_val = [_encode(tokenizer, p, t, settings.max_length) for p, t in validation]
-    curve, best_epoch, step = _optimise(
-        model,
-        settings,
-        len(enc_train),
-        lambda rng: _batches(enc_train, settings.batch_size, pad, rng),
-        lambda b: _target_loss(model, *b)[0],
-        lambda: _mean_loss(model, enc_val, settings.batch_size, pad) if enc_val else None,
-        out_dir,
-        log,
-        log_every_s,
-        started,
-        "sft",
-    )
+    with peak_rss() as peak:
+        tokenizer, pad, model = _prepare(base_dir, settings, parent_adapter)
+        enc_train = [_encode(tokenizer, p, t, settings.max_length) for p, t in train]
+        enc_val = [_encode(tokenizer, p, t, settings.max_length) for p, t in validation]
+        budget = settings.micro_batch_tokens
+        curve, best_epoch, step = _optimise(
+            model,
+            settings,
+            len(enc_train),
+            lambda rng: _batches(enc_train, settings.batch_size, pad, rng),
+            lambda b: _sft_step(model, b, budget),
+            lambda: _mean_loss(model, enc_val, settings.batch_size, pad, budget) if enc_val else None,
+            out_dir,
+            log,
+            log_every_s,
+            started,
+            "sft",
+        )
+    log(f"training peak memory: {peak} (the process's resident set while it trained)")
     n_tokens = sum(len(ids) for ids, _ in enc_train)
     n_target = sum(sum(1 for y in labels if y != -100) for _, labels in enc_train)
     return TrainResult(
@@ -297,6 +379,7 @@ def train_lora(
         best_epoch,
         time.monotonic() - started,
         curve,
+        peak.bytes,
     )
 
 
@@ -305,8 +388,7 @@ def _sequence_logps(model: PeftModel, ids: torch.Tensor, labels: torch.Tensor, m
     """Sum of the target tokens' log-probabilities per row."""
     import torch
 
-    logits, targets, where = _target_logits(model, ids, labels, mask)
-    lp = torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    lp, where = _target_logps(model, ids, labels, mask)
     rows = where.nonzero()[:, 0]
     return torch.zeros(ids.shape[0], dtype=lp.dtype).index_add(0, rows, lp)
 
@@ -336,6 +418,22 @@ def _dpo_loss(model: PeftModel, batch: PairBatch, beta: float) -> tuple[torch.Te
     pc, pr = _sequence_logps(model, *chosen), _sequence_logps(model, *rejected)
     logits = beta * ((pc - ref[:, 0]) - (pr - ref[:, 1]))
     return -torch.nn.functional.logsigmoid(logits).mean(), logits
+
+
+def _dpo_step(model: PeftModel, batch: PairBatch, beta: float, budget: int) -> float:
+    """Backward of the batch's mean DPO loss in groups of pairs of at most ``budget`` padded
+    tokens (chosen and rejected together); the loss's value."""
+    chosen, rejected, ref = batch
+    n = ref.shape[0]
+    per_group = max(1, budget // max(1, 2 * max(chosen[0].shape[1], rejected[0].shape[1])))
+    total = 0.0
+    for i in range(0, n, per_group):
+        part = slice(i, i + per_group)
+        sub = (tuple(x[part] for x in chosen), tuple(x[part] for x in rejected), ref[part])
+        loss = _dpo_loss(model, sub, beta)[0] * (sub[2].shape[0] / n)
+        loss.backward()
+        total += float(loss.detach())
+    return total
 
 
 def _reference_logps(
@@ -384,56 +482,58 @@ def train_dpo(
     started = time.monotonic()
     if len(train) > settings.max_train_rows:
         train = random.Random(settings.seed).sample(list(train), settings.max_train_rows)
-    tokenizer, pad, model = _prepare(base_dir, settings, parent_adapter)
+    with peak_rss() as peak:
+        tokenizer, pad, model = _prepare(base_dir, settings, parent_adapter)
 
-    def enc(rows: Sequence[tuple[str, str, str]]) -> list:
-        return [
-            (_encode(tokenizer, p, c, settings.max_length), _encode(tokenizer, p, r, settings.max_length))
-            for p, c, r in rows
-        ]
-
-    enc_train, enc_val = enc(train), enc(validation)
-    ref_train = _reference_logps(model, enc_train, settings.batch_size, pad)
-    ref_val = _reference_logps(model, enc_val, settings.batch_size, pad)
-
-    def preferred() -> float:
-        model.eval()
-        with torch.no_grad():
-            m = [
-                float(x)
-                for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)
-                for x in (_sequence_logps(model, *b[0]) - _sequence_logps(model, *b[1]))
+        def enc(rows: Sequence[tuple[str, str, str]]) -> list:
+            return [
+                (_encode(tokenizer, p, c, settings.max_length), _encode(tokenizer, p, r, settings.max_length))
+                for p, c, r in rows
             ]
-        model.train()
-        return sum(x > 0 for x in m) / max(len(m), 1)
 
-    def val_loss() -> float | None:
-        if not enc_val:
-            return None
-        model.eval()
-        with torch.no_grad():
-            losses = [
-                float(_dpo_loss(model, b, settings.dpo_beta)[0]) * len(b[2])
-                for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)
-            ]
-        model.train()
-        return sum(losses) / len(enc_val)
+        enc_train, enc_val = enc(train), enc(validation)
+        ref_train = _reference_logps(model, enc_train, settings.batch_size, pad)
+        ref_val = _reference_logps(model, enc_val, settings.batch_size, pad)
 
-    before = preferred() if enc_val else 0.0
-    curve, best_epoch, step = _optimise(
-        model,
-        settings,
-        len(enc_train),
-        lambda rng: _pair_batches(enc_train, ref_train, settings.batch_size, pad, rng),
-        lambda b: _dpo_loss(model, b, settings.dpo_beta)[0],
-        val_loss,
-        out_dir,
-        log,
-        log_every_s,
-        started,
-        "dpo",
-    )
-    after = preferred() if enc_val else 0.0
+        def preferred() -> float:
+            model.eval()
+            with torch.no_grad():
+                m = [
+                    float(x)
+                    for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)
+                    for x in (_sequence_logps(model, *b[0]) - _sequence_logps(model, *b[1]))
+                ]
+            model.train()
+            return sum(x > 0 for x in m) / max(len(m), 1)
+
+        def val_loss() -> float | None:
+            if not enc_val:
+                return None
+            model.eval()
+            with torch.no_grad():
+                losses = [
+                    float(_dpo_loss(model, b, settings.dpo_beta)[0]) * len(b[2])
+                    for b in _pair_batches(enc_val, ref_val, settings.batch_size, pad, None)
+                ]
+            model.train()
+            return sum(losses) / len(enc_val)
+
+        before = preferred() if enc_val else 0.0
+        curve, best_epoch, step = _optimise(
+            model,
+            settings,
+            len(enc_train),
+            lambda rng: _pair_batches(enc_train, ref_train, settings.batch_size, pad, rng),
+            lambda b: _dpo_step(model, b, settings.dpo_beta, settings.micro_batch_tokens),
+            val_loss,
+            out_dir,
+            log,
+            log_every_s,
+            started,
+            "dpo",
+        )
+        after = preferred() if enc_val else 0.0
+    log(f"training peak memory: {peak} (the process's resident set while it trained)")
     n_tokens = sum(len(c[0]) + len(r[0]) for c, r in enc_train)
     n_target = sum(sum(1 for y in c[1] if y != -100) + sum(1 for y in r[1] if y != -100) for c, r in enc_train)
     log(
@@ -450,6 +550,7 @@ def train_dpo(
         best_epoch,
         time.monotonic() - started,
         curve,
+        peak.bytes,
         before,
         after,
     )

@@ -9,6 +9,11 @@ A task uses one by naming it in its ``verifier`` field as ``custom:<name>``.
   stdin; exit code 0 means pass, 1 fail, anything else error; a JSON object on stdout may
   add ``score`` and ``detail``. Commands are the user's own trusted tools and run outside the
   code sandbox, with the model's output only as data on their stdin.
+
+A verifier proves itself with canaries declared beside it (``CustomCanary``: good examples
+that must pass, bad ones that must not), in the run config or in a JSONL file next to the
+command; every generation runs them (``core/verify/canaries.py``), and a verifier without any
+is reported as unproven.
 """
 
 from __future__ import annotations
@@ -21,9 +26,26 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from synth_assets.core.errors import SynthConfigError
+
+CANARY_EXPECTATIONS = ("pass", "fail")  # a good example must pass; a bad one must not
+
+
+@dataclass(frozen=True)
+class CustomCanary:
+    """An input whose verdict the verifier's author knows: ``expect`` is ``pass`` (a good
+    example) or ``fail`` (a bad one, which must not pass). The verifier gets it as it gets a
+    candidate: task_id, family, prompt, completion, answer and verifier_spec."""
+
+    completion: str
+    expect: str
+    prompt: str = ""
+    answer: str | None = None
+    verifier_spec: str | None = None
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -34,6 +56,54 @@ class CustomVerifierSpec:
     timeout_s: float = 10.0
     pass_threshold: float = 1.0
     version: str = "1"
+    canaries: tuple[CustomCanary, ...] = ()
+
+
+def read_canaries_file(path: str, verifier: str) -> list[CustomCanary]:
+    """Declared canaries from a JSONL file (one object a line: completion, expect, and optional
+    prompt, answer, verifier_spec, name), with errors that name the file and the line."""
+    where = f"verified_set.custom_verifiers[{verifier}].canaries_file"
+    p = Path(path)
+    try:
+        lines = p.read_text().splitlines()
+    except OSError as exc:
+        raise SynthConfigError(f"{where}: cannot read {path!r}: {exc.strerror or exc}") from None
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SynthConfigError(f"{where}: {p} line {n} is not JSON: {exc.msg}") from None
+        if not isinstance(obj, dict):
+            raise SynthConfigError(f"{where}: {p} line {n}: expected an object with completion and expect")
+        known = {"completion", "expect", "prompt", "answer", "verifier_spec", "name"}
+        if set(obj) - known or "completion" not in obj or "expect" not in obj:
+            raise SynthConfigError(
+                f"{where}: {p} line {n}: fields are completion and expect (pass or fail), optionally "
+                f"prompt, answer, verifier_spec and name; got {sorted(obj)}"
+            )
+        out.append(
+            checked_canary(
+                CustomCanary(
+                    str(obj["completion"]),
+                    str(obj["expect"]),
+                    str(obj.get("prompt") or ""),
+                    None if obj.get("answer") is None else str(obj["answer"]),
+                    None if obj.get("verifier_spec") is None else str(obj["verifier_spec"]),
+                    str(obj.get("name") or f"line {n}"),
+                ),
+                f"{where}: {p} line {n}",
+            )
+        )
+    return out
+
+
+def checked_canary(canary: CustomCanary, where: str) -> CustomCanary:
+    if canary.expect not in CANARY_EXPECTATIONS:
+        raise SynthConfigError(f"{where}: expect is {canary.expect!r}; use pass (a good example) or fail (a bad one)")
+    return canary
 
 
 @dataclass

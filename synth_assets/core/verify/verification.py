@@ -25,7 +25,13 @@ from synth_assets.core.sandbox.sandbox import FunctionCheck, Sandbox
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset
 from synth_assets.core.verify.ai_feedback import Constitution, Judge
-from synth_assets.core.verify.custom_verifiers import CustomVerifier
+from synth_assets.core.verify.custom_verifiers import (
+    CustomCanary,
+    CustomVerifier,
+    CustomVerifierSpec,
+    checked_canary,
+    read_canaries_file,
+)
 
 VERDICT_SCHEMA: dict[str, pl.DataType] = {
     **CANDIDATE_SCHEMA,
@@ -127,13 +133,26 @@ def verify_reasoning_gym(row: dict, pass_threshold: float) -> Verdict:
     )
 
 
+# Two readings of math-verify's that the verifier canaries caught (core/verify/canaries.py): a sign set apart
+# by spaces reads as no sign at all ("- 7" as 7, "- \\frac{1}{3}" as 1/3: a wrong answer passed, a right one
+# failed), and LaTeX without delimiters ("\\sqrt{2}", "x^2+2x+1") reads as nothing (every candidate failed).
+_SPACED_SIGN = re.compile(r"^-\s+")
+
+
+def _math_parse(text: str) -> list:
+    from math_verify import parse
+
+    text = _SPACED_SIGN.sub("-", text)
+    return parse(text) or parse(f"${text}$")
+
+
 def verify_math(row: dict) -> Verdict:
-    from math_verify import parse, verify
+    from math_verify import verify
 
     t0 = time.perf_counter()
     answer = extract_math_answer(row["completion"] or "")
     try:
-        gold, pred = parse(row["answer"]), parse(answer)
+        gold, pred = _math_parse(row["answer"]), _math_parse(answer)
         ok = bool(verify(gold, pred))
     except Exception as exc:  # noqa: BLE001 (math-verify may raise anything on a malformed answer: an error verdict)
         return Verdict(
@@ -187,9 +206,12 @@ def code_check(row: dict) -> FunctionCheck:
     )
 
 
-def _code_verdicts(rows: list[dict], sandbox: Sandbox) -> list[Verdict]:
+def _code_verdicts(rows: list[dict], sandbox: Sandbox, timeout_s: float | None = None) -> list[Verdict]:
+    """Verdicts on code rows from the sandbox; ``timeout_s`` shortens the wall-clock limit of this
+    call (the canary that never ends, core/verify/canaries.py)."""
     sandbox_version = f"bwrap+{sandbox.python}" if sandbox.enabled else "UNSANDBOXED"
-    results = sandbox.check_functions([code_check(r) for r in rows])
+    checks = [code_check(r) for r in rows]
+    results = sandbox.check_functions(checks) if timeout_s is None else sandbox.check_functions(checks, timeout_s)
     return [
         Verdict(
             res.status, 1.0 if res.status == "pass" else 0.0, "python_tests", sandbox_version, res.detail, res.seconds
@@ -367,8 +389,19 @@ class ReviseSettings(Settings):
     max_tokens: int = Field(default=96, ge=1)
 
 
+class CustomCanarySettings(Settings):
+    """An example whose verdict the verifier's author knows: a canary of that verifier."""
+
+    completion: str = Field(description="the response the verifier checks")
+    expect: str = Field(description="'pass' (a good example) or 'fail' (a bad one: it must not pass)")
+    prompt: str = Field(default="", description="the task's prompt, as the verifier gets it")
+    answer: str | None = Field(default=None, description="the task's reference answer, if the verifier uses one")
+    verifier_spec: str | None = Field(default=None, description="the task's verifier_spec (JSON), if it uses one")
+    name: str = Field(default="", description="shown in the canary report")
+
+
 class CustomVerifierSettings(Settings):
-    """A user verifier: a callable or a command."""
+    """A user verifier: a callable or a command, and the canaries that prove it."""
 
     name: str = Field(description="tasks use it as verifier 'custom:<name>'")
     callable: str | None = Field(default=None, description="'package.module:function'")
@@ -376,6 +409,34 @@ class CustomVerifierSettings(Settings):
     timeout_s: float = Field(default=10.0, gt=0)
     pass_threshold: float = Field(default=1.0, ge=0, le=1)
     version: str = Field(default="1", description="recorded with every verdict")
+    canaries: list[CustomCanarySettings] = Field(
+        default=[], description="good and bad examples run every generation; none: the verifier is unproven (WARN)"
+    )
+    canaries_file: str | None = Field(
+        default=None, description="more canaries: a JSONL file beside the command (completion, expect, prompt, ...)"
+    )
+
+    def spec(self) -> CustomVerifierSpec:
+        """The core's spec of this verifier, its declared canaries read (the file's after the config's)."""
+        where = f"verified_set.custom_verifiers[{self.name}].canaries"
+        canaries = [
+            checked_canary(
+                CustomCanary(c.completion, c.expect, c.prompt, c.answer, c.verifier_spec, c.name or f"#{i + 1}"),
+                f"{where}[{i}]",
+            )
+            for i, c in enumerate(self.canaries)
+        ]
+        if self.canaries_file:
+            canaries += read_canaries_file(self.canaries_file, self.name)
+        return CustomVerifierSpec(
+            self.name,
+            self.callable,
+            tuple(self.command),
+            self.timeout_s,
+            self.pass_threshold,
+            self.version,
+            tuple(canaries),
+        )
 
 
 class VerifiedSetSettings(Settings):
@@ -383,4 +444,10 @@ class VerifiedSetSettings(Settings):
 
     pass_threshold: float = Field(
         default=1.0, ge=0, le=1, description="a scorer's score at or above which a candidate passes"
+    )
+    canary_items: int = Field(
+        default=2,
+        ge=0,
+        description="tasks per verifier whose answers make its canaries, run every generation before any verdict "
+        "is trusted (0: no canaries, and the check verifiers_proven warns that the verifiers are unproven)",
     )
