@@ -10,13 +10,16 @@ sequences). Each variant trains LoRA (rank 16, every projection) from the packag
 its own; the model's load is part of it, as in a run.
 
 Variants:
-- ``before``: the trainer at git revision ``--before`` (default ``HEAD``), loaded from that revision
+- ``before``: the trainer at git revision ``--before`` (default ``baab5f7``, the last without the
+  memory work), loaded from that revision
 - ``after``: the trainer in the working tree, default settings
 - ``after_micro1024``, ``after_checkpointing``: the same trainer with larger micro-batches, and
   with activations recomputed in the backward pass
-- ``trl``: TRL's SFTTrainer with the same LoRA, rows, order-free batches of 8, learning rate and
-  steps (completion-only loss), when ``trl`` is importable (it is not in the lock: install it
-  into a scratch environment, see docs/development.md)
+- ``trl``: TRL's SFTTrainer with the same LoRA, rows, batches of 8, learning rate, warm-up and
+  steps (completion-only loss; TRL's defaults otherwise, gradient checkpointing on), when ``trl``
+  is importable. It is not in the lock; put it beside the environment for the bench only:
+  ``.venv/bin/pip install --target /tmp/trl_env --no-deps trl accelerate datasets dill
+  multiprocess xxhash`` and run with ``PYTHONPATH=/tmp/trl_env``
 
 Run: ``.venv/bin/python bench/training_memory.py [--steps 18] [--variants before,after,...]``
 """
@@ -131,7 +134,7 @@ def _trl(base: Path, rows: list[tuple[str, str]], validation: list[tuple[str, st
             per_device_train_batch_size=s.batch_size,
             num_train_epochs=1,
             learning_rate=s.learning_rate,
-            warmup_ratio=0.1,
+            warmup_steps=max(1, -(-len(rows) // s.batch_size) // 10),  # as the platform's trainer warms up
             lr_scheduler_type="linear",
             max_length=s.max_length,
             completion_only_loss=True,
@@ -159,7 +162,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=18)
     ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--before", default="HEAD", help="git revision of the 'before' trainer")
+    ap.add_argument(
+        "--before", default="baab5f7", help="git revision of the before trainer (the last one without the memory work)"
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
