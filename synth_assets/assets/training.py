@@ -1,6 +1,7 @@
 """The loop's assets: train a candidate generator on the mix, evaluate it against the model in
 service, gate it, promote it (or wait for a person to). Thin shells over core/training."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -127,7 +128,7 @@ def candidate_model(
         meta["loss_plot"] = dg.MetadataValue.md(chart_markdown(png, "loss curve"))
         meta["loss_plot_file"] = dg.MetadataValue.path(str(plot_path))
     meta["adapter"] = dg.MetadataValue.path(str(row.get("adapter_path") or row.get("endpoint_base_url")))
-    meta |= card_metadata(registry, row["model_id"])
+    meta |= card_metadata(registry, row["model_id"], context.log.warning)
     return dg.MaterializeResult(
         value=df.with_columns(pl.lit(generation, dtype=pl.Int64).alias("generation")), metadata=meta
     )
@@ -191,7 +192,7 @@ def model_eval(
             "macro_candidate": float(macro["candidate_rate"][0]) if macro.height else 0.0,
             "macro_parent": float(macro["parent_rate"][0]) if macro.height else 0.0,
             "comparison": dg.MetadataValue.md(markdown_table(df, cols, rows=60)),
-            **card_metadata(registry, model_id),
+            **card_metadata(registry, model_id, context.log.warning),
         },
     )
 
@@ -228,15 +229,20 @@ def promoted_model(
             "status": df["status"][0],
             "in_service": registry.serving(),
             "registry": dg.MetadataValue.md(registry_markdown(everything)),
-            **card_metadata(registry, model_id),
+            **card_metadata(registry, model_id, context.log.warning),
         },
     )
 
 
-def card_metadata(registry: Registry, model_id: str) -> dict:
+def card_metadata(registry: Registry, model_id: str, warn: Callable[[str], None]) -> dict:
     """The model card's summary and its file (the registry rewrote it with this step's change;
-    written again here, so the page shows exactly what the file says)."""
-    card = registry.write_card(model_id)
+    written again here, so the page shows exactly what the file says). A card is documentation:
+    one that cannot be written is a warning on the step, never the step's failure."""
+    try:
+        card = registry.write_card(model_id)
+    except Exception as exc:  # noqa: BLE001 - any failure of the card is reported, and the model stands
+        warn(f"the model card of {model_id} was not written: {type(exc).__name__}: {exc}")
+        return {"model_card": f"not written: {type(exc).__name__}: {exc}"}
     return {
         "model_card": dg.MetadataValue.path(str(card.markdown)),
         "model_card_summary": dg.MetadataValue.md(card.summary),

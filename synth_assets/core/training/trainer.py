@@ -59,7 +59,7 @@ class TrainSettings(Settings):
     gradient_checkpointing: bool = Field(
         default=False,
         description="recompute each layer's activations in the backward pass instead of keeping them: less "
-        "memory for about a third more compute",
+        "memory for one more forward pass of compute a step",
     )
     max_length: int = Field(default=512, ge=16, description="longer rows are cut from the left (the prompt's start)")
     max_train_rows: int = Field(default=2000, ge=1, description="an even sample of at most this many train rows")
@@ -133,7 +133,7 @@ def _return_freed_memory() -> None:
 
     glibc's malloc raises its mmap threshold to the largest block freed so far (up to 32 MB), so
     after the first backward pass the activation tensors come from the heap, which it keeps and
-    fragments: measured (bench/training_memory.py's notes), the first step left 2.4 GB resident
+    fragments: measured (bench/RESULTS.md, training memory), the first step left 2.4 GB resident
     that the next step could not fully reuse. A fixed threshold keeps big tensors in mmaps that
     are unmapped when freed. No-op where the C library is not glibc."""
     import ctypes
