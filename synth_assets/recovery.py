@@ -92,11 +92,11 @@ def settle_runs(instance: dg.DagsterInstance) -> DeadRuns:
 def _ended_by_itself(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
     """A run that succeeded, or failed at a step (an error, a blocking check, a refused gate):
     its generation is as finished as it will get. A killed one ends with no step failure."""
-    if run.status == dg.DagsterRunStatus.SUCCESS:
+    if run.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.CANCELED):  # cancelling is deliberate
         return True
-    if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+    if run.status == dg.DagsterRunStatus.FAILURE:
         records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1)
-        return bool(records.records) or run.status == dg.DagsterRunStatus.CANCELED
+        return bool(records.records)
     return False
 
 

@@ -19,7 +19,7 @@ from synth_assets.assets._common import (
 )
 from synth_assets.core.generators.generation import PromptSettings
 from synth_assets.core.markdown import markdown_table
-from synth_assets.core.quality.charts import chart_markdown, figure_png
+from synth_assets.core.quality.charts import chart_markdown, loss_chart_png
 from synth_assets.core.training.gate import MACRO, GateSettings
 from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 from synth_assets.core.training.loop import CandidateSettings, evaluate_candidate, train_candidate
@@ -57,28 +57,6 @@ def _artefact_root(config: CandidateSettings, wh_path: str) -> Path:
     return Path(config.artefact_dir) if config.artefact_dir else Path(wh_path).parent / "models"
 
 
-def _loss_plot(curve: list[dict], path: Path) -> bytes:
-    """Train and validation loss per epoch as a PNG (written to ``path`` and returned, so the
-    asset page shows it inline)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
-    for key in ("train_loss", "validation_loss"):
-        pts = [(c["epoch"], c[key]) for c in curve if c.get(key) is not None]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=key.replace("_", " "))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (target tokens)")
-    ax.legend()
-    png = figure_png(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
-    return png
-
-
 # preference_pairs is a dependency read only with objective "dpo" (a supervised round must not
 # need a table it does not use)
 @generational_asset(group_name="training", kinds=TRAINING_KINDS, deps=["preference_pairs"])
@@ -108,7 +86,10 @@ def candidate_model(
         )
     curve = row.get("loss_curve") or []
     plot_path = _artefact_root(config, wh.path) / row["model_id"] / "loss.png"
-    png = _loss_plot(curve, plot_path) if curve else None
+    png = loss_chart_png(curve)  # the chart the model card draws; written here for the asset's page
+    if png:
+        plot_path.parent.mkdir(parents=True, exist_ok=True)
+        plot_path.write_bytes(png)
     everything = registry.models()
     df = everything.filter(pl.col("model_id") == row["model_id"])
     meta = table_meta(
