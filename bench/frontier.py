@@ -23,7 +23,7 @@ from synth_assets.core.training.frontier import FrontierSettings, chosen_levels,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--families", default=",".join(FrontierSettings().families))
+    ap.add_argument("--families", default="chain_sum,leg_counting,basic_arithmetic,gcd")
     ap.add_argument("--max-level", type=int, default=3)
     ap.add_argument("--items", type=int, default=30)
     ap.add_argument("--samples", type=int, default=8)
@@ -32,9 +32,9 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=16, help="sequences decoded together")
     ap.add_argument("--all-levels", action="store_true", help="measure every level, not only up to the frontier")
     args = ap.parse_args()
-    settings = FrontierSettings(
-        families=args.families.split(","), max_level=args.max_level, items_per_level=args.items, samples=args.samples
-    )
+    families = args.families.split(",")
+    settings = FrontierSettings(items_per_level=args.items, samples=args.samples)
+    top = dict.fromkeys(families, args.max_level)
     prompts = PromptSettings(few_shot=args.few_shot, few_shot_pool=args.pool)
     gen = LlamaCppGenerator(parallel=args.parallel)  # batched, as raw_candidates generates
     t0 = time.perf_counter()
@@ -44,7 +44,7 @@ def main() -> None:
         from synth_assets.core.training.frontier import FRONTIER_SCHEMA
 
         rows = []
-        for f in settings.families:
+        for f in families:
             for lvl in range(1, min(args.max_level, levels_of(f)) + 1):
                 rows.append(measure_level(gen, MODEL_ID, with_level(f, lvl), settings, prompts))
                 r = rows[-1]
@@ -55,7 +55,7 @@ def main() -> None:
                 )
         frontier = pl.DataFrame(rows, schema=FRONTIER_SCHEMA)
     else:
-        frontier = measure_frontier(gen, MODEL_ID, settings, prompts, log=print)
+        frontier = measure_frontier(gen, MODEL_ID, families, settings, prompts, top, log=print)
     wall = time.perf_counter() - t0
     print(
         f"\n{MODEL_ID}, {args.items} items a level, {args.samples} samples at T={settings.temperature}, "
@@ -70,11 +70,16 @@ def main() -> None:
             f"{r['pass_at_k']:>8.2f}{r['sample_rate']:>9.2f}{r['guess_pass_at_k']:>9.2f}"
             f"{r['most_common_rate']:>7.2f}{r['last_shot_rate']:>7.2f}  {r['status']}"
         )
-    print(f"levels to generate at: {chosen_levels(frontier)}")
+    print(f"levels to generate at: {chosen_levels(frontier, settings, top)}")
     out = Path(__file__).parent / "results" / f"frontier_{date.today().isoformat()}.json"
     out.write_text(
         json.dumps(
-            {"args": vars(args), "wall_s": wall, "rows": frontier.to_dicts(), "chosen": chosen_levels(frontier)},
+            {
+                "args": vars(args),
+                "wall_s": wall,
+                "rows": frontier.to_dicts(),
+                "chosen": chosen_levels(frontier, settings, top),
+            },
             indent=1,
         )
     )

@@ -3,7 +3,8 @@
 synth run [--select SEL] [-c run.yaml] [--profile smoke] [--generation N | --new]
                                          complete the newest generation if a killed run left it
                                          unfinished, else materialize a new one; or re-run N
-synth summary                            tables, counts, pass rates, exports, drift flags of the newest generation
+synth summary                            tables, counts, pass rates, exports, drift flags of the newest generation;
+                                         the served model's gain over the base and its parent; distinct yield
 synth drift [--generation N]             the drift report as a markdown table
 synth export --out DIR [--generation N]  write a generation's mix as chat-format JSONL
 synth review list [--all]                the review queue (pending rows unless --all)
@@ -20,12 +21,16 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.quality.drift import report_markdown
 from synth_assets.core.warehouse import Warehouse, default_duckdb_path
+
+if TYPE_CHECKING:
+    from synth_assets.core.training.registry import Registry
 
 TABLES = [
     "task_pool",
@@ -112,6 +117,10 @@ def summary(wh: Warehouse) -> str:
             else ""
         )
         out += ["", f"model in service: {reg.serving()}{trained}  (synth models)"]
+        out += improvement_lines(reg)
+    else:
+        out += ["", NO_PROMOTION]
+    out += yield_lines(wh, g)
     paths = wh.export_paths(g)
     out += [
         f"exported to: {paths['train']} and {paths['validation']}"
@@ -134,6 +143,139 @@ def summary(wh: Warehouse) -> str:
             drift(wh),
         ]
     return "\n".join(out)
+
+
+NO_PROMOTION = "improvement: no model promoted yet; the base model serves"
+VARIANT_ORDER = {"heldout": 0, "harder": 1, "rephrased": 2}
+MIN_SAMPLING_S = 1.0  # a shorter sampling span was no model's work: no per-CPU-minute figure
+
+
+def _scores(raw: str | None) -> dict[str, dict]:
+    return json.loads(raw) if raw else {}
+
+
+def _lineage(models: dict[str, dict], model_id: str) -> list[str]:
+    """The model, its parent, ... up to the root of its lineage (the base model)."""
+    chain = [model_id]
+    while (parent := models.get(chain[-1], {}).get("parent_id")) and parent in models and parent not in chain:
+        chain.append(parent)
+    return chain
+
+
+def improvement_table(then: dict[str, float | None], now: dict[str, float]) -> list[str]:
+    """Per family@level and variant: pass rate then -> now and the change in points, then the
+    families whose held-out pass rate did not rise (any variant's, for a family without one)."""
+    from synth_assets.core.training.gate import MACRO
+
+    def order(key: str) -> tuple:
+        family, _, variant = key.rpartition("/")
+        return (family == MACRO, family, VARIANT_ORDER.get(variant, 9), variant)
+
+    keys = sorted(now, key=order)
+    width = max(len(k.replace(MACRO, "macro-average")) for k in keys) + 2 if keys else 0
+    lines, change = [], {}
+    for key in keys:
+        label = key.replace(MACRO, "macro-average")
+        before, after = then.get(key), now[key]
+        if before is None or after is None:
+            lines.append(f"    {label:<{width}}{_rate(before)} -> {_rate(after)}  (not measured on both)")
+            continue
+        change[key] = 100 * (after - before)
+        lines.append(f"    {label:<{width}}{before:.3f} -> {after:.3f}  {change[key]:+.1f} points")
+    by_family: dict[str, dict[str, float]] = {}
+    for key, points in change.items():
+        family, _, variant = key.rpartition("/")
+        if family != MACRO:
+            by_family.setdefault(family, {})[variant] = points
+    stale = [
+        f"{family} ({points['heldout']:+.1f})" if "heldout" in points else f"{family} ({max(points.values()):+.1f})"
+        for family, points in sorted(by_family.items())
+        if points.get("heldout", max(points.values())) <= 0
+    ]
+    return lines + [f"    families that did not improve (held-out): {', '.join(stale) if stale else 'none'}"]
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def improvement_lines(reg: "Registry") -> list[str]:
+    """By how much the model in service improved on the held-out items: against the base model
+    (the root of its lineage: its rates as measured when the lineage's first model was gated) and
+    against its parent (the rates the gate compared). The registry's ``scores`` hold, per
+    family/variant, the model's ``rate`` and the ``parent_rate`` it was gated against."""
+    from synth_assets.core.training.registry import BASE_ID
+
+    models = {r["model_id"]: r for r in reg.models().iter_rows(named=True)}
+    serving = reg.serving()
+    if not any(r["status"] == "promoted" and m != BASE_ID for m, r in models.items()):
+        return [NO_PROMOTION]
+    chain = _lineage(models, serving)
+    if len(chain) < 2:
+        return [f"improvement: {serving} serves, the root of its lineage; nothing to compare (synth models log)"]
+    scores = _scores(models[serving]["scores"])
+    if not scores:
+        return [f"improvement: {serving} has no held-out scores in the registry; nothing to compare"]
+    now = {k: v.get("rate") for k, v in scores.items()}
+    root, first = chain[-1], chain[-2]
+    parent = chain[1]
+    out = [f"improvement of {serving}, the model in service (held-out pass rate then -> now, change in points):"]
+    first_scores = _scores(models[first]["scores"])
+    base_then = {k: v.get("parent_rate") for k, v in first_scores.items()}
+    if parent == root:
+        out.append(f"  against the base model {root}, its parent (on the items {serving} was gated on):")
+        return out + improvement_table(base_then, now)
+    out.append(f"  against the base model {root} (its rates when {first}, the lineage's first model, was gated):")
+    out += improvement_table(base_then, now)
+    out.append(f"  against its parent {parent} (on the items {serving} was gated on):")
+    return out + improvement_table({k: v.get("parent_rate") for k, v in scores.items()}, now)
+
+
+def yield_lines(wh: Warehouse, g: int) -> list[str]:
+    """Distinct verified rows and distinct solved tasks per CPU-minute of the newest generation,
+    guessers' expected passes subtracted (core/quality/yield_metrics.py), from raw_candidates and
+    verified_set; CPU time is the sampling's wall span x this machine's cores."""
+    import os
+
+    from synth_assets.core.quality.yield_metrics import OVERALL, distinct_yield, generation_wall_seconds
+
+    if not (wh.table_exists("raw_candidates") and wh.table_exists("verified_set")):
+        return []
+    s = wh.schema
+    raw = wh.sql(f"select created_at, latency_s from {s}.raw_candidates where generation = ?", [g])
+    verified = wh.sql(
+        f"select task_id, family, answer, completion, extracted_answer, verifier, verdict "
+        f"from {s}.verified_set where generation = ?",
+        [g],
+    )
+    if raw.height == 0 or verified.height == 0:
+        return []
+    cores = os.cpu_count() or 1
+    wall = generation_wall_seconds(raw)
+    y = distinct_yield(verified, wall * cores)
+    total = y.filter(pl.col("family") == OVERALL).row(0, named=True)
+    measured = wall >= MIN_SAMPLING_S
+
+    def per_min(value: float) -> str:
+        return f"{value:.2f}" if measured else "n/a"
+
+    out = [
+        "",
+        f"distinct verified rows per CPU-minute (generation {g}, guessers' expected passes subtracted): "
+        f"{per_min(total['distinct_rows_per_cpu_min'])}; distinct solved tasks per CPU-minute: "
+        f"{per_min(total['solved_tasks_per_cpu_min'])} (every passing row, repeats included: "
+        f"{per_min(total['passing_rows_per_cpu_min'])})",
+        f"  CPU: {total['cpu_minutes']:.2f} min = sampling wall span {wall:.0f} s x {cores} cores"
+        if measured
+        else f"  CPU: not measured: the sampling took {wall:.2f} s (a test double or the response cache answered)",
+    ]
+    out += [
+        f"  {r['family']:<20}{r['distinct_passing_rows']} distinct passing rows of {r['passing_rows']} passes, "
+        f"{r['distinct_solved_tasks']}/{r['tasks']} tasks solved, guessers expect {r['guesser_expected_passes']:.1f}: "
+        f"{per_min(r['distinct_rows_per_cpu_min'])} rows, {per_min(r['solved_tasks_per_cpu_min'])} tasks per CPU-minute"
+        for r in y.filter(pl.col("family") != OVERALL).iter_rows(named=True)
+    ]
+    return out
 
 
 def drift(wh: Warehouse, generation: int | None = None) -> str:

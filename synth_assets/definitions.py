@@ -9,6 +9,7 @@ from synth_assets.alerts import build_alert_sensor
 from synth_assets.assets._common import GENERATIONS, add_generation, storage_of
 from synth_assets.assets.evaluation import generator_eval, training_export
 from synth_assets.assets.feedback import FEEDBACK_SOURCES
+from synth_assets.assets.frontier import capability_frontier
 from synth_assets.assets.judging import judge_calibration
 from synth_assets.assets.pipeline import (
     filtered_set,
@@ -35,6 +36,7 @@ GENERATION_ASSETS = [
     human_reference,
     heldout_eval,
     heldout_reasoning,
+    capability_frontier,
     raw_candidates,
     verified_set,
     judge_calibration,

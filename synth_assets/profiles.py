@@ -1,15 +1,17 @@
 """Run-config presets: the same pipeline at other sizes, chosen at launch, never at import.
 
 ``smoke`` makes a whole generation take about a minute (2 tasks per family, 1 HumanEval task,
-2 samples, short code completions, 1 held-out task, one synthesized proposal per method): for
-demos and the browser test. Everything stays real. Use it with ``synth run --profile smoke``,
-or launch the ``smoke_generation`` job in the UI (its Launchpad shows this config).
+2 samples, short code completions, 1 held-out task, one synthesized proposal per method, the
+capability frontier not measured: the levels as written): for demos and the browser test.
+Everything stays real. Use it with ``synth run --profile smoke``, or launch the
+``smoke_generation`` job in the UI (its Launchpad shows this config).
 """
 
 SMOKE_RUN_CONFIG: dict = {
     "ops": {
         "synthesized_tasks": {"config": {"proposals_per_method": 1, "seeds_per_family": 3}},
         "task_pool": {"config": {"tasks_per_family": 2, "humaneval_tasks": 1}},
+        "capability_frontier": {"config": {"steer": False}},
         "raw_candidates": {"config": {"samples_per_task": 2, "code_max_tokens": 48}},
         "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 48}},
         "heldout_reasoning": {"config": {"families": ["letter_counting", "gcd"], "items_per_family": 10}},

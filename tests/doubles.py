@@ -124,6 +124,64 @@ class RuleGeneratorDouble:
             )
 
 
+class SkillDouble:
+    """TEST DOUBLE: a model whose skill per family@level is fixed, for the capability frontier: on
+    the frontier's items it answers right at the sample indices listed for the level (0 = the
+    greedy answer; ``greedy_items``: greedy right on the first n items only), wrong otherwise;
+    every other request gets a wrong answer. ``asked`` keeps the family@level of every frontier
+    request, in order. No model."""
+
+    name = "skill_double"
+    model = "skill-double-v1"
+    terms = "test double (no model)"
+
+    def __init__(
+        self,
+        right_at: dict[str, set[int]],
+        greedy_items: dict[str, int] | None = None,
+        settings: object = None,
+        prompts: object = None,
+    ) -> None:
+        from synth_assets.core.generators.generation import PromptSettings
+        from synth_assets.core.training.frontier import FrontierSettings, frontier_items
+
+        settings, prompts = settings or FrontierSettings(), prompts or PromptSettings()
+        self.right_at = right_at
+        self.greedy_items = greedy_items or {}
+        self.asked: list[str] = []
+        self.answers = {
+            f"frontier/{fam}/{it['index']}": it["answer"]
+            for fam in right_at
+            for it in frontier_items(fam, settings, prompts)
+        }
+
+    def generate(self, requests: Sequence[SampleRequest]) -> Iterator[Sample]:
+        for r in requests:
+            right = False
+            if r.task_id.startswith("frontier/"):
+                _, family, index = r.task_id.split("/")
+                self.asked.append(family)
+                right = r.sample_index in self.right_at.get(family, set())
+                if r.sample_index == 0 and family in self.greedy_items:
+                    right = int(index) < self.greedy_items[family]
+            text = f" {self.answers[r.task_id]}" if right else " -12345"
+            yield Sample(text=text, finish_reason="stop", prompt_tokens=1, completion_tokens=1, latency_s=0.0)
+
+
+class SkillGeneratorResource(GeneratorResource):
+    """TEST DOUBLE resource: builds a ``SkillDouble`` (``right_at`` as family -> sample indices)
+    measured with the default frontier and prompt settings; the last one built is ``last``."""
+
+    right_at: dict[str, list[int]] = Field(description="family@level -> sample indices answered right")
+    greedy_items: dict[str, int] = Field(default={})
+    last: ClassVar[SkillDouble | None] = None
+
+    def build(self) -> SkillDouble:
+        built = SkillDouble({k: set(v) for k, v in self.right_at.items()}, self.greedy_items)
+        type(self).last = built
+        return built
+
+
 # ------------------------------------------------------------------ verifiers for the canary tests
 PASS_EVERYTHING_FAMILY = "pass_everything_double"
 

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from synth_assets.assets._common import GENERATIONS
+from synth_assets.assets.frontier import capability_frontier
 from synth_assets.assets.pipeline import raw_candidates, verified_set
 from synth_assets.assets.sources import task_pool
 from synth_assets.assets.synthesis import synthesized_tasks
@@ -33,11 +34,13 @@ _tasks = pl.concat([reasoning_gym_tasks(FAMILIES, PER_FAMILY, 42), humaneval_tas
 _wh = WarehouseResource(path=dg.EnvVar("SYNTH_DUCKDB_PATH"))
 
 pg_generation = dg.define_asset_job(
-    "pg_generation", selection=["task_pool", "raw_candidates", "verified_set"], partitions_def=GENERATIONS
+    "pg_generation",
+    selection=["task_pool", "capability_frontier", "raw_candidates", "verified_set"],
+    partitions_def=GENERATIONS,
 )
 
 defs = dg.Definitions(
-    assets=[task_pool, raw_candidates, verified_set, *synthesized_tasks.to_source_assets()],
+    assets=[task_pool, capability_frontier, raw_candidates, verified_set, *synthesized_tasks.to_source_assets()],
     jobs=[pg_generation],
     resources={
         "warehouse": _wh,

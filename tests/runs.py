@@ -3,6 +3,7 @@
 import dagster as dg
 
 from synth_assets.assets._common import step_failures
+from synth_assets.assets.frontier import capability_frontier
 from synth_assets.assets.pipeline import RawCandidatesConfig, raw_candidates
 from synth_assets.assets.sources import TaskPoolConfig, task_pool
 from synth_assets.assets.synthesis import synthesized_tasks
@@ -76,7 +77,7 @@ def materialize_raw(
     """``task_pool`` and ``raw_candidates`` of the next generation with ``generator``."""
     wh = WarehouseResource(path=db_path)
     return materialize_generation(
-        [task_pool, raw_candidates, *synthesized_tasks.to_source_assets()],
+        [task_pool, capability_frontier, raw_candidates, *synthesized_tasks.to_source_assets()],
         instance,
         raise_on_error=False,
         resources={

@@ -17,6 +17,7 @@ from synth_assets.assets._common import (
 from synth_assets.core.curate.publish import ExportSettings, publish
 from synth_assets.core.generators.generation import SamplingPlan, run_generation
 from synth_assets.core.tasks.sources import conform, heldout_tasks
+from synth_assets.core.training.frontier import heldout_at_chosen_levels
 from synth_assets.core.verify.verification import VERDICT_SCHEMA, verify_candidates
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
@@ -41,6 +42,7 @@ def generator_eval(
     config: GeneratorEvalConfig,
     heldout_eval: pl.DataFrame,
     heldout_reasoning: pl.DataFrame,
+    capability_frontier: pl.DataFrame,
     generator: GeneratorResource,
     sandbox: SandboxResource,
     warehouse: WarehouseResource,
@@ -59,6 +61,8 @@ def generator_eval(
             df = verify_candidates(samples, sandbox.get(), log=context.log.info)
     rate = float((df["verdict"] == "pass").mean()) if df.height else 0.0
     reasoning = {}
+    with user_errors():
+        heldout_reasoning = heldout_at_chosen_levels(heldout_reasoning, capability_frontier)
     if config.reasoning_items and heldout_reasoning.height:
         from synth_assets.core.training.evaluation import as_verdict_rows
         from synth_assets.core.training.loop import stored_answers

@@ -48,6 +48,7 @@ from synth_assets.core.curate.review import (
 )
 from synth_assets.core.generators.generation import SamplingPlan, attach_log, run_generation
 from synth_assets.core.markdown import markdown_table
+from synth_assets.core.training.frontier import at_chosen_levels
 from synth_assets.core.verify.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
 from synth_assets.core.verify.canaries import CANARY_TABLE, REPORT_COLUMNS, start_canaries
 from synth_assets.core.verify.custom_verifiers import build_verifiers
@@ -73,13 +74,16 @@ def raw_candidates(
     context: dg.AssetExecutionContext,
     config: RawCandidatesConfig,
     task_pool: pl.DataFrame,
+    capability_frontier: pl.DataFrame,
     generator: GeneratorResource,
 ) -> dg.MaterializeResult:
     """Several samples per task from the generator; every row carries its full provenance.
-    Each generation (partition) samples with seeds derived from its number, so re-running one
+    Of a family with levels, only the tasks at the levels the capability frontier chose. Each
+    generation (partition) samples with seeds derived from its number, so re-running one
     reproduces it."""
     generation = generation_of(context)
     plan = config
+    task_pool = at_chosen_levels(task_pool, capability_frontier)
     with user_errors():
         gen = generator.get()
         attach_log(gen, context.log.info)

@@ -13,6 +13,7 @@ from synth_assets.core.tasks.sources import (
     conform,
     humaneval_references,
     humaneval_tasks,
+    ladder,
     reasoning_gym_tasks,
     user_references,
     user_tasks,
@@ -66,7 +67,9 @@ def task_pool(
     with user_errors():
         humaneval_split.validate_split()
         parts = [
-            reasoning_gym_tasks(config.reasoning_gym_families, config.tasks_per_family, config.seed),
+            reasoning_gym_tasks(
+                ladder(config.reasoning_gym_families, config.levels_above), config.tasks_per_family, config.seed
+            ),
             humaneval_tasks(config.humaneval_tasks, humaneval_split.human_fraction, humaneval_split.heldout_fraction),
             *[user_tasks(p) for p in config.user_task_files],
         ]

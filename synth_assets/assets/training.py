@@ -20,6 +20,7 @@ from synth_assets.assets._common import (
 from synth_assets.core.generators.generation import PromptSettings
 from synth_assets.core.markdown import markdown_table
 from synth_assets.core.quality.charts import chart_markdown, loss_chart_png
+from synth_assets.core.training.frontier import heldout_at_chosen_levels
 from synth_assets.core.training.gate import MACRO, GateSettings
 from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 from synth_assets.core.training.loop import CandidateSettings, evaluate_candidate, train_candidate
@@ -125,6 +126,7 @@ def model_eval(
     config: GateConfig,
     candidate_model: pl.DataFrame,
     heldout_reasoning: pl.DataFrame,
+    capability_frontier: pl.DataFrame,
     mixed_training_set: pl.DataFrame,
     warehouse: WarehouseResource,
 ) -> dg.MaterializeResult:
@@ -138,8 +140,9 @@ def model_eval(
     registry = Registry(warehouse.get())
     model_id = candidate_model["model_id"][0]
     with user_errors():
+        items = heldout_at_chosen_levels(heldout_reasoning, capability_frontier)
         comparison, ok, reasons, dropped = evaluate_candidate(
-            model_id, heldout_reasoning, mixed_training_set, registry, config, log=context.log.info
+            model_id, items, mixed_training_set, registry, config, log=context.log.info
         )
     if not ok:
         registry.decide(model_id, "rejected", "; ".join(reasons))

@@ -5,54 +5,43 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synth_assets.core.generators.generation import PromptSettings, Sample
+from synth_assets.core.generators.generation import PromptSettings
+from synth_assets.core.tasks.sources import ladder
 from synth_assets.core.training.frontier import (
     FRONTIER_SCHEMA,
     FrontierSettings,
+    at_chosen_levels,
     chosen_levels,
     classify,
-    frontier_items,
+    configured_levels,
     guess_rates,
+    heldout_at_chosen_levels,
     measure_frontier,
 )
+from tests.doubles import SkillDouble
 
-SETTINGS = FrontierSettings(families=["chain_sum"], max_level=3, items_per_level=12, samples=4)
+SETTINGS = FrontierSettings(items_per_level=12, samples=4)
+TOP = {"chain_sum": 3}
 PROMPTS = PromptSettings(few_shot=2, few_shot_pool=20)
 
 
-class SkillDouble:
-    """TEST DOUBLE: a model whose skill per family@level is fixed: it answers right at the sample
-    indices listed for the level (0 = the greedy answer), wrong otherwise; no model."""
-
-    name = "test_double"
-    model = "skill-double-v1"
-
-    def __init__(self, right_at: dict[str, set[int]]) -> None:
-        self.right_at = right_at
-        self.answers = {
-            f"frontier/{fam}/{it['index']}": it["answer"]
-            for fam in right_at
-            for it in frontier_items(fam, SETTINGS, PROMPTS)
-        }
-
-    def generate(self, requests):
-        for r in requests:
-            family = r.task_id.split("/")[1]
-            right = r.sample_index in self.right_at.get(family, set())
-            text = f" {self.answers[r.task_id]}" if right else " -12345"
-            yield Sample(text=text, finish_reason="stop", prompt_tokens=1, completion_tokens=1, latency_s=0.0)
+def skill(right_at: dict[str, set[int]], greedy_items: dict[str, int] | None = None) -> SkillDouble:
+    return SkillDouble(right_at, greedy_items, SETTINGS, PROMPTS)
 
 
 def test_a_mastered_level_moves_the_family_up_to_the_first_learnable_one():
-    gen = SkillDouble({"chain_sum@1": {0, 1, 2, 3, 4}, "chain_sum@2": {2}})
-    frontier = measure_frontier(gen, "m", SETTINGS, PROMPTS)
-    assert (frontier["status"].to_list(), chosen_levels(frontier)) == (["mastered", "learnable"], ["chain_sum@2"])
+    gen = skill({"chain_sum@1": {0, 1, 2, 3, 4}, "chain_sum@2": {2}})
+    frontier = measure_frontier(gen, "m", ["chain_sum@1"], SETTINGS, PROMPTS, TOP)
+    assert (frontier["status"].to_list(), chosen_levels(frontier, SETTINGS)) == (
+        ["mastered", "learnable"],
+        ["chain_sum@2"],
+    )
 
 
 def test_a_family_where_sampling_finds_nothing_greedy_misses_is_left_out():
-    gen = SkillDouble({"chain_sum@1": set()})
-    frontier = measure_frontier(gen, "m", SETTINGS, PROMPTS)
-    assert (frontier["status"].to_list(), chosen_levels(frontier)) == (["guessing"], [])
+    gen = skill({"chain_sum@1": set()})
+    frontier = measure_frontier(gen, "m", ["chain_sum@1"], SETTINGS, PROMPTS, TOP)
+    assert (frontier["status"].to_list(), chosen_levels(frontier, SETTINGS)) == (["guessing"], [])
 
 
 def test_a_high_greedy_rate_that_the_most_common_answer_explains_is_not_mastery():
@@ -73,14 +62,78 @@ def test_every_level_mastered_moves_up_a_level_of_the_ladder():
     frontier = pl.DataFrame(rows).with_columns(
         [pl.lit(None, dtype=t).alias(c) for c, t in FRONTIER_SCHEMA.items() if c not in rows[0]]
     )
-    assert chosen_levels(frontier) == ["chain_sum@4"]
+    assert chosen_levels(frontier, SETTINGS) == ["chain_sum@4"]
 
 
-def test_a_family_named_with_a_level_names_the_field():
+def test_a_family_without_a_ladder_names_the_field():
     from synth_assets.core.errors import SynthConfigError
 
-    with pytest.raises(SynthConfigError, match=r"frontier.families: 'chain_sum@1': name the family without a level"):
-        measure_frontier(SkillDouble({}), "m", FrontierSettings(families=["chain_sum@1"]), PROMPTS)
+    with pytest.raises(
+        SynthConfigError, match=r"frontier: family 'projectile_design' has no difficulty levels.*family@L"
+    ):
+        measure_frontier(skill({}), "m", ["projectile_design"], SETTINGS, PROMPTS)
+
+
+def test_a_learnable_level_the_model_half_solves_is_generated_at_with_the_level_above():
+    """The pilot's second round: greedy right on 7 of 12 at level 1 (climb_at 0.5), sampling finds
+    the rest, and level 2 is learnable: both levels are chosen."""
+    gen = skill({"chain_sum@1": {1, 2, 3, 4}, "chain_sum@2": {2}}, greedy_items={"chain_sum@1": 7})
+    frontier = measure_frontier(gen, "m", ["chain_sum@1"], SETTINGS, PROMPTS, TOP)
+    assert (frontier["status"].to_list(), frontier.filter("chosen")["family"].to_list()) == (
+        ["learnable", "learnable"],
+        ["chain_sum@1", "chain_sum@2"],
+    )
+
+
+def test_below_climb_at_the_level_above_is_not_measured():
+    gen = skill({"chain_sum@1": {1, 2, 3, 4}, "chain_sum@2": {2}}, greedy_items={"chain_sum@1": 3})
+    frontier = measure_frontier(gen, "m", ["chain_sum@1"], SETTINGS, PROMPTS, TOP)
+    assert (sorted(set(gen.asked)), frontier.filter("chosen")["family"].to_list()) == (["chain_sum@1"], ["chain_sum@1"])
+
+
+def test_a_family_mastered_up_to_the_pools_top_stays_at_the_top():
+    gen = skill({f"chain_sum@{lvl}": {0, 1, 2, 3, 4} for lvl in (1, 2)})
+    frontier = measure_frontier(gen, "m", ["chain_sum@1"], SETTINGS, PROMPTS, {"chain_sum": 2})
+    assert (frontier["status"].to_list(), frontier.filter("chosen")["family"].to_list()) == (
+        ["mastered", "mastered"],
+        ["chain_sum@2"],
+    )
+
+
+def test_stored_rows_of_the_model_are_reused_not_measured_again():
+    gen = skill({"chain_sum@1": {0, 1, 2, 3, 4}, "chain_sum@2": {2}})
+    first = measure_frontier(gen, "m", ["chain_sum@1"], SETTINGS, PROMPTS, TOP)
+    stored = {r["family"]: r for r in first.to_dicts()}
+    again = skill({})
+    second = measure_frontier(again, "m", ["chain_sum@1"], SETTINGS, PROMPTS, TOP, stored)
+    assert (again.asked, second.drop("chosen").equals(first.drop("chosen"))) == ([], True)
+
+
+def test_the_ladder_holds_the_levels_above_each_family_up_to_its_top():
+    assert ladder(["chain_sum@1", "gcd", "chain_sum@5"], 2) == [
+        "chain_sum@1",
+        "chain_sum@2",
+        "chain_sum@3",
+        "gcd",
+        "chain_sum@5",
+        "chain_sum@6",
+    ]
+
+
+def test_a_generation_uses_the_chosen_levels_and_every_family_without_one():
+    frontier = configured_levels(["chain_sum@2"], "m")
+    tasks = pl.DataFrame({"family": ["chain_sum@1", "chain_sum@2", "chain_sum@3", "projectile_design", "humaneval"]})
+    assert at_chosen_levels(tasks, frontier)["family"].to_list() == ["chain_sum@2", "projectile_design", "humaneval"]
+
+
+def test_a_chosen_level_without_held_out_items_names_the_fields():
+    from synth_assets.core.errors import SynthConfigError
+
+    items = pl.DataFrame({"family": ["chain_sum@1"]})
+    with pytest.raises(
+        SynthConfigError, match=r"no held-out items at \['chain_sum@2'\].*heldout_reasoning.levels_above"
+    ):
+        heldout_at_chosen_levels(items, configured_levels(["chain_sum@2"], "m"))
 
 
 @given(st.lists(st.sampled_from(["1", "2", "3", "10"]), min_size=1, max_size=50), st.integers(1, 16))

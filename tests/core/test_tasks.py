@@ -196,18 +196,24 @@ def test_held_out_items_of_a_level_have_a_harder_variant_one_level_up_and_their_
 
 
 def test_a_levels_task_pool_and_held_out_items_never_share_a_question():
-    """chain_sum@1 has 200 questions in all: the split by question keeps the held-out ones out
-    of the pool, and each held-out question is asked once."""
+    """chain_sum@1 has 200 questions in all, and a question of level 1 can be asked at level 2
+    too: the split by question keeps the held-out ones out of the pool at every level of the
+    ladder, and each held-out question is asked once a level."""
     from synth_assets.core.generators.generation import PromptSettings
+    from synth_assets.core.tasks.sources import ladder
     from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 
-    pool = reasoning_gym_tasks(["chain_sum@1"], 300, seed=42)
+    pool = reasoning_gym_tasks(ladder(["chain_sum@1"], 2), 300, seed=42)
     items = heldout_items(
         HeldoutSettings(families=["chain_sum@1"], items_per_family=100, variants=["heldout"]), PromptSettings()
     )
     shared = set(pool["prompt"]) & set(items["question"])
-    assert (shared, items["question"].is_duplicated().any(), pool["prompt"].is_duplicated().any()) == (
+    repeated = (
+        items.select(pl.struct("family", "question").is_duplicated().any()).item(),
+        pool.select(pl.struct("family", "prompt").is_duplicated().any()).item(),
+    )
+    assert (shared, sorted(set(items["family"])), repeated) == (
         set(),
-        False,
-        False,
+        ["chain_sum@1", "chain_sum@2", "chain_sum@3"],
+        (False, False),
     )

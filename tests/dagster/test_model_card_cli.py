@@ -13,6 +13,7 @@ import polars as pl
 import yaml
 
 from synth_assets.cli import main as cli
+from synth_assets.core.training.frontier import FRONTIER_SCHEMA
 from synth_assets.core.training.registry import Registry
 from tests.model_registry_fixtures import register_candidate, store_mix
 
@@ -102,6 +103,9 @@ def test_model_eval_s_page_shows_the_card_summary_and_its_file(db_path, tmp_path
     wh.replace_table("heldout_reasoning", items)
     cand = reg.models().filter(pl.col("model_id") == row["model_id"]).with_columns(pl.lit(2).alias("generation"))
     wh.write_generation("candidate_model", cand, 2)
+    # the generation's frontier: no family with levels here (gcd as written), so nothing is steered
+    frontier = pl.DataFrame(schema=FRONTIER_SCHEMA).with_columns(pl.lit(2, dtype=pl.Int64).alias("generation"))
+    wh.write_generation("capability_frontier", frontier, 2)
     for key, right in ((row["model_id"], True), (MODEL_ID, False)):  # the stored answers: no model runs
         answers = {r["item_id"]: f" {r['answer']}" if right else " -1" for r in items.iter_rows(named=True)}
         reg.store_scores(evaluate(OracleGeneratorDouble(answers), key, items))

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from synth_assets.assets.evaluation import GeneratorEvalConfig
+from synth_assets.assets.frontier import FrontierConfig
 from synth_assets.assets.judging import JudgeCalibrationConfig
 from synth_assets.assets.pipeline import JudgeConfig, MixConfig, RawCandidatesConfig, ReviseConfig, VerifiedSetConfig
 from synth_assets.assets.sources import TaskPoolConfig
@@ -39,6 +40,9 @@ SMALL = {
     # chain_sum@1: a level where the 270M model passes about one sample in six (bench/RESULTS.md,
     # the capability frontier), so the mix holds model-written rows and the card names the model
     "task_pool": TaskPoolConfig(reasoning_gym_families=["chain_sum@1"], tasks_per_family=10, humaneval_tasks=2),
+    # the levels as written: what the frontier would pick depends on the model (its own tests use a
+    # named skill double, tests/dagster/test_frontier_asset.py)
+    "capability_frontier": FrontierConfig(steer=False),
     "raw_candidates": RawCandidatesConfig(samples_per_task=3, code_max_tokens=48),
     "generator_eval": GeneratorEvalConfig(max_tasks=2, code_max_tokens=48),
     "heldout_reasoning": HeldoutConfig(families=["chain_sum@1"], items_per_family=3),

@@ -121,3 +121,30 @@ def loss_chart_png(curve: list[dict]) -> bytes | None:
     ax.set_ylabel("loss (target tokens)")
     ax.legend()
     return figure_png(fig)
+
+
+def frontier_chart_png(history: pl.DataFrame) -> bytes | None:
+    """Each model's greedy pass rate by level, one panel per family: the capability frontier
+    moving from model to model (a later model's line above and to the right of its parent's)."""
+    rows = history.filter(pl.col("greedy_rate").is_not_null() & (pl.col("level") > 0))
+    if rows.height == 0:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = sorted(rows["base_family"].unique().to_list())
+    fig, axes = plt.subplots(1, len(families), figsize=(3.2 * len(families) + 0.4, 3.0), dpi=100, squeeze=False)
+    for ax, family in zip(axes[0], families):
+        part = rows.filter(pl.col("base_family") == family)
+        for (model,), m in part.group_by("model_id", maintain_order=True):
+            m = m.sort("level")
+            ax.plot(m["level"].to_list(), m["greedy_rate"].to_list(), marker="o", label=str(model)[:16])
+        ax.set_title(family, fontsize=9)
+        ax.set_xlabel("level")
+        ax.set_ylim(0, 1.05)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][0].set_ylabel("greedy pass rate")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    return figure_png(fig)

@@ -12,7 +12,7 @@ import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import polars as pl
 from pydantic import Field
@@ -559,12 +559,42 @@ def heldout_tasks(heldout: pl.DataFrame) -> pl.DataFrame:
 DEFAULT_FAMILIES = ["chain_sum@1", "basic_arithmetic@1", "projectile_design"]
 
 
+# How far up its ladder a family written ``family@L`` may climb: the task pool and the held-out
+# items hold these levels, and the capability frontier picks the ones a generation uses. One
+# definition, used by both assets' settings: keep them equal (model_eval names the field when a
+# chosen level has no held-out items).
+LevelsAbove = Annotated[
+    int,
+    Field(
+        ge=0,
+        description="levels above each family@L also drawn, so the frontier can move the family up "
+        "(0: only the level written)",
+    ),
+]
+
+
+def ladder(families: Iterable[str], levels_above: int) -> list[str]:
+    """Each family, and for a family with a level the ``levels_above`` levels above it (up to its
+    ladder's top): ``chain_sum@1`` with 2 -> chain_sum@1, chain_sum@2, chain_sum@3."""
+    out: list[str] = []
+    for family in families:
+        base, level = split_level(family)
+        if level is None:
+            out.append(family)
+            continue
+        top = levels_of(base)
+        out += [with_level(base, lvl) for lvl in range(level, min(level + levels_above, top) + 1)] or [family]
+    return list(dict.fromkeys(out))
+
+
 class TaskPoolSettings(Settings):
-    """What the task pool draws: families, counts, seed, human-written and user task files, shares."""
+    """What the task pool draws: families (each with the levels above it), counts, seed,
+    human-written and user task files, shares."""
 
     reasoning_gym_families: list[str] = Field(
         default=DEFAULT_FAMILIES, description="reasoning-gym dataset names to draw procedural tasks from"
     )
+    levels_above: LevelsAbove = 2
     tasks_per_family: int = Field(
         default=100,
         ge=0,

@@ -32,6 +32,8 @@ from synth_assets.core.generators.generation import (
 from synth_assets.core.settings import Settings
 from synth_assets.core.stats import wilson
 from synth_assets.core.tasks.sources import (
+    LEVEL_SEP,
+    LEVELS,
     level_config,
     levels_of,
     reasoning_gym_dataset,
@@ -59,18 +61,20 @@ FRONTIER_SCHEMA: dict[str, pl.DataType] = {
     "guess_pass_at_k": pl.Float64,
     "most_common_rate": pl.Float64,  # always the most common answer
     "last_shot_rate": pl.Float64,  # always the last example's answer
-    "status": pl.String,  # mastered | learnable | guessing | too_hard
+    "status": pl.String,  # mastered | learnable | guessing | too_hard | configured (steer off: not measured)
+    "chosen": pl.Boolean,  # the loop generates at this level this generation
+    "settings_key": pl.String,  # FrontierSettings.key() of the measurement, and the prompts' shots
 }
 
 
 class FrontierSettings(Settings):
-    """Which families and levels the frontier measures, and what counts as learnable."""
+    """How the frontier is measured, and what counts as mastered, learnable and worth climbing."""
 
-    families: list[str] = Field(
-        default=["chain_sum", "leg_counting", "basic_arithmetic", "gcd"],
-        description="families with difficulty levels (reasoning-gym names without @level)",
+    steer: bool = Field(
+        default=True,
+        description="generate at the levels the frontier chooses for the model in service; false: at the "
+        "levels written in task_pool.reasoning_gym_families, unmeasured",
     )
-    max_level: int = Field(default=3, ge=1, description="levels measured per family (1 to this, or the ladder's top)")
     items_per_level: int = Field(default=30, ge=1, description="items per family and level")
     samples: int = Field(default=8, ge=1, description="samples per item at the temperature (pass@k's k)")
     temperature: float = Field(default=0.8, gt=0, le=2)
@@ -84,6 +88,21 @@ class FrontierSettings(Settings):
     guess_margin: float = Field(
         default=0.1, ge=0, le=1, description="how far above the guessers' pass@k the model's must be"
     )
+    climb_at: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="greedy pass rate at a learnable level from which the next level up is generated at too "
+        "(when it is learnable): a model better at one level is the generator for the next",
+    )
+
+    def key(self) -> str:
+        return f"items={self.items_per_level},samples={self.samples},T={self.temperature},seed={self.seed}"
+
+
+def measurement_key(settings: FrontierSettings, prompts: PromptSettings) -> str:
+    """What makes two measurements of one model comparable: a stored row is reused only on a match."""
+    return f"{settings.key()},{prompts.template}"
 
 
 def guess_rates(answers: list[str], k: int, reference: list[str] | None = None) -> tuple[float, float]:
@@ -197,56 +216,124 @@ def measure_level(
         "most_common_rate": most_common,
         "last_shot_rate": last_shot,
         "status": classify(greedy, pass_at_k, guess_at_k, max(most_common, last_shot), settings),
+        "chosen": False,
+        "settings_key": measurement_key(settings, prompts),
     }
 
 
 def measure_frontier(
     generator: TextGenerator,
     model_id: str,
+    starts: list[str],
     settings: FrontierSettings,
     prompts: PromptSettings,
+    top: dict[str, int] | None = None,
+    stored: dict[str, dict] | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> pl.DataFrame:
-    """Every family's levels from 1, bottom up, stopping above the first level that is not
-    mastered (the levels above it are harder still: measuring them costs and decides nothing)."""
+    """Each family's ladder from its start level (``chain_sum@2``, or ``chain_sum`` for level 1)
+    up: a mastered level sends the walk one level up; at the first level that is not mastered the
+    walk stops, except that a learnable level whose greedy rate reaches ``climb_at`` has the next
+    level measured too (it may be generated at as well). Levels above the walk are harder still:
+    measuring them costs and decides nothing. ``top`` bounds a family's levels (default: its
+    ladder's top); ``stored`` holds rows already measured for this model by family@level, which
+    are reused instead of measured again. ``chosen`` marks the levels to generate at."""
     rows = []
-    for family in settings.families:
-        base, level = split_level(family)
-        if level is not None:
+    for start in starts:
+        base, level = split_level(start)
+        ladder_top = levels_of(base)
+        if not ladder_top:
             raise SynthConfigError(
-                f"candidate frontier.families: {family!r}: name the family without a level ({base}); "
-                "the frontier measures its levels"
+                f"frontier: family {start!r} has no difficulty levels; families with levels: "
+                f"{', '.join(sorted(LEVELS))} (write them as family@L in task_pool.reasoning_gym_families)"
             )
-        top = min(settings.max_level, levels_of(base))
-        if not top:
-            raise SynthConfigError(f"frontier.families: {base} has no difficulty levels (reasoning_gym LEVELS)")
-        for lvl in range(1, top + 1):
-            level_config(with_level(base, lvl))  # the level exists
-            row = measure_level(generator, model_id, with_level(base, lvl), settings, prompts)
-            rows.append(row)
-            log(
-                f"frontier {model_id}: {row['family']} greedy {row['greedy_rate']:.2f}, pass@{settings.samples} "
-                f"{row['pass_at_k']:.2f} (guesser {row['guess_pass_at_k']:.2f}): {row['status']}"
-            )
-            if row["status"] != "mastered":
+        last = min((top or {}).get(base, ladder_top), ladder_top)
+        lvl = level or 1
+        climbing = False  # measuring the level above a learnable one: the walk's last step
+        while lvl <= last:
+            family = with_level(base, lvl)
+            level_config(family)  # the level exists
+            row = (stored or {}).get(family)
+            if row is None:
+                row = measure_level(generator, model_id, family, settings, prompts)
+                log(
+                    f"frontier {model_id}: {family} greedy {row['greedy_rate']:.2f}, pass@{settings.samples} "
+                    f"{row['pass_at_k']:.2f} (guesser {row['guess_pass_at_k']:.2f}): {row['status']}"
+                )
+            rows.append(dict(row))
+            if climbing:
                 break
+            if row["status"] != "mastered":
+                climbing = row["status"] == "learnable" and row["greedy_rate"] >= settings.climb_at
+                if not climbing:
+                    break
+            lvl += 1
+    frame = pl.DataFrame(rows, schema=FRONTIER_SCHEMA) if rows else pl.DataFrame(schema=FRONTIER_SCHEMA)
+    chosen = set(chosen_levels(frame, settings, top))
+    return frame.with_columns(pl.col("family").is_in(sorted(chosen)).alias("chosen"))
+
+
+def chosen_levels(frontier: pl.DataFrame, settings: FrontierSettings, top: dict[str, int] | None = None) -> list[str]:
+    """The family@level to generate at, per family, bottom up past the mastered levels: the first
+    level that is not mastered when it is learnable, and the level above it too when that one is
+    learnable and the model's greedy rate at the first reaches ``climb_at`` (a model good at one
+    level is the generator for the next; the pilot's second round climbed this way). A family
+    whose first unmastered level is guessing or too hard is left out (training there teaches
+    guessing); a family mastered at every level measured moves up a level (to ``top`` at most)."""
+    out = []
+    for (base,), part in frontier.sort("level").group_by("base_family", maintain_order=True):
+        rows = part.select("family", "level", "status", "greedy_rate").rows(named=True)
+        picks: list[str] = []
+        for n, r in enumerate(rows):
+            if r["status"] == "mastered":
+                if n == len(rows) - 1:  # mastered as far as measured: the next level up
+                    last = min((top or {}).get(base, levels_of(base)), levels_of(base))
+                    picks = [with_level(base, min(r["level"] + 1, last))]
+                continue
+            if r["status"] == "learnable":
+                picks = [r["family"]]
+                nxt = rows[n + 1] if n + 1 < len(rows) else None
+                if nxt and nxt["status"] == "learnable" and (r["greedy_rate"] or 0) >= settings.climb_at:
+                    picks.append(nxt["family"])
+            break
+        out += picks
+    return out
+
+
+def configured_levels(starts: list[str], model_id: str) -> pl.DataFrame:
+    """Steering off: each family at the level written, unmeasured, chosen."""
+    rows = []
+    for start in starts:
+        base, level = split_level(start)
+        rows.append(
+            {"model_id": model_id, "family": start, "base_family": base, "level": level or 0, "items": 0}
+            | {"status": "configured", "chosen": True, "settings_key": ""}
+        )
     return pl.DataFrame(rows, schema=FRONTIER_SCHEMA) if rows else pl.DataFrame(schema=FRONTIER_SCHEMA)
 
 
-def chosen_levels(frontier: pl.DataFrame) -> list[str]:
-    """The family@level to generate at, per family: the lowest learnable level above the
-    mastered ones; a family whose lowest unmastered level is guessing or too hard is left out
-    (training there teaches guessing); a family mastered at every level measured moves up to the
-    next level of its ladder (or stays at its top)."""
-    out = []
-    for (base,), part in frontier.sort("level").group_by("base_family", maintain_order=True):
-        pick = None
-        for family, level, status in part.select("family", "level", "status").rows():
-            if status == "mastered":
-                pick = with_level(base, min(level + 1, levels_of(base)))
-                continue
-            pick = family if status == "learnable" else None
-            break
-        if pick is not None:
-            out.append(pick)
-    return out
+def at_chosen_levels(df: pl.DataFrame, frontier: pl.DataFrame, column: str = "family") -> pl.DataFrame:
+    """The rows of ``df`` a generation uses: every family without a level, and of the families
+    with one only the levels the frontier chose (the task pool and the held-out items hold each
+    family's ladder; the frontier picks the rungs). An empty frontier (none stored for the
+    generation: the frontier was not materialized, or no family has levels) leaves ``df`` as it is."""
+    if frontier.height == 0:
+        return df
+    chosen = sorted(frontier.filter(pl.col("chosen"))["family"].to_list())
+    return df.filter(~pl.col(column).str.contains(LEVEL_SEP, literal=True) | pl.col(column).is_in(chosen))
+
+
+def heldout_at_chosen_levels(items: pl.DataFrame, frontier: pl.DataFrame) -> pl.DataFrame:
+    """The held-out items a generation is judged on (``at_chosen_levels``); a chosen level without
+    held-out items is a configuration error that names the field (the held-out ladder is shorter
+    than the task pool's)."""
+    chosen = frontier.filter(pl.col("chosen"))["family"].to_list() if frontier.height else []
+    have = set(items["family"].to_list())
+    missing = sorted(f for f in chosen if f not in have)
+    if missing:
+        raise SynthConfigError(
+            f"heldout_reasoning: no held-out items at {missing}, where this generation trains; "
+            "set heldout_reasoning.families and heldout_reasoning.levels_above as task_pool's "
+            "reasoning_gym_families and levels_above"
+        )
+    return at_chosen_levels(items, frontier)

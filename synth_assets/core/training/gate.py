@@ -22,20 +22,41 @@ stronger trivial baseline (most common answer, last shot's answer), each signifi
 (NO_GAIN otherwise): "not worse" alone let a model trained on its own unverified samples be
 promoted for drifting toward the most common answer (bench/self_improvement.py, naive arm), and
 the mission is to promote a model only when it is better.
+
+A row's gain claim is a conjunction (better than the parent AND better than the stronger
+baseline), so it is tested by p_row = max(p_vs_parent, p_vs_baseline). By the intersection-union
+principle (Berger 1982) rejecting its null, the union "not better than one or not better than the
+other", only when both tests reject at alpha is itself a level-alpha test: the conjunction needs no
+adjustment. Many (family, variant) rows make many chances of a spurious gain, so the m rows' p_row
+(the macro row excluded) are corrected (``correction``, Holm's step-down by default) into
+``p_gain_adj``; a row is a ``significant_gain`` when it beats both and ``p_gain_adj`` is under
+alpha, and the family-wise rate of spurious gains stays under alpha. The regression rules
+(REGRESSION, SHIFT_REGRESSION) stay uncorrected: a correction would make them fire less often, and
+refusing a candidate on an uncorrected test is the conservative side. ``power_10pt`` is each row's
+power to find a 10-point net gain over the parent at the level the correction leaves one row
+(alpha / m under Holm: its first step, a lower bound for the procedure; alpha without it; the
+baseline test must pass too), from the observed discordant rate between candidate and parent (at
+least ``POWER_DISCORDANT_FLOOR``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Literal
 
 import polars as pl
 from pydantic import Field
 
 from synth_assets.core.settings import Settings
-from synth_assets.core.stats import mcnemar_p, wilson
+from synth_assets.core.stats import holm, mcnemar_p, mcnemar_power, wilson
 
 MACRO = "_macro_"
+POWER_GAIN = 0.10  # the net gain power_10pt is about
+# The discordant rate power_10pt assumes at least: a 10-point gain needs 10% of the items
+# discordant, and a lower observed rate (a candidate that nearly copies its parent, or none at
+# all) says little about the rate a real gain would bring; a lower rate would report more power.
+POWER_DISCORDANT_FLOOR = 0.2
 
 
 class GateSettings(Settings):
@@ -53,6 +74,12 @@ class GateSettings(Settings):
         default=True,
         description="promote only with a significant gain over the parent and "
         "the trivial baselines in at least one family (NO_GAIN otherwise)",
+    )
+    correction: Literal["holm", "none"] = Field(
+        default="holm",
+        description="multiple-comparison correction of the gain tests: holm (step-down, over the "
+        "rows of one comparison, each row's p the larger of its two gain p-values) or none; the "
+        "regression tests are never corrected (the conservative side)",
     )
 
 
@@ -79,8 +106,7 @@ def compare(
         mc, ls = g["most_common"].to_list(), g["last_shot"].to_list()
         best_base = mc if sum(mc) >= sum(ls) else ls
         p_parent, p_base = mcnemar_p(c, p), mcnemar_p(c, best_base)
-        worse = kc < kp and p_parent < settings.alpha
-        gain = kc > kp and p_parent < settings.alpha and kc > sum(best_base) and p_base < settings.alpha
+        worse = kc < kp and p_parent < settings.alpha  # uncorrected: the conservative side
         ec, ep = entropy(g["ca"].to_list()), entropy(g["pa"].to_list())
         truth = entropy(g["answer"].to_list())
         reference = min(ep, truth) if ep >= settings.min_parent_entropy else truth
@@ -114,11 +140,14 @@ def compare(
                 "p_vs_baseline": p_base,
                 "candidate_answer_entropy": ec,
                 "parent_answer_entropy": ep,
-                "significant_gain": gain,
+                "significant_gain": False,
                 "significantly_worse": worse,
                 "flag": flag,
+                "discordant_rate": sum(x != y for x, y in zip(c, p, strict=True)) / n,
+                "beats_both": kc > kp and kc > sum(best_base),
             }
         )
+    _correct_gains(rows, settings)
     out = pl.DataFrame(rows, schema=EVAL_SCHEMA) if rows else pl.DataFrame(schema=EVAL_SCHEMA)
     held = out.filter(pl.col("variant") == "heldout")
     if held.height:
@@ -137,6 +166,21 @@ def compare(
         }
         out = pl.concat([out, pl.DataFrame([macro], schema=EVAL_SCHEMA)])
     return out
+
+
+def _correct_gains(rows: list[dict], settings: GateSettings) -> None:
+    """Fill each row's ``p_gain_adj``, ``significant_gain`` and ``power_10pt``. A row's gain p is
+    max(p_vs_parent, p_vs_baseline), the intersection-union test of "better than both"; the m rows'
+    are Holm-adjusted together (``correction="holm"``) or left as they are (``"none"``). The power
+    is at the level a single row gets: alpha / m (Holm's first step) or alpha."""
+    raw = [max(r["p_vs_parent"], r["p_vs_baseline"]) for r in rows]
+    adjusted = holm(raw) if settings.correction == "holm" else raw
+    level = settings.alpha / len(raw) if settings.correction == "holm" and raw else settings.alpha
+    for r, p_gain in zip(rows, adjusted, strict=True):
+        r["p_gain_adj"] = p_gain
+        r["significant_gain"] = r.pop("beats_both") and p_gain < settings.alpha
+        discordant = max(r.pop("discordant_rate"), POWER_DISCORDANT_FLOOR)
+        r["power_10pt"] = mcnemar_power(r["n"], discordant, POWER_GAIN, level)
 
 
 def decision(comparison: pl.DataFrame) -> tuple[bool, list[str]]:
@@ -173,4 +217,9 @@ EVAL_SCHEMA: dict[str, pl.DataType] = {
     "significant_gain": pl.Boolean,
     "significantly_worse": pl.Boolean,
     "flag": pl.String,
+    # the row's gain p, max(p_vs_parent, p_vs_baseline) (intersection-union), after the
+    # correction across the rows (GateSettings.correction; itself without one)
+    "p_gain_adj": pl.Float64,
+    # power to find a 10-point net gain over the parent (core/stats.py mcnemar_power)
+    "power_10pt": pl.Float64,
 }

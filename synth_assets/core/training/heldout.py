@@ -30,8 +30,10 @@ from synth_assets.core.generators.generation import PromptSettings, answer_promp
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks.sources import (
     DEFAULT_FAMILIES,
+    LevelsAbove,
     conform,
     draw_items,
+    ladder,
     level_config,
     levels_of,
     reasoning_gym_dataset,
@@ -69,12 +71,14 @@ HELDOUT_SCHEMA: dict[str, pl.DataType] = {
 
 
 class HeldoutSettings(Settings):
-    """Which held-out items every model is evaluated on."""
+    """Which held-out items every model is evaluated on (each family with the levels above it:
+    the generation evaluates the levels the frontier chose)."""
 
     families: list[str] = Field(
         default=list(DEFAULT_FAMILIES),
         description="reasoning-gym families, a level as family@L (default: the task pool's)",
     )
+    levels_above: LevelsAbove = 2
     items_per_family: int = Field(default=100, ge=1, description="items per family and variant")
     variants: list[str] = Field(default=list(VARIANTS), description="heldout, harder, rephrased")
     seed: int = Field(default=HELDOUT_SEED, description="first seed; keep it far from every training seed")
@@ -112,7 +116,7 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
         raise SynthConfigError(f"heldout_reasoning.variants: {bad} are not variants; use {list(VARIANTS)}")
     rows = []
     n = settings.items_per_family
-    for family in settings.families:
+    for family in ladder(settings.families, settings.levels_above):
         for variant in settings.variants:
             config = harder_config(family) if variant == "harder" else level_config(family)
             if config is None:
