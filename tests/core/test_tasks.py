@@ -148,12 +148,12 @@ def test_a_task_built_at_level_2_is_scored_at_level_2():
 @pytest.mark.parametrize(
     ("family", "message"),
     [
-        ("chain_sum@9", r"family 'chain_sum@9': chain_sum has levels 1 to 6"),
+        ("chain_sum@9", r"^task_pool.reasoning_gym_families: family 'chain_sum@9': chain_sum has levels 1 to 6"),
         ("chain_sum@x", r"family 'chain_sum@x': the level after '@' must be a whole number from 1"),
-        ("maze@1", r"family 'maze@1': maze has no difficulty levels"),
+        ("maze@1", r"^task_pool.reasoning_gym_families: family 'maze@1': maze has no difficulty levels"),
     ],
 )
-def test_a_level_that_does_not_exist_names_the_family(family, message):
+def test_a_level_that_does_not_exist_names_the_field_and_family(family, message):
     with pytest.raises(SynthConfigError, match=message):
         reasoning_gym_tasks([family], 2, seed=1)
 
@@ -165,6 +165,14 @@ def test_a_configuration_reasoning_gym_rejects_names_the_family_and_configuratio
         SynthConfigError, match=r"family 'chain_sum': reasoning-gym rejects the configuration \{'min_terms'"
     ):
         reasoning_gym_dataset("chain_sum", 4, 1, {"min_terms": 5, "max_terms": 2})
+
+
+def test_a_held_out_level_that_does_not_exist_names_the_held_out_field():
+    from synth_assets.core.generators.generation import PromptSettings
+    from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
+
+    with pytest.raises(SynthConfigError, match=r"^heldout_reasoning.families: family 'gcd@7': gcd has levels 1 to 3"):
+        heldout_items(HeldoutSettings(families=["gcd@7"], items_per_family=2), PromptSettings())
 
 
 def test_each_task_draws_its_own_examples_from_the_levels_pool():

@@ -6,11 +6,12 @@ task up again (a generation stays verifiable even if the task pool changes after
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -275,6 +276,18 @@ def draw_items(family: str, n: int, seed: int, heldout: bool, config: dict[str, 
     return reasoning_gym_dataset(family, n, seed, config), range(n), n
 
 
+@contextlib.contextmanager
+def naming_field(field: str) -> Iterator[None]:
+    """A configuration error raised inside names the setting it came from (``task_pool.
+    reasoning_gym_families: family 'chain_sum@9': chain_sum has levels 1 to 6``)."""
+    try:
+        yield
+    except SynthConfigError as exc:
+        if str(exc).startswith(field):
+            raise
+        raise SynthConfigError(f"{field}: {exc}") from None
+
+
 def reasoning_gym_tasks(families: Iterable[str], per_family: int, seed: int) -> pl.DataFrame:
     """``per_family`` tasks of each family. A family with a level (``chain_sum@1``) gets distinct
     questions from the training side of the held-out split (fewer when its level has fewer)."""
@@ -283,8 +296,9 @@ def reasoning_gym_tasks(families: Iterable[str], per_family: int, seed: int) -> 
     rows = []
     for family in families:
         base, level = split_level(family)
-        config = level_config(family)
-        ds, indices, size = draw_items(family, per_family, seed, heldout=False)
+        with naming_field("task_pool.reasoning_gym_families"):
+            config = level_config(family)
+            ds, indices, size = draw_items(family, per_family, seed, heldout=False)
         for i in indices:
             entry = ds[i]
             spec = {"name": base, "size": size, "seed": seed, "index": i}

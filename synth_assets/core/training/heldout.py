@@ -36,6 +36,7 @@ from synth_assets.core.tasks.sources import (
     ladder,
     level_config,
     levels_of,
+    naming_field,
     reasoning_gym_dataset,
     reasoning_gym_families,
     split_level,
@@ -118,11 +119,12 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
     n = settings.items_per_family
     for family in ladder(settings.families, settings.levels_above):
         for variant in settings.variants:
-            config = harder_config(family) if variant == "harder" else level_config(family)
-            if config is None:
-                continue  # no harder setting is known for this family
-            # a level's held-out items: distinct questions the task pool never draws
-            ds, indices, size = draw_items(family, n, settings.seed, heldout=True, config=config)
+            with naming_field("heldout_reasoning.families"):
+                config = harder_config(family) if variant == "harder" else level_config(family)
+                if config is None:
+                    continue  # no harder setting is known for this family
+                # a level's held-out items: distinct questions the task pool never draws
+                ds, indices, size = draw_items(family, n, settings.seed, heldout=True, config=config)
             for i in indices:
                 entry = ds[i]
                 q = entry["question"]
