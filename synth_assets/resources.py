@@ -103,11 +103,17 @@ class BuiltOnce(dg.ConfigurableResource):
             self._built["built"] = self.build()
         return self._built["built"]
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+    def release(self) -> bool:
+        """Close what ``build()`` made, if anything, so its memory goes back before a step that
+        needs it more (training); a later ``get()`` builds it again. True when something was freed."""
         thing = self._built.pop("built", None)
         close = getattr(thing, "close", None)
         if callable(close):
             close()
+        return thing is not None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.release()
 
 
 class GeneratorResource(BuiltOnce, ABC):

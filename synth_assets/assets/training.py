@@ -19,13 +19,14 @@ from synth_assets.assets._common import (
 )
 from synth_assets.core.generators.generation import PromptSettings
 from synth_assets.core.markdown import markdown_table
+from synth_assets.core.memory import rss_bytes
 from synth_assets.core.quality.charts import chart_markdown, loss_chart_png
 from synth_assets.core.training.frontier import heldout_at_chosen_levels
 from synth_assets.core.training.gate import MACRO, GateSettings
 from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 from synth_assets.core.training.loop import CandidateSettings, evaluate_candidate, train_candidate
 from synth_assets.core.training.registry import PromotionSettings, Registry
-from synth_assets.resources import WarehouseResource
+from synth_assets.resources import GeneratorResource, WarehouseResource
 
 TRAINING_KINDS = {"polars", "duckdb", "pytorch"}
 
@@ -66,6 +67,7 @@ def candidate_model(
     config: CandidateConfig,
     mixed_training_set: pl.DataFrame,
     warehouse: WarehouseResource,
+    generator: GeneratorResource,
 ) -> dg.MaterializeResult:
     """A generator fine-tuned (LoRA) on this generation's mix (train split; validation split for
     early stopping), or with ``objective: dpo`` on this generation's preference pairs (those a
@@ -74,6 +76,14 @@ def candidate_model(
     generation = generation_of(context)
     wh = warehouse.get()
     registry = Registry(wh)
+    # the run's generator (loaded by the generation steps, kept for the rest of the run) is not
+    # needed while training: its weights go back first (the default run's training step peaked at
+    # 5.00 GB with it resident, bench/RESULTS.md); a later step that wants it loads it again
+    before = rss_bytes()
+    if generator.release():
+        context.log.info(
+            f"released the generator's model before training: {before / 1e9:.2f} -> {rss_bytes() / 1e9:.2f} GB"
+        )
     with user_errors():
         pairs = wh.read("preference_pairs", generation=generation) if config.objective == "dpo" else None
         row = train_candidate(

@@ -115,3 +115,35 @@ def test_the_batched_weights_setting_comes_from_the_environment_and_a_typo_is_na
     monkeypatch.setenv("SYNTH_LLAMA_BATCHED_WEIGHTS", "fp16")
     with pytest.raises(SynthConfigError, match="SYNTH_LLAMA_BATCHED_WEIGHTS='fp16': one of auto, f16, stored"):
         generator_from_env()
+
+
+class _ClosingDouble:
+    """TEST DOUBLE: a built thing that records whether it was closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_released_generator_is_closed_and_built_again_on_next_use():
+    """candidate_model frees the run's generator before training; a later step gets a new one."""
+    from synth_assets.resources import GeneratorResource
+
+    class ClosingGeneratorResource(GeneratorResource):
+        def build(self) -> _ClosingDouble:
+            return _ClosingDouble()
+
+    res = ClosingGeneratorResource()
+    first = res.get()
+    released = res.release()
+    second = res.get()
+    assert (released, first.closed, second is first, second.closed, res.release(), res.release()) == (
+        True,
+        True,
+        False,
+        False,
+        True,
+        False,
+    )
