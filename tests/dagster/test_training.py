@@ -616,3 +616,23 @@ def test_a_candidate_started_from_an_unpromoted_one_names_it_and_is_gated_agains
         reg.cached_scores(score_key("base"), ids) is not None,
         reg.cached_scores(score_key(first["model_id"]), ids),
     ) == (first["model_id"], True, None)
+
+
+def test_a_model_is_evaluated_only_on_the_items_it_has_not_answered_before(warehouse):
+    """generator_eval at a new level: the model in service answered the old level's items when it
+    was gated; only the new items run (the double records every prompt it is asked)."""
+    from synth_assets.core.training.loop import stored_answers
+    from tests.doubles import RuleGeneratorDouble
+
+    reg = Registry(warehouse)
+    items = heldout_items(
+        HeldoutSettings(families=["gcd@1", "gcd@2"], items_per_family=3, levels_above=0), PromptSettings()
+    )
+    old, new = items.filter(pl.col("family") == "gcd@1"), items.filter(pl.col("family") == "gcd@2")
+    stored_answers(reg, "m", old, lambda: RuleGeneratorDouble([(".", " 1")]))
+    double = RuleGeneratorDouble([(".", " 1")])
+    scores = stored_answers(reg, "m", items, lambda: double)
+    assert (len(double.prompts), sorted(scores["item_id"].to_list())) == (
+        new.height,
+        sorted(items["item_id"].to_list()),
+    )

@@ -247,21 +247,25 @@ def stored_answers(
     log: Log = lambda _m: None,
     close: bool = True,
 ) -> pl.DataFrame:
-    """The model's per-item results, from the registry when it was evaluated on these items
-    before (greedy decoding makes them a property of the model), else computed and stored.
+    """The model's per-item results: from the registry for the items it was evaluated on before
+    (greedy decoding makes them a property of the model), computed and stored for the rest only
+    (a generation at a new level evaluates its new items, not the old ones again).
     ``open_generator`` is called only when the model must run; ``close`` frees what it made."""
-    cached = registry.cached_scores(key, items["item_id"].to_list())
-    if cached is not None:
+    stored = registry.stored_scores(key, items["item_id"].to_list())
+    missing = items.filter(~pl.col("item_id").is_in(stored["item_id"].to_list())) if stored.height else items
+    if missing.height == 0:
         log(f"{key}: reusing its stored answers on {items.height} held-out items")
-        return cached
+        return stored
+    if stored.height:
+        log(f"{key}: reusing its stored answers on {stored.height} held-out items; evaluating {missing.height}")
     gen = open_generator()
     try:
-        scores = evaluate(gen, key, items, log=log)
+        scores = evaluate(gen, key, missing, log=log)
     finally:
         if close:
             _close(gen)
     registry.store_scores(scores)
-    return scores
+    return pl.concat([stored, scores], how="diagonal_relaxed") if stored.height else scores
 
 
 def scores_for(

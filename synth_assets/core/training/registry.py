@@ -256,12 +256,19 @@ class Registry:
                 )
 
     # ------------------------------------------------------------ per-item scores
+    def stored_scores(self, model_id: str, item_ids: list[str]) -> pl.DataFrame:
+        """The model's stored answers on those of these items it was evaluated on (maybe none)."""
+        if not self.wh.table_exists("model_item_scores"):
+            return pl.DataFrame()
+        df = self.wh.sql(
+            f"select * from {self.wh.schema}.model_item_scores where model_id = ? and item_id in (select unnest(?))",
+            [model_id, list(dict.fromkeys(item_ids))],
+        )
+        return df.unique("item_id", keep="last", maintain_order=True)
+
     def cached_scores(self, model_id: str, item_ids: list[str]) -> pl.DataFrame | None:
         """The model's stored answers on exactly these items, or None if any is missing."""
-        if not self.wh.table_exists("model_item_scores"):
-            return None
-        df = self.wh.sql(f"select * from {self.wh.schema}.model_item_scores where model_id = ?", [model_id])
-        df = df.filter(pl.col("item_id").is_in(item_ids)).unique("item_id", keep="last")
+        df = self.stored_scores(model_id, item_ids)
         return df if df.height == len(set(item_ids)) else None
 
     def store_scores(self, scores: pl.DataFrame) -> None:
