@@ -120,7 +120,12 @@ def human(n: int) -> pl.DataFrame:
 
 def test_floor_violation_fails_with_a_message_that_says_what_to_do():
     with pytest.raises(HumanFloorError, match=r"human share would be 16.7%.*below the floor of 35%.*downsample"):
-        build_mix(accepted(50), human(10), 1, MixSettings(human_floor=0.35))
+        build_mix(accepted(50), human(10), 1, MixSettings(human_floor=0.35, on_floor_violation="fail"))
+
+
+def test_by_default_a_mix_over_the_floor_keeps_an_even_sample_of_synthetic_rows():
+    mix, _ = build_mix(accepted(50), human(10), 1, MixSettings(human_floor=0.35))
+    assert (mix["source"] == "synthetic").sum() == 18  # 10 human rows x 0.65 / 0.35, rounded down
 
 
 def test_synthetic_alone_is_refused():

@@ -87,7 +87,7 @@ def test_floor_violation_fails_the_run_and_keeps_the_previous_mix(offline_resour
         offline_resources,
         instance,
         human_reference={"config": {"include_humaneval": False, "user_files": [str(refs)]}},
-        mixed_training_set=MixConfig(human_floor=0.9),
+        mixed_training_set=MixConfig(human_floor=0.9, on_floor_violation="fail"),
     )
     assert not bad.success and "below the floor of 90%" in failure_messages(bad)
     assert wh.read("mixed_training_set", generation=1).height > 0  # the earlier mix is untouched
