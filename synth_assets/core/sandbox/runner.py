@@ -328,6 +328,9 @@ class _Deadline(BaseException):
     """The wall clock ran out (a BaseException, so a test's ``except Exception`` cannot eat it)."""
 
 
+PROCESS_ENDED = "the candidate's process ended during a call"
+
+
 class CandidateFailed(Exception):
     """The candidate did not return plain data for a call (it crashed, hung up or cheated)."""
 
@@ -347,7 +350,7 @@ class _Proxy:
         try:
             reply = json.loads(read_record(self._resp, self._max))
         except EOFError:
-            raise CandidateFailed("the candidate's process ended during a call") from None
+            raise CandidateFailed(PROCESS_ENDED) from None
         except ValueError as exc:
             raise CandidateFailed(f"the candidate's reply was refused: {exc}") from None
         if "ok" in reply:
@@ -451,6 +454,12 @@ def run_function(lim: dict, workdir: str) -> dict:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     done, st = os.waitpid(pid, os.WNOHANG)  # the candidate's status, if it already ended
+    if not done and detail == PROCESS_ENDED:
+        # its pipe closes as it exits, a moment before its status can be collected (longer on a
+        # busy machine): wait for that status, or a busy loop the CPU limit killed reads as a
+        # plain failure instead of a timeout
+        st, _late = _wait(pid, time.monotonic() + 2.0)
+        done = st is not None
     return {
         **_finish(pid, st if done else None, timed_out, t0, lim, workdir),
         "nonce": material["nonce"],
