@@ -148,3 +148,18 @@ def test_the_guesser_learns_the_levels_distribution_not_the_measured_items_answe
     knows only the level passes one in a hundred."""
     reference = [str(i) for i in range(100)]
     assert guess_rates(["1", "2", "3", "4"], 1, reference) == pytest.approx((0.01, 0.01))
+
+
+def test_a_stored_measurement_is_classified_under_todays_thresholds():
+    """Reused rows keep their rates, not their status: raising `mastered` un-masters a level."""
+    gen = skill({"chain_sum@1": {1, 2, 3, 4}, "chain_sum@2": {2}}, greedy_items={"chain_sum@1": 10})  # 10/12
+    first = measure_frontier(gen, "m", ["chain_sum@1"], SETTINGS, PROMPTS, TOP)
+    stored = {r["family"]: r for r in first.to_dicts()}
+    strict = SETTINGS.model_copy(update={"mastered": 0.9})
+    again = skill({})
+    second = measure_frontier(again, "m", ["chain_sum@1"], strict, PROMPTS, TOP, stored)
+    assert (first["status"].to_list(), second["status"].to_list(), again.asked) == (
+        ["mastered", "learnable"],
+        ["learnable", "learnable"],
+        [],
+    )

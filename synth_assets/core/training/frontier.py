@@ -254,6 +254,11 @@ def measure_frontier(
             family = with_level(base, lvl)
             level_config(family)  # the level exists
             row = (stored or {}).get(family)
+            if row is not None:  # measured before; its status under today's thresholds
+                trivial = max(row["most_common_rate"], row["last_shot_rate"])
+                row = row | {
+                    "status": classify(row["greedy_rate"], row["pass_at_k"], row["guess_pass_at_k"], trivial, settings)
+                }
             if row is None:
                 row = measure_level(generator, model_id, family, settings, prompts)
                 log(
