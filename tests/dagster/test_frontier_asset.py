@@ -27,7 +27,9 @@ POOL = TaskPoolConfig(
 )
 
 
-def _run(db_path: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def _run(db_path: str, instance: dg.DagsterInstance, **configs: object) -> dg.ExecuteInProcessResult:
+    """task_pool, capability_frontier and raw_candidates of the next generation with SKILL;
+    ``configs`` add run configs by asset."""
     wh = WarehouseResource(path=db_path)
     return materialize_generation(
         [task_pool, capability_frontier, raw_candidates, *synthesized_tasks.to_source_assets()],
@@ -38,7 +40,9 @@ def _run(db_path: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResul
             "generator": SKILL,
             "humaneval_split": HumanEvalSplitResource(),
         },
-        run_config=dg.RunConfig({"task_pool": POOL, "raw_candidates": RawCandidatesConfig(samples_per_task=1)}),
+        run_config=dg.RunConfig(
+            {"task_pool": POOL, "raw_candidates": RawCandidatesConfig(samples_per_task=1), **configs}
+        ),
     )
 
 
@@ -78,24 +82,7 @@ def test_the_frontier_chart_is_on_the_assets_page(db_path, instance):
 
 
 def test_steering_off_generates_at_the_levels_as_written(db_path, instance):
-    wh = WarehouseResource(path=db_path)
-    result = materialize_generation(
-        [task_pool, capability_frontier, raw_candidates, *synthesized_tasks.to_source_assets()],
-        instance,
-        resources={
-            "warehouse": wh,
-            "io_manager": GenerationalIOManager(warehouse=wh),
-            "generator": SKILL,
-            "humaneval_split": HumanEvalSplitResource(),
-        },
-        run_config=dg.RunConfig(
-            {
-                "task_pool": POOL,
-                "capability_frontier": {"config": {"steer": False}},
-                "raw_candidates": RawCandidatesConfig(samples_per_task=1),
-            }
-        ),
-    )
+    result = _run(db_path, instance, capability_frontier={"config": {"steer": False}})
     raw = result.output_for_node("raw_candidates")
     assert (sorted(set(raw["family"])), SkillGeneratorResource.last.asked) == (["chain_sum@1", "gcd"], [])
 
