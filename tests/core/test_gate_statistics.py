@@ -219,3 +219,94 @@ def test_items_for_80_percent_power():
 def test_power_refuses_a_gain_the_discordant_rate_cannot_carry(args):
     with pytest.raises(ValueError):
         mcnemar_power(*args)
+
+
+# ------------------------------------------------------------------ stopping once the decision is settled
+@st.composite
+def _evaluation(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """Held-out items of one or two families (heldout and harder), a parent's and a candidate's answers
+    on all of them (right, or one of two wrong answers), and how many the candidate answered so far."""
+
+    rows, cand, par = [], [], []
+    n = draw(st.integers(8, 120))
+    skill = draw(st.floats(0.0, 1.0))
+    families = draw(st.sampled_from([("a@1",), ("a@1", "b@1")]))
+    for i in range(n):
+        family, variant = families[i % len(families)], ("heldout", "harder")[(i // len(families)) % 2]
+        answer = str(draw(st.integers(0, 9)))
+        rows.append(
+            {"item_id": f"i{i}", "family": family, "variant": variant, "answer": answer, "last_shot_answer": "0"}
+        )
+        for who, p_right in ((par, 0.3), (cand, skill)):
+            right = draw(st.floats(0, 1)) < p_right
+            given = answer if right else draw(st.sampled_from(["x", "y"]))
+            who.append(
+                {"item_id": f"i{i}", "family": family, "variant": variant, "correct": right, "answer_given": given}
+            )
+    items = pl.DataFrame(rows)
+    return items, pl.DataFrame(cand), pl.DataFrame(par), draw(st.integers(1, n))
+
+
+@given(_evaluation())
+@settings(max_examples=150, deadline=None)
+def test_a_settled_decision_is_the_decision_every_item_gives(case):
+    """Stopping early never changes the gate's decision: whenever the answers so far settle it,
+    the decision on every item is the same."""
+    from synth_assets.core.training.gate import settled
+    from synth_assets.core.training.heldout import trivial_baselines
+
+    items, cand, par, seen = case
+    baselines = trivial_baselines(items)
+    gate = GateSettings()
+    full = decision(compare(cand, par, baselines, gate))
+    early = settled(cand.head(seen), par, items, baselines, gate)
+    assert early is None or early[0] == full[0]
+
+
+def test_a_clearly_better_candidate_is_settled_before_every_item_is_evaluated():
+    from synth_assets.core.training.gate import settled
+    from synth_assets.core.training.heldout import trivial_baselines
+
+    n = 200
+    items = pl.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(n)],
+            "family": ["a@1"] * n,
+            "variant": ["heldout"] * n,
+            "answer": [str(i % 10) for i in range(n)],
+            "last_shot_answer": ["x"] * n,
+        }
+    )
+    par = items.select(
+        "item_id",
+        "family",
+        "variant",
+        (pl.col("item_id").str.slice(1).cast(int) % 10 == 0).alias("correct"),
+        pl.col("answer").alias("answer_given"),
+    )
+    cand = items.select(
+        "item_id", "family", "variant", pl.lit(True).alias("correct"), pl.col("answer").alias("answer_given")
+    )
+    assert settled(cand.head(150), par, items, trivial_baselines(items), GateSettings()) == (True, [])
+
+
+def test_a_clearly_worse_candidate_is_refused_before_every_item_is_evaluated():
+    from synth_assets.core.training.gate import settled
+    from synth_assets.core.training.heldout import trivial_baselines
+
+    n = 200
+    items = pl.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(n)],
+            "family": ["a@1"] * n,
+            "variant": ["heldout"] * n,
+            "answer": [str(i % 10) for i in range(n)],
+            "last_shot_answer": ["x"] * n,
+        }
+    )
+    par = items.select(
+        "item_id", "family", "variant", pl.lit(True).alias("correct"), pl.col("answer").alias("answer_given")
+    )
+    cand = par.with_columns(pl.lit(False).alias("correct"), pl.lit("7").alias("answer_given"))
+    ok, reasons = settled(cand.head(60), par, items, trivial_baselines(items), GateSettings())
+    assert (ok, [r.split(":")[0] for r in reasons]) == (False, ["REGRESSION", "MACRO_LOWER"])

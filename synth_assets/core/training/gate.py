@@ -75,6 +75,12 @@ class GateSettings(Settings):
         description="promote only with a significant gain over the parent and "
         "the trivial baselines in at least one family (NO_GAIN otherwise)",
     )
+    evaluation_chunks: int = Field(
+        default=8,
+        ge=1,
+        description="the candidate is evaluated in this many parts and stops once the gate's decision is "
+        "settled (every remaining answer right, or every one wrong, gives the same decision); 1 = every item",
+    )
     correction: Literal["holm", "none"] = Field(
         default="holm",
         description="multiple-comparison correction of the gain tests: holm (step-down, over the "
@@ -181,6 +187,53 @@ def _correct_gains(rows: list[dict], settings: GateSettings) -> None:
         r["significant_gain"] = r.pop("beats_both") and p_gain < settings.alpha
         discordant = max(r.pop("discordant_rate"), POWER_DISCORDANT_FLOOR)
         r["power_10pt"] = mcnemar_power(r["n"], discordant, POWER_GAIN, level)
+
+
+# the flags more right answers can only clear: a refusal by one of these in the best case stands
+MONOTONE_FLAGS = ("REGRESSION", "SHIFT_REGRESSION", "MACRO_LOWER", "NO_GAIN")
+
+
+def completed(candidate: pl.DataFrame, items: pl.DataFrame, right: bool) -> pl.DataFrame:
+    """The candidate's answers on every item: its own where evaluated, and on the rest every
+    answer right (the reference answer) or every answer wrong (its most common answer of that
+    family and variant so far: the lowest answer entropy the rest could give)."""
+    rest = items.join(candidate.select("item_id"), on="item_id", how="anti")
+    if rest.height == 0:
+        return candidate
+    if right:
+        fill = rest.select(
+            "item_id", "family", "variant", pl.lit(True).alias("correct"), pl.col("answer").alias("answer_given")
+        )
+    else:
+        modes = candidate.group_by("family", "variant").agg(pl.col("answer_given").mode().sort().first().alias("m"))
+        fill = rest.join(modes, on=["family", "variant"], how="left").select(
+            "item_id",
+            "family",
+            "variant",
+            pl.lit(False).alias("correct"),
+            pl.col("m").fill_null("").alias("answer_given"),
+        )
+    cols = ["item_id", "family", "variant", "correct", "answer_given"]
+    return pl.concat([candidate.select(cols), fill.select(cols)], how="vertical_relaxed")
+
+
+def settled(
+    candidate: pl.DataFrame, parent: pl.DataFrame, items: pl.DataFrame, baselines: pl.DataFrame, settings: GateSettings
+) -> tuple[bool, list[str]] | None:
+    """The gate's decision on every item, known from the candidate's answers on some of them, or
+    None while the remaining items could still change it. The decision can only move toward
+    promotion as answers turn right, except the diversity rule, whose worst case is every
+    remaining answer the same: so promotion is settled when the worst completion (every remaining
+    answer wrong and alike) promotes, and refusal when the best one (every remaining answer
+    right) is refused by a flag more right answers cannot clear. The decision is then exactly
+    the one evaluating every item would give: stopping early costs no error rate."""
+    worst = decision(compare(completed(candidate, items, right=False), parent, baselines, settings))
+    if worst[0]:
+        return worst
+    ok, reasons = decision(compare(completed(candidate, items, right=True), parent, baselines, settings))
+    if not ok and any(r.startswith(MONOTONE_FLAGS) for r in reasons):
+        return ok, [r for r in reasons if r.startswith(MONOTONE_FLAGS)]
+    return None
 
 
 def decision(comparison: pl.DataFrame) -> tuple[bool, list[str]]:

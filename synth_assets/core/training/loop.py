@@ -21,7 +21,7 @@ from synth_assets.core.generators.generation import PromptSettings, TextGenerato
 from synth_assets.core.generators.llama_backend import MODEL_ID, BatchedWeights, ensure_model_file
 from synth_assets.core.stats import wilson
 from synth_assets.core.training.evaluation import evaluate
-from synth_assets.core.training.gate import GateSettings, compare, decision
+from synth_assets.core.training.gate import GateSettings, compare, decision, settled
 from synth_assets.core.training.heldout import decontaminate, trivial_baselines
 from synth_assets.core.training.prompt_format import preference_triple, training_pairs
 from synth_assets.core.training.registry import ModelRecord, Registry
@@ -301,12 +301,57 @@ def evaluate_candidate(
     items, dropped = decontaminate(items, mix["prompt"] if mix.height else pl.Series([], dtype=pl.String))
     if dropped:
         log(f"dropped {dropped} held-out items whose question is in the mix")
-    cs = scores_for(cand, items, registry, log)
     ps = scores_for(parent, items, registry, log)
-    comparison = compare(cs, ps, trivial_baselines(items), gate)
-    ok, reasons = decision(comparison)
+    baselines = trivial_baselines(items)
+    cs, verdict = curtailed_scores(cand, items, ps, baselines, registry, gate, log)
+    comparison = compare(cs, ps, baselines, gate)
+    ok, reasons = verdict if verdict is not None else decision(comparison)
     registry.set_scores(model_id, summary_scores(comparison))
     return comparison, ok, reasons, dropped
+
+
+def curtailed_scores(
+    record: ModelRecord,
+    items: pl.DataFrame,
+    parent_scores: pl.DataFrame,
+    baselines: pl.DataFrame,
+    registry: Registry,
+    gate: GateSettings,
+    log: Log = lambda _m: None,
+) -> tuple[pl.DataFrame, tuple[bool, list[str]] | None]:
+    """The candidate's answers, evaluated in ``gate.evaluation_chunks`` parts (items in an order
+    fixed by their ids, so each part spans every family and variant) until the gate's decision
+    is settled (``gate.settled``): (its answers so far, the settled decision or None when every
+    item was needed). A strong or a clearly worse candidate stops early; the decision is the one
+    every item would give. The answers are stored, so a later evaluation of the model runs only
+    the items it skipped."""
+    key = score_key(record.model_id)
+    order = items.with_columns(pl.col("item_id").hash(seed=11).alias("_h")).sort("_h").drop("_h")
+    chunk = -(-order.height // gate.evaluation_chunks)
+    opened: dict[str, TextGenerator] = {}  # the candidate's model, loaded once for every part
+
+    def open_once() -> TextGenerator:
+        if "gen" not in opened:
+            opened["gen"] = load_generator(record)
+        return opened["gen"]
+
+    scores = pl.DataFrame()
+    try:
+        for end in range(chunk, order.height + chunk, chunk):
+            scores = stored_answers(registry, key, order.head(end), open_once, log, close=False)
+            if end >= order.height:
+                break
+            verdict = settled(scores, parent_scores, items, baselines, gate)
+            if verdict is not None:
+                log(
+                    f"{key}: the gate's decision is settled after {scores.height} of {items.height} held-out items "
+                    f"({'promote' if verdict[0] else 'refuse'}); the rest are not evaluated"
+                )
+                return scores, verdict
+    finally:
+        if "gen" in opened:
+            _close(opened["gen"])
+    return scores, None
 
 
 def summary_scores(comparison: pl.DataFrame) -> dict:
