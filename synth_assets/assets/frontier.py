@@ -28,6 +28,8 @@ def _starts_and_tops(task_pool: pl.DataFrame) -> tuple[list[str], dict[str, int]
     """Per family with levels in the pool: its lowest level (where the ladder starts, as written
     in task_pool.reasoning_gym_families) and its highest (the pool holds nothing above it)."""
     levels: dict[str, list[int]] = {}
+    if "family" not in task_pool.columns:  # the pool was never written
+        return [], {}
     for family in task_pool.filter(pl.col("family").str.contains(LEVEL_SEP, literal=True))["family"].unique():
         base, level = split_level(family)
         levels.setdefault(base, []).append(level or 1)
@@ -65,6 +67,10 @@ def capability_frontier(
     service reuses its rows."""
     generation = generation_of(context)
     starts, tops = _starts_and_tops(task_pool)
+    if not starts:  # no family with levels: nothing to steer, and no model to load for it
+        context.log.info("no family of the task pool has levels: the frontier has nothing to measure")
+        empty = pl.DataFrame(schema=FRONTIER_SCHEMA)
+        return dg.MaterializeResult(value=empty, metadata=table_meta(empty, generation=generation, chosen=[]))
     gen = generator.get()
     if not config.steer:
         df = configured_levels(starts, gen.model)
