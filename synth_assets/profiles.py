@@ -14,7 +14,10 @@ SMOKE_RUN_CONFIG: dict = {
         "capability_frontier": {"config": {"steer": False}},
         "raw_candidates": {"config": {"samples_per_task": 2, "code_max_tokens": 48}},
         "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 48}},
-        "heldout_reasoning": {"config": {"families": ["letter_counting", "gcd"], "items_per_family": 10}},
+        # the task pool's families at their levels as written (the frontier is not measured here)
+        "heldout_reasoning": {
+            "config": {"families": ["chain_sum@1", "basic_arithmetic@1"], "items_per_family": 10, "levels_above": 0}
+        },
         "judge_calibration": {"config": {"rows_per_cell": 3, "human_rows": 3, "pairs": 3}},
     }
 }
