@@ -12,6 +12,7 @@ from synth_assets.core.tasks.sources import LEVEL_SEP, split_level
 from synth_assets.core.training.frontier import (
     FRONTIER_SCHEMA,
     FrontierSettings,
+    chosen_families,
     configured_levels,
     measure_frontier,
     measurement_key,
@@ -81,7 +82,7 @@ def capability_frontier(
         with user_errors():
             df = measure_frontier(gen, gen.model, starts, config, config, tops, stored, log=context.log.info)
         reused = sum(f in stored for f in df["family"].to_list())
-        chosen = df.filter(pl.col("chosen"))["family"].to_list()
+        chosen = chosen_families(df)
         left_out = sorted({split_level(s)[0] for s in starts} - {split_level(c)[0] for c in chosen})
         context.log.info(
             f"frontier of {gen.model}: generating at {chosen or 'no level'}"
@@ -98,7 +99,7 @@ def capability_frontier(
             df,
             generation=generation,
             model=gen.model,
-            chosen=df.filter(pl.col("chosen"))["family"].to_list(),
+            chosen=chosen_families(df),
             status_by_level=counts(df, "status"),
             frontier=dg.MetadataValue.md(markdown_table(df, [c for c in cols if c in df.columns], rows=40)),
             **({"chart": dg.MetadataValue.md(chart)} if chart else {}),

@@ -263,12 +263,9 @@ def test_a_settled_decision_is_the_decision_every_item_gives(case):
     assert early is None or early[0] == full[0]
 
 
-def test_a_clearly_better_candidate_is_settled_before_every_item_is_evaluated():
-    from synth_assets.core.training.gate import settled
-    from synth_assets.core.training.heldout import trivial_baselines
-
-    n = 200
-    items = pl.DataFrame(
+def _one_family_items(n: int) -> pl.DataFrame:
+    """n held-out items of one family, answers 0-9 in turn, the last shot's answer never right."""
+    return pl.DataFrame(
         {
             "item_id": [f"i{i}" for i in range(n)],
             "family": ["a@1"] * n,
@@ -277,6 +274,13 @@ def test_a_clearly_better_candidate_is_settled_before_every_item_is_evaluated():
             "last_shot_answer": ["x"] * n,
         }
     )
+
+
+def test_a_clearly_better_candidate_is_settled_before_every_item_is_evaluated():
+    from synth_assets.core.training.gate import settled
+    from synth_assets.core.training.heldout import trivial_baselines
+
+    items = _one_family_items(200)
     par = items.select(
         "item_id",
         "family",
@@ -294,16 +298,7 @@ def test_a_clearly_worse_candidate_is_refused_before_every_item_is_evaluated():
     from synth_assets.core.training.gate import settled
     from synth_assets.core.training.heldout import trivial_baselines
 
-    n = 200
-    items = pl.DataFrame(
-        {
-            "item_id": [f"i{i}" for i in range(n)],
-            "family": ["a@1"] * n,
-            "variant": ["heldout"] * n,
-            "answer": [str(i % 10) for i in range(n)],
-            "last_shot_answer": ["x"] * n,
-        }
-    )
+    items = _one_family_items(200)
     par = items.select(
         "item_id", "family", "variant", pl.lit(True).alias("correct"), pl.col("answer").alias("answer_given")
     )

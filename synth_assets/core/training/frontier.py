@@ -317,6 +317,11 @@ def configured_levels(starts: list[str], model_id: str) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=FRONTIER_SCHEMA) if rows else pl.DataFrame(schema=FRONTIER_SCHEMA)
 
 
+def chosen_families(frontier: pl.DataFrame) -> list[str]:
+    """The family@level a generation uses, sorted (none for an empty or unwritten frontier)."""
+    return sorted(frontier.filter(pl.col("chosen"))["family"].to_list()) if "chosen" in frontier.columns else []
+
+
 def at_chosen_levels(df: pl.DataFrame, frontier: pl.DataFrame, column: str = "family") -> pl.DataFrame:
     """The rows of ``df`` a generation uses: every family without a level, and of the families
     with one only the levels the frontier chose (the task pool and the held-out items hold each
@@ -324,7 +329,7 @@ def at_chosen_levels(df: pl.DataFrame, frontier: pl.DataFrame, column: str = "fa
     generation: the frontier was not materialized, or no family has levels) leaves ``df`` as it is."""
     if frontier.height == 0:
         return df
-    chosen = sorted(frontier.filter(pl.col("chosen"))["family"].to_list())
+    chosen = chosen_families(frontier)
     return df.filter(~pl.col(column).str.contains(LEVEL_SEP, literal=True) | pl.col(column).is_in(chosen))
 
 
@@ -332,7 +337,7 @@ def heldout_at_chosen_levels(items: pl.DataFrame, frontier: pl.DataFrame) -> pl.
     """The held-out items a generation is judged on (``at_chosen_levels``); a chosen level without
     held-out items is a configuration error that names the field (the held-out ladder is shorter
     than the task pool's)."""
-    chosen = frontier.filter(pl.col("chosen"))["family"].to_list() if frontier.height else []
+    chosen = chosen_families(frontier)
     have = set(items["family"].to_list())
     missing = sorted(f for f in chosen if f not in have)
     if missing:
