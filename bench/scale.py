@@ -67,6 +67,7 @@ def data_worker(n: int, keep: str | None = None) -> dict:
     from bench.curation_scale import build_corpus
     from synth_assets.core.curate.curation import CurationSettings, curate
     from synth_assets.core.curate.mixing import MixSettings, build_mix
+    from synth_assets.core.generators.llama_backend import packaged_token_counter
     from synth_assets.core.tasks.sources import REFERENCE_SCHEMA, conform
     from synth_assets.core.warehouse import Warehouse
 
@@ -100,7 +101,8 @@ def data_worker(n: int, keep: str | None = None) -> dict:
         REFERENCE_SCHEMA,
     )
     t0 = time.perf_counter()
-    mix, _stats = build_mix(kept, human, 1, MixSettings())
+    # the default floor counts response tokens with the packaged tokenizer, as the asset does
+    mix, _stats = build_mix(kept, human, 1, MixSettings(), packaged_token_counter())
     out["mix_s"], out["mix_rss_mb"] = time.perf_counter() - t0, _rss_mb()
     out["mix_rows"], out["kept"] = mix.height, kept.height
     return out

@@ -31,7 +31,8 @@ def load_suite(asset: str) -> dict:
 
 def check_name(exp: dict) -> str:
     kw = exp["kwargs"]
-    col = kw.get("column") or "_".join(kw.get("column_list", [])) or "table"
+    pair = [kw[k] for k in ("column_A", "column_B") if k in kw]
+    col = kw.get("column") or "_".join(kw.get("column_list", []) or pair) or "table"
     return f"gx_{exp['type'].removeprefix('expect_')}__{col}"
 
 
@@ -54,7 +55,7 @@ def _gx_exception(info: dict | None) -> tuple[bool, str | None]:
     return False, None
 
 
-def run_suite(df: pl.DataFrame, suite: dict, overrides: dict | None = None) -> list[dict]:
+def run_suite(df: pl.DataFrame, suite: dict) -> list[dict]:
     """Validate a frame; one outcome dict per expectation, in suite order."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -63,9 +64,6 @@ def run_suite(df: pl.DataFrame, suite: dict, overrides: dict | None = None) -> l
     for e in suite["expectations"]:
         e = json.loads(json.dumps(e))
         e["meta"] = {**(e.get("meta") or {}), "check": check_name(e)}  # results are matched by this, not order
-        src = e["meta"].get("mostly_from_column")
-        if src and overrides and src in overrides:
-            e["kwargs"]["mostly"] = float(overrides[src])
         exps.append(e)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -140,9 +138,7 @@ def gx_suite_checks(asset: str, storage: str) -> dg.AssetChecksDefinition:
     @dg.multi_asset_check(specs=specs, name=f"gx_suite_{asset}", required_resource_keys={"warehouse"})
     def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         frame = stored_frame(context, asset, snapshot=storage == "snapshot")
-        # values a suite takes from the data it checks (the mix records the floor it was built under)
-        overrides = {c: frame[c][0] for c in frame.columns if frame.height and c in ("human_floor",)}
-        for outcome in run_suite(frame, suite, overrides):
+        for outcome in run_suite(frame, suite):
             e = outcome["expectation"]
             critical = e.get("severity", "critical") == "critical"
             metadata = {

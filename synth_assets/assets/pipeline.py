@@ -34,7 +34,7 @@ from synth_assets.core.curate.curation import (
     heldout_texts_of,
     read_benchmark_file,
 )
-from synth_assets.core.curate.mixing import MixSettings, build_mix
+from synth_assets.core.curate.mixing import MixSettings, build_mix, human_share_of
 from synth_assets.core.curate.near_duplicates import NearDupSettings
 from synth_assets.core.curate.preferences import PreferencePairsSettings, check_judge_pairs
 from synth_assets.core.curate.preferences import preference_pairs as build_preference_pairs
@@ -47,6 +47,7 @@ from synth_assets.core.curate.review import (
     with_status,
 )
 from synth_assets.core.generators.generation import SamplingPlan, attach_log, run_generation
+from synth_assets.core.generators.llama_backend import packaged_token_counter
 from synth_assets.core.markdown import markdown_table
 from synth_assets.core.training.frontier import at_chosen_levels
 from synth_assets.core.verify.ai_feedback import DEFAULT_PRINCIPLES, DEFAULT_RUBRIC, Constitution, Judge, read_text_file
@@ -505,10 +506,14 @@ def mixed_training_set(
     if leaked:
         context.log.warning(f"left out {len(leaked)} human rows that overlap held-out items: {leaked[:10]}")
     with user_errors():
-        mix, stats = build_mix(accepted, human, generation, config)
+        # the floor counts response tokens with the packaged model's tokenizer (vocabulary only)
+        counter = packaged_token_counter() if config.floor_by == "tokens" else None
+        mix, stats = build_mix(accepted, human, generation, config, counter)
     # the policy the mix was built under travels with it: its checks and the export read it here
+    share, _unit = human_share_of(mix)
     mix = mix.with_columns(
         pl.lit(config.human_floor, dtype=pl.Float64).alias("human_floor"),
+        pl.lit(share, dtype=pl.Float64).alias("human_share"),  # in the floor's unit (its GX check reads it)
         pl.lit(config.decontamination_ngram, dtype=pl.Int64).alias("decontamination_ngram"),
     )
     context.log.info(f"mix of generation {generation}: {stats}")

@@ -12,6 +12,7 @@ import polars as pl
 
 from synth_assets.assets._common import check_generation, stored_frame
 from synth_assets.core.curate.curation import DECONTAMINATION_NGRAM, heldout_ngrams, heldout_texts_of, word_ngrams
+from synth_assets.core.curate.mixing import human_share_of
 from synth_assets.core.markdown import markdown_table
 from synth_assets.core.verify.canaries import CANARY_SCHEMA, CANARY_TABLE, REPORT_COLUMNS, assess
 from synth_assets.core.verify.judge_calibration import is_trusted
@@ -190,11 +191,17 @@ def human_share_at_or_above_floor(context: dg.AssetCheckExecutionContext) -> dg.
     floor = float(mixed_training_set["human_floor"][0])
     total = mixed_training_set.height
     human = int((mixed_training_set["source"] == "human").sum())
-    share = human / total
+    share, unit = human_share_of(mixed_training_set)
     return dg.AssetCheckResult(
         passed=share + 1e-9 >= floor,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"human_share": round(share, 4), "human_floor": floor, "human_rows": human, "rows": total},
+        metadata={
+            "human_share": round(share, 4),
+            "share_of": unit,
+            "human_floor": floor,
+            "human_rows": human,
+            "rows": total,
+        },
     )
 
 

@@ -14,7 +14,7 @@ from synth_assets.core.curate.curation import (
     curate,
     decontaminate_references,
 )
-from synth_assets.core.curate.mixing import MixSettings, build_mix, export_mix
+from synth_assets.core.curate.mixing import MixSettings, build_mix, export_mix, human_share_of
 from synth_assets.core.errors import HumanFloorError
 from synth_assets.core.tasks.sources import REFERENCE_SCHEMA, conform
 from synth_assets.core.verify.verification import VERDICT_SCHEMA
@@ -118,26 +118,78 @@ def human(n: int) -> pl.DataFrame:
     )
 
 
+def rows_floor(**kw) -> MixSettings:
+    """MixSettings whose human floor counts rows (these tests are about rows, and need no tokenizer)."""
+    return MixSettings(floor_by="rows", **kw)
+
+
+def words_tokenizer_double(text: str) -> int:
+    """A named test double for the packaged tokenizer: one token per whitespace-separated word."""
+    return len(text.split())
+
+
+def _with_responses(df: pl.DataFrame, column: str, text: str) -> pl.DataFrame:
+    return df.with_columns(pl.lit(text).alias(column))
+
+
+def test_the_token_floor_keeps_short_synthetic_rows_a_row_floor_would_drop():
+    """10 human rows of 20 tokens against 50 synthetic rows of 2: 200 of 300 response tokens are
+    human (67%), over a 35% floor, so all 50 stay; counted in rows (17% human) only 18 would."""
+    acc = _with_responses(accepted(50), "training_text", "Answer: 7")
+    hum = _with_responses(human(10), "response", " ".join(["tok"] * 20))
+    mix, stats = build_mix(acc, hum, 1, MixSettings(human_floor=0.35), words_tokenizer_double)
+    assert (stats["synthetic_rows"], stats["human_token_share"]) == (50, pytest.approx(200 / 300, abs=1e-4))
+    assert mix["response_tokens"].to_list() == [2] * 50 + [20] * 10
+    assert human_share_of(mix) == (pytest.approx(200 / 300), "response tokens")
+    rows_mix, _ = build_mix(acc, hum, 1, rows_floor(human_floor=0.35))
+    assert (rows_mix["source"] == "synthetic").sum() == 18
+
+
+def test_the_token_floor_fails_naming_the_unit_and_the_fix():
+    acc = _with_responses(accepted(50), "training_text", " ".join(["tok"] * 10))
+    hum = _with_responses(human(10), "response", "short answer")
+    with pytest.raises(HumanFloorError, match=r"human share would be 3.8% of response tokens \(20 human, 500"):
+        build_mix(acc, hum, 1, MixSettings(on_floor_violation="fail"), words_tokenizer_double)
+
+
+@given(
+    st.lists(st.integers(1, 40), min_size=0, max_size=120),
+    st.lists(st.integers(1, 80), min_size=1, max_size=30),
+    st.floats(0.05, 1.0),
+)
+@settings(max_examples=80, deadline=None)
+def test_a_mix_downsampled_by_tokens_never_falls_under_the_floor(synth_tokens, human_tokens, floor):
+    acc = accepted(len(synth_tokens)).with_columns(
+        pl.Series("training_text", [" ".join(["t"] * n) for n in synth_tokens], dtype=pl.String)
+    )
+    hum = human(len(human_tokens)).with_columns(
+        pl.Series("response", [" ".join(["t"] * n) for n in human_tokens], dtype=pl.String)
+    )
+    mix, stats = build_mix(acc, hum, 1, MixSettings(human_floor=floor), words_tokenizer_double)
+    share, unit = human_share_of(mix)
+    assert (unit, share + 1e-9 >= floor, stats["human_rows"]) == ("response tokens", True, len(human_tokens))
+
+
 def test_floor_violation_fails_with_a_message_that_says_what_to_do():
     with pytest.raises(HumanFloorError, match=r"human share would be 16.7%.*below the floor of 35%.*downsample"):
-        build_mix(accepted(50), human(10), 1, MixSettings(human_floor=0.35, on_floor_violation="fail"))
+        build_mix(accepted(50), human(10), 1, rows_floor(human_floor=0.35, on_floor_violation="fail"))
 
 
 def test_by_default_a_mix_over_the_floor_keeps_an_even_sample_of_synthetic_rows():
-    mix, _ = build_mix(accepted(50), human(10), 1, MixSettings(human_floor=0.35))
+    mix, _ = build_mix(accepted(50), human(10), 1, rows_floor(human_floor=0.35))
     assert (mix["source"] == "synthetic").sum() == 18  # 10 human rows x 0.65 / 0.35, rounded down
 
 
 def test_synthetic_alone_is_refused():
     with pytest.raises(HumanFloorError, match="never mixed alone"):
-        build_mix(accepted(5), human(0), 1, MixSettings())
+        build_mix(accepted(5), human(0), 1, rows_floor())
 
 
 @given(st.integers(0, 200), st.integers(1, 60), st.floats(0.05, 1.0), st.integers(1, 4))
 @settings(max_examples=80, deadline=None)
 def test_downsampled_mix_never_falls_under_the_floor(n_synth, n_human, floor, gens):
     mix, stats = build_mix(
-        accepted(n_synth, gens), human(n_human), gens, MixSettings(human_floor=floor, on_floor_violation="downsample")
+        accepted(n_synth, gens), human(n_human), gens, rows_floor(human_floor=floor, on_floor_violation="downsample")
     )
     share = (mix["source"] == "human").mean()
     assert share + 1e-9 >= floor
@@ -148,7 +200,7 @@ def test_downsampled_mix_never_falls_under_the_floor(n_synth, n_human, floor, ge
 
 def test_mix_accumulates_earlier_generations_and_exports_chat_jsonl(tmp_path):
     acc = accepted(6, gens=3)
-    mix, stats = build_mix(acc, human(20), 2, MixSettings(validation_fraction=0.3))
+    mix, stats = build_mix(acc, human(20), 2, rows_floor(validation_fraction=0.3))
     assert set(mix.filter(pl.col("source") == "synthetic")["origin_generation"]) == {1, 2}  # gen 3 is the future
     paths = export_mix(mix, tmp_path / "out")
     lines = [json.loads(line) for k in ("train", "validation") for line in open(paths[k])]

@@ -22,6 +22,7 @@ from synth_assets.core.curate.near_duplicates import NearDupSettings, find_near_
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.tasks.sources import REFERENCE_SCHEMA, conform
 from synth_assets.core.verify.verification import VERDICT_SCHEMA
+from tests.core.test_curation_and_mixing import rows_floor
 
 NO_REFS = conform([], REFERENCE_TEXT_SCHEMA)
 VOCAB = [f"tok{i}" for i in range(3000)]
@@ -347,10 +348,10 @@ def human(n: int) -> pl.DataFrame:
 
 def test_window_and_generation_weights():
     acc = accepted(90, gens=3)
-    mix, stats = build_mix(acc, human(200), 3, MixSettings(window=2))
+    mix, stats = build_mix(acc, human(200), 3, rows_floor(window=2))
     assert set(mix.filter(pl.col("source") == "synthetic")["origin_generation"]) == {2, 3}
     assert stats["synthetic_left_out_by_window"] == 30
-    mix, stats = build_mix(acc, human(200), 3, MixSettings(generation_weights={"1": 0.0, "2": 0.5}))
+    mix, stats = build_mix(acc, human(200), 3, rows_floor(generation_weights={"1": 0.0, "2": 0.5}))
     per = dict(mix.filter(pl.col("source") == "synthetic").group_by("origin_generation").len().iter_rows())
     assert 1 not in per and 5 <= per[2] <= 25 and per[3] == 30
     with pytest.raises(ValueError, match=r"generation_weights\[2\]"):
@@ -371,7 +372,7 @@ def test_floor_holds_under_any_window_weights_and_downsampling(n_synth, n_human,
         accepted(n_synth, gens),
         human(n_human),
         gens,
-        MixSettings(human_floor=floor, on_floor_violation="downsample", window=window, age_decay=decay),
+        rows_floor(human_floor=floor, on_floor_violation="downsample", window=window, age_decay=decay),
     )
     assert (mix["source"] == "human").mean() + 1e-9 >= floor
     assert mix.group_by("task_id").agg(pl.col("split").n_unique()).filter(pl.col("split") > 1).height == 0
@@ -379,7 +380,7 @@ def test_floor_holds_under_any_window_weights_and_downsampling(n_synth, n_human,
 
 def test_downsampling_keeps_each_domains_share():
     acc = accepted(300, gens=2, domains=("procedural", "procedural", "code"))
-    mix, _ = build_mix(acc, human(60), 2, MixSettings(human_floor=0.5, on_floor_violation="downsample"))
+    mix, _ = build_mix(acc, human(60), 2, rows_floor(human_floor=0.5, on_floor_violation="downsample"))
     synth = mix.filter(pl.col("source") == "synthetic")
     assert synth.height == 60
     assert dict(synth.group_by("domain").len().iter_rows()) == {"procedural": 40, "code": 20}
@@ -399,7 +400,7 @@ def test_split_is_stratified_by_domain_and_stable():
 
 
 def test_dataset_card_lists_licences_generators_filters_and_share():
-    mix, _ = build_mix(accepted(20, 2), human(30), 2, MixSettings())
+    mix, _ = build_mix(accepted(20, 2), human(30), 2, rows_floor())
     card = dataset_card(mix, 2, {"verdict_fail": 120, "near_duplicate": 7}, 0.35)
     assert card.startswith("---\nlicense: other\n")
     for needle in (

@@ -85,14 +85,16 @@ def _row_frames(family: str, variant: str, parent: list[bool], cand: list[bool])
     return scores("c", cand), scores("p", parent), baselines
 
 
-def _nine_rows() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """3 families x 3 variants of 100 items. chain_sum/heldout: the candidate wins 16 discordant
+def _nine_rows(
+    lone: tuple[str, str] = ("chain_sum", "heldout"), won_lost: tuple[int, int] = (16, 5)
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """3 families x 3 variants of 100 items. The ``lone`` row: the candidate wins 16 discordant
     items and loses 5 (McNemar p = 0.027, vs the parent and the baseline alike); every other row
     6 vs 3 (p = 0.51): 9 row gain p-values (each the larger of the row's two), one of 0.027."""
     parts = []
     for family in FAMILIES:
         for variant in VARIANTS:
-            won, lost = (16, 5) if (family, variant) == ("chain_sum", "heldout") else (6, 3)
+            won, lost = won_lost if (family, variant) == lone else (6, 3)
             parent = [i < 30 for i in range(N)]  # items 0-29 right
             cand = [(i < 30 and i >= lost) or 30 <= i < 30 + won for i in range(N)]
             parts.append(_row_frames(family, variant, parent, cand))
@@ -106,8 +108,9 @@ def test_a_lone_p_of_003_among_nine_rows_is_a_gain_only_without_the_correction()
     lone = pl.col("family").eq("chain_sum") & pl.col("variant").eq("heldout")
     row = holm_.filter(lone).row(0, named=True)
     assert row["p_vs_parent"] == pytest.approx(0.0266, abs=1e-4) == row["p_vs_baseline"]
-    # Holm over the 9 rows: the smallest is multiplied by 9 (0.24); the others 8 x 0.51, capped at 1
-    assert row["p_gain_adj"] == pytest.approx(9 * row["p_vs_parent"])
+    # Holm over the 3 held-out rows (the primary family): the smallest is multiplied by 3 (0.08);
+    # the others, held-out (2 x 0.51) and shifted (6 x 0.51, their own family), capped at 1
+    assert row["p_gain_adj"] == pytest.approx(3 * row["p_vs_parent"])
     assert holm_.filter(~lone)["p_gain_adj"].to_list() == [1.0] * 8
     assert holm_["significant_gain"].to_list() == [False] * 9
     assert none_.filter(pl.col("significant_gain")).select("family", "variant").rows() == [("chain_sum", "heldout")]
@@ -139,6 +142,30 @@ def test_the_gate_refuses_a_lone_p_of_003_among_nine_rows_with_no_gain():
     assert decision(compare(cand, parent, base, GateSettings(correction="none"))) == (True, [])
 
 
+def test_a_held_out_p_of_001_is_corrected_over_the_held_out_rows_only_and_promotes():
+    """The promotion decision's family is the three held-out rows (the levels trained at): a
+    p of 0.0106 there is 0.032 after Holm over three (a gain; the candidate is promoted), where
+    Holm over all nine rows would have made it 0.096 (no gain)."""
+    cand, parent, base = _nine_rows(won_lost=(18, 5))
+    cmp_ = compare(cand, parent, base, GateSettings())
+    row = cmp_.filter(pl.col("family").eq("chain_sum") & pl.col("variant").eq("heldout")).row(0, named=True)
+    assert row["p_vs_parent"] == pytest.approx(0.0106, abs=1e-4)
+    assert (row["p_gain_adj"], row["significant_gain"]) == (pytest.approx(3 * row["p_vs_parent"]), True)
+    assert decision(cmp_) == (True, [])
+
+
+def test_a_gain_on_a_shifted_variant_alone_never_promotes():
+    """The same p of 0.0106 on a harder variant is corrected among the six shifted rows (0.064)
+    and, being secondary, could not promote even uncorrected: NO_GAIN."""
+    cand, parent, base = _nine_rows(lone=("chain_sum", "harder"), won_lost=(18, 5))
+    cmp_ = compare(cand, parent, base, GateSettings())
+    row = cmp_.filter(pl.col("family").eq("chain_sum") & pl.col("variant").eq("harder")).row(0, named=True)
+    assert (row["p_gain_adj"], row["significant_gain"]) == (pytest.approx(6 * row["p_vs_parent"]), False)
+    assert [r.split(":")[0] for r in decision(cmp_)[1]] == ["NO_GAIN"]
+    uncorrected = compare(cand, parent, base, GateSettings(correction="none"))
+    assert [r.split(":")[0] for r in decision(uncorrected)[1]] == ["NO_GAIN"]
+
+
 def test_regressions_are_not_corrected():
     """A row significantly worse at the raw level is a REGRESSION whatever the correction: the
     candidate loses 16 items and wins 5 (p = 0.027) among nine rows."""
@@ -158,8 +185,12 @@ def test_every_row_carries_its_power_the_macro_row_none():
     cand, parent, base = _nine_rows()
     cmp_ = compare(cand, parent, base, GateSettings())
     rows = cmp_.filter(pl.col("family") != "_macro_")
-    # chain_sum/heldout (first): 21 of 100 discordant; the others 9, under the 0.2 floor; 0.05 / 9
-    expected = [mcnemar_power(N, 0.21, 0.10, 0.05 / 9)] + [mcnemar_power(N, 0.2, 0.10, 0.05 / 9)] * 8
+    # chain_sum/heldout (first): 21 of 100 discordant; the others 9, under the 0.2 floor; each row
+    # at 0.05 / 3 (three held-out rows) or 0.05 / 6 (six shifted rows)
+    expected = [
+        mcnemar_power(N, 0.21 if i == 0 else 0.2, 0.10, 0.05 / (3 if v == "heldout" else 6))
+        for i, v in enumerate(rows["variant"])
+    ]
     assert rows["power_10pt"].to_list() == pytest.approx(expected)
     uncorrected = compare(cand, parent, base, GateSettings(correction="none")).filter(pl.col("family") != "_macro_")
     expected = [mcnemar_power(N, 0.21)] + [mcnemar_power(N, 0.2)] * 8

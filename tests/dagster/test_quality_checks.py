@@ -28,17 +28,19 @@ def test_suite_reports_offending_rows_and_gx_errors():
             "split": ["train", "test", "train"],
             "source": ["synthetic", "synthetic", "human"],
             "license": ["x", "x", "x"],
+            "human_share": [0.2] * 3,
+            "human_floor": [0.5] * 3,
         }
     )
     out = {
         o["expectation"]["type"] + ":" + str(o["expectation"]["kwargs"].get("column")): o
-        for o in run_suite(bad, load_suite("mixed_training_set"), {"human_floor": 0.5})
+        for o in run_suite(bad, load_suite("mixed_training_set"))
     }
     assert not out["expect_column_values_to_be_unique:row_id"]["success"]
     assert out["expect_column_values_to_be_unique:row_id"]["unexpected_index"] == [0, 1]
     assert not out["expect_column_values_to_be_in_set:split"]["success"]
-    human = out["expect_column_values_to_be_in_set:source"]
-    assert not human["success"] and human["expectation"]["kwargs"]["mostly"] == 0.5  # floor from metadata
+    # the share the mix stores (in its floor's unit) under the floor it was built under
+    assert not out["expect_column_pair_values_a_to_be_greater_than_b:None"]["success"]
     missing = run_suite(bad.drop("license"), load_suite("mixed_training_set"))[-1]
     assert not missing["success"] and missing["gx_error"]  # broken setup is flagged, not taken for bad data
 

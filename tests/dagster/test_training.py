@@ -16,10 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from synth_assets.core.curate.mixing import MIX_SCHEMA
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generators.generation import PromptSettings
 from synth_assets.core.stats import mcnemar_p
-from synth_assets.core.tasks.sources import reasoning_gym_dataset
+from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset
 from synth_assets.core.training.evaluation import SCORE_SCHEMA, evaluate
 from synth_assets.core.training.gate import GateSettings, compare, decision
 from synth_assets.core.training.heldout import HeldoutSettings, decontaminate, heldout_items, trivial_baselines
@@ -48,9 +49,15 @@ def gold_mix(n_per_family: int = 14, families=("gcd", "letter_counting"), seed: 
                     "split": "validation" if i < 2 else "train",
                     "prompt": ds[i]["question"],
                     "response": str(ds[i]["answer"]),
+                    "origin_generation": 1,
+                    "license": "Apache-2.0",
+                    "generator": "oracle",
+                    "model": "oracle",
+                    "verifier": "reasoning_gym",
                 }
             )
-    return pl.DataFrame(rows)
+    # the stored mix's columns, as build_mix writes them (the model card reads its provenance)
+    return conform(pl.DataFrame(rows), MIX_SCHEMA)
 
 
 def scores(items: pl.DataFrame, model_id: str, right: bool) -> pl.DataFrame:

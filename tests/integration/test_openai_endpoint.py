@@ -195,7 +195,7 @@ def test_a_run_killed_with_sigkill_resumes_without_requesting_a_completed_sample
         "--generation",
         "1",
         "--select",
-        "task_pool,raw_candidates",
+        "task_pool,capability_frontier,raw_candidates",
         "-c",
         str(tmp_path / "run.yaml"),
     ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from synth_assets.core.curate.mixing import human_share_of
 from synth_assets.core.markdown import markdown_table
 
 _HF_LICENSE = {"MIT": "mit", "Apache-2.0": "apache-2.0"}
@@ -50,7 +51,7 @@ def dataset_card(
 ) -> str:
     synth = mix.filter(pl.col("source") == "synthetic")
     human = mix.filter(pl.col("source") == "human")
-    share = human.height / mix.height if mix.height else 0.0
+    share, unit = human_share_of(mix)
     licences = mix.group_by("task_source", "license").len().sort("task_source")
     gens = synth.group_by("generator", "model", "model_terms").len().sort("len", descending=True)
     verifiers = synth.group_by("verifier").len().sort("len", descending=True)
@@ -90,7 +91,7 @@ Each row carries its provenance: `source` (synthetic or human), `origin_generati
 ## Composition
 
 - rows: {mix.height} ({synth.height} synthetic, {human.height} human)
-- human share: **{share:.1%}** ({floor_text}: the mix is never synthetic alone)
+- human share: **{share:.1%}** of {unit} ({floor_text}: the mix is never synthetic alone)
 - synthetic rows accumulate across generations; by origin generation:
 
 {_table(per_gen, ["origin_generation", "len"])}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +43,7 @@ MIX_SCHEMA: dict[str, pl.DataType] = {
     "verifier": pl.String,  # what checked a synthetic row (verifier_name@version)
     "weight": pl.Float64,  # the keep fraction its generation had in this mix
     "candidate_id": pl.String,
+    "response_tokens": pl.Int64,  # the response's tokens when the floor counts tokens (else null)
 }
 
 
@@ -49,6 +51,14 @@ class MixSettings(Settings):
     """How synthetic and human rows are mixed, split and weighted across generations."""
 
     human_floor: float = Field(default=0.35, gt=0, le=1, description="the human share the mix may never fall under")
+    # tokens by default: training's loss is the mean over the batch's response tokens, so the
+    # human share of what a model learns from is the human share of response tokens. Counted in
+    # rows, 56 HumanEval solutions (about 60 tokens each) capped a default run at 104 synthetic
+    # rows of a few tokens each, a mix whose training signal was 80% human (2026-12-07)
+    floor_by: Literal["tokens", "rows"] = Field(
+        default="tokens",
+        description="what the human share counts: response tokens (what training's loss averages over) or rows",
+    )
     # downsample by default: verified rows accumulate every generation while the human rows stay
     # as many, so the second default run crossed the floor (56 human rows against 285 synthetic,
     # 2026-12-07) and failed; an even sample across generations keeps the floor and the run going
@@ -119,9 +129,16 @@ def _messages(prompt: str, response: str) -> str:
 
 
 def build_mix(
-    accepted: pl.DataFrame, human: pl.DataFrame, generation: int, settings: MixSettings
+    accepted: pl.DataFrame,
+    human: pl.DataFrame,
+    generation: int,
+    settings: MixSettings,
+    count_tokens: Callable[[str], int] | None = None,
 ) -> tuple[pl.DataFrame, dict]:
-    """The mix for ``generation`` from accepted rows of generations <= it and the human set."""
+    """The mix for ``generation`` from accepted rows of generations <= it and the human set.
+    ``count_tokens`` counts a response's tokens (needed when ``settings.floor_by`` is tokens)."""
+    if settings.floor_by == "tokens" and count_tokens is None:
+        raise ValueError("build_mix: floor_by='tokens' needs count_tokens")
     if human.height == 0:
         raise HumanFloorError(
             "mixed_training_set: human_reference is empty, and synthetic data is never mixed alone; "
@@ -145,18 +162,28 @@ def build_mix(
     before = synth.height
     synth = synth.filter(pl.col("_k") < pl.col("_w"))
     weight_dropped = before - synth.height
-    cap = int(human.height * (1 - settings.human_floor) / settings.human_floor + 1e-9)
+
+    def tokens(texts: pl.Series) -> list[int]:
+        return [count_tokens(t or "") if count_tokens else 1 for t in texts.to_list()]
+
+    synth = synth.with_columns(pl.Series("_t", tokens(synth["training_text"]), dtype=pl.Int64))
+    human_tokens = tokens(human["response"])
+    by_tokens = settings.floor_by == "tokens"
+    human_units = sum(human_tokens) if by_tokens else human.height
+    cap = int(human_units * (1 - settings.human_floor) / settings.human_floor + 1e-9)
+    synth_units = int(synth["_t"].sum()) if by_tokens else synth.height
     dropped_for_floor = 0
-    if synth.height > cap:
-        share = human.height / (human.height + synth.height)
+    if synth_units > cap:
+        share = human_units / (human_units + synth_units)
+        unit = "response tokens" if by_tokens else "rows"
         if settings.on_floor_violation == "fail":
             raise HumanFloorError(
-                f"mixed_training_set: the human share would be {share:.1%} ({human.height} human rows, "
-                f"{synth.height} synthetic rows), below the floor of {settings.human_floor:.0%}. "
+                f"mixed_training_set: the human share would be {share:.1%} of {unit} ({human_units} human, "
+                f"{synth_units} synthetic), below the floor of {settings.human_floor:.0%}. "
                 f"Add human data (human_reference.user_files), lower mixed_training_set.human_floor, or set "
-                f"mixed_training_set.on_floor_violation to 'downsample' to keep at most {cap} synthetic rows."
+                f"mixed_training_set.on_floor_violation to 'downsample' to keep at most {cap} synthetic {unit}."
             )
-        synth = _stratified_sample(synth, cap)
+        synth = _stratified_sample(synth, cap, "_t" if by_tokens else None)
         dropped_for_floor = before - weight_dropped - synth.height
     splits = stratified_splits(
         pl.concat([synth.select("task_id", "domain"), human.select(pl.col("ref_id").alias("task_id"), "domain")]),
@@ -211,13 +238,20 @@ def build_mix(
                 "candidate_id": None,
             }
         )
-    mix = conform(rows, MIX_SCHEMA)
+    mix = conform(rows, MIX_SCHEMA).with_columns(  # the rows were built in this order: synthetic, human
+        pl.Series("response_tokens", synth["_t"].to_list() + human_tokens, dtype=pl.Int64)
+        if by_tokens
+        else pl.lit(None, dtype=pl.Int64).alias("response_tokens")
+    )
     share = human.height / mix.height
-    assert share + 1e-9 >= settings.human_floor, "floor invariant broken"
+    token_share = sum(human_tokens) / max(sum(human_tokens) + int(synth["_t"].sum()), 1) if by_tokens else None
+    assert (token_share if by_tokens else share) + 1e-9 >= settings.human_floor, "floor invariant broken"
     stats = {
         "human_rows": human.height,
         "synthetic_rows": synth.height,
         "human_share": round(share, 4),
+        "human_token_share": round(token_share, 4) if token_share is not None else None,
+        "floor_by": settings.floor_by,
         "human_floor": settings.human_floor,
         "synthetic_dropped_for_floor": dropped_for_floor,
         "synthetic_left_out_by_window": window_dropped,
@@ -228,9 +262,28 @@ def build_mix(
     return mix, stats
 
 
-def _stratified_sample(synth: pl.DataFrame, cap: int) -> pl.DataFrame:
-    """At most ``cap`` rows keeping each domain's share (largest remainders), lowest _k first:
-    an even, deterministic sample across generations and domains rather than the newest rows."""
+def human_share_of(mix: pl.DataFrame) -> tuple[float, str]:
+    """(the mix's human share, its unit): of response tokens when the mix counted them (the floor
+    it was built under counted tokens), else of rows."""
+    human = pl.col("source") == "human"
+    if "response_tokens" in mix.columns and mix.height and mix["response_tokens"].null_count() == 0:
+        total = int(mix["response_tokens"].sum())
+        return (int(mix.filter(human)["response_tokens"].sum()) / total if total else 0.0), "response tokens"
+    return (mix.filter(human).height / mix.height if mix.height else 0.0), "rows"
+
+
+def _stratified_sample(synth: pl.DataFrame, cap: int, weight: str | None = None) -> pl.DataFrame:
+    """At most ``cap`` rows (or, with ``weight``, rows whose ``weight`` sums to at most ``cap``)
+    keeping each domain's share, lowest _k first: an even, deterministic sample across generations
+    and domains rather than the newest rows."""
+    if weight is not None:
+        totals = dict(synth.group_by("domain").agg(pl.col(weight).sum()).iter_rows())
+        whole = sum(totals.values()) or 1
+        parts = [
+            synth.filter(pl.col("domain").eq_missing(d)).sort("_k").filter(pl.col(weight).cum_sum() <= cap * t / whole)
+            for d, t in totals.items()
+        ]
+        return pl.concat(parts) if parts else synth.head(0)
     sizes = dict(synth.group_by("domain").len().iter_rows())
     total = sum(sizes.values())
     exact = {d: cap * n / total for d, n in sizes.items()}

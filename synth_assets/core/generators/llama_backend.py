@@ -229,3 +229,13 @@ class LlamaCppGenerator:
                 completion_tokens=int(usage.get("completion_tokens", 0)),
                 latency_s=time.perf_counter() - t0,
             )
+
+
+def packaged_token_counter(cache_dir: str | None = None) -> Callable[[str], int]:
+    """Counts a text's tokens with the packaged model's tokenizer, the one the default training
+    run learns with (mixed_training_set's human floor counts response tokens). llama.cpp loads the
+    vocabulary alone (``vocab_only``): no weights, a few MB and well under a second."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(ensure_model_file(cache_dir)), vocab_only=True, verbose=False)
+    return lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))

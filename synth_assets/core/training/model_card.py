@@ -112,6 +112,11 @@ def _when(iso: str | None, missing: str = "not yet") -> str:
     return f"{iso[:19].replace('T', ' ')} UTC" if iso else missing
 
 
+def _token_share(mix: dict) -> str:
+    share = mix.get("human_token_share")
+    return f", **{share:.1%}** of response tokens, the share its floor counts" if share is not None else ""
+
+
 def _mix_facts(wh: Warehouse, generation: int | None) -> dict:
     if generation is None:
         return {"stored": False, "note": "not trained on a mix (the packaged model)"}
@@ -146,6 +151,16 @@ def _mix_facts(wh: Warehouse, generation: int | None) -> dict:
         "group by 1 order by rows desc, 1",
         [generation],
     )
+    columns = wh.sql(f"select * from {t} limit 0").columns
+    token_share = None
+    if "response_tokens" in columns:  # a mix whose floor counted response tokens
+        tok = wh.sql(
+            f"select sum(response_tokens) filter (where source = 'human') as h, sum(response_tokens) as t, "
+            f"count(*) filter (where response_tokens is null) as missing from {t} where generation = ?",
+            [generation],
+        ).row(0, named=True)
+        if tok["missing"] == 0 and tok["t"]:
+            token_share = round(tok["h"] / tok["t"], 4)
     synthetic = int(per_source.filter(pl.col("source") == "synthetic")["rows"].sum())
     human = int(per_source.filter(pl.col("source") == "human")["rows"].sum())
     total = int(per_source["rows"].sum())
@@ -155,6 +170,7 @@ def _mix_facts(wh: Warehouse, generation: int | None) -> dict:
         "synthetic_rows": synthetic,
         "human_rows": human,
         "human_share": round(human / total, 4) if total else 0.0,
+        "human_token_share": token_share,
         "origin_generations": origins.to_dicts(),
         "per_source": per_source.to_dicts(),
         "licences": licences.to_dicts(),
@@ -433,8 +449,8 @@ def _data(facts: dict) -> str:
     g = facts["training_data"]["mix_generation"]
     return f"""The mix of generation {g} (`synth-platform-mix-g{g}` above; `synth models export` writes it with its \
 dataset card under `dataset/`) holds {mix["rows"]} rows: {mix["synthetic_rows"]} synthetic, {mix["human_rows"]} human \
-(human share **{mix["human_share"]:.1%}**). Training used its train split (validation for early stopping); the rows \
-hash above names the exact rows.
+(human share **{mix["human_share"]:.1%}** of rows{_token_share(mix)}). Training used its train split \
+(validation for early stopping); the rows hash above names the exact rows.
 
 ### Rows per source
 
