@@ -61,7 +61,7 @@ FRONTIER_SCHEMA: dict[str, pl.DataType] = {
     "guess_pass_at_k": pl.Float64,
     "most_common_rate": pl.Float64,  # always the most common answer
     "last_shot_rate": pl.Float64,  # always the last example's answer
-    "status": pl.String,  # mastered | learnable | guessing | too_hard | configured (steer off: not measured)
+    "status": pl.String,  # mastered | learnable | guessing | plateau | configured (steer off: not measured)
     "chosen": pl.Boolean,  # the loop generates at this level this generation
     "settings_key": pl.String,  # FrontierSettings.key() of the measurement, and the prompts' shots
 }
@@ -123,14 +123,16 @@ def guess_rates(answers: list[str], k: int, reference: list[str] | None = None) 
 def classify(greedy: float, pass_at_k: float, guess_at_k: float, trivial: float, settings: FrontierSettings) -> str:
     """mastered: greedy at the mastery rate and above every trivial baseline; guessing: sampling
     does no better than a guesser; learnable: sampling finds right answers that greedy misses,
-    by ``min_gap``; else too_hard."""
+    by ``min_gap``; else plateau: sampling finds little greedy misses, so training on the
+    model's own right samples has little to teach (g1 at chain_sum@2: greedy 0.43, pass@8 0.47;
+    the name said "too hard" of a level the model passed nearly half the time)."""
     if greedy >= settings.mastered and greedy > trivial + settings.guess_margin:
         return "mastered"
     if pass_at_k < guess_at_k + settings.guess_margin:
         return "guessing"
     if pass_at_k - greedy >= settings.min_gap:
         return "learnable"
-    return "too_hard"
+    return "plateau"
 
 
 def frontier_items(family: str, settings: FrontierSettings, prompts: PromptSettings) -> list[dict]:
@@ -283,7 +285,7 @@ def chosen_levels(frontier: pl.DataFrame, settings: FrontierSettings, top: dict[
     level that is not mastered when it is learnable, and the level above it too when that one is
     learnable and the model's greedy rate at the first reaches ``climb_at`` (a model good at one
     level is the generator for the next; the pilot's second round climbed this way). A family
-    whose first unmastered level is guessing or too hard is left out (training there teaches
+    whose first unmastered level is guessing or a plateau is left out (training there teaches
     guessing); a family mastered at every level measured moves up a level (to ``top`` at most)."""
     out = []
     for (base,), part in frontier.sort("level").group_by("base_family", maintain_order=True):
