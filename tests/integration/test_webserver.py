@@ -67,7 +67,7 @@ def test_checks_are_listed_with_blocking_and_severity_in_the_ui(webserver):
     assert all(n["description"] for n in nodes)
     mix_checks = {c["name"]: c for c in by_asset["mixed_training_set"]["assetChecksOrError"]["checks"]}
     assert mix_checks["human_share_at_or_above_floor"]["blocking"] is True
-    assert mix_checks["gx_column_values_to_be_in_set__source"]["blocking"] is True
+    assert mix_checks["gx_column_pair_values_a_to_be_greater_than_b__human_share_human_floor"]["blocking"] is True
     assert mix_checks["gx_column_values_to_not_be_null__license"]["blocking"] is False  # a warning
     drift_checks = {c["name"]: c for c in by_asset["drift_report"]["assetChecksOrError"]["checks"]}
     assert drift_checks["gx_column_values_to_not_be_in_set__status"]["blocking"] is False
