@@ -64,7 +64,7 @@ def summary(wh: Warehouse) -> str:
             continue
         cols = wh.sql(f"select * from {s}.{t} limit 0").columns
         total = wh.sql(f"select count(*) n from {s}.{t}")["n"][0]
-        if "generation" in cols and t not in ("task_pool", "human_reference", "heldout_eval", "alerts"):
+        if "generation" in cols and t not in ("human_reference", "heldout_eval", "alerts"):
             cur = wh.sql(f"select count(*) n from {s}.{t} where generation = ?", [g])["n"][0]
             out.append(f"{t:<22}{cur} / {total}")
         else:

@@ -3,7 +3,16 @@
 import dagster as dg
 import polars as pl
 
-from synth_assets.assets._common import DUCKDB_POOL, KINDS, SNAPSHOT, counts, table_meta, user_errors
+from synth_assets.assets._common import (
+    DUCKDB_POOL,
+    KINDS,
+    SNAPSHOT,
+    counts,
+    generation_of,
+    generational_asset,
+    table_meta,
+    user_errors,
+)
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.tasks.sources import (
     REFERENCE_SCHEMA,
@@ -51,7 +60,7 @@ def apply_shares(df: pl.DataFrame, shares: dict[str, float]) -> pl.DataFrame:
     return pl.concat(parts).drop("_kind", "_h")
 
 
-@dg.asset(pool=DUCKDB_POOL, group_name="sources", kinds=KINDS, metadata=SNAPSHOT)
+@generational_asset(group_name="sources")
 def task_pool(
     context: dg.AssetExecutionContext,
     config: TaskPoolConfig,
@@ -60,15 +69,20 @@ def task_pool(
 ) -> dg.MaterializeResult:
     """Prompts to generate for, each with what its verifier needs (answer, tests, scorer):
     reasoning-gym, HumanEval, user files and accepted synthesized tasks, at the configured shares.
+    One pool per generation: the reasoning-gym tasks are drawn with a fresh seed each generation
+    (``fresh_seeds``), so a round trains on questions the last one did not ask.
 
     Before synthesis has ever run its table reads as empty, so the pool can be built alone."""
+    generation = generation_of(context)
     if not config.include_synthesized or synthesized_tasks.height == 0:
         synthesized_tasks = conform([], TASK_SCHEMA)
     with user_errors():
         humaneval_split.validate_split()
         parts = [
             reasoning_gym_tasks(
-                ladder(config.reasoning_gym_families, config.levels_above), config.tasks_per_family, config.seed
+                ladder(config.reasoning_gym_families, config.levels_above),
+                config.tasks_per_family,
+                config.seed_for(generation),
             ),
             humaneval_tasks(config.humaneval_tasks, humaneval_split.human_fraction, humaneval_split.heldout_fraction),
             *[user_tasks(p) for p in config.user_task_files],
@@ -85,10 +99,18 @@ def task_pool(
                 "task_pool: no tasks; set task_pool.tasks_per_family, humaneval_tasks or user_task_files"
             )
     context.log.info(
-        f"task pool: {df.height} tasks, by source {counts(df, 'source')}, by family {counts(df, 'family')}"
+        f"task pool of generation {generation} (reasoning-gym seed {config.seed_for(generation)}): {df.height} tasks, "
+        f"by source {counts(df, 'source')}, by family {counts(df, 'family')}"
     )
     return dg.MaterializeResult(
-        value=df, metadata=table_meta(df, tasks_by_family=counts(df, "family"), tasks_by_source=counts(df, "source"))
+        value=df,
+        metadata=table_meta(
+            df,
+            generation=generation,
+            seed=config.seed_for(generation),
+            tasks_by_family=counts(df, "family"),
+            tasks_by_source=counts(df, "source"),
+        ),
     )
 
 

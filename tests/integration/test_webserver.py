@@ -74,6 +74,13 @@ def test_checks_are_listed_with_blocking_and_severity_in_the_ui(webserver):
     gate = {c["name"]: c for c in by_asset["model_eval"]["assetChecksOrError"]["checks"]}
     assert (by_asset["model_eval"]["groupName"], gate["promotion_gate"]["blocking"]) == ("training", True)
 
+    repo = '{repositoryLocationName: "synth_platform", repositoryName: "__repository__"}'
+    added = gql(
+        webserver,
+        f'mutation {{ addDynamicPartition(repositorySelector: {repo}, partitionsDefName: "generation", '
+        'partitionKey: "1") { __typename } }',
+    )["addDynamicPartition"]
+    assert added["__typename"] == "AddDynamicPartitionSuccess", added
     launched = gql(
         webserver,
         """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) {
@@ -88,6 +95,7 @@ def test_checks_are_listed_with_blocking_and_severity_in_the_ui(webserver):
                 },
                 "runConfigData": {"ops": {"task_pool": {"config": {"tasks_per_family": 2, "humaneval_tasks": 1}}}},
                 "mode": "default",
+                "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "1"}]},  # generation 1
             }
         },
     )["launchRun"]

@@ -614,7 +614,13 @@ class TaskPoolSettings(Settings):
         ge=0,
         description="tasks drawn from each family (distinct questions of a level: fewer if it has fewer)",
     )
-    seed: int = Field(default=42, description="seed of the reasoning-gym datasets")
+    seed: int = Field(default=42, description="seed of the reasoning-gym datasets (generation 1's)")
+    fresh_seeds: bool = Field(
+        default=True,
+        description="draw the reasoning-gym tasks with a new seed each generation (hashed from seed and the "
+        "generation), so a round trains on questions the last one did not ask; off: every generation draws "
+        "the same tasks",
+    )
     humaneval_tasks: int = Field(default=8, ge=0, description="HumanEval tasks from the generation split (0 = none)")
     user_task_files: list[str] = Field(
         default=[], description="JSONL, Parquet or CSV task files (schema in the README)"
@@ -625,6 +631,15 @@ class TaskPoolSettings(Settings):
         description="shares of 'procedural', 'human_written' and 'synthesized' tasks in the pool; "
         "empty = every available task. The pool is the largest one the available tasks allow at these shares",
     )
+
+    def seed_for(self, generation: int) -> int:
+        """The reasoning-gym seed of a generation's pool: generation 1 draws with ``seed``, a later
+        one with a seed hashed from ``seed`` and the generation. Not ``seed + generation - 1``:
+        reasoning-gym seeds item i with ``seed + i``, so consecutive seeds draw the same items
+        shifted by one (generation 2 would have asked 19 of generation 1's 20 questions)."""
+        if generation <= 1 or not self.fresh_seeds:
+            return self.seed
+        return int(hashlib.sha256(f"task-pool/{self.seed}/{generation}".encode()).hexdigest()[:8], 16)
 
 
 class ReferenceSettings(Settings):
