@@ -339,6 +339,10 @@ def run(
         dg.validate_run_config(job, run_config)
     except dg.DagsterInvalidConfigError as exc:
         raise SynthConfigError("\n".join(f"{source}: {e.message}" for e in exc.errors)) from None
+    if any("generator" in defs.resolve_assets_def(k).required_resource_keys for k in keys):
+        # before a generation is added: a model in service behind an endpoint must answer
+        with defs.resources["generator"].process_config_and_initialize_cm() as generator:
+            generator.preflight()
     with dg.DagsterInstance.get() as instance:
         settled = settle_runs(instance)  # runs a killed process left STARTED: failed, with why
         for line in settled.marked_failed:

@@ -18,6 +18,7 @@ from synth_assets.core.generators.llama_backend import BatchedWeights, LlamaSett
 from synth_assets.core.generators.openai_backend import EndpointSettings
 from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
 from synth_assets.core.scaling.ray_fanout import RaySettings
+from synth_assets.core.training.registry import ModelRecord, Registry
 from synth_assets.core.warehouse import Warehouse, default_duckdb_path
 
 
@@ -127,6 +128,10 @@ class GeneratorResource(BuiltOnce, ABC):
     def get(self) -> TextGenerator:
         return super().get()
 
+    def preflight(self) -> None:
+        """What must hold before a run adds a generation and generates (``synth run`` calls it
+        first): nothing by default; a model in service behind an endpoint must answer."""
+
 
 class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
     """The embedded default: Gemma 3 270M on llama.cpp, on the CPU, no network (the core's
@@ -160,28 +165,47 @@ class LlamaCppGeneratorResource(LlamaSettings, GeneratorResource):
 
         return CachedGenerator(gen, self.cache_path or default_cache_path(), log=_resource_log)
 
+    def served_record(self) -> ModelRecord | None:
+        """The registry's record of the model this resource generates with: the model in service
+        (or the pinned ``model_version``); None for the base model or an explicit ``model_path``."""
+        if self.registry is None or self.model_path:
+            return None
+        wh = self.registry.get()
+        if not self.model_version and not wh.table_exists("model_registry"):
+            return None  # nothing trained yet: the base model
+        reg = Registry(wh)
+        model_id = self.model_version or reg.serving()
+        if model_id == "base":
+            return None
+        record = reg.get(model_id)
+        if record.status != "promoted" and not self.model_version:
+            raise SynthConfigError(f"generator: {model_id} is in service but {record.status}")
+        return record
+
+    def preflight(self) -> None:
+        """The model in service, when an endpoint serves it, answers (resolving it reads the registry)."""
+        from synth_assets.core.training.loop import check_endpoint
+
+        record = self.served_record()
+        if record is not None:
+            check_endpoint(record)
+
     def _model(self) -> TextGenerator:
         from synth_assets.core.generators.llama_backend import LlamaCppGenerator
 
-        if self.registry is not None and not self.model_path:
+        record = self.served_record()
+        if record is not None:
             from synth_assets.core.training.loop import load_generator
-            from synth_assets.core.training.registry import Registry
 
-            reg = Registry(self.registry.get())
-            model_id = self.model_version or reg.serving()
-            if model_id != "base":
-                record = reg.get(model_id)
-                if record.status != "promoted" and not self.model_version:
-                    raise SynthConfigError(f"generator: {model_id} is in service but {record.status}")
-                _resource_log(f"generator: serving {model_id} from the model registry")
-                return load_generator(
-                    record,
-                    n_ctx=self.n_ctx,
-                    n_threads=self.n_threads,
-                    parallel=self.parallel,
-                    batched_weights=self.batched_weights,
-                    log=_resource_log,
-                )
+            _resource_log(f"generator: serving {record.model_id} from the model registry")
+            return load_generator(
+                record,
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                parallel=self.parallel,
+                batched_weights=self.batched_weights,
+                log=_resource_log,
+            )
         return LlamaCppGenerator(
             model_path=self.model_path,
             n_ctx=self.n_ctx,
@@ -255,8 +279,10 @@ class GeneratorMember(EndpointSettings, LlamaSettings, dg.Config):
 
     name: str = Field(description="recorded on every row as <backend>:<name>")
     share: float = Field(gt=0, description="relative share of the samples")
-    backend: Literal["openai", "llama_cpp", "import"] = Field(
-        default="openai", description="'openai', 'llama_cpp' or 'import'"
+    backend: Literal["openai", "llama_cpp", "import", "in_service"] = Field(
+        default="openai",
+        description="'openai', 'llama_cpp', 'import', or 'in_service': the model the registry has in service "
+        "(the embedded model with its adapter, or the endpoint that serves it), as the default generator",
     )
     temperature: float | None = Field(default=None, ge=0, le=2, description="overrides the plan's temperatures")
     prompt_template: str | None = Field(default=None, description="wraps each prompt; must contain {prompt}")
@@ -271,6 +297,24 @@ class MixtureGeneratorResource(GeneratorResource):
     members: list[GeneratorMember] = Field(description="the generators and their shares")
     cache: bool = True
     cache_path: str | None = None
+    registry: WarehouseResource | None = Field(
+        default=None, description="the warehouse holding the model registry ('in_service' members resolve it)"
+    )
+
+    def _in_service(self, m: GeneratorMember) -> LlamaCppGeneratorResource:
+        if self.registry is None:
+            raise SynthConfigError(f"generator.members ({m.name}): an 'in_service' member needs the model registry")
+        return LlamaCppGeneratorResource(
+            **m.model_dump(include=set(LlamaSettings.model_fields)),
+            registry=self.registry,
+            cache=self.cache,
+            cache_path=self.cache_path,
+        )
+
+    def preflight(self) -> None:
+        for m in self.members:
+            if m.backend == "in_service":
+                self._in_service(m).preflight()
 
     def build(self) -> TextGenerator:
         from synth_assets.core.generators.mixture import Member, MixtureGenerator
@@ -288,6 +332,8 @@ class MixtureGeneratorResource(GeneratorResource):
                 )
                 gen.settings(where)
                 built = gen.build()
+            elif m.backend == "in_service":
+                built = self._in_service(m).build()
             elif m.backend == "llama_cpp":
                 built = LlamaCppGeneratorResource(
                     **m.model_dump(include=set(LlamaSettings.model_fields)),
@@ -427,12 +473,13 @@ def generator_from_env(warehouse: WarehouseResource | None = None) -> GeneratorR
             raise SynthConfigError("SYNTH_GENERATOR=import needs SYNTH_IMPORT_FILES=<file.jsonl>[,<file.parquet>...]")
         return ImportGeneratorResource(import_files=files)
     if kind == "mixture":
-        return mixture_from_file(env("SYNTH_GENERATORS_FILE") or "")
+        return mixture_from_file(env("SYNTH_GENERATORS_FILE") or "", warehouse)
     raise SynthConfigError(f"SYNTH_GENERATOR={kind!r}: use llama_cpp, openai, import or mixture")
 
 
-def mixture_from_file(path: str) -> MixtureGeneratorResource:
-    """A mixture from a YAML/JSON file: ``members: [{name, share, backend, ...}]``."""
+def mixture_from_file(path: str, registry: WarehouseResource | None = None) -> MixtureGeneratorResource:
+    """A mixture from a YAML/JSON file: ``members: [{name, share, backend, ...}]``; ``registry``
+    resolves its 'in_service' members."""
     from pathlib import Path
 
     import yaml
@@ -461,7 +508,9 @@ def mixture_from_file(path: str) -> MixtureGeneratorResource:
             )
             raise SynthConfigError(f"{p}: members[{i}] {detail}") from None
     try:
-        return MixtureGeneratorResource(members=members, **{k: v for k, v in data.items() if k != "members"})
+        return MixtureGeneratorResource(
+            members=members, registry=registry, **{k: v for k, v in data.items() if k != "members"}
+        )
     except ValidationError as exc:
         raise SynthConfigError(f"{p}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 

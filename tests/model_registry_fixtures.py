@@ -125,3 +125,20 @@ def gate_scores(rate: float = 0.6, parent_rate: float = 0.3) -> dict:
         "gcd/rephrased": row | {"rate": rate - 0.05},
         "_macro_/heldout": {"rate": rate, "parent_rate": parent_rate, "low": None, "high": None, "flag": ""},
     }
+
+
+def promote_endpoint_model(reg: Registry, base_url: str, model: str, model_id: str = "g1-endpoint0001") -> str:
+    """Register and promote a model that an OpenAI-compatible server serves (what a trainer
+    command's manifest naming ``base_url`` and ``model`` leaves): it is then in service."""
+    reg.register(
+        {
+            "model_id": model_id,
+            "parent_id": reg.serving(),
+            "base_model": MODEL_ID,
+            "kind": "endpoint",
+            "endpoint_base_url": base_url,
+            "endpoint_model": model,
+        }
+    )
+    reg.decide(model_id, "promoted", "test: promoted by hand")
+    return model_id

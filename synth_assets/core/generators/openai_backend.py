@@ -203,6 +203,16 @@ def group_requests(requests: Sequence[SampleRequest], n: int) -> list[list[int]]
     return order
 
 
+def unreachable(base_url: str, timeout_s: float = 5.0) -> str | None:
+    """Why the server at ``base_url`` does not answer, or None when it does. Any HTTP status is an
+    answer (a 401 is a server asking for a key); only a connection that fails or times out is not."""
+    try:
+        httpx.get(base_url.rstrip("/") + "/models", timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None
+
+
 class OpenAICompatibleGenerator:
     """A ``TextGenerator`` over an OpenAI-compatible HTTP API.
 

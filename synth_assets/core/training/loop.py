@@ -191,6 +191,22 @@ def train_candidate(
     return row
 
 
+def check_endpoint(record: ModelRecord) -> None:
+    """A model served by an endpoint must answer before a run generates with it: one line naming
+    the model, its URL and what to do, instead of every request failing after retries."""
+    if not record.endpoint_base_url:
+        return
+    from synth_assets.core.generators.openai_backend import unreachable
+
+    why = unreachable(record.endpoint_base_url)
+    if why:
+        raise SynthConfigError(
+            f"generator: {record.model_id} is in service at {record.endpoint_base_url} "
+            f"(model {record.endpoint_model!r}), which does not answer ({why}); start its server, "
+            "or roll back to the base model with `synth models serve base`"
+        )
+
+
 def load_generator(
     record: ModelRecord,
     n_ctx: int = 2048,
@@ -199,10 +215,12 @@ def load_generator(
     batched_weights: BatchedWeights | None = None,
     log: Log | None = None,
 ) -> TextGenerator:
-    """The TextGenerator that serves a registered model (llama.cpp, or its OpenAI endpoint)."""
+    """The TextGenerator that serves a registered model (llama.cpp, or its OpenAI endpoint, which
+    must answer)."""
     if record.endpoint_base_url:
         from synth_assets.core.generators.openai_backend import EndpointSettings, OpenAICompatibleGenerator
 
+        check_endpoint(record)
         return OpenAICompatibleGenerator(
             EndpointSettings(base_url=record.endpoint_base_url, model=record.endpoint_model or "")
         )
