@@ -301,7 +301,7 @@ def run(
     import yaml
 
     from synth_assets.assets._common import add_generation, step_failures
-    from synth_assets.definitions import defs
+    from synth_assets.definitions import defs, generator_not_ready
     from synth_assets.profiles import PROFILES, merge
     from synth_assets.recovery import newest_generation, process_tags, settle_runs
     from synth_assets.run_config import check as check_run_config
@@ -341,8 +341,9 @@ def run(
         raise SynthConfigError("\n".join(f"{source}: {e.message}" for e in exc.errors)) from None
     if any("generator" in defs.resolve_assets_def(k).required_resource_keys for k in keys):
         # before a generation is added: a model in service behind an endpoint must answer
-        with defs.resources["generator"].process_config_and_initialize_cm() as generator:
-            generator.preflight()
+        why = generator_not_ready()
+        if why:
+            raise SynthConfigError(why)
     with dg.DagsterInstance.get() as instance:
         settled = settle_runs(instance)  # runs a killed process left STARTED: failed, with why
         for line in settled.marked_failed:

@@ -25,6 +25,7 @@ from synth_assets.assets.sources import heldout_eval, human_reference, task_pool
 from synth_assets.assets.synthesis import synthesized_tasks
 from synth_assets.assets.training import TRAINING_ASSETS, heldout_reasoning, promotion_gate
 from synth_assets.console_log import console_logger
+from synth_assets.core.errors import SynthConfigError
 from synth_assets.profiles import SMOKE_RUN_CONFIG
 from synth_assets.recovery import newest_generation, settle_runs
 from synth_assets.resources import default_resources
@@ -99,6 +100,9 @@ def nightly_regeneration_schedule(context: dg.ScheduleEvaluationContext) -> dg.R
     newest = newest_generation(context.instance, graph, selected)
     if newest.state == "running":
         return dg.SkipReason(f"generation {newest.generation} still has a run in progress ({newest.runs[0]})")
+    why = generator_not_ready()
+    if why:  # no run and no new generation: the tick's reason names the model, its URL and the fix
+        return dg.SkipReason(why)
     if newest.state == "unfinished" and newest.missing:
         return dg.RunRequest(
             run_key=f"generation-{newest.generation}-completion-{len(newest.runs)}",
@@ -108,6 +112,17 @@ def nightly_regeneration_schedule(context: dg.ScheduleEvaluationContext) -> dg.R
         )
     key = add_generation(context.instance)
     return dg.RunRequest(run_key=f"generation-{key}", partition_key=key)
+
+
+def generator_not_ready() -> str | None:
+    """Why the configured generator cannot start a generation, or None: a model in service
+    behind an endpoint must answer before a run adds a generation (``GeneratorResource.preflight``)."""
+    try:
+        with defs.resources["generator"].process_config_and_initialize_cm() as generator:
+            generator.preflight()
+    except SynthConfigError as exc:
+        return str(exc)
+    return None
 
 
 # One process runs every step: the model loads once and DuckDB has a single writer. Set

@@ -18,8 +18,10 @@ def test_definitions_load_with_job_and_schedule():
     assert set(GENERATION_TABLES) <= keys
 
 
-def test_the_nightly_schedule_adds_the_next_generation_and_requests_it():
+def test_the_nightly_schedule_adds_the_next_generation_and_requests_it(db_path, monkeypatch):
     from synth_assets.definitions import nightly_regeneration_schedule
+
+    monkeypatch.setenv("SYNTH_DUCKDB_PATH", db_path)  # a fresh warehouse: the base model serves
 
     with dg.instance_for_test() as instance:  # a schedule context needs an instance with a ref
         instance.add_dynamic_partitions("generation", ["1", "2"])

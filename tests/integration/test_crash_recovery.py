@@ -187,9 +187,11 @@ def test_a_generation_without_any_run_is_unfinished_and_missing_everything(insta
     assert (state.generation, state.state, state.missing == selected) == ("1", "unfinished", True)
 
 
-def test_the_schedule_completes_an_unfinished_generation_instead_of_adding_one():
+def test_the_schedule_completes_an_unfinished_generation_instead_of_adding_one(db_path, monkeypatch):
     from synth_assets.assets._common import add_generation
     from synth_assets.definitions import nightly_regeneration_schedule
+
+    monkeypatch.setenv("SYNTH_DUCKDB_PATH", db_path)  # a fresh warehouse: the base model serves
 
     with dg.instance_for_test() as instance:  # a schedule's context needs an instance with a ref
         add_generation(instance)

@@ -91,3 +91,21 @@ def test_the_endpoint_in_service_generates_as_default_and_as_a_mixture_member_un
         [("llama_cpp", MODEL_ID)],
     )
     assert pl.Series(Warehouse(db_path).read("raw_candidates")["generation"]).unique().sort().to_list() == [1, 2, 3]
+
+
+def test_the_nightly_schedule_skips_with_the_reason_when_the_endpoint_in_service_does_not_answer(db_path, monkeypatch):
+    """The schedule's tick adds no generation and requests no run; its skip reason is the line."""
+    import dagster as dg
+
+    from synth_assets.definitions import nightly_regeneration_schedule
+
+    monkeypatch.setenv("SYNTH_DUCKDB_PATH", db_path)  # the definitions' warehouse reads it when used
+    url = _closed_url()
+    model_id = promote_endpoint_model(Registry(Warehouse(db_path)), url, SERVED_MODEL)
+    with dg.instance_for_test() as instance:
+        tick = nightly_regeneration_schedule(dg.build_schedule_context(instance=instance))
+        assert (
+            isinstance(tick, dg.SkipReason),
+            f"generator: {model_id} is in service at {url}" in (tick.skip_message or ""),
+            instance.get_dynamic_partitions("generation"),
+        ) == (True, True, [])
