@@ -91,6 +91,7 @@ def summary(wh: Warehouse) -> str:
         )
         out += ["", "pass rate by family (this generation):"]
         out += [f"  {r['family']:<20}{r['pass_rate']:.3f}  ({r['n']} candidates)" for r in rates.iter_rows(named=True)]
+    out += frontier_lines(wh, g)
     if wh.table_exists("filter_drops"):
         reasons = wh.sql(
             f"select drop_reason, count(*) n from {s}.filter_drops where generation = ? group by 1 order by 2 desc", [g]
@@ -143,6 +144,28 @@ def summary(wh: Warehouse) -> str:
             drift(wh),
         ]
     return "\n".join(out)
+
+
+def frontier_lines(wh: Warehouse, g: int) -> list[str]:
+    """Where this generation worked on each family's ladder: per family@level the model in
+    service's greedy rate, pass@k and guesser's pass@k with the status, ``*`` on the levels it
+    generated at (capability_frontier; nothing when the table holds no rows for ``g``)."""
+    if not wh.table_exists("capability_frontier"):
+        return []
+    df = wh.sql(f"select * from {wh.schema}.capability_frontier where generation = ? order by base_family, level", [g])
+    if df.height == 0:
+        return []
+    out = ["", f"capability frontier of {df['model_id'][0]} (this generation; * = generated at):"]
+    for r in df.iter_rows(named=True):
+        mark = "*" if r["chosen"] else " "
+        if r["status"] == "configured":
+            out.append(f"  {mark} {r['family']:<20}as written (frontier steering off)")
+            continue
+        out.append(
+            f"  {mark} {r['family']:<20}greedy {r['greedy_rate']:.2f}, pass@k {r['pass_at_k']:.2f} "
+            f"(guesser {r['guess_pass_at_k']:.2f}): {r['status']}"
+        )
+    return out
 
 
 NO_PROMOTION = "improvement: no model promoted yet; the base model serves"

@@ -4,6 +4,8 @@ against its parent, per family@level and variant, from the registry's scores.
 No model is trained: the registry rows are built by hand on a real temp DuckDB warehouse and
 their adapters are the test double of tests/model_registry_fixtures.py."""
 
+import polars as pl
+
 from synth_assets.cli import main as cli
 from synth_assets.core.training.registry import Registry
 from synth_assets.core.warehouse import Warehouse
@@ -141,4 +143,30 @@ def test_summary_gives_no_per_cpu_minute_figure_for_a_sampling_that_took_no_time
         "  CPU: not measured: the sampling took 0.20 s (a test double or the response cache answered)",
         "  gcd@1               2 distinct passing rows of 4 passes, 2/4 tasks solved, guessers expect 1.3: "
         "n/a rows, n/a tasks per CPU-minute",
+    ]
+
+
+def test_summary_prints_the_frontier_the_generation_worked_at(db_path, capsys):
+    """Three levels of chain_sum measured for g1, the first two generated at."""
+    from synth_assets.core.tasks.sources import conform
+    from synth_assets.core.training.frontier import FRONTIER_SCHEMA
+
+    wh = Warehouse(db_path)
+    store_generation(wh, last_s=60.0, latency_s=1.0)  # makes generation 1 the newest
+    rows = [
+        {"model_id": "g1-aaaaaaaaaa", "family": f"chain_sum@{lvl}", "base_family": "chain_sum", "level": lvl,
+         "greedy_rate": greedy, "pass_at_k": at_k, "guess_pass_at_k": 0.3, "status": status, "chosen": chosen,
+         "generation": 1}
+        for lvl, greedy, at_k, status, chosen in [
+            (1, 0.5, 0.8, "learnable", True), (2, 0.6, 0.77, "learnable", True), (3, 0.1, 0.12, "guessing", False)
+        ]
+    ]  # fmt: skip
+    wh.write_generation("capability_frontier", conform(rows, FRONTIER_SCHEMA | {"generation": pl.Int64}), 1)
+    assert cli(["--db", db_path, "summary"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index("capability frontier of g1-aaaaaaaaaa (this generation; * = generated at):")
+    assert lines[start + 1 : start + 4] == [
+        "  * chain_sum@1         greedy 0.50, pass@k 0.80 (guesser 0.30): learnable",
+        "  * chain_sum@2         greedy 0.60, pass@k 0.77 (guesser 0.30): learnable",
+        "    chain_sum@3         greedy 0.10, pass@k 0.12 (guesser 0.30): guessing",
     ]
