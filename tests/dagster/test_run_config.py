@@ -63,7 +63,8 @@ def test_every_problem_gets_its_own_line():
         "run.yaml: opz: not a run config section; use one of ops, resources, loggers, execution",
         "run.yaml: ops.task_pool.config.tasks_per_family: Input should be greater than or equal to 0 (got -1)",
         "run.yaml: ops.task_pool.config.familes: not a setting of task_pool; its settings: reasoning_gym_families, "
-        "levels_above, tasks_per_family, seed, fresh_seeds, humaneval_tasks, user_task_files, include_synthesized, source_shares",
+        "levels_above, tasks_per_family, seed, fresh_seeds, humaneval_tasks, user_task_files, include_synthesized, "
+        "source_shares",
         "run.yaml: ops.nope: no asset is called 'nope'",
     ]
 

@@ -299,7 +299,16 @@ def test_a_missing_base_checkpoint_is_a_clear_error(warehouse, tmp_path):
 
 # ------------------------------------------------------------------ real rounds (slow)
 # the frontier: no family of these rounds has levels, so it measures nothing and steers nothing
-TRAINING_KEYS = ["heldout_reasoning", "capability_frontier", "candidate_model", "model_eval", "promoted_model"]
+# task_pool: the frontier reads the generation's pool (families without levels here: nothing to
+# measure, so no model is loaded for it)
+TRAINING_KEYS = [
+    "task_pool",
+    "heldout_reasoning",
+    "capability_frontier",
+    "candidate_model",
+    "model_eval",
+    "promoted_model",
+]
 
 
 def _round(
@@ -331,6 +340,14 @@ def _round(
     whr = WarehouseResource(path=db_path)  # ... on this test's DuckDB file
     run_config = dg.RunConfig(
         ops={
+            "task_pool": {
+                "config": {
+                    "reasoning_gym_families": SMOKE_HELDOUT.families,
+                    "tasks_per_family": 2,
+                    "humaneval_tasks": 0,
+                    "include_synthesized": False,
+                }
+            },
             "heldout_reasoning": {"config": {"families": SMOKE_HELDOUT.families, "items_per_family": 10}},
             "candidate_model": {
                 "config": {
