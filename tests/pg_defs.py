@@ -25,6 +25,7 @@ RUN_CONFIG = {
                 "tasks_per_family": PER_FAMILY,
                 "humaneval_tasks": HUMANEVAL,
                 "include_synthesized": False,
+                "fresh_seeds": False,  # both generations draw seed 42's tasks, whose answers the oracle knows
             }
         },
         "raw_candidates": {"config": {"samples_per_task": 2}},
