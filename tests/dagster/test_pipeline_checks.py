@@ -49,26 +49,19 @@ def _mix(response_tokens: list[int | None]) -> pl.DataFrame:
     ).with_columns(pl.lit(0.35).alias("human_floor"))
 
 
-def test_the_floor_check_counts_response_tokens_when_the_mix_counted_them(warehouse):
-    """10% of the rows are human but 30 of 48 response tokens (62.5%): over a 35% floor."""
+def _floor_check(warehouse, response_tokens: list[int | None]) -> tuple[bool, str, float]:
+    """(passed, share_of, human_share) of the floor check on a generation-1 mix of ``_mix``'s rows."""
     warehouse.write_generation("raw_candidates", pl.DataFrame({"generation": [1]}), 1)  # generation 1 exists
-    warehouse.write_generation("mixed_training_set", _mix([30] + [2] * 9), 1)
+    warehouse.write_generation("mixed_training_set", _mix(response_tokens), 1)
     ctx = dg.build_asset_check_context(resources={"warehouse": WarehouseResource(path=warehouse.path)})
     result = human_share_at_or_above_floor(ctx)
-    assert (result.passed, result.metadata["share_of"].value, result.metadata["human_share"].value) == (
-        True,
-        "response tokens",
-        0.625,
-    )
+    return result.passed, result.metadata["share_of"].value, result.metadata["human_share"].value
+
+
+def test_the_floor_check_counts_response_tokens_when_the_mix_counted_them(warehouse):
+    """10% of the rows are human but 30 of 48 response tokens (62.5%): over a 35% floor."""
+    assert _floor_check(warehouse, [30] + [2] * 9) == (True, "response tokens", 0.625)
 
 
 def test_the_floor_check_counts_rows_when_the_mix_did_not_count_tokens(warehouse):
-    warehouse.write_generation("raw_candidates", pl.DataFrame({"generation": [1]}), 1)  # generation 1 exists
-    warehouse.write_generation("mixed_training_set", _mix([None] * 10), 1)
-    ctx = dg.build_asset_check_context(resources={"warehouse": WarehouseResource(path=warehouse.path)})
-    result = human_share_at_or_above_floor(ctx)
-    assert (result.passed, result.metadata["share_of"].value, result.metadata["human_share"].value) == (
-        False,
-        "rows",
-        0.1,
-    )
+    assert _floor_check(warehouse, [None] * 10) == (False, "rows", 0.1)

@@ -244,8 +244,9 @@ def build_mix(
         else pl.lit(None, dtype=pl.Int64).alias("response_tokens")
     )
     share = human.height / mix.height
-    token_share = sum(human_tokens) / max(sum(human_tokens) + int(synth["_t"].sum()), 1) if by_tokens else None
-    assert (token_share if by_tokens else share) + 1e-9 >= settings.human_floor, "floor invariant broken"
+    floor_share = human_share_of(mix)[0]  # in the floor's unit: tokens when they were counted
+    token_share = floor_share if by_tokens else None
+    assert floor_share + 1e-9 >= settings.human_floor, "floor invariant broken"
     stats = {
         "human_rows": human.height,
         "synthetic_rows": synth.height,

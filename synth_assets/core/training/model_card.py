@@ -32,6 +32,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from synth_assets.core.curate.mixing import human_share_of
 from synth_assets.core.curate.publish import drops_by_reason, publish
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.markdown import markdown_table
@@ -151,16 +152,8 @@ def _mix_facts(wh: Warehouse, generation: int | None) -> dict:
         "group by 1 order by rows desc, 1",
         [generation],
     )
-    columns = wh.sql(f"select * from {t} limit 0").columns
-    token_share = None
-    if "response_tokens" in columns:  # a mix whose floor counted response tokens
-        tok = wh.sql(
-            f"select sum(response_tokens) filter (where source = 'human') as h, sum(response_tokens) as t, "
-            f"count(*) filter (where response_tokens is null) as missing from {t} where generation = ?",
-            [generation],
-        ).row(0, named=True)
-        if tok["missing"] == 0 and tok["t"]:
-            token_share = round(tok["h"] / tok["t"], 4)
+    share, unit = human_share_of(wh.read(MIX_TABLE, generation=generation))
+    token_share = round(share, 4) if unit == "response tokens" else None  # a mix whose floor counted tokens
     synthetic = int(per_source.filter(pl.col("source") == "synthetic")["rows"].sum())
     human = int(per_source.filter(pl.col("source") == "human")["rows"].sum())
     total = int(per_source["rows"].sum())
