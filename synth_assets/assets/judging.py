@@ -47,6 +47,8 @@ def summary_markdown(summary: dict) -> str:
         f"- self-preference: own correct rows lead {sp['other']} correct rows by **{sp['lead']}**{ci(sp['ci'])} "
         f"(n = {sp['own_rows']} vs {sp['other_rows']})",
     ]
+    if summary.get("stopped_early"):
+        lines.append(f"- stopped early, distrust settled: {summary['stopped_early']}")
     return "\n".join(lines)
 
 

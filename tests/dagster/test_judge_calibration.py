@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synth_assets.core.generators.generation import Sample
+from synth_assets.core.stats import wilson
 from synth_assets.core.tasks.sources import REFERENCE_SCHEMA, conform
 from synth_assets.core.verify.ai_feedback import Judge
-from synth_assets.core.verify.judge_calibration import CalibrationSettings, calibrate, kappa
+from synth_assets.core.verify.judge_calibration import CalibrationSettings, calibrate, distrust_settled, kappa
 from synth_assets.core.verify.verification import VERDICT_SCHEMA
 from synth_assets.resources import GeneratorResource
 
@@ -121,7 +122,8 @@ def test_a_judge_that_follows_the_position_is_caught():
 
 
 def test_a_judge_that_passes_everything_has_no_agreement_beyond_chance():
-    cal = run(JudgeRuleDouble(lambda _t: 10, oracle_choice))
+    full = CalibrationSettings(**(SETTINGS.model_dump() | {"stop_when_settled": False}))
+    cal = run(JudgeRuleDouble(lambda _t: 10, oracle_choice), s=full)
     assert cal.summary["kappa"] == 0.0 and cal.summary["accuracy"] == round(18 / 30, 4)
     assert [r.split(" (")[0] for r in cal.reasons] == ["agreement with the verifiers 0.60", "Cohen's kappa 0.00"]
 
@@ -151,6 +153,45 @@ def test_a_judge_that_prefers_its_own_generator_is_caught():
     sp = cal.summary["self_preference"]
     assert (sp["lead"], sp["other"], sp["own_rows"], sp["other_rows"]) == (round(2 / 9, 4), "another generator", 12, 12)
     assert len(cal.reasons) == 1 and cal.reasons[0].startswith("it scores its own generator's correct rows 0.22 higher")
+
+
+class CountingJudgeDouble(JudgeRuleDouble):
+    """TEST DOUBLE judge (JudgeRuleDouble) that counts the prompts it was asked."""
+
+    asked = 0
+
+    def generate(self, requests):
+        requests = list(requests)
+        self.asked += len(requests)
+        yield from super().generate(requests)
+
+
+def test_scoring_stops_once_distrust_is_settled_and_the_verdict_is_the_full_samples():
+    """A judge that passes everything gets 16 rows wrong in 6-7 of 16: agreement's lower bound
+    cannot reach 0.7 over 30 rows whatever the other 14 say, so it stops after one chunk and asks
+    no pairs; scoring everything reaches the same verdict."""
+    early = CountingJudgeDouble(lambda _t: 10, oracle_choice)
+    cal = run(early)
+    full_judge = CountingJudgeDouble(lambda _t: 10, oracle_choice)
+    full = run(full_judge, s=CalibrationSettings(**(SETTINGS.model_dump() | {"stop_when_settled": False})))
+    assert (early.asked, cal.rows.height, cal.pairs.height, cal.trusted) == (16, 16, 0, False)
+    assert cal.summary["stopped_early"].startswith("after 16 of 30 rows")
+    assert (full_judge.asked, full.trusted) == (30 + 2 * 12, False)
+
+
+def test_a_judge_that_agrees_is_scored_on_every_row():
+    judge = CountingJudgeDouble(oracle_score, oracle_choice)
+    cal = run(judge)
+    assert (judge.asked, "stopped_early" in cal.summary) == (30 + 2 * 12, False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 120), st.integers(0, 120), st.integers(0, 120), st.floats(0.3, 0.95))
+def test_settled_distrust_holds_for_every_way_the_rest_could_go(agree, extra, remaining, min_accuracy):
+    scored = agree + extra  # ``extra`` rows disagreed
+    if distrust_settled(agree, scored, remaining, min_accuracy):
+        for more in range(remaining + 1):
+            assert wilson(agree + more, scored + remaining)[0] < min_accuracy
 
 
 @settings(max_examples=200, deadline=None)

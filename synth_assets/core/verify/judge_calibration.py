@@ -15,6 +15,10 @@ construction) the judge is scored and compared:
 
 Every figure comes with its sample size and a 95% interval (Wilson for proportions, bootstrap
 for kappa, Fisher's z for rho). ``trusted`` is True only while every threshold clears.
+
+Rows are scored in shuffled chunks, and scoring stops once distrust is settled (agreement could
+not clear ``min_accuracy`` even if every row left agreed): trust needs the whole sample, distrust
+does not, and the embedded 270M judge is never trusted, so a first run spends its time elsewhere.
 """
 
 from __future__ import annotations
@@ -78,6 +82,15 @@ class CalibrationSettings(Settings):
         default=0.1, ge=0, le=1, description="highest mean score lead of its own correct rows over another writer's"
     )
     seed: int = Field(default=0)
+    stop_when_settled: bool = Field(
+        default=True,
+        description="stop scoring once agreement cannot reach min_accuracy whatever the rows left say "
+        "(the verdict 'not trusted' is then final; position bias is not measured); false scores every row and pair",
+    )
+
+
+# rows scored between looks at the agreement: one wave of the batched decoder's 16 sequences
+CHUNK_ROWS = 16
 
 
 @dataclass
@@ -324,12 +337,42 @@ def measure(
     return summary, fam, reasons
 
 
+def distrust_settled(agree: int, scored: int, remaining: int, min_accuracy: float) -> bool:
+    """Whether the judge cannot be trusted whatever the rows not yet scored say: even if each of
+    them got a score agreeing with its verifier, agreement's 95% lower bound would stay under
+    ``min_accuracy``. Deterministic curtailment: the decision is the one the whole sample would
+    give, so stopping adds no error; it only leaves the intervals wider."""
+    return wilson(agree + remaining, scored + remaining)[0] < min_accuracy
+
+
+def score_rows(judge: Judge, sample: pl.DataFrame, settings: CalibrationSettings) -> tuple[pl.DataFrame, list]:
+    """The judge's scores of ``sample`` in a shuffled order (so every chunk mixes families and
+    verdicts), chunk by chunk, stopping once distrust is settled when ``stop_when_settled``.
+    Returns the rows asked (in the order asked) and their scores."""
+    sample = sample.sample(fraction=1.0, shuffle=True, seed=settings.seed)
+    scores: list[float | None] = []
+    agree = scored = 0
+    for start in range(0, sample.height, CHUNK_ROWS):
+        chunk = sample.slice(start, CHUNK_ROWS)
+        got = [r.score for r in judge.score(list(zip(chunk["prompt"].to_list(), chunk["response"].to_list())))]
+        scores += got
+        for truth, score in zip(chunk["truth"].to_list(), got, strict=True):
+            if score is not None:
+                scored += 1
+                agree += truth == (score >= settings.threshold)
+        if settings.stop_when_settled and distrust_settled(
+            agree, scored, sample.height - len(scores), settings.min_accuracy
+        ):
+            break
+    return sample.head(len(scores)), scores
+
+
 def calibrate(
     judge: Judge, verified: pl.DataFrame, human: pl.DataFrame, generation: int, settings: CalibrationSettings
 ) -> Calibration:
-    sample = sample_rows(verified, human, settings)
-    results = judge.score(list(zip(sample["prompt"].to_list(), sample["response"].to_list())))
-    scores = [r.score for r in results]
+    full = sample_rows(verified, human, settings)
+    sample, scores = score_rows(judge, full, settings)
+    stopped = sample.height < full.height
     rows = conform(
         sample.with_columns(
             pl.lit(generation, dtype=pl.Int64).alias("generation"),
@@ -339,7 +382,7 @@ def calibrate(
         ),
         CALIBRATION_SCHEMA,
     )
-    pairs = sample_pairs(verified, settings)
+    pairs = [] if stopped else sample_pairs(verified, settings)
     shown = []
     for good, bad in pairs:
         g, b = response_text(good), response_text(bad)
@@ -364,8 +407,15 @@ def calibrate(
     own = judge.generator.model
     summary, fam, reasons = measure(rows, pair_df, own, settings)
     rows = rows.with_columns(pl.lit(not reasons, dtype=pl.Boolean).alias("trusted"))
+    if stopped:
+        summary["stopped_early"] = (
+            f"after {sample.height} of {full.height} rows: agreement could not reach min_accuracy "
+            f"{settings.min_accuracy} whatever the other {full.height - sample.height} said; position bias not measured"
+        )
     summary |= {
         "judge": judge.name,
-        "thresholds": settings.model_dump(exclude={"rows_per_cell", "human_rows", "pairs", "seed"}),
+        "thresholds": settings.model_dump(
+            exclude={"rows_per_cell", "human_rows", "pairs", "seed", "stop_when_settled"}
+        ),
     }
     return Calibration(rows, pair_df, summary, fam, not reasons, reasons)
