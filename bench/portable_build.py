@@ -51,7 +51,7 @@ def child(tasks_per_family: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--native", required=True, help="a --target folder holding the native llama_cpp package")
+    ap.add_argument("--native", help="a --target folder holding the native llama_cpp package (required)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--tasks", type=int, default=8, help="tasks a family")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -59,6 +59,8 @@ def main() -> None:
     if args.child:
         child(args.tasks)
         return
+    if not args.native:
+        ap.error("--native is required: the folder the native build was installed into (see above)")
     results: dict[str, list[dict]] = {"portable": [], "native": []}
     for _ in range(args.rounds):
         for build in ("portable", "native"):

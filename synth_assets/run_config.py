@@ -81,7 +81,41 @@ def problems(run_config: dict, source: str, classes: dict[str, type[BaseModel] |
     return out
 
 
+# the prompt settings every asset that asks the model a question must share: a model generated
+# for, measured and evaluated in one prompt format and trained in another learns a skill no step asks for
+SHARED_PROMPT_FIELDS = ("form", "few_shot", "few_shot_pool", "few_shot_seed")
+
+
+def prompt_disagreements(run_config: dict, source: str, classes: dict[str, type[BaseModel] | None]) -> list[str]:
+    """One line per shared prompt setting whose value (set, else the default) differs between
+    the selected assets that take prompt settings."""
+    from synth_assets.core.generators.generation import PromptSettings
+
+    takers = sorted(n for n, c in classes.items() if c is not None and issubclass(c, PromptSettings))
+    ops = run_config.get("ops") or {}
+    out = []
+    for field in SHARED_PROMPT_FIELDS:
+        values: dict[str, list[str]] = {}
+        for name in takers:
+            body = ops.get(name)
+            config = (body.get("config") or {}) if isinstance(body, dict) else {}
+            value = config.get(field, PromptSettings.model_fields[field].default)
+            values.setdefault(repr(value), []).append(name)
+        if len(values) > 1:
+            (common, _), *others = sorted(values.items(), key=lambda kv: -len(kv[1]))
+            for value, names in others:
+                out.append(
+                    f"{source}: {', '.join(f'ops.{n}.config.{field}' for n in names)} is {value} but "
+                    f"{', '.join(values[common])} use {common}: the model is asked, measured and trained in one "
+                    f"prompt format; set {field}: {value.strip(chr(39))} on every one of "
+                    f"{', '.join(takers)} (or on none)"
+                )
+    return out
+
+
 def check(run_config: dict, source: str, graph: dg.AssetGraph, keys: Iterable[dg.AssetKey]) -> list[str]:
     """The problems of a run config for the selected assets of ``graph``."""
     every = {graph.get(k).assets_def.op.name for k in graph.get_all_asset_keys() if graph.get(k).is_executable}
-    return problems(run_config, source, config_classes(graph, keys), every)
+    classes = config_classes(graph, keys)
+    found = problems(run_config, source, classes, every)
+    return found or (prompt_disagreements(run_config, source, classes) if isinstance(run_config, dict) else [])

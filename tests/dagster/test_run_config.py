@@ -73,3 +73,19 @@ def test_a_sound_run_config_has_no_problems():
     graph = defs.resolve_asset_graph()
     keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_executable]
     assert check({"ops": {"candidate_model": {"config": {"epochs": 1}}}}, "run.yaml", graph, keys) == []
+
+
+PROMPT_TAKERS = ("candidate_model", "capability_frontier", "generator_eval", "heldout_reasoning", "raw_candidates")
+
+
+def test_a_prompt_form_set_on_some_assets_only_is_one_line_naming_the_rest():
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_executable]
+    config = {"ops": {"raw_candidates": {"config": {"form": "rationale"}}}}
+    assert check(config, "run.yaml", graph, keys) == [
+        "run.yaml: ops.raw_candidates.config.form is 'rationale' but candidate_model, capability_frontier, "
+        "generator_eval, heldout_reasoning use 'answer': the model is asked, measured and trained in one prompt "
+        f"format; set form: rationale on every one of {', '.join(PROMPT_TAKERS)} (or on none)"
+    ]
+    everywhere = {"ops": {name: {"config": {"form": "rationale"}} for name in PROMPT_TAKERS}}
+    assert check(everywhere, "run.yaml", graph, keys) == []

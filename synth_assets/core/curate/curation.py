@@ -147,9 +147,13 @@ def training_text_expr() -> pl.Expr:
         .then(pl.col("extracted_answer"))
         .otherwise(completion)
     )
+    # a worked rationale is trained whole (its steps were checked): the work, then the answer line
+    rationale = pl.col("prompt_template").fill_null("").str.starts_with("rationale_")
     return (
         pl.when(pl.col("verifier") == "python_tests")
         .then((pl.col("prompt").fill_null("") + completion).str.strip_chars_end() + "\n")
+        .when(rationale & (pl.col("extracted_answer").fill_null("").str.strip_chars() != ""))
+        .then(completion.str.strip_chars())
         .otherwise(answer.str.strip_chars())
     )
 
@@ -392,6 +396,7 @@ CURATION_COLUMNS = (
     "domain",
     "verifier",
     "prompt",
+    "prompt_template",
     "completion",
     "extracted_answer",
     "verdict",

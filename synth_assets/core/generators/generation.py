@@ -13,14 +13,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import polars as pl
 from pydantic import Field, field_validator
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.settings import Settings
-from synth_assets.core.tasks.sources import few_shot_examples, split_level
+from synth_assets.core.tasks.sources import few_shot_entries, few_shot_examples, split_level
+from synth_assets.core.tasks.worked_steps import ANSWER_LABEL, WORK_LABEL, has_worked_steps, worked_steps
 
 CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
     "candidate_id": pl.String,
@@ -56,6 +57,11 @@ CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
 
 CODE_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n```", "\nassert ")
 ANSWER_STOP = ("\n",)
+# a rationale completion is a Work line and an Answer line: it stops at the blank line before the
+# next question (or at the next question, should the model skip the blank line)
+RATIONALE_STOP = ("\n\n", "\nQuestion:")
+RATIONALE_MAX_TOKENS = 64
+RATIONALE_INSTRUCTION = "Work out each question step by step, then give the final answer."
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,16 @@ class PromptSettings(Settings):
         "(0 or <= few_shot: the same examples for every task, which a base model learns to copy)",
     )
 
+    form: Literal["answer", "rationale"] = Field(
+        default="answer",
+        description="answer: the final answer only; rationale: a short worked rationale ('Work:', each "
+        "arithmetic step checked) then 'Answer:', for families with a rationale writer (chain_sum, "
+        "basic_arithmetic; others stay answer-only)",
+    )
+    rationale_max_tokens: int = Field(
+        default=RATIONALE_MAX_TOKENS, ge=1, description="tokens a rationale completion (work and answer) may take"
+    )
+
     def shots(self, family: str, key: str) -> list[tuple[str, str]]:
         """The solved examples shown before the task or held-out item ``key`` of ``family``."""
         if not self.few_shot:
@@ -137,6 +153,33 @@ class PromptSettings(Settings):
         if self.few_shot_pool > self.few_shot:
             return f"answer_{self.few_shot}of{self.few_shot_pool}shot_v2"
         return f"answer_{self.few_shot}shot_v1"
+
+    def reasons(self, family: str) -> bool:
+        """Whether ``family`` is prompted for a worked rationale (the form, and a writer for it)."""
+        return self.form == "rationale" and has_worked_steps(split_level(family)[0])
+
+    def ask(self, family: str, question: str, key: str, rephrased: bool = False, form: str | None = None) -> Asked:
+        """How a reasoning-gym question of ``family`` is asked: the prompt with its own few-shot
+        draw for ``key``, the template's name, the token budget and stop strings. ``form``
+        overrides the setting (training builds each row's prompt in the form the row was written
+        in); ``rephrased`` is the held-out evaluation's prompt-template shift."""
+        rationale = (form or self.form) == "rationale" and has_worked_steps(split_level(family)[0])
+        if not rationale:
+            examples = self.shots(family, key)
+            prompt = rephrased_answer_prompt(question, examples) if rephrased else answer_prompt(question, examples)
+            template = self.template if examples else "answer_0shot_v1"
+            return Asked(prompt, template, self.answer_max_tokens, ANSWER_STOP, examples[-1][1] if examples else "")
+        base = split_level(family)[0]
+        entries = few_shot_entries(family, self.few_shot, self.few_shot_seed, self.few_shot_pool, key)
+        worked = [(e["question"], worked_steps(base, e) or "", str(e["answer"])) for e in entries]
+        prompt = rationale_prompt(question, worked, REPHRASED_RATIONALE if rephrased else RATIONALE_INSTRUCTION)
+        return Asked(
+            prompt,
+            f"rationale_{self.few_shot}of{max(self.few_shot, self.few_shot_pool)}shot_v1",
+            self.rationale_max_tokens,
+            RATIONALE_STOP,
+            worked[-1][2] if worked else "",
+        )
 
 
 def answer_prompt(
@@ -155,22 +198,54 @@ def answer_prompt(
     return "\n".join(parts)
 
 
-def build_prompt(task: dict, settings: PromptSettings) -> tuple[str, str, int, tuple[str, ...]]:
-    """(prompt text, template name, max tokens, stop sequences) for one task row."""
+REPHRASED_INSTRUCTION = "Reply to every problem below with nothing but its final result."
+REPHRASED_RATIONALE = "Solve every problem below: show the working, then state the result."
+
+
+def rephrased_answer_prompt(question: str, examples: Sequence[tuple[str, str]]) -> str:
+    """The answer prompt under other wording and labels (the held-out prompt-template shift)."""
+    return answer_prompt(question, examples, REPHRASED_INSTRUCTION, "Q:", "A:")
+
+
+def rationale_prompt(
+    question: str, examples: Sequence[tuple[str, str, str]], instruction: str = RATIONALE_INSTRUCTION
+) -> str:
+    """Few-shot prompt for a worked rationale: each solved example shows its steps on a Work line
+    and its result on an Answer line; the model continues after the question's ``Work:``."""
+    parts = [instruction + "\n"]
+    for q, work, a in examples:
+        parts.append(f"Question: {q}\n{WORK_LABEL} {work}\n{ANSWER_LABEL} {a}\n")
+    parts.append(f"Question: {question}\n{WORK_LABEL}")
+    return "\n".join(parts)
+
+
+def is_rationale_prompt(prompt: str) -> bool:
+    """Whether a stored prompt asks for a rationale (it ends where the work begins)."""
+    return prompt.endswith(f"\n{WORK_LABEL}")
+
+
+class Asked(NamedTuple):
+    prompt: str
+    template: str
+    max_tokens: int
+    stop: tuple[str, ...]
+    last_shot_answer: str
+
+
+def build_prompt(
+    task: dict, settings: PromptSettings, form: str | None = None
+) -> tuple[str, str, int, tuple[str, ...]]:
+    """(prompt text, template name, max tokens, stop sequences) for one task row; ``form``
+    overrides ``settings.form`` (see ``PromptSettings.ask``)."""
     if task["verifier"] == "python_tests":
         # HumanEval style: the model continues the function body after the signature+docstring
         return task["prompt"], "code_completion_v1", settings.code_max_tokens, CODE_STOP
-    examples: list[tuple[str, str]] = []
     if task["source"] == "reasoning_gym" or (
         task["source"] == "synthesized" and split_level(task["family"])[0] in _rg_families()
     ):
-        examples = settings.shots(task["family"], task.get("task_id") or task["prompt"])
-    return (
-        answer_prompt(task["prompt"], examples),
-        settings.template if examples else "answer_0shot_v1",
-        settings.answer_max_tokens,
-        ANSWER_STOP,
-    )
+        asked = settings.ask(task["family"], task["prompt"], task.get("task_id") or task["prompt"], form=form)
+        return asked.prompt, asked.template, asked.max_tokens, asked.stop
+    return answer_prompt(task["prompt"], []), "answer_0shot_v1", settings.answer_max_tokens, ANSWER_STOP
 
 
 # ------------------------------------------------------------------ planning and running

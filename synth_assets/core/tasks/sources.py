@@ -327,12 +327,18 @@ def few_shot_examples(family: str, k: int, seed: int, pool: int = 0, key: str = 
     ``pool`` solved examples. One fixed set for every task teaches the model to copy: with three
     fixed examples, gcd's held-out score was exactly the number of items whose answer was the
     last example's."""
+    return [(e["question"], str(e["answer"])) for e in few_shot_entries(family, k, seed, pool, key)]
+
+
+def few_shot_entries(family: str, k: int, seed: int, pool: int = 0, key: str = "") -> list[dict[str, Any]]:
+    """The reasoning-gym items behind ``few_shot_examples`` (the same draw), for prompts that
+    show more of a solved example than its answer (a worked rationale)."""
     n = max(k, pool)
     ds = reasoning_gym_dataset(family, n, seed + 1_000_003)
     order = list(range(n))
     if pool > k and key:
         order = random.Random(hashlib.sha256(f"shots/{key}".encode()).digest()).sample(order, k)
-    return [(ds[i]["question"], str(ds[i]["answer"])) for i in order[:k]]
+    return [ds[i] for i in order[:k]]
 
 
 # ------------------------------------------------------------------ HumanEval

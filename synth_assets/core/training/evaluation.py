@@ -12,9 +12,16 @@ from collections.abc import Callable
 
 import polars as pl
 
-from synth_assets.core.generators.generation import ANSWER_STOP, SampleRequest, TextGenerator
+from synth_assets.core.generators.generation import (
+    ANSWER_STOP,
+    RATIONALE_MAX_TOKENS,
+    RATIONALE_STOP,
+    SampleRequest,
+    TextGenerator,
+    is_rationale_prompt,
+)
 from synth_assets.core.training.heldout import score
-from synth_assets.core.verify.verification import extract_short_answer
+from synth_assets.core.verify.verification import read_answer
 
 SCORE_SCHEMA: dict[str, pl.DataType] = {
     "model_id": pl.String,
@@ -41,8 +48,9 @@ def heldout_requests(items: pl.DataFrame, max_tokens: int = 24) -> tuple[pl.Data
             prompt_template=f"heldout_{r['variant']}",
             temperature=0.0,
             top_p=1.0,
-            max_tokens=max_tokens,
-            stop=ANSWER_STOP,
+            # a rationale prompt's item gets the rationale budget and stops (the prompt says which)
+            max_tokens=RATIONALE_MAX_TOKENS if is_rationale_prompt(r["prompt"]) else max_tokens,
+            stop=RATIONALE_STOP if is_rationale_prompt(r["prompt"]) else ANSWER_STOP,
             seed=0,
             sample_index=0,
         )
@@ -62,7 +70,8 @@ def evaluate(
     items, requests = heldout_requests(items, max_tokens)
     rows, started, last = [], time.monotonic(), time.monotonic()
     for n, (item, sample) in enumerate(zip(items.iter_rows(named=True), generator.generate(requests), strict=True), 1):
-        given = extract_short_answer(sample.text or "")
+        # the answer is scored; the steps of a rationale are not (they decide training data only)
+        given, _wrong = read_answer(sample.text or "", is_rationale_prompt(item["prompt"]))
         rows.append(
             {
                 "model_id": model_id,

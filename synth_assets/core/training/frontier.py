@@ -22,13 +22,7 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generators.generation import (
-    ANSWER_STOP,
-    PromptSettings,
-    SampleRequest,
-    TextGenerator,
-    answer_prompt,
-)
+from synth_assets.core.generators.generation import PromptSettings, SampleRequest, TextGenerator
 from synth_assets.core.settings import Settings
 from synth_assets.core.stats import wilson
 from synth_assets.core.tasks.sources import (
@@ -41,7 +35,7 @@ from synth_assets.core.tasks.sources import (
     with_level,
 )
 from synth_assets.core.training.heldout import passes
-from synth_assets.core.verify.verification import extract_short_answer
+from synth_assets.core.verify.verification import is_rationale_template, read_answer
 
 REFERENCE_DRAW = 500  # items of a level drawn to estimate its answer distribution
 FRONTIER_SEED = 9_000_000  # far from the task pool's (42 + generation) and the held-out items' (7,000,000)
@@ -102,7 +96,7 @@ class FrontierSettings(Settings):
 
 def measurement_key(settings: FrontierSettings, prompts: PromptSettings) -> str:
     """What makes two measurements of one model comparable: a stored row is reused only on a match."""
-    return f"{settings.key()},{prompts.template}"
+    return f"{settings.key()},{prompts.template}" + (",rationale" if prompts.form == "rationale" else "")
 
 
 def guess_rates(answers: list[str], k: int, reference: list[str] | None = None) -> tuple[float, float]:
@@ -141,13 +135,14 @@ def frontier_items(family: str, settings: FrontierSettings, prompts: PromptSetti
     out = []
     for i in range(settings.items_per_level):
         entry = ds[i]
-        shots = prompts.shots(family, f"frontier/{settings.seed}/{family}/{i}")
+        asked = prompts.ask(family, entry["question"], f"frontier/{settings.seed}/{family}/{i}")
         out.append(
             {
                 "index": i,
                 "answer": str(entry["answer"]),
-                "prompt": answer_prompt(entry["question"], shots),
-                "last_shot": shots[-1][1] if shots else "",
+                "prompt": asked.prompt,
+                "asked": asked,
+                "last_shot": asked.last_shot_answer,
                 "entry": entry,
             }
         )
@@ -169,11 +164,11 @@ def measure_level(
                 SampleRequest(
                     task_id=f"frontier/{family}/{it['index']}",
                     prompt=it["prompt"],
-                    prompt_template=prompts.template,
+                    prompt_template=it["asked"].template,
                     temperature=0.0 if greedy else settings.temperature,
                     top_p=1.0 if greedy else 0.95,
-                    max_tokens=prompts.answer_max_tokens,
-                    stop=ANSWER_STOP,
+                    max_tokens=it["asked"].max_tokens,
+                    stop=it["asked"].stop,
                     seed=settings.seed + it["index"] * 1000 + j,
                     sample_index=j,
                 )
@@ -183,9 +178,13 @@ def measure_level(
     per = settings.samples + 1
     greedy_ok, any_ok, sampled_ok = 0, 0, 0
     for n, it in enumerate(items):
-        outcomes = [
-            passes(ds, it["entry"], extract_short_answer(s.text or "")) for s in samples[n * per : (n + 1) * per]
-        ]
+        # greedy is scored on its answer, as the held-out items are; a sample passes as verification
+        # passes it (a rationale's steps checked too), since samples are what a round trains on
+        rationale = is_rationale_template(it["asked"].template)
+        outcomes = []
+        for j, s in enumerate(samples[n * per : (n + 1) * per]):
+            answer, wrong = read_answer(s.text or "", rationale)
+            outcomes.append(passes(ds, it["entry"], answer) and (j == 0 or not wrong))
         greedy_ok += outcomes[0]
         any_ok += any(outcomes[1:])
         sampled_ok += sum(outcomes[1:])

@@ -26,7 +26,7 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generators.generation import PromptSettings, answer_prompt
+from synth_assets.core.generators.generation import PromptSettings
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks.sources import (
     DEFAULT_FAMILIES,
@@ -94,13 +94,6 @@ class HeldoutSettings(Settings):
     seed: int = Field(default=HELDOUT_SEED, description="first seed; keep it far from every training seed")
 
 
-def rephrased_prompt(question: str, examples: list[tuple[str, str]]) -> str:
-    """The answer prompt under other wording and labels (a prompt-template shift)."""
-    return answer_prompt(
-        question, examples, "Reply to every problem below with nothing but its final result.", "Q:", "A:"
-    )
-
-
 def harder_config(family: str) -> dict | None:
     """The configuration of the family's harder variant: the next level up for a family with a
     level (``chain_sum@1`` -> ``chain_sum@2``'s configuration), else sizes training never shows
@@ -137,8 +130,10 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
             for i in indices:
                 entry = ds[i]
                 q = entry["question"]
-                shots = prompts.shots(family, f"heldout/{settings.seed}/{family}/{variant}/{i}")
-                prompt = rephrased_prompt(q, shots) if variant == "rephrased" else answer_prompt(q, shots)
+                asked = prompts.ask(
+                    family, q, f"heldout/{settings.seed}/{family}/{variant}/{i}", rephrased=variant == "rephrased"
+                )
+                prompt = asked.prompt
                 spec = {"family": family, "config": config, "seed": settings.seed, "size": size, "index": i}
                 key = hashlib.sha256(json.dumps([variant, spec, prompt], sort_keys=True).encode()).hexdigest()[:16]
                 rows.append(
@@ -149,7 +144,7 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
                         "question": q,
                         "answer": str(entry["answer"]),
                         "prompt": prompt,
-                        "last_shot_answer": shots[-1][1] if shots else "",
+                        "last_shot_answer": asked.last_shot_answer,
                         "spec": json.dumps(spec, sort_keys=True),
                     }
                 )

@@ -50,6 +50,7 @@ import polars as pl
 from synth_assets.core.generators.generation import CANDIDATE_SCHEMA
 from synth_assets.core.sandbox.sandbox import Sandbox
 from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset
+from synth_assets.core.tasks.worked_steps import worked_steps
 from synth_assets.core.verify.custom_verifiers import CustomVerifier
 from synth_assets.core.verify.verification import _code_verdicts, _normalise, verify_candidates
 
@@ -164,6 +165,30 @@ def reasoning_gym_canaries(task: dict, neighbours: int = 10) -> list[Canary]:
     for name, wrong in _wrong_answers(answer, most_different(answer, others)):
         out.append(Canary(name, "not pass", _task_row(task, f" {wrong}")))
     return out
+
+
+def rationale_canaries(task: dict) -> list[Canary]:
+    """For a task asked for a worked rationale: its true worked steps pass; the right answer after
+    a wrong step does not (a right answer reached by a wrong step never becomes training data)."""
+    spec = json.loads(task["verifier_spec"])
+    ds = reasoning_gym_dataset(spec["name"], spec["size"], spec["seed"], spec.get("config"))
+    entry = ds[spec["index"]]
+    work = worked_steps(spec["name"], entry)
+    if not work:
+        return []
+    answer = str(entry["answer"])
+    step = work.split("; ")[-1]
+    lhs, _, result = step.rpartition(" = ")
+    bad = f"{lhs} = {off_by_one(result) or result + '1'}"
+    row = _task_row(task, "") | {"prompt_template": "rationale_canary"}
+    return [
+        Canary("worked rationale", "pass", row | {"completion": f" {work}\nAnswer: {answer}"}),
+        Canary(
+            "right answer after a wrong step",
+            "not pass",
+            row | {"completion": f" {work.rpartition(step)[0]}{bad}\nAnswer: {answer}"},
+        ),
+    ]
 
 
 def exact_canaries(task: dict, others: list[str]) -> list[Canary]:
@@ -427,9 +452,17 @@ def build_canaries(
     rg = tasks.filter(pl.col("verifier") == "reasoning_gym")
     if rg.height:
         rg = rg.with_columns(pl.col("verifier_spec").map_elements(_rg_name, return_dtype=pl.String).alias("_name"))
+        asked_rationale = set(
+            candidates.filter(pl.col("prompt_template").fill_null("").str.starts_with("rationale_"))["task_id"]
+            if "prompt_template" in candidates.columns
+            else []
+        )
         for _, part in rg.group_by("_name", maintain_order=True):
             for t in part.head(items).iter_rows(named=True):
                 out += reasoning_gym_canaries(t)
+            # the steps checker, on the scorers whose tasks were asked for a rationale
+            for t in part.filter(pl.col("task_id").is_in(asked_rationale)).head(items).iter_rows(named=True):
+                out += rationale_canaries(t)
     for kind, build in (("math", math_canaries), ("exact", exact_canaries)):
         part = tasks.filter(pl.col("verifier") == kind)
         answers = [a for a in part["answer"].to_list() if a]

@@ -24,6 +24,7 @@ from synth_assets.core.generators.generation import CANDIDATE_SCHEMA
 from synth_assets.core.sandbox.sandbox import FunctionCheck, Sandbox
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset
+from synth_assets.core.tasks.worked_steps import split_rationale
 from synth_assets.core.verify.ai_feedback import Constitution, Judge
 from synth_assets.core.verify.custom_verifiers import (
     CustomCanary,
@@ -32,6 +33,7 @@ from synth_assets.core.verify.custom_verifiers import (
     checked_canary,
     read_canaries_file,
 )
+from synth_assets.core.verify.steps import wrong_steps
 
 VERDICT_SCHEMA: dict[str, pl.DataType] = {
     **CANDIDATE_SCHEMA,
@@ -77,6 +79,19 @@ def extract_short_answer(completion: str) -> str:
     return ""
 
 
+def read_answer(completion: str, rationale: bool) -> tuple[str, list[str]]:
+    """(the answer, the wrong steps) of a completion: the first line for an answer prompt; for a
+    rationale prompt the ``Answer:`` line ("" when there is none) and the work's wrong steps."""
+    if not rationale:
+        return extract_short_answer(completion), []
+    work, answer = split_rationale(completion)
+    return answer or "", wrong_steps(work)
+
+
+def is_rationale_template(template: str | None) -> bool:
+    return (template or "").startswith("rationale_")
+
+
 _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 _ANSWER_IS = re.compile(r"(?:final answer|answer)\s*(?:is|:)\s*(.+)", re.IGNORECASE)
 
@@ -100,8 +115,18 @@ def verify_reasoning_gym(row: dict, pass_threshold: float) -> Verdict:
     # is the item that was asked
     ds = reasoning_gym_dataset(spec["name"], spec["size"], spec["seed"], spec.get("config"))
     entry = ds[spec["index"]]
-    answer = extract_short_answer(row["completion"] or "")
+    answer, wrong = read_answer(row["completion"] or "", is_rationale_template(row.get("prompt_template")))
     t0 = time.perf_counter()
+    if wrong:  # a right answer reached by a wrong step is not a pass: it would teach the wrong step
+        return Verdict(
+            "fail",
+            0.0,
+            f"reasoning_gym:{spec['name']}",
+            _pkg_version("reasoning-gym"),
+            f"wrong step {wrong[0]!r} (answer {answer[:40]!r})",
+            time.perf_counter() - t0,
+            answer,
+        )
     # a family that can say what is wrong (the science families: the violated constraints) scores
     # and explains in one call (one simulation per verdict)
     explained = getattr(ds, "score_with_detail", None)
@@ -181,14 +206,14 @@ def _normalise(s: str) -> str:
 
 def verify_exact(row: dict) -> Verdict:
     t0 = time.perf_counter()
-    answer = extract_short_answer(row["completion"] or "")
-    ok = _normalise(answer) == _normalise(row["answer"] or "")
+    answer, wrong = read_answer(row["completion"] or "", is_rationale_template(row.get("prompt_template")))
+    ok = not wrong and _normalise(answer) == _normalise(row["answer"] or "")
     return Verdict(
         "pass" if ok else "fail",
         1.0 if ok else 0.0,
         "exact_match",
         "1",
-        f"expected {row['answer']!r}, got {answer!r}",
+        f"wrong step {wrong[0]!r}" if wrong else f"expected {row['answer']!r}, got {answer!r}",
         time.perf_counter() - t0,
         answer,
     )
