@@ -13,6 +13,7 @@ warehouse and the Dagster instance:
 
     .venv/bin/python bench/loop_rounds.py --rounds 3 --home /tmp/loop      # about 25-45 min a round on 2 cores
     .venv/bin/python bench/loop_rounds.py --home /tmp/loop --report-only   # the report of runs made already
+    .venv/bin/python bench/loop_rounds.py --rationale --home /tmp/loop_r   # every prompt asks for a worked rationale
 
 Rounds already in the home are kept (a later call adds rounds). This is the default arm of the
 self-improvement benchmark run through the assets; the naive arm (unverified samples, no human
@@ -38,9 +39,18 @@ from synth_assets.core.curate.mixing import human_share_of  # noqa: E402
 from synth_assets.core.quality.yield_metrics import OVERALL, distinct_yield, generation_wall_seconds  # noqa: E402
 from synth_assets.core.warehouse import Warehouse  # noqa: E402
 
+PROMPT_ASSETS = ("raw_candidates", "capability_frontier", "heldout_reasoning", "generator_eval", "candidate_model")
 
-def run_rounds(home: Path, rounds: int) -> None:
+
+def run_rounds(home: Path, rounds: int, rationale: bool = False) -> None:
     home.mkdir(parents=True, exist_ok=True)
+    extra: list[str] = []
+    if rationale:  # form: rationale on every asset that asks the model (synth run checks they agree)
+        import json
+
+        cfg = home / "rationale.yaml"
+        cfg.write_text(json.dumps({"ops": {a: {"config": {"form": "rationale"}} for a in PROMPT_ASSETS}}))
+        extra = ["-c", str(cfg)]
     (home / "dagster.yaml").touch()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     env.pop("SYNTH_DUCKDB_PATH", None)  # the warehouse beside the instance
@@ -49,7 +59,7 @@ def run_rounds(home: Path, rounds: int) -> None:
         log = home / f"run_{int(time.time())}.log"
         with log.open("w") as out:
             code = subprocess.call(
-                [str(Path(sys.executable).parent / "synth"), "run"],
+                [str(Path(sys.executable).parent / "synth"), "run", *extra],
                 cwd=ROOT,
                 env=env,
                 stdout=out,
@@ -149,9 +159,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--home", type=Path, default=Path("/tmp/synth_loop_rounds"))
     ap.add_argument("--report-only", action="store_true", help="print the report of the rounds in --home")
+    ap.add_argument("--rationale", action="store_true", help="form: rationale (a checked worked rationale first)")
     args = ap.parse_args()
     if not args.report_only:
-        run_rounds(args.home, args.rounds)
+        run_rounds(args.home, args.rounds, args.rationale)
     print(report(args.home))
 
 

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from synth_assets.core.curate.mixing import MIX_SCHEMA
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generators.generation import PromptSettings
+from synth_assets.core.generators.generation import PromptSettings, is_rationale_prompt
 from synth_assets.core.stats import mcnemar_p
 from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset
+from synth_assets.core.tasks.worked_steps import worked_steps
 from synth_assets.core.training.evaluation import SCORE_SCHEMA, evaluate
 from synth_assets.core.training.gate import GateSettings, compare, decision
 from synth_assets.core.training.heldout import HeldoutSettings, decontaminate, heldout_items, trivial_baselines
@@ -61,9 +62,25 @@ def gold_mix(n_per_family: int = 14, families=("gcd", "letter_counting"), seed: 
 
 
 def scores(items: pl.DataFrame, model_id: str, right: bool) -> pl.DataFrame:
-    """A parent that answers every item right, or answers -1 to everything (always wrong)."""
-    answers = {r["item_id"]: f" {r['answer']}" if right else " -1" for r in items.iter_rows(named=True)}
+    """A parent that answers every item right, or answers -1 to everything (always wrong); on a
+    rationale item it writes a step and the answer line."""
+
+    def text(r: dict) -> str:
+        answer = r["answer"] if right else "-1"
+        return f" 1 + 1 = 2\nAnswer: {answer}" if is_rationale_prompt(r["prompt"]) else f" {answer}"
+
+    answers = {r["item_id"]: text(r) for r in items.iter_rows(named=True)}
     return evaluate(OracleGeneratorDouble(answers), model_id, items)
+
+
+def rationale_mix(n: int = 14, seed: int = 11) -> pl.DataFrame:
+    """gold_mix of chain_sum (reasoning-gym's default sizes) whose responses are worked rationales."""
+    mix = gold_mix(n, ("chain_sum",), seed)
+    ds = reasoning_gym_dataset("chain_sum", n, seed)
+    work = [worked_steps("chain_sum", ds[i]) for i in range(n)]
+    return mix.with_columns(
+        pl.Series("response", [f"{w}\nAnswer: {a}" for w, a in zip(work, mix["response"], strict=True)])
+    )
 
 
 # ------------------------------------------------------------------ gate
@@ -319,22 +336,25 @@ def _round(
     require_approval: bool = False,
     require_gain: bool = True,
     judge_diversity: bool = True,
+    form: str = "answer",
 ):
     """One smoke-sized real round over a fixed gold mix stored as generation 1's mix; the
-    parent's results are forced (right or wrong on every item)."""
+    parent's results are forced (right or wrong on every item). ``form: rationale``: the mix's
+    rows are worked rationales of chain_sum, and the held-out items ask for them."""
     from synth_assets.assets._common import GENERATIONS
     from synth_assets.core.warehouse import Warehouse
     from synth_assets.definitions import ALL_ASSETS, ALL_CHECKS
     from synth_assets.resources import GenerationalIOManager, WarehouseResource, default_resources
 
     wh = Warehouse(db_path)
-    mix = gold_mix()
+    mix = gold_mix() if form == "answer" else rationale_mix()
+    heldout = SMOKE_HELDOUT if form == "answer" else HeldoutSettings(families=["chain_sum"], items_per_family=10)
     wh.write_generation("mixed_training_set", mix, 1)
     reg = Registry(wh)
     from synth_assets.core.generators.llama_backend import MODEL_ID
 
     # stored under the key generators write on rows (the base model's name)
-    reg.store_scores(scores(heldout_items(SMOKE_HELDOUT, PromptSettings()), MODEL_ID, right=parent_right))
+    reg.store_scores(scores(heldout_items(heldout, PromptSettings(form=form)), MODEL_ID, right=parent_right))
     instance.add_dynamic_partitions(GENERATIONS.name, ["1"])
     resources = default_resources()  # the production resources (unselected assets' are never built) ...
     whr = WarehouseResource(path=db_path)  # ... on this test's DuckDB file
@@ -342,19 +362,21 @@ def _round(
         ops={
             "task_pool": {
                 "config": {
-                    "reasoning_gym_families": SMOKE_HELDOUT.families,
+                    "reasoning_gym_families": heldout.families,
                     "tasks_per_family": 2,
                     "humaneval_tasks": 0,
                     "include_synthesized": False,
                 }
             },
-            "heldout_reasoning": {"config": {"families": SMOKE_HELDOUT.families, "items_per_family": 10}},
+            "heldout_reasoning": {"config": {"families": heldout.families, "items_per_family": 10, "form": form}},
+            "capability_frontier": {"config": {"form": form}},
             "candidate_model": {
                 "config": {
                     "max_train_rows": 24,
                     "epochs": 1,
                     "min_train_rows": 4,
                     "artefact_dir": str(tmp_path / "models"),
+                    "form": form,
                 }
             },
             # judge_diversity=False: no family's answers carry the (unreachable) entropy the rule needs
@@ -392,6 +414,25 @@ def test_a_rejected_candidate_leaves_the_parent_in_service(instance, db_path, tm
         False,
     )
     assert "MACRO_LOWER: _macro_/heldout" in cand["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_a_candidate_trained_on_worked_rationales_is_evaluated_on_them_in_llama_cpp_and_gated(
+    instance, db_path, tmp_path
+):
+    """A real round on rationale rows: trained, exported, loaded by llama.cpp, asked every held-out
+    item in the rationale form, and gated against a parent forced right on every one (so refused)."""
+    result, reg = _round(instance, db_path, tmp_path, parent_right=True, form="rationale")
+    cand = reg.models().filter(pl.col("model_id") != "base").row(0, named=True)
+    chain = HeldoutSettings(families=["chain_sum"], items_per_family=10)
+    items = heldout_items(chain, PromptSettings(form="rationale"))
+    answered = reg.stored_scores(cand["model_id"], items["item_id"].to_list())
+    assert (cand["status"], answered.height, items["prompt"].map_elements(is_rationale_prompt).all()) == (
+        "rejected",
+        items.height,
+        True,
+    )
 
 
 @pytest.mark.slow
