@@ -14,8 +14,12 @@ Each arm has its own DuckDB registry; a candidate is promoted only through the g
 next round generates with whatever serves. Per round and arm it prints the held-out pass rate
 per family and variant with 95% intervals (and the trivial baselines), the gate's decision
 and reasons, the diversity of the round's samples (distinct answers per task, answer entropy),
-the drift report's held-out degradation test on the candidate against the previous round, the yield
-(verified candidates per CPU-minute of generation and verification), and wall time.
+the drift report's held-out degradation test on the candidate against the previous round, the
+drift report's answer rows per family (``answer_rows``: the entropy of the candidate's held-out
+answers against the reference answers', the trivial-baseline share, i.e. how many of its answers
+are the family's most common reference answer, against the references' share, and
+ANSWER_COLLAPSE with its evidence, against round 0, the base model, and the previous round), the
+yield (verified candidates per CPU-minute of generation and verification), and wall time.
 
     .venv/bin/python bench/self_improvement.py [--rounds 3] [--tasks-per-family 30] [--samples 4]
         [--heldout 50] [--families letter_counting,gcd,chain_sum,basic_arithmetic] [--arms default,naive,dpo]
@@ -40,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from synth_assets.core.curate.preferences import preference_pairs
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generators.generation import PromptSettings, SamplingPlan, run_generation
-from synth_assets.core.quality.drift import eval_rows
+from synth_assets.core.quality.drift import ANSWER_COLUMNS, DriftSettings, answer_rows, eval_rows
 from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
 from synth_assets.core.stats import mcnemar_p
 from synth_assets.core.tasks.sources import humaneval_references, reasoning_gym_tasks
@@ -85,6 +89,50 @@ def paired_difference(a: pl.DataFrame, b: pl.DataFrame, seed: int = 0, resamples
         "only_b": int((d < 0).sum()),
         "p": mcnemar_p(x, y),
     }
+
+
+def answer_frame(scores: pl.DataFrame, items: pl.DataFrame, round_: int) -> pl.DataFrame:
+    """A model's greedy answers to the held-out variant as the drift report reads them
+    (ANSWER_COLUMNS, the rows generator_eval stores): round as the generation."""
+    return (
+        scores.filter(pl.col("variant") == "heldout")
+        .select("item_id", "family", "answer_given")
+        .join(items.select("item_id", "answer"), on="item_id")
+        .select(
+            pl.lit(round_, dtype=pl.Int64).alias("generation"),
+            "family",
+            "answer",
+            pl.col("answer_given").alias("extracted_answer"),
+        )
+        .select(pl.col(c).cast(t) for c, t in ANSWER_COLUMNS.items())
+    )
+
+
+STATUS_ORDER = ("fail", "warn", "notice", "insufficient_data", "ok", "baseline")
+
+
+def answer_drift(answers: pl.DataFrame, round_: int) -> tuple[list[dict], str]:
+    """The drift report's answer rows for ``round_`` (every round so far in ``answers``), one
+    dict per family, and the worst ANSWER_COLLAPSE status among the families."""
+    rows = answer_rows(answers, round_, DriftSettings())
+    out = []
+    for (corpus,), part in rows.group_by(["corpus"], maintain_order=True):
+        m = {r["metric"]: r for r in part.iter_rows(named=True)}
+        out.append(
+            {
+                "family": corpus.removeprefix("answers:"),
+                "entropy": m["answer_entropy"]["current"],
+                "reference_entropy": m["answer_entropy"]["human"],
+                "trivial_share": m["trivial_baseline_share"]["current"],
+                "reference_trivial_share": m["trivial_baseline_share"]["human"],
+                "top_share": m["top_answer_share"]["current"],
+                "reference_top_share": m["top_answer_share"]["human"],
+                "status": m["ANSWER_COLLAPSE"]["status"],
+                "note": m["ANSWER_COLLAPSE"]["note"],
+            }
+        )
+    worst = min((f["status"] for f in out), key=STATUS_ORDER.index, default="insufficient_data")
+    return out, worst
 
 
 def mix_rows(df: pl.DataFrame, source: str, round_: int) -> pl.DataFrame:
@@ -132,7 +180,18 @@ def run_arm(
     base_scores = scores_for(serving, items, reg, log)
     held0 = base_scores.filter(pl.col("variant") == "heldout")
     series = {0: (int(held0["correct"].sum()), held0.height)}  # the drift report's held-out series, round 0 = base
-    out.append({"arm": arm, "round": 0, "model": "base", "rates": pass_rates(base_scores).to_dicts()})
+    answers = answer_frame(base_scores, items, 0)  # the drift report's answer series, round 0 = base
+    families0, worst0 = answer_drift(answers, 0)
+    out.append(
+        {
+            "arm": arm,
+            "round": 0,
+            "model": "base",
+            "rates": pass_rates(base_scores).to_dicts(),
+            "answer_drift": families0,
+            "answer_collapse": worst0,
+        }
+    )
     for r in range(1, args.rounds + 1):
         t_round = time.monotonic()
         serving = reg.get(reg.serving())
@@ -191,6 +250,8 @@ def run_arm(
         held = cand_scores.filter(pl.col("variant") == "heldout")
         series[r] = (int(held["correct"].sum()), held.height)
         drift = eval_rows(r, series, "heldout_reasoning_pass_rate").row(0, named=True)
+        answers = pl.concat([answers, answer_frame(cand_scores, items, r)])
+        families, worst = answer_drift(answers, r)
         out.append(
             {
                 "arm": arm,
@@ -215,6 +276,8 @@ def run_arm(
                 "rates": pass_rates(cand_scores).to_dicts(),
                 "drift_status": drift["status"],
                 "drift_note": drift["note"],
+                "answer_drift": families,
+                "answer_collapse": worst,
                 "comparison": comparison.select(
                     "family",
                     "variant",
@@ -231,7 +294,8 @@ def run_arm(
         )
         log(
             f"[{arm}] round {r}: {'PROMOTED' if ok else 'rejected'} {row['model_id']} "
-            f"({'; '.join(reasons) or 'gate passed'}); {passed.height}/{samples.height} verified"
+            f"({'; '.join(reasons) or 'gate passed'}); {passed.height}/{samples.height} verified; "
+            f"ANSWER_COLLAPSE {worst} ({', '.join(f['family'] + ' ' + f['status'] for f in families)})"
         )
     sandbox.close()
     return out
@@ -287,12 +351,25 @@ def preference_stage(
     }
 
 
+def answer_cell(res: dict) -> str:
+    """Per family: the held-out answers' entropy / the references' (bits), the trivial-baseline
+    share / the references' share of that answer, and ANSWER_COLLAPSE."""
+    return "<br>".join(
+        f"{f['family']} {f['entropy']:.2f}/{f['reference_entropy']:.2f} bits, trivial "
+        f"{f['trivial_share']:.2f}/{f['reference_trivial_share']:.2f}: "
+        + (f"**{f['status'].upper()}**" if f["status"] in ("fail", "warn") else f["status"])
+        for f in res.get("answer_drift", [])
+    )
+
+
 def report(results: list[dict]) -> str:
     lines = [
         "| arm | round | model | promoted | family/variant: rate [95% CI] (parent; most common / last shot) "
         "| verified/CPU-min | distinct answers/task | answer entropy "
-        "| drift: held-out pass rate vs previous round | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| drift: held-out pass rate vs previous round "
+        "| drift: held-out answers per family (entropy / references' bits, trivial share / references'; "
+        "ANSWER_COLLAPSE) | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
         cmp_ = {f"{c['family']}/{c['variant']}": c for c in res.get("comparison", [])}
@@ -314,8 +391,14 @@ def report(results: list[dict]) -> str:
             + "<br>".join(cells)
             + f" | {res.get('yield_per_cpu_min', 0):.1f} | {res.get('distinct_answers_per_task', 0):.3f} | "
             f"{res.get('answer_entropy', 0):.2f} | {res.get('drift_status', '-')} {res.get('drift_note', '')} | "
-            f"{res.get('round_wall_s', 0):.0f} |"
+            f"{answer_cell(res)} | {res.get('round_wall_s', 0):.0f} |"
         )
+    flagged = [(res, f) for res in results for f in res.get("answer_drift", []) if f["status"] in ("fail", "warn")]
+    if flagged:
+        lines += ["", "ANSWER_COLLAPSE evidence (the drift report's note):"]
+        lines += [
+            f"- {res['arm']} round {res['round']}, {f['family']}: {f['status']}: {f['note']}" for res, f in flagged
+        ]
     dpo = [res for res in results if "dpo_vs_sft" in res]
     if dpo:
         lines += [

@@ -132,7 +132,8 @@ def summary(wh: Warehouse) -> str:
     if wh.table_exists("drift_report"):
         flags = wh.sql(
             f"select corpus, metric, status, note from {s}.drift_report where generation = ? "
-            "and metric in ('DIVERSITY_LOSS', 'FIDELITY_GAP', 'heldout_pass_rate')",
+            "and (metric in ('DIVERSITY_LOSS', 'FIDELITY_GAP', 'heldout_pass_rate') "
+            "or (metric = 'ANSWER_COLLAPSE' and status in ('warn', 'fail')))",
             [g],
         )
         out += [""] + [

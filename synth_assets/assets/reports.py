@@ -12,7 +12,7 @@ from synth_assets.assets._common import (
     table_meta,
 )
 from synth_assets.core.quality.charts import chart_markdown, diversity_chart_png
-from synth_assets.core.quality.drift import DriftSettings, generated_by_generation, report_markdown
+from synth_assets.core.quality.drift import DriftSettings, generated_by_generation, heldout_answers, report_markdown
 from synth_assets.core.quality.drift import drift_report as build_drift_report
 
 
@@ -59,15 +59,25 @@ def drift_report(
     drift_history: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """One row per diversity metric: this generation against the previous one, the first
-    synthetic generation and the human data, with change, thresholds and status."""
+    synthetic generation and the human data, with change, thresholds and status; and per
+    held-out family the generator's answers against the reference answers (corpus
+    ``answers:<family>``, ANSWER_COLLAPSE): a model eating its own output collapses onto a few
+    answers while its pass rate can rise toward the trivial baseline."""
     generation = generation_of(context)
     settings = config
     scores = eval_scores(generator_eval)
     earlier = drift_history.filter(pl.col("generation") < generation) if drift_history.height else None
     report = build_drift_report(
-        mixed_training_set, generation, settings, generated_by_generation(raw_candidates), scores, history=earlier
+        mixed_training_set,
+        generation,
+        settings,
+        generated_by_generation(raw_candidates),
+        scores,
+        history=earlier,
+        answers=heldout_answers(generator_eval),
     )
     alert = report.filter(pl.col("metric") == "DIVERSITY_LOSS")["status"].to_list()
+    collapsed = report.filter((pl.col("metric") == "ANSWER_COLLAPSE") & pl.col("status").is_in(["fail", "warn"]))
     md = report_markdown(report)
     earlier = earlier if earlier is not None else report.clear()
     history = pl.concat([earlier.select(report.columns), report], how="vertical_relaxed")
@@ -83,6 +93,10 @@ def drift_report(
         metadata={
             **table_meta(report, generation=generation, statuses=counts(report, "status")),
             "diversity_loss_alert": "alert" in alert,
+            # families whose held-out answers collapsed (fail or warn), with the status
+            "answer_collapse": dg.MetadataValue.json(
+                {c.removeprefix("answers:"): s for c, s in collapsed.select("corpus", "status").iter_rows()}
+            ),
             "report": dg.MetadataValue.md(md),
             "diversity_chart": dg.MetadataValue.md(chart),
             "previous_generation": int(report["previous_generation"][0])

@@ -25,6 +25,15 @@ docs/monitoring.md and bench/RESULTS.md):
   taught users to ignore it (issue 35). Hysteresis: a raised alert, or a plateau warn, holds
   while a core decline vs G1 stays at ``hysteresis`` of its rule's size (z >= z_warn); the
   state is the previous report's status (``previous_status``; the asset passes its history).
+
+The held-out answers (corpus ``answers:<family>``): a model trained on its own output collapses
+onto a few answers while its pass rate can even rise toward a trivial baseline (always the most
+common answer), so the pass-rate test alone stays ``ok`` (issue 35, the self-improvement bench's
+naive arm). Per family, on the greedy answers to the ``heldout`` variant, the report sets the
+entropy of the model's answers against the entropy of the reference answers of the same items,
+and the share of its commonest answer against that answer's share among the references
+(``answer_rows``); ANSWER_COLLAPSE is flagged when both have moved far, and further than in the
+first and the previous generation evaluated.
 """
 
 from __future__ import annotations
@@ -38,8 +47,9 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from scipy.sparse import csr_matrix
+from scipy.stats import binom
 
 from synth_assets.core.markdown import markdown_table
 from synth_assets.core.quality.metrics import (
@@ -85,7 +95,9 @@ NEAR_DUP_ABSOLUTE_FAIL = 0.05
 
 REPORT_SCHEMA: dict[str, pl.DataType] = {
     "generation": pl.Int64,
-    "corpus": pl.String,  # accepted (synthetic rows of the mix) | generated (every raw completion) | eval
+    # accepted (synthetic rows of the mix) | generated (every raw completion) | eval | answers:<family>
+    # (the greedy held-out answers of one family)
+    "corpus": pl.String,
     "metric": pl.String,
     "current": pl.Float64,
     "previous": pl.Float64,
@@ -143,6 +155,32 @@ class DriftSettings(Settings):
         description="once raised, DIVERSITY_LOSS (or the plateau warn) holds while a core decline vs G1 stays "
         "at least this share of the rule's size (z >= z_warn)",
     )
+    # ANSWER_COLLAPSE (answer_rows). Each pair is [warn, fail]; every condition of a level must hold.
+    # Why these sizes: the plug-in entropy of 100 reference answers has a delta-method standard
+    # error of 0.03-0.14 bits in the default held-out families, at most 5% of its value (letter
+    # counting: 2.47 +- 0.12 bits, where a quarter of the bits is 0.62); the difference of two such
+    # estimates on 50 items has about 10% relative error, so a 25% drop is at least 2.5 of them
+    # and 10% about one: the entropy cut is the effect's size, the binomial test its significance.
+    answer_min_items: int = Field(
+        default=20, ge=1, description="held-out items of a family below which its answers are insufficient_data"
+    )
+    answer_entropy_drop: list[float] = Field(
+        default=[0.10, 0.25],
+        description="[warn, fail]: the model's answer entropy at least this share below the reference answers'",
+    )
+    answer_odds_ratio: list[float] = Field(
+        default=[2.0, 4.0],
+        description="[warn, fail]: the odds of the model's commonest answer at least this many times its odds "
+        "among the reference answers (4: a 10% answer at >= 31% of the model's, a 40% one at >= 73%)",
+    )
+    answer_alpha: list[float] = Field(
+        default=[0.01, 0.001],
+        description="[warn, fail]: one-sided exact binomial p of that share against the references', "
+        "Bonferroni-corrected over the distinct answers the model gave",
+    )
+    answer_min_reference_entropy: float = Field(
+        default=0.5, ge=0, description="bits; reference answers under it have no diversity to lose (as the gate's)"
+    )
     fidelity_distinct2_ratio: float = Field(default=0.8, gt=0, description="G1/human distinct-2 under this: a gap")
     fidelity_rare_ratio: float = Field(default=0.85, gt=0, description="G1/human rare coverage under this: a gap")
 
@@ -154,6 +192,18 @@ class DriftSettings(Settings):
                 raise ValueError(f"thresholds: unknown metric {metric!r}; one of {', '.join(DEFAULT_RULES)}")
             if len(pair) != 2 or not 0 < pair[0] <= pair[1]:
                 raise ValueError(f"thresholds.{metric}: give [warn, fail] with 0 < warn <= fail")
+        return v
+
+    @field_validator("answer_entropy_drop", "answer_odds_ratio", "answer_alpha")
+    @classmethod
+    def _answer_pairs(cls, v: list[float], info: ValidationInfo) -> list[float]:
+        if len(v) != 2 or min(v) <= 0:
+            raise ValueError(f"{info.field_name}: give [warn, fail], both above 0")
+        # a fail is stricter than a warn: a larger drop or odds ratio, a smaller p
+        if (v[0] < v[1]) if info.field_name == "answer_alpha" else (v[0] > v[1]):
+            raise ValueError(f"{info.field_name}: the fail level must be at least as strict as the warn level")
+        if info.field_name != "answer_odds_ratio" and max(v) >= 1:
+            raise ValueError(f"{info.field_name}: both below 1")
         return v
 
     @property
@@ -585,7 +635,7 @@ def _composite(
     metric: str,
     status: str,
     note: str,
-    budget: int,
+    budget: int | None,
     prev_g: int | None,
     first_g: int | None,
 ) -> dict:
@@ -660,6 +710,323 @@ def eval_rows(generation: int, scores: dict[int, tuple[int, int]], metric: str =
     )
 
 
+# ------------------------------------------------------------------ held-out answers
+ANSWER_TEMPLATE = "heldout_heldout"  # generator_eval's prompt_template of the held-out variant
+ANSWER_COLUMNS: dict[str, pl.DataType] = {
+    "generation": pl.Int64,
+    "family": pl.String,
+    "answer": pl.String,  # the reference answer
+    "extracted_answer": pl.String,  # the model's (greedy) answer
+}
+ANSWER_METRICS = ("answer_entropy", "trivial_baseline_share", "top_answer_share", "ANSWER_COLLAPSE")
+_PROFILE_SCHEMA: dict[str, pl.DataType] = {
+    "generation": pl.Int64,
+    "family": pl.String,
+    "items": pl.Int64,
+    "entropy": pl.Float64,
+    "reference_entropy": pl.Float64,
+    "mode": pl.String,
+    "trivial_share": pl.Float64,
+    "reference_trivial_share": pl.Float64,
+    "top": pl.String,
+    "top_share": pl.Float64,
+    "reference_top_share": pl.Float64,
+    "distinct_answers": pl.Int64,
+}
+
+
+def heldout_answers(generator_eval: pl.DataFrame) -> pl.DataFrame:
+    """The greedy answers to the held-out reasoning items' ``heldout`` variant, one row per item
+    and generation (ANSWER_COLUMNS), from generator_eval's rows.
+
+    Why only that variant: its items are the family's own configuration, the distribution the
+    generator trains on; the harder and rephrased variants ask other questions (the pass-rate rows
+    judge them), and a HumanEval row has no single answer to count."""
+    if generator_eval.height == 0 or "prompt_template" not in generator_eval.columns:
+        return pl.DataFrame(schema=ANSWER_COLUMNS)
+    return generator_eval.filter(pl.col("prompt_template") == ANSWER_TEMPLATE).select(
+        pl.col(c).cast(t) for c, t in ANSWER_COLUMNS.items()
+    )
+
+
+def _normalised(answers: pl.DataFrame) -> pl.DataFrame:
+    """generation, family, ref, got: answers compared with outer whitespace stripped; no answer is
+    the empty answer, a value like any other (a model that stops answering has collapsed too)."""
+    return answers.select(
+        pl.col("generation").cast(pl.Int64),
+        pl.col("family").cast(pl.String),
+        pl.col("answer").cast(pl.String).fill_null("").str.strip_chars().alias("ref"),
+        pl.col("extracted_answer").cast(pl.String).fill_null("").str.strip_chars().alias("got"),
+    )
+
+
+def answer_profile(answers: pl.DataFrame) -> pl.DataFrame:
+    """Per generation and family (_PROFILE_SCHEMA): the items, the entropy in bits of the model's
+    answers and of the reference answers of the same items, the family's most common reference
+    answer (``mode``: what the trivial baseline always answers) with its share among the model's
+    answers (``trivial_share``) and among the references, and the model's own commonest answer
+    (``top``) with its share among its answers and among the references.
+
+    Why both the mode and the top answer: a collapsing model need not collapse onto the right
+    constant. The self-improvement bench's naive arm drifted toward letter_counting's most common
+    count (the trivial share rises with the pass rate), but its chain_sum answers collapsed onto a
+    few wrong values, which the trivial share never sees; the test judges the top answer."""
+    a = _normalised(answers)
+    if a.height == 0:
+        return pl.DataFrame(schema=_PROFILE_SCHEMA)
+    keys = ["generation", "family"]
+    ref_counts = a.group_by([*keys, "ref"]).len("k")
+    got_counts = a.group_by([*keys, "got"]).len("k")
+    # ties: the smallest value, as trivial_baselines picks the mode, so the choice is stable
+    mode = (
+        ref_counts.sort(["k", "ref"], descending=[True, False])
+        .group_by(keys, maintain_order=True)
+        .first()
+        .select(*keys, pl.col("ref").alias("mode"))
+    )
+    # ties: the answer the references hold least (the strongest evidence), then the smallest
+    top = (
+        got_counts.join(ref_counts.rename({"ref": "got", "k": "rk"}), on=[*keys, "got"], how="left")
+        .with_columns(pl.col("rk").fill_null(0))
+        .sort(["k", "rk", "got"], descending=[True, False, False])
+        .group_by(keys, maintain_order=True)
+        .first()
+        .select(*keys, pl.col("got").alias("top"))
+    )
+
+    def entropy(counts: pl.DataFrame, name: str) -> pl.DataFrame:
+        return counts.group_by(keys).agg(pl.col("k").entropy(base=2).clip(lower_bound=0.0).alias(name))
+
+    return (
+        a.join(mode, on=keys)
+        .join(top, on=keys)
+        .group_by(keys)
+        .agg(
+            pl.len().cast(pl.Int64).alias("items"),
+            pl.col("mode").first(),
+            (pl.col("got") == pl.col("mode")).mean().alias("trivial_share"),
+            (pl.col("ref") == pl.col("mode")).mean().alias("reference_trivial_share"),
+            pl.col("top").first(),
+            (pl.col("got") == pl.col("top")).mean().alias("top_share"),
+            (pl.col("ref") == pl.col("top")).mean().alias("reference_top_share"),
+            pl.col("got").n_unique().cast(pl.Int64).alias("distinct_answers"),
+        )
+        .join(entropy(got_counts, "entropy"), on=keys)
+        .join(entropy(ref_counts, "reference_entropy"), on=keys)
+        .select(pl.col(c).cast(t) for c, t in _PROFILE_SCHEMA.items())
+        .sort(keys)
+    )
+
+
+@dataclass(frozen=True)
+class CollapseTest:
+    """The model's answers against the references' on the same items."""
+
+    level: str  # fail | warn | ok
+    entropy_drop: float  # 1 - H(model) / H(references)
+    p_value: float  # one-sided exact binomial of the top answer's count, Bonferroni over distinct answers
+    odds_ratio: float  # odds of the top answer among the model's answers / among the references'
+    count: int  # items the model answered with its top answer
+    reference_count: int  # items whose reference answer is that answer
+
+
+def collapse_test(profile: Mapping[str, object], settings: DriftSettings) -> CollapseTest:
+    """Has this generation's model collapsed onto its top answer, against the references?
+
+    The null hypothesis is a model whose answers are spread like the references: then each of its
+    answers lands on the top value with that value's reference share p0, and the count is
+    Binomial(n, p0). The top answer is picked after looking, so the one-sided p is multiplied by
+    the number of distinct answers the model gave (Bonferroni: any of them could have been the top
+    one). A value no reference holds gets p0 = half an item (0.5 / n), so its test and odds stay
+    finite. Significance alone would flag a tiny bias on many items, so each level also needs its
+    size: the entropy lost against the references and the top answer's odds ratio. A model that
+    copies the references, or answers like them, has drop 0 and odds ratio 1: never flagged."""
+    n = int(profile["items"])  # type: ignore[arg-type]
+    h, h_ref = float(profile["entropy"]), float(profile["reference_entropy"])  # type: ignore[arg-type]
+    k = round(float(profile["top_share"]) * n)  # type: ignore[arg-type]
+    k0 = round(float(profile["reference_top_share"]) * n)  # type: ignore[arg-type]
+    drop = 1 - h / h_ref if h_ref > 0 else 0.0
+    half = 0.5 / n
+    p0 = min(max(k0 / n, half), 1 - half)
+    share = min(k / n, 1 - half)
+    p = min(1.0, int(profile["distinct_answers"]) * float(binom.sf(k - 1, n, p0)))  # type: ignore[arg-type]
+    odds = (share / (1 - share)) / (p0 / (1 - p0))
+
+    def meets(i: int) -> bool:
+        return (
+            drop >= settings.answer_entropy_drop[i]
+            and p <= settings.answer_alpha[i]
+            and odds >= settings.answer_odds_ratio[i]
+        )
+
+    level = "fail" if meets(1) else "warn" if meets(0) else "ok"
+    return CollapseTest(level, drop, p, odds, k, k0)
+
+
+def _share_rise(k: int, n: int, k_e: int, n_e: int) -> float:
+    """z of a share rising from k_e/n_e to k/n (pooled two-proportion test, as eval_rows)."""
+    pooled = (k + k_e) / (n + n_e)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_e)) if 0 < pooled < 1 else 0.0
+    return (k / n - k_e / n_e) / se if se else 0.0
+
+
+def _shown(answer: str) -> str:
+    return "(no answer)" if answer == "" else repr(answer if len(answer) <= 24 else answer[:21] + "...")
+
+
+def answer_rows(answers: pl.DataFrame, generation: int, settings: DriftSettings) -> pl.DataFrame:
+    """Per family evaluated at ``generation`` (corpus ``answers:<family>``): ``answer_entropy``
+    (bits; ``human``: the reference answers' entropy), ``trivial_baseline_share`` (the share of
+    the model's answers that are the family's most common reference answer; ``human``: that
+    answer's share among the references), ``top_answer_share`` (the model's commonest answer;
+    ``human``: its share among the references; previous and first: its share in those
+    generations' answers) and ANSWER_COLLAPSE, each against the previous and the first generation
+    this family was evaluated in.
+
+    ANSWER_COLLAPSE is ``fail`` or ``warn`` when ``collapse_test`` finds the answers collapsed at
+    that level against the references *and* they are worse than in the first or the previous
+    generation (the top answer's share rose with z >= z_warn, the entropy fell by the warn size):
+    the worse of the two counts, as in the other rows. Collapsed already and not worse is a
+    ``notice`` (an earlier generation answered like this too: not drift, as FIDELITY_GAP is not
+    diversity loss); the first generation is the ``baseline`` (or that ``notice``). Why the
+    comparison: the base model copies its prompt's last example, whose answers are less spread
+    than the references (on chain_sum 4.0 bits of 6.4), so the references alone would flag every
+    model of the loop from the start."""
+    a = _normalised(answers)
+    prof = answer_profile(answers)
+    rows: list[dict] = []
+    for fam in sorted(prof.filter(pl.col("generation") == generation)["family"].to_list()):
+        by_gen = {int(r["generation"]): r for r in prof.filter(pl.col("family") == fam).iter_rows(named=True)}
+        cur = by_gen[generation]
+        earlier = sorted(g for g in by_gen if g < generation)
+        prev_g = earlier[-1] if earlier else None
+        first_g = earlier[0] if earlier else None
+        n = int(cur["items"])
+        test = collapse_test(cur, settings)
+        top = cur["top"]
+
+        def top_count(g: int, top: str = top, fam: str = fam) -> int:
+            return a.filter((pl.col("generation") == g) & (pl.col("family") == fam) & (pl.col("got") == top)).height
+
+        earlier_share = {g: (top_count(g), int(by_gen[g]["items"])) for g in {prev_g, first_g} if g is not None}
+        rise = {g: _share_rise(test.count, n, k_e, n_e) for g, (k_e, n_e) in earlier_share.items()}
+        fell = {g: _rel(cur["entropy"], by_gen[g]["entropy"]) for g in earlier_share}
+        # worse than an earlier generation: its top answer's share rose beyond noise and the
+        # entropy fell by at least the warn size. Why both: a model that copies its prompt's last
+        # example is collapsed against the references from the start, and one family's top-share
+        # z moves past 1.96 by chance in 1 of 40 comparisons; a candidate that still copies keeps
+        # the entropy, a collapsing one loses it
+        risen = [
+            g
+            for g, z in rise.items()
+            if z >= settings.z_warn and fell[g] is not None and -fell[g] >= settings.answer_entropy_drop[0]
+        ]
+        evidence = (
+            f"{n} items: the model's answers {cur['entropy']:.2f} bits vs the references' "
+            f"{cur['reference_entropy']:.2f} ({0.0 - test.entropy_drop:+.0%}); it answers {_shown(top)} on "
+            f"{test.count}/{n} ({test.count / n:.0%}) where the references hold it {test.reference_count}/{n} "
+            f"({test.reference_count / n:.0%}): binomial p {test.p_value:.2g} (one-sided, x{cur['distinct_answers']} "
+            f"distinct answers), odds ratio {test.odds_ratio:.1f}"
+        )
+        role = {first_g: "first", prev_g: "previous"} | ({first_g: "first and previous"} if first_g == prev_g else {})
+        against = "; ".join(
+            f"vs generation {g} ({role[g]}): {_shown(top)} {earlier_share[g][0]}/{earlier_share[g][1]} "
+            f"(rise z {rise[g]:.1f}), entropy {by_gen[g]['entropy']:.2f} bits"
+            + (f" ({fell[g]:+.0%})" if fell[g] is not None else "")
+            for g in sorted(rise)
+        )
+        rule = (
+            f"fails at entropy >= {settings.answer_entropy_drop[1]:.0%} below, p <= "
+            f"{settings.answer_alpha[1]:g}, odds ratio >= {settings.answer_odds_ratio[1]:g} (warn "
+            f"{settings.answer_entropy_drop[0]:.0%}, {settings.answer_alpha[0]:g}, {settings.answer_odds_ratio[0]:g}) "
+            f"and, against the first or the previous generation, a rise with z >= {settings.z_warn} and entropy "
+            f"{settings.answer_entropy_drop[0]:.0%} lower"
+        )
+        if n < settings.answer_min_items:
+            status, note = "insufficient_data", f"only {n} held-out items (need {settings.answer_min_items})"
+        elif cur["reference_entropy"] < settings.answer_min_reference_entropy:
+            status = "ok"
+            note = f"the reference answers carry {cur['reference_entropy']:.2f} bits: no diversity to lose"
+        elif first_g is None:
+            status = "notice" if test.level != "ok" else "baseline"
+            note = f"first evaluated generation{': already collapsed' if test.level != 'ok' else ''}; {evidence}"
+        elif test.level != "ok" and risen:
+            status = test.level
+            note = f"collapsed onto {_shown(top)}: {evidence}; {against}; {rule}"
+        elif test.level != "ok":
+            status = "notice"
+            note = f"collapsed as earlier generations were (not worse than either): {evidence}; {against}"
+        else:
+            status, note = "ok", f"{evidence}; {against}; {rule}"
+
+        def col(g: int | None, key: str, by_gen: dict = by_gen) -> float | None:
+            return float(by_gen[g][key]) if g is not None else None
+
+        shares = {g: k_e / n_e for g, (k_e, n_e) in earlier_share.items()}
+        corpus = f"answers:{fam}"
+        metrics = {
+            "answer_entropy": (
+                cur["entropy"],
+                col(prev_g, "entropy"),
+                col(first_g, "entropy"),
+                cur["reference_entropy"],
+                f"bits over {n} items; human: the reference answers' entropy on the same items",
+            ),
+            "trivial_baseline_share": (
+                cur["trivial_share"],
+                col(prev_g, "trivial_share"),
+                col(first_g, "trivial_share"),
+                cur["reference_trivial_share"],
+                f"answers equal to the family's most common reference answer {_shown(cur['mode'])}; "
+                "human: its share among the references (the trivial baseline's pass rate)",
+            ),
+            "top_answer_share": (
+                cur["top_share"],
+                shares.get(prev_g),
+                shares.get(first_g),
+                cur["reference_top_share"],
+                f"the model's commonest answer {_shown(top)}; previous, first: its share in those "
+                f"generations' answers; human: among the references; binomial p {test.p_value:.2g}, "
+                f"odds ratio {test.odds_ratio:.1f}",
+            ),
+        }
+        for metric, (value, previous, first, reference, text) in metrics.items():
+            rows.append(
+                {
+                    "generation": generation,
+                    "corpus": corpus,
+                    "metric": metric,
+                    "current": value,
+                    "previous": previous,
+                    "first": first,
+                    "human": reference,
+                    "change_vs_previous": _rel(value, previous),
+                    "change_vs_first": _rel(value, first),
+                    "noise_floor": None,
+                    "warn_threshold": None,
+                    "fail_threshold": None,
+                    "status": "info",
+                    "note": text,
+                    "budget_tokens": None,
+                    "previous_generation": prev_g,
+                    "first_generation": first_g if first_g is not None else generation,
+                }
+            )
+        rows.append(
+            _composite(
+                generation,
+                corpus,
+                "ANSWER_COLLAPSE",
+                status,
+                note,
+                None,
+                prev_g,
+                first_g if first_g is not None else generation,
+            )
+        )
+    return pl.DataFrame(rows, schema=REPORT_SCHEMA)
+
+
 def last_status(history: pl.DataFrame | None, corpus: str, generation: int) -> str | None:
     """DIVERSITY_LOSS of ``corpus`` in the latest stored report before ``generation``."""
     if history is None or history.height == 0:
@@ -677,11 +1044,14 @@ def drift_report(
     generated: dict[int, list[str]] | None = None,
     eval_scores: dict[str, dict[int, tuple[int, int]]] | None = None,
     history: pl.DataFrame | None = None,
+    answers: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The report for ``generation``: accepted rows, every generated completion (which holds far
     more text than the accepted rows when the generator is weak, and shows a collapsing
     generator first), and the held-out evaluation when given. ``history`` holds the earlier
-    generations' stored reports: the state DIVERSITY_LOSS's hysteresis holds on to."""
+    generations' stored reports: the state DIVERSITY_LOSS's hysteresis holds on to. ``answers``
+    (ANSWER_COLUMNS, every generation up to this one: ``heldout_answers``) adds each family's
+    answer rows (``answer_rows``): a collapse the pass rate does not show."""
     accepted, human = texts_by_generation(mix)
     frames = [
         corpus_report("accepted", accepted, human, generation, settings, last_status(history, "accepted", generation))
@@ -694,6 +1064,8 @@ def drift_report(
         )
     if eval_scores is not None:
         frames += [eval_rows(generation, scores, metric) for metric, scores in eval_scores.items()]
+    if answers is not None:
+        frames.append(answer_rows(answers, generation, settings))
     return pl.concat(frames)
 
 
