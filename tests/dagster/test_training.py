@@ -702,3 +702,19 @@ def test_a_model_is_evaluated_only_on_the_items_it_has_not_answered_before(wareh
         new.height,
         sorted(items["item_id"].to_list()),
     )
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_the_base_checkpoint_is_converted_in_a_child_process_so_training_never_holds_its_copies(tmp_path):
+    """A fresh interpreter builds the checkpoint into an empty cache: the GGUF's dequantized
+    tensors are made in a child (gguf-py is never imported by the caller), and the checkpoint
+    is complete (its done-stamp written last)."""
+    import subprocess
+
+    code = (
+        "import sys; from synth_assets.core.training.base_model import hf_base_dir; "
+        f"d = hf_base_dir({str(tmp_path)!r}); print(int((d / 'synth_base.done').exists()), int('gguf' in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, check=True)
+    assert out.stdout.split() == ["1", "0"]
