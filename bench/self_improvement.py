@@ -180,8 +180,8 @@ def run_arm(
     base_scores = scores_for(serving, items, reg, log)
     held0 = base_scores.filter(pl.col("variant") == "heldout")
     series = {0: (int(held0["correct"].sum()), held0.height)}  # the drift report's held-out series, round 0 = base
-    answers = answer_frame(base_scores, items, 0)  # the drift report's answer series, round 0 = base
-    families0, worst0 = answer_drift(answers, 0)
+    held_answers = answer_frame(base_scores, items, 0)  # the drift report's answer series, round 0 = base
+    families0, worst0 = answer_drift(held_answers, 0)
     out.append(
         {
             "arm": arm,
@@ -250,8 +250,8 @@ def run_arm(
         held = cand_scores.filter(pl.col("variant") == "heldout")
         series[r] = (int(held["correct"].sum()), held.height)
         drift = eval_rows(r, series, "heldout_reasoning_pass_rate").row(0, named=True)
-        answers = pl.concat([answers, answer_frame(cand_scores, items, r)])
-        families, worst = answer_drift(answers, r)
+        held_answers = pl.concat([held_answers, answer_frame(cand_scores, items, r)])
+        families, worst = answer_drift(held_answers, r)
         out.append(
             {
                 "arm": arm,
