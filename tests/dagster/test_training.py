@@ -428,9 +428,11 @@ def test_a_candidate_trained_on_worked_rationales_is_evaluated_on_them_in_llama_
     chain = HeldoutSettings(families=["chain_sum"], items_per_family=10)
     items = heldout_items(chain, PromptSettings(form="rationale"))
     answered = reg.stored_scores(cand["model_id"], items["item_id"].to_list())
-    assert (cand["status"], answered.height, items["prompt"].map_elements(is_rationale_prompt).all()) == (
+    # the gate stops once its decision is settled, so it may not need every item: what it asked
+    # were rationale items (the ids are of this item set, whose prompts all end at "Work:")
+    assert (cand["status"], answered.height > 0, items["prompt"].map_elements(is_rationale_prompt).all()) == (
         "rejected",
-        items.height,
+        True,
         True,
     )
 

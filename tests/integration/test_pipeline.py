@@ -110,7 +110,8 @@ def test_two_generations_end_to_end(resources, instance, db_path):
     assert json.loads(mix["messages"][0])[0]["role"] == "user"
 
     report = wh.read("drift_report", generation=2)
-    assert set(report["corpus"]) == {"accepted", "generated", "eval"}
+    # one answers corpus per held-out family (ANSWER_COLLAPSE): the smoke profile holds out chain_sum@1
+    assert set(report["corpus"]) == {"accepted", "generated", "eval", "answers:chain_sum@1"}
     gen = report.filter((pl.col("corpus") == "generated") & (pl.col("metric") == "distinct_2")).row(0, named=True)
     assert gen["previous_generation"] == 1 and gen["previous"] is not None and gen["first"] is not None
     assert wh.read("drift_report", generation=1).filter(pl.col("corpus") == "generated")["status"][0] == "baseline"
