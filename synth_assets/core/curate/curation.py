@@ -46,6 +46,7 @@ from synth_assets.core.curate.near_duplicates import (
     signatures,
 )
 from synth_assets.core.errors import SynthConfigError
+from synth_assets.core.generators.generation import RATIONALE_TEMPLATE_PREFIX
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks.sources import conform, read_table_file
 from synth_assets.core.verify.verification import VERDICT_SCHEMA
@@ -148,7 +149,7 @@ def training_text_expr() -> pl.Expr:
         .otherwise(completion)
     )
     # a worked rationale is trained whole (its steps were checked): the work, then the answer line
-    rationale = pl.col("prompt_template").fill_null("").str.starts_with("rationale_")
+    rationale = pl.col("prompt_template").fill_null("").str.starts_with(RATIONALE_TEMPLATE_PREFIX)
     return (
         pl.when(pl.col("verifier") == "python_tests")
         .then((pl.col("prompt").fill_null("") + completion).str.strip_chars_end() + "\n")

@@ -62,6 +62,9 @@ ANSWER_STOP = ("\n",)
 RATIONALE_STOP = ("\n\n", "\nQuestion:")
 RATIONALE_MAX_TOKENS = 64
 RATIONALE_INSTRUCTION = "Work out each question step by step, then give the final answer."
+# every rationale prompt's template name starts so: verification, curation and the canaries read
+# the form a candidate was asked in from its recorded template
+RATIONALE_TEMPLATE_PREFIX = "rationale_"
 
 
 @dataclass(frozen=True)
@@ -154,10 +157,6 @@ class PromptSettings(Settings):
             return f"answer_{self.few_shot}of{self.few_shot_pool}shot_v2"
         return f"answer_{self.few_shot}shot_v1"
 
-    def reasons(self, family: str) -> bool:
-        """Whether ``family`` is prompted for a worked rationale (the form, and a writer for it)."""
-        return self.form == "rationale" and has_worked_steps(split_level(family)[0])
-
     def ask(self, family: str, question: str, key: str, rephrased: bool = False, form: str | None = None) -> Asked:
         """How a reasoning-gym question of ``family`` is asked: the prompt with its own few-shot
         draw for ``key``, the template's name, the token budget and stop strings. ``form``
@@ -175,7 +174,7 @@ class PromptSettings(Settings):
         prompt = rationale_prompt(question, worked, REPHRASED_RATIONALE if rephrased else RATIONALE_INSTRUCTION)
         return Asked(
             prompt,
-            f"rationale_{self.few_shot}of{max(self.few_shot, self.few_shot_pool)}shot_v1",
+            f"{RATIONALE_TEMPLATE_PREFIX}{self.few_shot}of{max(self.few_shot, self.few_shot_pool)}shot_v1",
             self.rationale_max_tokens,
             RATIONALE_STOP,
             worked[-1][2] if worked else "",
@@ -217,6 +216,11 @@ def rationale_prompt(
         parts.append(f"Question: {q}\n{WORK_LABEL} {work}\n{ANSWER_LABEL} {a}\n")
     parts.append(f"Question: {question}\n{WORK_LABEL}")
     return "\n".join(parts)
+
+
+def is_rationale_template(template: str | None) -> bool:
+    """Whether a recorded prompt template asked for a rationale."""
+    return (template or "").startswith(RATIONALE_TEMPLATE_PREFIX)
 
 
 def is_rationale_prompt(prompt: str) -> bool:

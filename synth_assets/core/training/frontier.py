@@ -22,7 +22,12 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generators.generation import PromptSettings, SampleRequest, TextGenerator
+from synth_assets.core.generators.generation import (
+    PromptSettings,
+    SampleRequest,
+    TextGenerator,
+    is_rationale_template,
+)
 from synth_assets.core.settings import Settings
 from synth_assets.core.stats import wilson
 from synth_assets.core.tasks.sources import (
@@ -35,7 +40,7 @@ from synth_assets.core.tasks.sources import (
     with_level,
 )
 from synth_assets.core.training.heldout import passes
-from synth_assets.core.verify.verification import is_rationale_template, read_answer
+from synth_assets.core.verify.verification import read_answer
 
 REFERENCE_DRAW = 500  # items of a level drawn to estimate its answer distribution
 FRONTIER_SEED = 9_000_000  # far from the task pool's (42 + generation) and the held-out items' (7,000,000)

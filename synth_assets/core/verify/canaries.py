@@ -47,7 +47,7 @@ from pathlib import Path
 
 import polars as pl
 
-from synth_assets.core.generators.generation import CANDIDATE_SCHEMA
+from synth_assets.core.generators.generation import CANDIDATE_SCHEMA, RATIONALE_TEMPLATE_PREFIX
 from synth_assets.core.sandbox.sandbox import Sandbox
 from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset
 from synth_assets.core.tasks.worked_steps import worked_steps
@@ -453,7 +453,9 @@ def build_canaries(
     if rg.height:
         rg = rg.with_columns(pl.col("verifier_spec").map_elements(_rg_name, return_dtype=pl.String).alias("_name"))
         asked_rationale = set(
-            candidates.filter(pl.col("prompt_template").fill_null("").str.starts_with("rationale_"))["task_id"]
+            candidates.filter(pl.col("prompt_template").fill_null("").str.starts_with(RATIONALE_TEMPLATE_PREFIX))[
+                "task_id"
+            ]
             if "prompt_template" in candidates.columns
             else []
         )

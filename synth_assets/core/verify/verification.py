@@ -20,7 +20,7 @@ import polars as pl
 from pydantic import Field
 
 from synth_assets.core.errors import SynthConfigError
-from synth_assets.core.generators.generation import CANDIDATE_SCHEMA
+from synth_assets.core.generators.generation import CANDIDATE_SCHEMA, is_rationale_template
 from synth_assets.core.sandbox.sandbox import FunctionCheck, Sandbox
 from synth_assets.core.settings import Settings
 from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset
@@ -86,10 +86,6 @@ def read_answer(completion: str, rationale: bool) -> tuple[str, list[str]]:
         return extract_short_answer(completion), []
     work, answer = split_rationale(completion)
     return answer or "", wrong_steps(work)
-
-
-def is_rationale_template(template: str | None) -> bool:
-    return (template or "").startswith("rationale_")
 
 
 _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
