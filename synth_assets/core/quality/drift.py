@@ -660,6 +660,13 @@ def _composite(
     }
 
 
+def two_proportion_z(k: int, n: int, k_e: int, n_e: int) -> float:
+    """z of the share k/n above k_e/n_e (pooled two-proportion test; 0 when the pooled share is 0 or 1)."""
+    pooled = (k + k_e) / (n + n_e)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_e)) if 0 < pooled < 1 else 0.0
+    return (k / n - k_e / n_e) / se if se else 0.0
+
+
 def eval_rows(generation: int, scores: dict[int, tuple[int, int]], metric: str = "heldout_pass_rate") -> pl.DataFrame:
     """Degradation: the generator's pass rate on held-out tasks (HumanEval: ``heldout_pass_rate``;
     held-out reasoning items: ``heldout_reasoning_pass_rate``; their harder and rephrased
@@ -678,10 +685,7 @@ def eval_rows(generation: int, scores: dict[int, tuple[int, int]], metric: str =
         status, note = "insufficient_data", "no held-out evaluation this generation"
     elif prev_g is not None:
         (k1, n1), (k2, n2) = scores[prev_g], cur
-        pooled = (k1 + k2) / (n1 + n2)
-        se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2)) if 0 < pooled < 1 else 0.0
-        drop = k1 / n1 - k2 / n2
-        z = drop / se if se else 0.0
+        z = two_proportion_z(k1, n1, k2, n2)  # the drop from the previous generation
         status = "fail" if z >= 2.58 else "warn" if z >= 1.96 else "ok"
         note = f"pass rate {k2}/{n2} vs {k1}/{n1}; drop z = {z:.2f} (warn 1.96, fail 2.58)"
     return pl.DataFrame(
@@ -863,13 +867,6 @@ def collapse_test(profile: Mapping[str, object], settings: DriftSettings) -> Col
     return CollapseTest(level, drop, p, odds, k, k0)
 
 
-def _share_rise(k: int, n: int, k_e: int, n_e: int) -> float:
-    """z of a share rising from k_e/n_e to k/n (pooled two-proportion test, as eval_rows)."""
-    pooled = (k + k_e) / (n + n_e)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_e)) if 0 < pooled < 1 else 0.0
-    return (k / n - k_e / n_e) / se if se else 0.0
-
-
 def _shown(answer: str) -> str:
     return "(no answer)" if answer == "" else repr(answer if len(answer) <= 24 else answer[:21] + "...")
 
@@ -909,7 +906,7 @@ def answer_rows(answers: pl.DataFrame, generation: int, settings: DriftSettings)
             return a.filter((pl.col("generation") == g) & (pl.col("family") == fam) & (pl.col("got") == top)).height
 
         earlier_share = {g: (top_count(g), int(by_gen[g]["items"])) for g in {prev_g, first_g} if g is not None}
-        rise = {g: _share_rise(test.count, n, k_e, n_e) for g, (k_e, n_e) in earlier_share.items()}
+        rise = {g: two_proportion_z(test.count, n, k_e, n_e) for g, (k_e, n_e) in earlier_share.items()}
         fell = {g: _rel(cur["entropy"], by_gen[g]["entropy"]) for g in earlier_share}
         # worse than an earlier generation: its top answer's share rose beyond noise and the
         # entropy fell by at least the warn size. Why both: a model that copies its prompt's last
