@@ -139,6 +139,21 @@ LEVELS: dict[str, list[dict[str, Any]]] = {
         {"min_word_len": 5, "max_word_len": 6},
         {"min_word_len": 3, "max_word_len": 10},
     ],
+    "products": [
+        {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
+        {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2},
+        {"min_terms": 2, "max_terms": 2, "min_digits": 2, "max_digits": 2},
+    ],
+    "word_sequence_reversal": [
+        {"min_words": 2, "max_words": 3},
+        {"min_words": 3, "max_words": 5},
+        {"min_words": 3, "max_words": 8},
+    ],
+    "simple_equations": [
+        {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 10, "operators": ["+", "-"], "operators_weights": [0.5, 0.5]},
+        {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 30, "operators": ["+", "-"], "operators_weights": [0.5, 0.5]},
+        {"min_terms": 2, "max_terms": 3, "min_value": 1, "max_value": 30},
+    ],
     "number_sorting": [
         {"min_numbers": 2, "max_numbers": 3, "min_decimals": 0, "max_decimals": 0, "min_value": 0.0, "max_value": 20.0},
         {
@@ -576,7 +591,7 @@ def heldout_tasks(heldout: pl.DataFrame) -> pl.DataFrame:
 # The levels where the embedded model can learn (the capability frontier, bench/frontier.py,
 # 2026-12-06: sampling finds right answers greedy misses, above every guesser; gcd, leg_counting and
 # letter_counting are at guessing level even at level 1), and the science family (core/tasks/science.py).
-DEFAULT_FAMILIES = ["chain_sum@1", "basic_arithmetic@1", "projectile_design"]
+DEFAULT_FAMILIES = ["chain_sum@1", "basic_arithmetic@1", "word_sorting@1", "projectile_design"]
 
 
 # How far up its ladder a family written ``family@L`` may climb: the task pool and the held-out
