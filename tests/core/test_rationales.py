@@ -130,6 +130,17 @@ def test_held_out_items_in_rationale_form_are_asked_for_work_and_scored_on_the_a
     assert (double.requests[0].stop, scores["answer_given"][0], scores["correct"][0]) == (RATIONALE_STOP, answer, True)
 
 
+def test_held_out_items_are_asked_within_the_budget_their_form_was_given():
+    prompts = PromptSettings(form="rationale", rationale_max_tokens=96, answer_max_tokens=40)
+    items = heldout_items(HeldoutSettings(families=["chain_sum@1"], levels_above=0, items_per_family=2), prompts)
+    answer_only = heldout_items(
+        HeldoutSettings(families=["chain_sum@1"], levels_above=0, items_per_family=2), PromptSettings(answer_max_tokens=40)
+    )
+    double = RationaleDouble("Answer: 1")
+    evaluate(double, "m", pl.concat([items, answer_only]))
+    assert sorted({r.max_tokens for r in double.requests}) == [40, 96]
+
+
 def test_the_frontier_counts_a_sample_only_when_its_steps_check():
     fs = FrontierSettings(items_per_level=4, samples=2)
     item = frontier_items("chain_sum@1", fs, RATIONALE)[0]

@@ -36,7 +36,8 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
 
 def heldout_requests(items: pl.DataFrame, max_tokens: int = 24) -> tuple[pl.DataFrame, list[SampleRequest]]:
     """The items in the order the evaluation sends them, and its request for each: one greedy
-    answer. A family's items run back to back, by prompt, so llama.cpp reuses evaluated shared prefixes;
+    answer, within the item's own token budget (its ``max_tokens``, set from PromptSettings when
+    the item was built; ``max_tokens`` here, or the rationale budget, for items stored without one). A family's items run back to back, by prompt, so llama.cpp reuses evaluated shared prefixes;
     the benches time these same requests."""
     # by prompt within a family and variant: items whose (per-item) few-shot draws share the first
     # example are adjacent, so the batched decoder evaluates that prefix once
@@ -48,8 +49,9 @@ def heldout_requests(items: pl.DataFrame, max_tokens: int = 24) -> tuple[pl.Data
             prompt_template=f"heldout_{r['variant']}",
             temperature=0.0,
             top_p=1.0,
-            # a rationale prompt's item gets the rationale budget and stops (the prompt says which)
-            max_tokens=RATIONALE_MAX_TOKENS if is_rationale_prompt(r["prompt"]) else max_tokens,
+            # a rationale prompt's item stops at the rationale's stop strings (the prompt says which)
+            max_tokens=r.get("max_tokens")
+            or (RATIONALE_MAX_TOKENS if is_rationale_prompt(r["prompt"]) else max_tokens),
             stop=RATIONALE_STOP if is_rationale_prompt(r["prompt"]) else ANSWER_STOP,
             seed=0,
             sample_index=0,

@@ -67,6 +67,7 @@ HELDOUT_SCHEMA: dict[str, pl.DataType] = {
     "answer": pl.String,
     "prompt": pl.String,  # the full text the model is given
     "last_shot_answer": pl.String,  # the answer of the prompt's last few-shot example ("" without shots)
+    "max_tokens": pl.Int64,  # the completion's token budget in the item's form (PromptSettings)
     "spec": pl.String,  # JSON: family, config overrides, seed, size, index (to rebuild the scorer)
 }
 
@@ -135,7 +136,11 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
                 )
                 prompt = asked.prompt
                 spec = {"family": family, "config": config, "seed": settings.seed, "size": size, "index": i}
-                key = hashlib.sha256(json.dumps([variant, spec, prompt], sort_keys=True).encode()).hexdigest()[:16]
+                # the budget is part of the item: stored answers are reused by item id, and an answer
+                # cut at another budget is another answer
+                key = hashlib.sha256(
+                    json.dumps([variant, spec, prompt, asked.max_tokens], sort_keys=True).encode()
+                ).hexdigest()[:16]
                 rows.append(
                     {
                         "item_id": f"{family}/{variant}/{key}",
@@ -145,6 +150,7 @@ def heldout_items(settings: HeldoutSettings, prompts: PromptSettings) -> pl.Data
                         "answer": str(entry["answer"]),
                         "prompt": prompt,
                         "last_shot_answer": asked.last_shot_answer,
+                        "max_tokens": asked.max_tokens,
                         "spec": json.dumps(spec, sort_keys=True),
                     }
                 )
