@@ -134,7 +134,8 @@ def test_held_out_items_are_asked_within_the_budget_their_form_was_given():
     prompts = PromptSettings(form="rationale", rationale_max_tokens=96, answer_max_tokens=40)
     items = heldout_items(HeldoutSettings(families=["chain_sum@1"], levels_above=0, items_per_family=2), prompts)
     answer_only = heldout_items(
-        HeldoutSettings(families=["chain_sum@1"], levels_above=0, items_per_family=2), PromptSettings(answer_max_tokens=40)
+        HeldoutSettings(families=["chain_sum@1"], levels_above=0, items_per_family=2),
+        PromptSettings(answer_max_tokens=40),
     )
     double = RationaleDouble("Answer: 1")
     evaluate(double, "m", pl.concat([items, answer_only]))

@@ -150,8 +150,22 @@ LEVELS: dict[str, list[dict[str, Any]]] = {
         {"min_words": 3, "max_words": 8},
     ],
     "simple_equations": [
-        {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 10, "operators": ["+", "-"], "operators_weights": [0.5, 0.5]},
-        {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 30, "operators": ["+", "-"], "operators_weights": [0.5, 0.5]},
+        {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_value": 1,
+            "max_value": 10,
+            "operators": ["+", "-"],
+            "operators_weights": [0.5, 0.5],
+        },
+        {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_value": 1,
+            "max_value": 30,
+            "operators": ["+", "-"],
+            "operators_weights": [0.5, 0.5],
+        },
         {"min_terms": 2, "max_terms": 3, "min_value": 1, "max_value": 30},
     ],
     "number_sorting": [

@@ -37,8 +37,9 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
 def heldout_requests(items: pl.DataFrame, max_tokens: int = 24) -> tuple[pl.DataFrame, list[SampleRequest]]:
     """The items in the order the evaluation sends them, and its request for each: one greedy
     answer, within the item's own token budget (its ``max_tokens``, set from PromptSettings when
-    the item was built; ``max_tokens`` here, or the rationale budget, for items stored without one). A family's items run back to back, by prompt, so llama.cpp reuses evaluated shared prefixes;
-    the benches time these same requests."""
+    the item was built; ``max_tokens`` here, or the rationale budget, for items stored without
+    one). A family's items run back to back, by prompt, so llama.cpp reuses evaluated shared
+    prefixes; the benches time these same requests."""
     # by prompt within a family and variant: items whose (per-item) few-shot draws share the first
     # example are adjacent, so the batched decoder evaluates that prefix once
     items = items.sort(["family", "variant", "prompt", "item_id"])
