@@ -171,6 +171,7 @@ def model_eval(
         "parent_rate",
         "most_common_rate",
         "last_shot_rate",
+        "as_given_rate",
         "p_vs_parent",
         "significant_gain",
         "flag",

@@ -113,6 +113,7 @@ def _baselines(
             "answer": [str(i % 8) for i in range(n)],
             "most_common": most_common or [False] * n,
             "last_shot": [False] * n,
+            "as_given": [False] * n,
         }
     )
 
@@ -249,6 +250,28 @@ def test_trivial_baselines_score_the_most_common_answer():
     counts = part["answer"].value_counts()
     top = counts.filter(pl.col("count") == pl.col("count").max())["answer"].sort()[0]
     assert part.filter(pl.col("most_common"))["answer"].unique().to_list() == [top]
+
+
+def test_the_words_as_given_are_a_trivial_predictor_of_word_sorting_and_of_no_arithmetic_family():
+    settings = HeldoutSettings(families=["word_sorting@1", "chain_sum@1"], levels_above=0, items_per_family=40)
+    items = heldout_items(settings, PromptSettings()).filter(pl.col("variant") == "heldout")
+    b = trivial_baselines(items).join(items.select("item_id", "question"), on="item_id")
+    words = b.filter(pl.col("family") == "word_sorting@1")
+    listed = [q.rsplit(":", 1)[1].strip() for q in words["question"]]
+    assert (words["as_given"].to_list(), b.filter(pl.col("family") == "chain_sum@1")["as_given"].any()) == (
+        [a == w for a, w in zip(words["answer"], listed, strict=True)],
+        False,
+    )
+
+
+def test_a_candidate_that_echoes_the_words_as_given_gains_nothing_over_that_predictor():
+    n = 60
+    echoed = [i % 2 == 0 for i in range(n)]  # the items already in order: echoing them is right
+    cand = _frame("cand", echoed, family="word_sorting@1")
+    parent = _frame("parent", [False] * n, family="word_sorting@1")
+    base = _baselines(n, family="word_sorting@1").with_columns(pl.Series("as_given", echoed))
+    row = compare(cand, parent, base, GateSettings()).row(0, named=True)
+    assert (row["p_vs_parent"] < 1e-6, row["as_given_rate"], row["significant_gain"]) == (True, 0.5, False)
 
 
 # ------------------------------------------------------------------ registry

@@ -33,6 +33,7 @@ from synth_assets.core.stats import wilson
 from synth_assets.core.tasks.sources import (
     LEVEL_SEP,
     LEVELS,
+    as_given_answer,
     level_config,
     levels_of,
     reasoning_gym_dataset,
@@ -60,6 +61,7 @@ FRONTIER_SCHEMA: dict[str, pl.DataType] = {
     "guess_pass_at_k": pl.Float64,
     "most_common_rate": pl.Float64,  # always the most common answer
     "last_shot_rate": pl.Float64,  # always the last example's answer
+    "as_given_rate": pl.Float64,  # the question's own list, as given (sorting families; 0 elsewhere)
     "status": pl.String,  # mastered | learnable | guessing | plateau | configured (steer off: not measured)
     "chosen": pl.Boolean,  # the loop generates at this level this generation
     "settings_key": pl.String,  # FrontierSettings.key() of the measurement, and the prompts' shots
@@ -202,6 +204,7 @@ def measure_level(
     k = len(items)
     most_common = sum(a == mode for a in answers) / k
     last_shot = sum(it["answer"] == it["last_shot"] for it in items) / k
+    as_given = sum(it["answer"] == as_given_answer(family, it["entry"]["question"]) for it in items) / k
     guess_sample, guess_at_k = guess_rates(answers, settings.samples, reference)
     greedy = greedy_ok / k
     lo, hi = wilson(greedy_ok, k)
@@ -221,7 +224,8 @@ def measure_level(
         "guess_pass_at_k": guess_at_k,
         "most_common_rate": most_common,
         "last_shot_rate": last_shot,
-        "status": classify(greedy, pass_at_k, guess_at_k, max(most_common, last_shot), settings),
+        "as_given_rate": as_given,
+        "status": classify(greedy, pass_at_k, guess_at_k, max(most_common, last_shot, as_given), settings),
         "chosen": False,
         "settings_key": measurement_key(settings, prompts),
     }

@@ -114,14 +114,14 @@ def compare(
     )
     par = parent.select("item_id", pl.col("correct").alias("p"), pl.col("answer_given").alias("pa"))
     joined = cand.join(par, on="item_id", how="inner").join(
-        baselines.select("item_id", "answer", "most_common", "last_shot"), on="item_id", how="inner"
+        baselines.select("item_id", "answer", "most_common", "last_shot", "as_given"), on="item_id", how="inner"
     )
     rows = []
     for (family, variant), g in joined.group_by(["family", "variant"], maintain_order=True):
         c, p = g["c"].to_list(), g["p"].to_list()
         n, kc, kp = len(c), sum(c), sum(p)
-        mc, ls = g["most_common"].to_list(), g["last_shot"].to_list()
-        best_base = mc if sum(mc) >= sum(ls) else ls
+        mc, ls, ag = g["most_common"].to_list(), g["last_shot"].to_list(), g["as_given"].to_list()
+        best_base = max((mc, ls, ag), key=sum)  # the strongest trivial predictor on these items
         p_parent, p_base = mcnemar_p(c, p), mcnemar_p(c, best_base)
         worse = kc < kp and p_parent < settings.alpha  # uncorrected: the conservative side
         ec, ep = entropy(g["ca"].to_list()), entropy(g["pa"].to_list())
@@ -153,6 +153,7 @@ def compare(
                 "parent_high": phi,
                 "most_common_rate": sum(mc) / n,
                 "last_shot_rate": sum(ls) / n,
+                "as_given_rate": sum(ag) / n,
                 "p_vs_parent": p_parent,
                 "p_vs_baseline": p_base,
                 "candidate_answer_entropy": ec,
@@ -280,6 +281,7 @@ EVAL_SCHEMA: dict[str, pl.DataType] = {
     "parent_high": pl.Float64,
     "most_common_rate": pl.Float64,
     "last_shot_rate": pl.Float64,
+    "as_given_rate": pl.Float64,  # the question's own list, as given (families where that is a strategy)
     "p_vs_parent": pl.Float64,
     "p_vs_baseline": pl.Float64,
     "candidate_answer_entropy": pl.Float64,

@@ -31,6 +31,7 @@ from synth_assets.core.settings import Settings
 from synth_assets.core.tasks.sources import (
     DEFAULT_FAMILIES,
     LevelsAbove,
+    as_given_answer,
     conform,
     draw_items,
     ladder,
@@ -186,8 +187,9 @@ def passes(ds: object, entry: dict, answer: str) -> bool:
 
 
 def trivial_baselines(items: pl.DataFrame) -> pl.DataFrame:
-    """Per item, whether the two trivial predictors are right: always the most common answer of
-    the variant (the strongest constant), always the last shot's answer."""
+    """Per item, whether the trivial predictors are right: always the most common answer of the
+    variant (the strongest constant), always the last shot's answer, and the question's own list
+    as given (``as_given_answer``: families where echoing the input is a strategy; False elsewhere)."""
     out = []
     for (family, variant), part in items.group_by(["family", "variant"], maintain_order=True):
         counts = Counter(part["answer"].to_list())
@@ -201,6 +203,7 @@ def trivial_baselines(items: pl.DataFrame) -> pl.DataFrame:
                     "answer": r["answer"],
                     "most_common": r["answer"] == mode,
                     "last_shot": r["answer"] == r["last_shot_answer"],
+                    "as_given": r["answer"] == as_given_answer(family, r["question"]),
                 }
             )
     return pl.DataFrame(
@@ -212,5 +215,6 @@ def trivial_baselines(items: pl.DataFrame) -> pl.DataFrame:
             "answer": pl.String,
             "most_common": pl.Boolean,
             "last_shot": pl.Boolean,
+            "as_given": pl.Boolean,
         },
     )
