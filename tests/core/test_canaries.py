@@ -76,7 +76,6 @@ def test_the_default_verifiers_get_every_canary_right(box):
             "reasoning_gym:basic_arithmetic",
             "reasoning_gym:chain_sum",
             "reasoning_gym:projectile_design",
-            "reasoning_gym:word_sorting",
         ],
     )
 

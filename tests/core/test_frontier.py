@@ -71,6 +71,26 @@ def test_every_level_mastered_moves_up_a_level_of_the_ladder():
     assert chosen_levels(frontier, SETTINGS) == ["chain_sum@4"]
 
 
+class EchoDouble:
+    """TEST DOUBLE: answers every request with the list its prompt's last question gives, in the
+    order given (what a base model does with word sorting). No model."""
+
+    name, model, terms = "echo_double", "echo-double-v1", "test double (no model)"
+
+    def generate(self, requests):
+        from synth_assets.core.generators.generation import Sample
+
+        for r in requests:
+            listed = r.prompt.rsplit("Answer:", 1)[0].rsplit(":", 1)[1].strip()
+            yield Sample(text=f" {listed}", finish_reason="stop", prompt_tokens=1, completion_tokens=1, latency_s=0.0)
+
+
+def test_a_level_that_echoing_the_question_passes_is_guessing_not_learnable():
+    frontier = measure_frontier(EchoDouble(), "m", ["word_sorting@1"], SETTINGS, PROMPTS, {"word_sorting": 3})
+    row = frontier.row(0, named=True)
+    assert (row["status"], row["greedy_rate"] == row["as_given_rate"] > 0) == ("guessing", True)
+
+
 def test_a_family_without_a_ladder_names_the_field():
     from synth_assets.core.errors import SynthConfigError
 

@@ -1,12 +1,14 @@
 """Verifiers: reasoning-gym scorers, math-verify, exact match, HumanEval tests in the sandbox."""
 
+import json
+
 import polars as pl
 import pytest
 
 from synth_assets.core.generators.generation import CANDIDATE_SCHEMA
 from synth_assets.core.sandbox.sandbox import Sandbox, SandboxLimits
-from synth_assets.core.tasks.sources import conform, humaneval_tasks, reasoning_gym_tasks
-from synth_assets.core.verify.verification import extract_math_answer, verify_candidates
+from synth_assets.core.tasks.sources import conform, humaneval_tasks, reasoning_gym_dataset, reasoning_gym_tasks
+from synth_assets.core.verify.verification import extract_math_answer, verify_candidates, verify_reasoning_gym
 
 
 def candidates(tasks: pl.DataFrame, completions: list[str]) -> pl.DataFrame:
@@ -78,3 +80,18 @@ def test_hanging_and_early_exiting_code_never_passes():
     out = verify_candidates(candidates(tasks, sloppy), Sandbox(SandboxLimits(timeout_s=3, cpu_s=2)))
     assert out["verdict"].to_list() == ["timeout", "fail", "fail"]
     assert "the candidate's process ended during a call" in out["verdict_detail"][1]
+
+
+def test_sorted_words_followed_by_more_words_are_not_a_pass_though_reasoning_gym_gives_full_marks():
+    """reasoning-gym's word_sorting scores the words in the right places, so 'a, b, a, b' scores
+    1.0 for 'a, b'; a default round trained on 39 such passes before the platform checked the list."""
+    task = reasoning_gym_tasks(["word_sorting@1"], 1, 42).row(0, named=True)
+    spec = json.loads(task["verifier_spec"])
+    ds = reasoning_gym_dataset(spec["name"], spec["size"], spec["seed"], spec["config"])
+    answer, entry = task["answer"], ds[spec["index"]]
+    verdicts = [
+        verify_reasoning_gym(task | {"completion": f" {c}", "prompt_template": "answer_2of20shot_v2"}, 1.0).verdict
+        for c in (answer, f"{answer}, {answer}", f"{answer}, x")
+    ]
+    lenient = ds.score_answer(answer=f"{answer}, {answer}", entry=entry)
+    assert (lenient, verdicts) == (1.0, ["pass", "fail", "fail"])

@@ -11,7 +11,8 @@ import functools
 import hashlib
 import json
 import random
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -274,6 +275,31 @@ def reasoning_gym_dataset(name: str, size: int, seed: int, config: dict[str, Any
         raise SynthConfigError(
             f"family {name!r}: reasoning-gym rejects the configuration {cfg}: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _listed(answer: str) -> list[str]:
+    return [w.strip() for w in re.split(r",\s*", answer.strip())]
+
+
+# Families whose reasoning-gym scorer gives full marks to answers that are not the answer, and the
+# list a full-marks answer must be exactly. word_sorting scores the words in the right places, so
+# the sorted words followed by anything ('a, b, a, b' or 'a, b, x' for 'a, b') score 1.0: a model
+# sampled at temperature writes such tails, and 39 of its 151 passes in a default round did.
+EXACT_LISTS: dict[str, Callable[[dict], list[str]]] = {
+    "word_sorting": lambda entry: list(entry["metadata"]["sorted_words"]),
+}
+
+
+def score_reasoning_gym(ds: object, answer: str, entry: dict) -> float:
+    """reasoning-gym's score of ``answer``, except that a family in ``EXACT_LISTS`` gets full
+    marks only for exactly its list: an answer with more items scores their share of it."""
+    score = float(ds.score_answer(answer=answer, entry=entry))  # type: ignore[attr-defined]
+    exact = EXACT_LISTS.get(str(entry.get("metadata", {}).get("source_dataset")))
+    if exact and score >= 1.0:
+        want, given = exact(entry), _listed(answer)
+        if given != want:
+            score = len(want) / max(len(given), len(want) + 1)
+    return score
 
 
 # The items of a family with levels are split by question between training and held-out: at
@@ -620,10 +646,10 @@ def heldout_tasks(heldout: pl.DataFrame) -> pl.DataFrame:
 # The levels where the embedded model can learn (the capability frontier, bench/frontier.py,
 # 2026-12-06 and -07: sampling finds right answers greedy misses, above every guesser; gcd,
 # leg_counting, letter_counting, simple_equations, word_sequence_reversal and spell_backward are at
-# guessing level even at level 1; products@1 has too few questions to hold out 100), and the
-# science family (core/tasks/science.py). word_sorting is there so the loop has a skill that is
-# not arithmetic.
-DEFAULT_FAMILIES = ["chain_sum@1", "basic_arithmetic@1", "word_sorting@1", "projectile_design"]
+# guessing level even at level 1; products@1 has too few questions to hold out 100; word_sorting@1
+# passes only by echoing words already in order: 107 of its 112 exact passes in a default round),
+# and the science family (core/tasks/science.py).
+DEFAULT_FAMILIES = ["chain_sum@1", "basic_arithmetic@1", "projectile_design"]
 
 
 # How far up its ladder a family written ``family@L`` may climb: the task pool and the held-out

@@ -225,7 +225,11 @@ def measure_level(
         "most_common_rate": most_common,
         "last_shot_rate": last_shot,
         "as_given_rate": as_given,
-        "status": classify(greedy, pass_at_k, guess_at_k, max(most_common, last_shot, as_given), settings),
+        # echoing the question's list is right as often as as_given on every item, at any k: a
+        # level where sampling finds no more than that is guessing (word_sorting@1 with 2-3 words)
+        "status": classify(
+            greedy, pass_at_k, max(guess_at_k, as_given), max(most_common, last_shot, as_given), settings
+        ),
         "chosen": False,
         "settings_key": measurement_key(settings, prompts),
     }

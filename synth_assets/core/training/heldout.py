@@ -40,6 +40,7 @@ from synth_assets.core.tasks.sources import (
     naming_field,
     reasoning_gym_dataset,
     reasoning_gym_families,
+    score_reasoning_gym,
     split_level,
     with_level,
 )
@@ -179,9 +180,10 @@ def score(item: dict, answer: str) -> bool:
 
 
 def passes(ds: object, entry: dict, answer: str) -> bool:
-    """reasoning-gym's scorer gives full marks; a scorer crash on a malformed answer is a wrong answer."""
+    """The scorer gives full marks (``score_reasoning_gym``: reasoning-gym's, exact for the families
+    whose own scorer is lenient); a scorer crash on a malformed answer is a wrong answer."""
     try:
-        return float(ds.score_answer(answer=answer, entry=entry)) >= 1.0
+        return score_reasoning_gym(ds, answer, entry) >= 1.0
     except Exception:  # noqa: BLE001 (whatever the scorer raises on a malformed answer)
         return False
 

@@ -23,7 +23,7 @@ from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.generators.generation import CANDIDATE_SCHEMA, is_rationale_template
 from synth_assets.core.sandbox.sandbox import FunctionCheck, Sandbox
 from synth_assets.core.settings import Settings
-from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset
+from synth_assets.core.tasks.sources import conform, reasoning_gym_dataset, score_reasoning_gym
 from synth_assets.core.tasks.worked_steps import split_rationale
 from synth_assets.core.verify.ai_feedback import Constitution, Judge
 from synth_assets.core.verify.custom_verifiers import (
@@ -131,7 +131,7 @@ def verify_reasoning_gym(row: dict, pass_threshold: float) -> Verdict:
             score, why = explained(answer, entry)
             score = float(score)
         else:
-            score, why = float(ds.score_answer(answer=answer, entry=entry)), f"expected {str(entry['answer'])[:80]!r}"
+            score, why = score_reasoning_gym(ds, answer, entry), f"expected {str(entry['answer'])[:80]!r}"
     except Exception as exc:  # noqa: BLE001 - a scorer crash is an error verdict, not a crash of the run
         return Verdict(
             "error",
