@@ -80,6 +80,7 @@ def _row_frames(family: str, variant: str, parent: list[bool], cand: list[bool])
             "answer": [str(i % 8) for i in range(N)],
             "most_common": parent,  # the stronger baseline scores what the parent scores
             "last_shot": [False] * N,
+            "as_given": [False] * N,
         }
     )
     return scores("c", cand), scores("p", parent), baselines

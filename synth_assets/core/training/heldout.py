@@ -205,7 +205,7 @@ def trivial_baselines(items: pl.DataFrame) -> pl.DataFrame:
                     "answer": r["answer"],
                     "most_common": r["answer"] == mode,
                     "last_shot": r["answer"] == r["last_shot_answer"],
-                    "as_given": r["answer"] == as_given_answer(family, r["question"]),
+                    "as_given": r["answer"] == as_given_answer(family, r.get("question") or ""),
                 }
             )
     return pl.DataFrame(
