@@ -202,7 +202,7 @@ def naive_rounds(home: Path, rounds: int, tasks_per_family: int = 0, log: Callab
         items = heldout_at_chosen_levels(heldout, frontier)
         if tasks_per_family:  # a smoke run: as few held-out items as tasks
             items = items.sort("item_id").group_by("family", "variant", maintain_order=True).head(tasks_per_family)
-        if g == 1 or answers.height == 0:  # round 0 of the answer series: the base model
+        if g == 1:  # round 0 of the answer series: the base model, on round 1's items
             answers = answer_frame(scores_for(reg.get(BASE_ID), items, reg, log), items, 0)
         done = next((r for r in results if r["round"] == g), None)
         if done:
@@ -273,6 +273,11 @@ def naive_rounds(home: Path, rounds: int, tasks_per_family: int = 0, log: Callab
     return results
 
 
+def _status(status: str) -> str:
+    """An ANSWER_COLLAPSE status as the report shows it: warn and fail stand out."""
+    return f"**{status.upper()}**" if status in ("warn", "fail") else status
+
+
 def _answer_collapse(wh: Warehouse, g: int) -> str:
     """The drift report's ANSWER_COLLAPSE per family for generation ``g`` (it judges the model that
     generated g, i.e. the model in service), flagged ones with their evidence."""
@@ -284,8 +289,8 @@ def _answer_collapse(wh: Warehouse, g: int) -> str:
         [g],
     )
     return "; ".join(
-        f"{r['corpus'].removeprefix('answers:')} "
-        + (f"**{r['status'].upper()}** ({r['note']})" if r["status"] in ("warn", "fail") else r["status"])
+        f"{r['corpus'].removeprefix('answers:')} {_status(r['status'])}"
+        + (f" ({r['note']})" if r["status"] in ("warn", "fail") else "")
         for r in rows.iter_rows(named=True)
     )
 
@@ -302,14 +307,12 @@ def naive_report(home: Path) -> list[str]:
         "significant gain / a flag | ANSWER_COLLAPSE of the candidate's held-out answers | round |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in json.loads(path.read_text()):
+    results = json.loads(path.read_text())
+    for r in results:
         rows = [c for c in r["comparison"] if c["family"] != "_macro_"]
         gains = [f"{c['family']} {c['variant']}" for c in rows if c["significant_gain"]]
         flags = [f"{c['family']} {c['variant']} {c['flag']}" for c in rows if c["flag"]]
-        collapse = "; ".join(
-            f"{f['family']} " + (f"**{f['status'].upper()}**" if f["status"] in ("warn", "fail") else f["status"])
-            for f in r["answer_drift"]
-        )
+        collapse = "; ".join(f"{f['family']} {_status(f['status'])}" for f in r["answer_drift"])
         lines.append(
             f"| {r['round']} | {r['parent']} | {r['tasks']}, {r['samples']} | {r['train_rows']} | {r['model']} | "
             f"{'promoted' if r['promoted'] else 'rejected: ' + '; '.join(r['reasons'])} | "
@@ -317,7 +320,7 @@ def naive_report(home: Path) -> list[str]:
         )
     notes = [
         f"- round {r['round']}, {f['family']}: {f['status']}: {f['note']}"
-        for r in json.loads(path.read_text())
+        for r in results
         for f in r["answer_drift"]
         if f["status"] in ("warn", "fail")
     ]

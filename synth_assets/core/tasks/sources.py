@@ -73,6 +73,7 @@ def reasoning_gym_families() -> list[str]:
 # frontier); a model that masters a level generates for the next one up. The ladders start at
 # sizes a 270M model solves some of the time (measured: chain_sum@1, 2 one-digit terms, 37-42 of
 # 100 greedy) and end at reasoning-gym's defaults.
+_PLUS_MINUS = {"operators": ["+", "-"], "operators_weights": [0.5, 0.5]}  # simple_equations' easy levels
 LEVELS: dict[str, list[dict[str, Any]]] = {
     "chain_sum": [
         {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
@@ -151,22 +152,8 @@ LEVELS: dict[str, list[dict[str, Any]]] = {
         {"min_words": 3, "max_words": 8},
     ],
     "simple_equations": [
-        {
-            "min_terms": 2,
-            "max_terms": 2,
-            "min_value": 1,
-            "max_value": 10,
-            "operators": ["+", "-"],
-            "operators_weights": [0.5, 0.5],
-        },
-        {
-            "min_terms": 2,
-            "max_terms": 2,
-            "min_value": 1,
-            "max_value": 30,
-            "operators": ["+", "-"],
-            "operators_weights": [0.5, 0.5],
-        },
+        {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 10, **_PLUS_MINUS},
+        {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 30, **_PLUS_MINUS},
         {"min_terms": 2, "max_terms": 3, "min_value": 1, "max_value": 30},
     ],
     "number_sorting": [
