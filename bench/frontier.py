@@ -31,11 +31,18 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=PromptSettings().few_shot_pool)
     ap.add_argument("--parallel", type=int, default=16, help="sequences decoded together")
     ap.add_argument("--all-levels", action="store_true", help="measure every level, not only up to the frontier")
+    ap.add_argument(
+        "--form",
+        choices=["answer", "rationale"],
+        default=PromptSettings().form,
+        help="the prompt form (PromptSettings.form)",
+    )
+    ap.add_argument("--out", default="", help="results file (default bench/results/frontier_<date>.json)")
     args = ap.parse_args()
     families = args.families.split(",")
     settings = FrontierSettings(items_per_level=args.items, samples=args.samples)
     top = dict.fromkeys(families, args.max_level)
-    prompts = PromptSettings(few_shot=args.few_shot, few_shot_pool=args.pool)
+    prompts = PromptSettings(few_shot=args.few_shot, few_shot_pool=args.pool, form=args.form)
     gen = LlamaCppGenerator(parallel=args.parallel)  # batched, as raw_candidates generates
     t0 = time.perf_counter()
     if args.all_levels:
@@ -59,7 +66,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     print(
         f"\n{MODEL_ID}, {args.items} items a level, {args.samples} samples at T={settings.temperature}, "
-        f"{args.few_shot} shots from a pool of {args.pool}; {wall:.0f} s"
+        f"{args.few_shot} shots from a pool of {args.pool}, {args.form} form; {wall:.0f} s"
     )
     print(
         f"{'family':<22}{'greedy [95% CI]':>22}{'pass@k':>8}{'samples':>9}{'guess@k':>9}{'mode':>7}{'last':>7}  status"
@@ -71,7 +78,7 @@ def main() -> None:
             f"{r['most_common_rate']:>7.2f}{r['last_shot_rate']:>7.2f}  {r['status']}"
         )
     print(f"levels to generate at: {chosen_levels(frontier, settings, top)}")
-    out = Path(__file__).parent / "results" / f"frontier_{date.today().isoformat()}.json"
+    out = Path(args.out or Path(__file__).parent / "results" / f"frontier_{date.today().isoformat()}.json")
     out.write_text(
         json.dumps(
             {

@@ -5,8 +5,10 @@ import json
 from collections.abc import Iterator, Sequence
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reasoning_gym.arithmetic.leg_counting import ANIMALS
 
 from synth_assets.core.curate.curation import training_text_expr
 from synth_assets.core.generators.generation import (
@@ -16,12 +18,13 @@ from synth_assets.core.generators.generation import (
     SampleRequest,
     build_prompt,
 )
-from synth_assets.core.tasks.sources import reasoning_gym_tasks
-from synth_assets.core.tasks.worked_steps import expression_steps, split_rationale
+from synth_assets.core.tasks.sources import reasoning_gym_dataset, reasoning_gym_tasks
+from synth_assets.core.tasks.worked_steps import expression_steps, leg_steps, split_rationale
 from synth_assets.core.training.evaluation import evaluate
 from synth_assets.core.training.frontier import FrontierSettings, frontier_items, measure_level
 from synth_assets.core.training.heldout import HeldoutSettings, heldout_items
 from synth_assets.core.training.prompt_format import training_pair
+from synth_assets.core.verify.canaries import rationale_canaries
 from synth_assets.core.verify.steps import wrong_steps
 from synth_assets.core.verify.verification import verify_reasoning_gym
 
@@ -47,6 +50,40 @@ def test_a_wrong_step_is_found_among_text_and_things_that_are_not_steps():
 
 def test_a_chain_of_equalities_checks_its_first_step_and_skips_the_bare_rest():
     assert (wrong_steps("3 + 4 = 7 + 5 = 12"), wrong_steps("3 + 4 = 8 + 5 = 13")) == ([], ["3 + 4 = 8"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(ANIMALS)), st.integers(1, 15), min_size=1, max_size=6))
+def test_the_leg_rationale_of_any_animals_checks_and_ends_at_the_total(animals):
+    work = leg_steps(animals)
+    assert wrong_steps(work) == []
+    assert int(work.rpartition(" = ")[2]) == sum(n * ANIMALS[a] for a, n in animals.items())
+
+
+def test_a_leg_lookup_that_disagrees_with_the_table_or_its_product_is_a_wrong_step():
+    work = "2 spiders: 6 legs each, 2 * 6 = 12; 3 ducks: 2 legs each, 4 * 2 = 8; 1 unicorn: 4 legs each, 1 * 4 = 4"
+    assert wrong_steps(work) == ["2 spiders: 6 legs each, 2 * 6", "3 ducks: 2 legs each, 4 * 2"]
+
+
+def test_a_right_leg_count_reached_by_a_wrong_lookup_is_not_a_pass():
+    task = reasoning_gym_tasks(["leg_counting@1"], 1, 42).row(0, named=True)
+    spec = json.loads(task["verifier_spec"])
+    entry = reasoning_gym_dataset(spec["name"], spec["size"], spec["seed"], spec["config"])[spec["index"]]
+    ((animal, n),) = entry["metadata"]["animals"].items()
+    legs, total = ANIMALS[animal], task["answer"]
+    right = f" {n} {animal}: {legs} legs each, {n} * {legs} = {total}\nAnswer: {total}"
+    wrong = f" {n} {animal}: {legs + 1} legs each, {n} * {legs} = {total}\nAnswer: {total}"
+    verdicts = [
+        verify_reasoning_gym(task | {"completion": c, "prompt_template": "rationale_2of20shot_v1"}, 1.0)
+        for c in (right, wrong)
+    ]
+    assert [v.verdict for v in verdicts] == ["pass", "fail"]
+
+
+def test_a_leg_counting_prompt_in_rationale_form_shows_worked_lookups():
+    asked = RATIONALE.ask("leg_counting@2", "How many legs are there in total if you have 2 cats?", "k1")
+    works = [ln.removeprefix("Work: ") for ln in asked.prompt.splitlines() if ln.startswith("Work: ")]
+    assert len(works) == 2 and all("legs each, " in w and wrong_steps(w) == [] for w in works)
 
 
 def _task(family: str = "chain_sum@2") -> dict:
@@ -80,7 +117,7 @@ def test_a_rationale_prompt_shows_checked_worked_examples_and_ends_at_the_work()
 
 
 def test_a_family_without_a_rationale_writer_stays_answer_only():
-    asked = RATIONALE.ask("leg_counting@1", "How many legs?", "k1")
+    asked = RATIONALE.ask("gcd@1", "What is the GCD of 4 and 6?", "k1")
     assert (asked.template, asked.prompt.endswith("\nAnswer:")) == ("answer_2of20shot_v2", True)
 
 
@@ -155,3 +192,11 @@ def test_build_prompt_follows_the_setting_and_the_override():
     task = _task()
     assert build_prompt(task, RATIONALE)[1] == "rationale_2of20shot_v1"
     assert build_prompt(task, RATIONALE, form="answer")[1] == "answer_2of20shot_v2"
+
+
+@pytest.mark.parametrize("family", ["leg_counting@2", "products@2"])
+def test_the_rationale_canaries_of_a_new_writer_hold_under_the_verifier(family):
+    task = reasoning_gym_tasks([family], 1, 3).row(0, named=True)
+    canaries = rationale_canaries(task)
+    got = [(c.name, verify_reasoning_gym(c.row, 1.0).verdict) for c in canaries]
+    assert got == [("worked rationale", "pass"), ("right answer after a wrong step", "fail")]

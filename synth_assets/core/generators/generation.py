@@ -137,8 +137,8 @@ class PromptSettings(Settings):
     form: Literal["answer", "rationale"] = Field(
         default="answer",
         description="answer: the final answer only; rationale: a short worked rationale ('Work:', each "
-        "arithmetic step checked) then 'Answer:', for families with a rationale writer (chain_sum, "
-        "basic_arithmetic; others stay answer-only)",
+        "arithmetic step and leg lookup checked) then 'Answer:', for families with a rationale writer "
+        "(chain_sum, basic_arithmetic, products, leg_counting; others stay answer-only)",
     )
     rationale_max_tokens: int = Field(
         default=RATIONALE_MAX_TOKENS, ge=1, description="tokens a rationale completion (work and answer) may take"

@@ -74,6 +74,7 @@ def reasoning_gym_families() -> list[str]:
 # sizes a 270M model solves some of the time (measured: chain_sum@1, 2 one-digit terms, 37-42 of
 # 100 greedy) and end at reasoning-gym's defaults.
 _PLUS_MINUS = {"operators": ["+", "-"], "operators_weights": [0.5, 0.5]}  # simple_equations' easy levels
+_COMPLEX_SMALL = {"min_real": 1, "max_real": 9, "min_imag": 1, "max_imag": 9}  # complex_arithmetic's easy levels
 LEVELS: dict[str, list[dict[str, Any]]] = {
     "chain_sum": [
         {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1},
@@ -155,6 +156,37 @@ LEVELS: dict[str, list[dict[str, Any]]] = {
         {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 10, **_PLUS_MINUS},
         {"min_terms": 2, "max_terms": 2, "min_value": 1, "max_value": 30, **_PLUS_MINUS},
         {"min_terms": 2, "max_terms": 3, "min_value": 1, "max_value": 30},
+    ],
+    "decimal_chain_sum": [
+        {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_digits": 1,
+            "max_digits": 1,
+            "min_decimal_places": 1,
+            "max_decimal_places": 1,
+        },
+        {
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_digits": 1,
+            "max_digits": 2,
+            "min_decimal_places": 1,
+            "max_decimal_places": 1,
+        },
+        {
+            "min_terms": 2,
+            "max_terms": 3,
+            "min_digits": 1,
+            "max_digits": 2,
+            "min_decimal_places": 1,
+            "max_decimal_places": 2,
+        },
+    ],
+    "complex_arithmetic": [
+        {**_COMPLEX_SMALL, "operations": ["+"], "operations_weights": [1.0]},
+        {**_COMPLEX_SMALL, "operations": ["+", "-"], "operations_weights": [0.5, 0.5]},
+        {"min_real": -10, "max_real": 10, "min_imag": -10, "max_imag": 10},
     ],
     "number_sorting": [
         {"min_numbers": 2, "max_numbers": 3, "min_decimals": 0, "max_decimals": 0, "min_value": 0.0, "max_value": 20.0},

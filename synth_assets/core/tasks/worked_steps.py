@@ -15,7 +15,11 @@ ANSWER_LABEL = "Answer:"
 WORK_LABEL = "Work:"
 _OP_NAMES = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 # families whose items carry the expression a rationale is written from (reasoning-gym metadata)
-EXPRESSION_FAMILIES = ("chain_sum", "basic_arithmetic")
+EXPRESSION_FAMILIES = ("chain_sum", "basic_arithmetic", "products")
+# families whose items carry the animals counted (reasoning-gym metadata); a rationale names each
+# animal's legs, a lookup the verifier checks against reasoning-gym's own table
+LEG_FAMILIES = ("leg_counting",)
+LEGS_EACH = "legs each"
 
 
 def value_of(node: ast.AST, steps: list[str] | None = None) -> Fraction:
@@ -77,15 +81,37 @@ def expression_steps(expression: str) -> list[str]:
 def worked_steps(family_base: str, entry: dict[str, Any]) -> str | None:
     """The worked rationale of a reasoning-gym item (the ``Work:`` line of a solved example), or
     None when the family has no rationale writer."""
-    if family_base in EXPRESSION_FAMILIES:
-        expression = (entry.get("metadata") or {}).get("expression")
-        if expression:
-            return "; ".join(expression_steps(expression))
+    metadata = entry.get("metadata") or {}
+    if family_base in EXPRESSION_FAMILIES and metadata.get("expression"):
+        return "; ".join(expression_steps(metadata["expression"]))
+    if family_base in LEG_FAMILIES and metadata.get("animals"):
+        return leg_steps(metadata["animals"])
     return None
 
 
+def leg_steps(animals: dict[str, int]) -> str:
+    """The rationale of a leg count as a person works it: each animal's legs looked up and
+    multiplied, then the products added (``{"spider": 2, "chicken": 3}`` -> ``2 spiders: 8 legs
+    each, 2 * 8 = 16; 3 chickens: 2 legs each, 3 * 2 = 6; 16 + 6 = 22``). The animal is named
+    as the question names it (reasoning-gym adds an "s" for more than one)."""
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS  # the table the answer is computed from
+
+    parts, products = [], []
+    for animal, count in animals.items():
+        legs = ANIMALS[animal]
+        products.append(count * legs)
+        parts.append(
+            f"{count} {animal}{'s' if count > 1 else ''}: {legs} {LEGS_EACH}, {count} * {legs} = {count * legs}"
+        )
+    total = products[0]
+    for p in products[1:]:
+        parts.append(f"{total} + {p} = {total + p}")
+        total += p
+    return "; ".join(parts)
+
+
 def has_worked_steps(family_base: str) -> bool:
-    return family_base in EXPRESSION_FAMILIES
+    return family_base in EXPRESSION_FAMILIES or family_base in LEG_FAMILIES
 
 
 def split_rationale(text: str) -> tuple[str, str | None]:

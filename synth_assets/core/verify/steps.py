@@ -10,6 +10,11 @@ A step is ``<arithmetic> = <number>`` anywhere in the work: the left side is eva
 sides differ is wrong. Text around a step ("3 spiders: 3 * 8 = 24") is allowed; a bare
 ``x = y`` with no operator is not a step. Steps cannot prove the rationale is about the
 question (steps that are right but unrelated pass): the answer's scorer decides that.
+
+A lookup is checked too: ``<n> <animal>: <legs> legs each, <n> * <legs>`` (the leg_counting
+rationale, core/tasks/worked_steps.py ``leg_steps``) is wrong when the animal does not have that
+many legs in reasoning-gym's table, or the multiplication does not use the count and legs named.
+An animal the table does not know is not a lookup (the answer's scorer still decides).
 """
 
 from __future__ import annotations
@@ -18,15 +23,39 @@ import ast
 import re
 from fractions import Fraction
 
-from synth_assets.core.tasks.worked_steps import value_of
+from synth_assets.core.tasks.worked_steps import LEGS_EACH, value_of
 
 # the left side starts at a number or a sign and holds only arithmetic; the right side is a number
 _STEP = re.compile(r"(-?\(?\s*-?\d[\d\s+\-*/().]*?)\s*=\s*(-?\d+(?:\.\d+)?)")
 
 
+_LOOKUP = re.compile(rf"(?P<n>\d+) (?P<animal>[a-z][a-z ]*?): (?P<legs>\d+) {LEGS_EACH}(?:, (?P<a>\d+) \* (?P<b>\d+))?")
+
+
+def _leg_table() -> dict[str, int]:
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS  # the table the answer is computed from
+
+    return ANIMALS
+
+
+def wrong_lookups(work: str) -> list[str]:
+    """The leg lookups in ``work`` that disagree with reasoning-gym's table (or whose
+    multiplication uses other numbers than the count and legs named), in order."""
+    table, wrong = _leg_table(), []
+    for m in _LOOKUP.finditer(work):
+        name = m["animal"].strip()
+        legs = table.get(name, table.get(name[:-1]) if name.endswith("s") else None)
+        if legs is None:
+            continue
+        if int(m["legs"]) != legs or (m["a"] is not None and (m["a"], m["b"]) != (m["n"], m["legs"])):
+            wrong.append(m.group(0).strip())
+    return wrong
+
+
 def wrong_steps(work: str) -> list[str]:
-    """The steps in ``work`` whose two sides differ (as written), in order."""
-    wrong = []
+    """The steps in ``work`` that are wrong, in order: leg lookups that disagree with the table,
+    then arithmetic steps whose two sides differ (as written)."""
+    wrong = wrong_lookups(work)
     for m in _STEP.finditer(work):
         lhs, rhs = m.group(1).strip(), m.group(2)
         try:
