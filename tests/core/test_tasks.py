@@ -7,11 +7,16 @@ import pytest
 
 from synth_assets.core.errors import SynthConfigError
 from synth_assets.core.tasks.sources import (
+    LEVELS,
     TASK_SCHEMA,
     humaneval_references,
     humaneval_split,
     humaneval_tasks,
+    level_config,
+    reasoning_gym_dataset,
     reasoning_gym_tasks,
+    score_reasoning_gym,
+    split_level,
     user_references,
     user_tasks,
 )
@@ -225,3 +230,10 @@ def test_a_levels_task_pool_and_held_out_items_never_share_a_question():
         ["chain_sum@1", "chain_sum@2", "chain_sum@3"],
         (False, False),
     )
+
+
+@pytest.mark.parametrize("family", [f"{base}@{i + 1}" for base, levels in LEVELS.items() for i in range(len(levels))])
+def test_every_level_of_every_ladder_builds_items_whose_answers_score_full_marks(family):
+    base, _ = split_level(family)
+    ds = reasoning_gym_dataset(base, 3, 5, level_config(family))
+    assert [score_reasoning_gym(ds, str(e["answer"]), e) for e in ds] == [1.0, 1.0, 1.0]

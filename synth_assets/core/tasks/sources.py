@@ -188,6 +188,11 @@ LEVELS: dict[str, list[dict[str, Any]]] = {
         {**_COMPLEX_SMALL, "operations": ["+", "-"], "operations_weights": [0.5, 0.5]},
         {"min_real": -10, "max_real": 10, "min_imag": -10, "max_imag": 10},
     ],
+    "number_sequence": [
+        {"min_terms": 4, "max_terms": 6, "min_value": -20, "max_value": 20, "max_complexity": 1},
+        {"min_terms": 4, "max_terms": 8, "min_value": -50, "max_value": 50, "max_complexity": 2},
+        {"min_terms": 4, "max_terms": 8, "min_value": -100, "max_value": 100, "max_complexity": 3},
+    ],
     "number_sorting": [
         {"min_numbers": 2, "max_numbers": 3, "min_decimals": 0, "max_decimals": 0, "min_value": 0.0, "max_value": 20.0},
         {
@@ -664,7 +669,8 @@ def heldout_tasks(heldout: pl.DataFrame) -> pl.DataFrame:
 # the families a default run draws from
 # The levels where the embedded model can learn (the capability frontier, bench/frontier.py,
 # 2026-12-06 and -07: sampling finds right answers greedy misses, above every guesser; gcd,
-# leg_counting, letter_counting, simple_equations, word_sequence_reversal and spell_backward are at
+# leg_counting (answers or checked rationales), letter_counting, simple_equations, word_sequence_reversal,
+# spell_backward, decimal_chain_sum, complex_arithmetic and number_sequence are at
 # guessing level even at level 1; products@1 has too few questions to hold out 100; word_sorting@1
 # passes only by echoing words already in order: 107 of its 112 exact passes in a default round),
 # and the science family (core/tasks/science.py).
