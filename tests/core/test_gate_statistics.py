@@ -337,3 +337,21 @@ def test_a_clearly_worse_candidate_is_refused_before_every_item_is_evaluated():
     cand = par.with_columns(pl.lit(False).alias("correct"), pl.lit("7").alias("answer_given"))
     ok, reasons = settled(cand.head(60), par, items, trivial_baselines(items), GateSettings())
     assert (ok, [r.split(":")[0] for r in reasons]) == (False, ["REGRESSION", "MACRO_LOWER"])
+
+
+def test_an_early_refusal_says_its_rates_are_the_best_case_not_what_was_seen():
+    """A refusal settled early reports the rates with every unevaluated item counted right; read
+    as observed, a refused candidate looks better than its parent."""
+    from synth_assets.core.training.gate import settled
+    from synth_assets.core.training.heldout import trivial_baselines
+
+    items = _one_family_items(200)
+    par = items.select(
+        "item_id", "family", "variant", pl.lit(True).alias("correct"), pl.col("answer").alias("answer_given")
+    )
+    cand = par.with_columns(pl.lit(False).alias("correct"), pl.lit("7").alias("answer_given"))
+    _, reasons = settled(cand.head(60), par, items, trivial_baselines(items), GateSettings())
+    assert reasons[0] == (
+        "REGRESSION: a@1/heldout 0.700 vs parent 1.000 (McNemar p=0.0000) at best: settled after 60 of 200 "
+        "held-out items, the 140 not evaluated counted right"
+    )
