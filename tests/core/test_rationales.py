@@ -61,7 +61,10 @@ def test_the_leg_rationale_of_any_animals_checks_and_ends_at_the_total(animals):
 
 
 def test_a_leg_lookup_that_disagrees_with_the_table_or_its_product_is_a_wrong_step():
-    work = "2 spiders: 6 legs each, 2 * 6 = 12; 3 ducks: 2 legs each, 4 * 2 = 8; 1 unicorn: 4 legs each, 1 * 4 = 4"
+    work = (
+        "2 spiders: 6 legs each, 2 * 6 = 12; 3 ducks: 2 legs each, 4 * 2 = 8; 1 unicorn: 4 legs each, 1 * 4 = 4; "
+        "2 cats: 4 legs each, 4 * 2 = 8"
+    )
     assert wrong_steps(work) == ["2 spiders: 6 legs each, 2 * 6", "3 ducks: 2 legs each, 4 * 2"]
 
 

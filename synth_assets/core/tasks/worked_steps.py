@@ -94,11 +94,9 @@ def leg_steps(animals: dict[str, int]) -> str:
     multiplied, then the products added (``{"spider": 2, "chicken": 3}`` -> ``2 spiders: 8 legs
     each, 2 * 8 = 16; 3 chickens: 2 legs each, 3 * 2 = 6; 16 + 6 = 22``). The animal is named
     as the question names it (reasoning-gym adds an "s" for more than one)."""
-    from reasoning_gym.arithmetic.leg_counting import ANIMALS  # the table the answer is computed from
-
-    parts, products = [], []
+    table, parts, products = leg_table(), [], []
     for animal, count in animals.items():
-        legs = ANIMALS[animal]
+        legs = table[animal]
         products.append(count * legs)
         parts.append(
             f"{count} {animal}{'s' if count > 1 else ''}: {legs} {LEGS_EACH}, {count} * {legs} = {count * legs}"
@@ -108,6 +106,13 @@ def leg_steps(animals: dict[str, int]) -> str:
         parts.append(f"{total} + {p} = {total + p}")
         total += p
     return "; ".join(parts)
+
+
+def leg_table() -> dict[str, int]:
+    """Legs per animal: reasoning-gym's own table, the one its answers are computed from."""
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
+    return ANIMALS
 
 
 def has_worked_steps(family_base: str) -> bool:

@@ -23,7 +23,7 @@ import ast
 import re
 from fractions import Fraction
 
-from synth_assets.core.tasks.worked_steps import LEGS_EACH, value_of
+from synth_assets.core.tasks.worked_steps import LEGS_EACH, leg_table, value_of
 
 # the left side starts at a number or a sign and holds only arithmetic; the right side is a number
 _STEP = re.compile(r"(-?\(?\s*-?\d[\d\s+\-*/().]*?)\s*=\s*(-?\d+(?:\.\d+)?)")
@@ -32,22 +32,17 @@ _STEP = re.compile(r"(-?\(?\s*-?\d[\d\s+\-*/().]*?)\s*=\s*(-?\d+(?:\.\d+)?)")
 _LOOKUP = re.compile(rf"(?P<n>\d+) (?P<animal>[a-z][a-z ]*?): (?P<legs>\d+) {LEGS_EACH}(?:, (?P<a>\d+) \* (?P<b>\d+))?")
 
 
-def _leg_table() -> dict[str, int]:
-    from reasoning_gym.arithmetic.leg_counting import ANIMALS  # the table the answer is computed from
-
-    return ANIMALS
-
-
 def wrong_lookups(work: str) -> list[str]:
     """The leg lookups in ``work`` that disagree with reasoning-gym's table (or whose
-    multiplication uses other numbers than the count and legs named), in order."""
-    table, wrong = _leg_table(), []
+    multiplication uses other numbers than the count and legs named, in either order), in order."""
+    table, wrong = leg_table(), []
     for m in _LOOKUP.finditer(work):
         name = m["animal"].strip()
         legs = table.get(name, table.get(name[:-1]) if name.endswith("s") else None)
         if legs is None:
             continue
-        if int(m["legs"]) != legs or (m["a"] is not None and (m["a"], m["b"]) != (m["n"], m["legs"])):
+        product = m["a"] is not None and sorted((int(m["a"]), int(m["b"]))) != sorted((int(m["n"]), int(m["legs"])))
+        if int(m["legs"]) != legs or product:
             wrong.append(m.group(0).strip())
     return wrong
 
