@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
 import polars as pl
 
@@ -48,7 +49,9 @@ from synth_assets.core.warehouse import Warehouse  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", required=True, help="family@level list, comma-separated")
-    ap.add_argument("--form", choices=["answer", "rationale"], default=PromptSettings().form)
+    ap.add_argument(
+        "--form", choices=get_args(PromptSettings.model_fields["form"].annotation), default=PromptSettings().form
+    )
     ap.add_argument("--tasks", type=int, default=200, help="tasks a family")
     ap.add_argument("--samples", type=int, default=SamplingPlan().samples_per_task, help="samples a task")
     ap.add_argument("--heldout", type=int, default=100, help="held-out items a family and variant")

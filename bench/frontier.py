@@ -14,6 +14,7 @@ import json
 import time
 from datetime import date
 from pathlib import Path
+from typing import get_args
 
 from synth_assets.core.generators.generation import PromptSettings
 from synth_assets.core.generators.llama_backend import MODEL_ID, LlamaCppGenerator
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--all-levels", action="store_true", help="measure every level, not only up to the frontier")
     ap.add_argument(
         "--form",
-        choices=["answer", "rationale"],
+        choices=get_args(PromptSettings.model_fields["form"].annotation),
         default=PromptSettings().form,
         help="the prompt form (PromptSettings.form)",
     )

@@ -176,7 +176,6 @@ def naive_rounds(home: Path, rounds: int, tasks_per_family: int = 0, log: Callab
     returns every naive round's result, also kept in ``<home>/naive/rounds.json``."""
     from bench.self_improvement import answer_drift, answer_frame, mix_rows
     from synth_assets.core.generators.generation import SamplingPlan, run_generation
-    from synth_assets.core.training.frontier import heldout_at_chosen_levels
     from synth_assets.core.training.gate import GateSettings
     from synth_assets.core.training.loop import (
         CandidateSettings,
@@ -198,10 +197,7 @@ def naive_rounds(home: Path, rounds: int, tasks_per_family: int = 0, log: Callab
     default_models = wh.read("model_registry")
     answers = pl.DataFrame()
     for g in range(1, rounds + 1):
-        frontier = wh.read("capability_frontier", generation=g)
-        items = heldout_at_chosen_levels(heldout, frontier)
-        if tasks_per_family:  # a smoke run: as few held-out items as tasks
-            items = items.sort("item_id").group_by("family", "variant", maintain_order=True).head(tasks_per_family)
+        items = round_items(wh, heldout, g, tasks_per_family)
         if g == 1:  # round 0 of the answer series: the base model, on round 1's items
             answers = answer_frame(scores_for(reg.get(BASE_ID), items, reg, log), items, 0)
         done = next((r for r in results if r["round"] == g), None)
@@ -275,6 +271,17 @@ def naive_rounds(home: Path, rounds: int, tasks_per_family: int = 0, log: Callab
     return results
 
 
+def round_items(wh: Warehouse, heldout: pl.DataFrame, g: int, tasks_per_family: int) -> pl.DataFrame:
+    """The held-out items default round ``g``'s gate used (those at its frontier's chosen levels),
+    or for a smoke run (``tasks_per_family``) as few a family and variant as tasks."""
+    from synth_assets.core.training.frontier import heldout_at_chosen_levels
+
+    items = heldout_at_chosen_levels(heldout, wh.read("capability_frontier", generation=g))
+    if tasks_per_family:
+        items = items.sort("item_id").group_by("family", "variant", maintain_order=True).head(tasks_per_family)
+    return items
+
+
 def default_candidate_drift(
     wh: Warehouse, heldout: pl.DataFrame, results: list[dict], tasks_per_family: int, log: Callable[[str], None]
 ) -> None:
@@ -283,7 +290,6 @@ def default_candidate_drift(
     that round's items (its answers were stored when its gate evaluated it). Adds
     ``default_model`` and ``default_answer_drift`` to each naive round's result."""
     from bench.self_improvement import answer_drift, answer_frame
-    from synth_assets.core.training.frontier import heldout_at_chosen_levels
     from synth_assets.core.training.loop import scores_for
     from synth_assets.core.training.registry import BASE_ID, Registry
 
@@ -292,9 +298,7 @@ def default_candidate_drift(
     answers = pl.DataFrame()
     for r in sorted(results, key=lambda r: r["round"]):
         g = r["round"]
-        items = heldout_at_chosen_levels(heldout, wh.read("capability_frontier", generation=g))
-        if tasks_per_family:
-            items = items.sort("item_id").group_by("family", "variant", maintain_order=True).head(tasks_per_family)
+        items = round_items(wh, heldout, g, tasks_per_family)
         if answers.is_empty():
             answers = answer_frame(scores_for(reg.get(BASE_ID), items, reg, log), items, 0)
         made = models.filter(pl.col("mix_generation") == g)["model_id"].to_list()
