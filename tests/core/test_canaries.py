@@ -75,6 +75,7 @@ def test_the_default_verifiers_get_every_canary_right(box):
             "python_tests",
             "reasoning_gym:basic_arithmetic",
             "reasoning_gym:chain_sum",
+            "reasoning_gym:products",
             "reasoning_gym:projectile_design",
         ],
     )

@@ -63,6 +63,12 @@ class TrainSettings(Settings):
     )
     max_length: int = Field(default=512, ge=16, description="longer rows are cut from the left (the prompt's start)")
     max_train_rows: int = Field(default=2000, ge=1, description="an even sample of at most this many train rows")
+    max_steps: int = Field(
+        default=120,
+        ge=1,
+        description="optimizer steps at most: a mix that would take more (epochs x rows / batch_size) is seen "
+        "fewer times, the last epoch ending early, so a round's training stops growing with the accumulated mix",
+    )
     min_train_rows: int = Field(default=8, ge=1, description="fewer train rows than this is refused (nothing to learn)")
     seed: int = Field(default=0, description="seed of the row order, LoRA init and dropout")
     init_from: Literal["base", "parent"] = Field(
@@ -279,7 +285,11 @@ def _optimise(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=0.0)
     steps_per_epoch = math.ceil(n_train / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
+    # Every round trains from the base model on the whole accumulated mix, so epochs x rows grows
+    # each round (78 steps, then 189 and 49 minutes, in a default run's rounds 1 and 2): the cap
+    # keeps a round near the pilot's 87 steps; the decay schedule spans the capped steps.
+    total_steps = min(steps_per_epoch * settings.epochs, settings.max_steps)
+    epochs = math.ceil(total_steps / steps_per_epoch)
     warmup = max(1, total_steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
@@ -291,13 +301,20 @@ def _optimise(
     best, best_epoch, step, last_log = math.inf, 0, 0, time.monotonic()
     val0 = val_fn()
     curve.append({"epoch": 0, "step": 0, "train_loss": None, "validation_loss": val0})
+    capped = (
+        f" (max_steps {settings.max_steps}: {total_steps / steps_per_epoch:.2f} of {settings.epochs} epochs)"
+        if total_steps < steps_per_epoch * settings.epochs
+        else ""
+    )
     log(
-        f"training ({what}) on {n_train} rows, {total_steps} steps; "
+        f"training ({what}) on {n_train} rows, {total_steps} steps{capped}; "
         f"validation loss before training {val0 if val0 is None else round(val0, 4)}"
     )
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(1, epochs + 1):
         running, seen = 0.0, 0
         for batch in batches(rng):
+            if step == total_steps:  # the cap ends the last epoch early
+                break
             loss = step_fn(batch)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
