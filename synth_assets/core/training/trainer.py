@@ -288,7 +288,8 @@ def _optimise(
     # Every round trains from the base model on the whole accumulated mix, so epochs x rows grows
     # each round (78 steps, then 189 and 49 minutes, in a default run's rounds 1 and 2): the cap
     # keeps a round near the pilot's 87 steps; the decay schedule spans the capped steps.
-    total_steps = min(steps_per_epoch * settings.epochs, settings.max_steps)
+    uncapped = steps_per_epoch * settings.epochs
+    total_steps = min(uncapped, settings.max_steps)
     epochs = math.ceil(total_steps / steps_per_epoch)
     warmup = max(1, total_steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -303,7 +304,7 @@ def _optimise(
     curve.append({"epoch": 0, "step": 0, "train_loss": None, "validation_loss": val0})
     capped = (
         f" (max_steps {settings.max_steps}: {total_steps / steps_per_epoch:.2f} of {settings.epochs} epochs)"
-        if total_steps < steps_per_epoch * settings.epochs
+        if total_steps < uncapped
         else ""
     )
     log(
