@@ -329,6 +329,7 @@ def run(
     from synth_assets.profiles import PROFILES, merge
     from synth_assets.recovery import newest_generation, process_tags, settle_runs
     from synth_assets.run_config import check as check_run_config
+    from synth_assets.run_config import disagreements
 
     try:
         run_config = yaml.safe_load(Path(config_file).read_text()) if config_file else {}
@@ -355,6 +356,10 @@ def run(
     if wrong:
         raise SynthConfigError("\n".join(wrong))
     run_config = merge(PROFILES[profile], user_config)
+    if profile != "full":  # the profile's settings with the user's over them must fit together too
+        wrong = disagreements(run_config, f"{source} with --profile {profile}", graph, keys)
+        if wrong:
+            raise SynthConfigError("\n".join(wrong))
     job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=keys)
     partitioned = any(graph.get(k).partitions_def is not None for k in keys)
     console = run_config.setdefault("loggers", {}).setdefault("console", {}).setdefault("config", {})

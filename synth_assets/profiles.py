@@ -7,6 +7,8 @@ Everything stays real. Use it with ``synth run --profile smoke``, or launch the
 ``smoke_generation`` job in the UI (its Launchpad shows this config).
 """
 
+from synth_assets.core.training.heldout import DEFAULT_HELDOUT_FAMILIES
+
 SMOKE_RUN_CONFIG: dict = {
     "ops": {
         "synthesized_tasks": {"config": {"proposals_per_method": 1, "seeds_per_family": 3}},
@@ -16,13 +18,13 @@ SMOKE_RUN_CONFIG: dict = {
         "generator_eval": {"config": {"max_tasks": 1, "code_max_tokens": 48}},
         # the task pool's families at their levels as written (the frontier is not measured here)
         "heldout_reasoning": {
-            "config": {"families": ["chain_sum@1", "basic_arithmetic@1"], "items_per_family": 10, "levels_above": 0}
+            "config": {"families": list(DEFAULT_HELDOUT_FAMILIES), "items_per_family": 10, "levels_above": 0}
         },
         "judge_calibration": {"config": {"rows_per_cell": 3, "human_rows": 3, "pairs": 3}},
     }
 }
 
-# the loop at smoke size: a few dozen rows, one epoch (held-out items: two families of ten, above)
+# the loop at smoke size: a few dozen rows, one epoch (held-out items: ten a family, above)
 SMOKE_TRAINING_CONFIG: dict = {
     "ops": {
         "candidate_model": {"config": {"max_train_rows": 24, "epochs": 1, "min_train_rows": 4}},

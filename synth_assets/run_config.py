@@ -113,9 +113,56 @@ def prompt_disagreements(run_config: dict, source: str, classes: dict[str, type[
     return out
 
 
+def _config_of(run_config: dict, name: str) -> dict:
+    body = (run_config.get("ops") or {}).get(name)
+    return (body.get("config") or {}) if isinstance(body, dict) else {}
+
+
+def heldout_gaps(run_config: dict, source: str, classes: dict[str, type[BaseModel] | None]) -> list[str]:
+    """A level the task pool can train at without held-out items there, as one line naming both
+    fields. generator_eval refuses such a generation (it cannot judge what it trained on), but only
+    after generation, verification and training: a run whose families were edited in one place
+    and not the other failed twenty minutes in (the smoke profile, when products@1 joined the
+    task pool's defaults and not its held-out families). Checked when both assets are selected."""
+    if not {"task_pool", "heldout_reasoning"} <= classes.keys():
+        return []
+    from synth_assets.core.tasks.sources import ladder, split_level
+    from synth_assets.core.training.frontier import FrontierSettings
+
+    # each asset's own config class (its core settings with the prompt's where it asks the model)
+    pool = classes["task_pool"].model_validate(_config_of(run_config, "task_pool"))
+    heldout = classes["heldout_reasoning"].model_validate(_config_of(run_config, "heldout_reasoning"))
+    steer = (
+        (classes.get("capability_frontier") or FrontierSettings)
+        .model_validate(_config_of(run_config, "capability_frontier"))
+        .steer
+    )
+    # unsteered, a generation trains at the levels as written; steered, anywhere on the pool's ladder
+    trains = ladder(pool.reasoning_gym_families, pool.levels_above if steer else 0)
+    judged = set(ladder(heldout.families, heldout.levels_above))
+    missing = [f for f in trains if split_level(f)[1] is not None and f not in judged]
+    if not missing:
+        return []
+    return [
+        f"{source}: ops.heldout_reasoning.config.families: no held-out items at {', '.join(missing)}, where "
+        f"task_pool (reasoning_gym_families {pool.reasoning_gym_families}, levels_above "
+        f"{pool.levels_above if steer else '0: the frontier does not steer'}) can train; held-out families are "
+        f"{heldout.families} with levels_above {heldout.levels_above}: give heldout_reasoning the task pool's "
+        "families and levels_above"
+    ]
+
+
+def disagreements(run_config: dict, source: str, graph: dg.AssetGraph, keys: Iterable[dg.AssetKey]) -> list[str]:
+    """Settings of the selected assets that are each sound but do not fit together (prompt formats,
+    held-out levels): checked on the config a run gets, a profile's included."""
+    classes = config_classes(graph, keys)
+    return prompt_disagreements(run_config, source, classes) + heldout_gaps(run_config, source, classes)
+
+
 def check(run_config: dict, source: str, graph: dg.AssetGraph, keys: Iterable[dg.AssetKey]) -> list[str]:
     """The problems of a run config for the selected assets of ``graph``."""
     every = {graph.get(k).assets_def.op.name for k in graph.get_all_asset_keys() if graph.get(k).is_executable}
-    classes = config_classes(graph, keys)
-    found = problems(run_config, source, classes, every)
-    return found or (prompt_disagreements(run_config, source, classes) if isinstance(run_config, dict) else [])
+    found = problems(run_config, source, config_classes(graph, keys), every)
+    if found or not isinstance(run_config, dict):
+        return found
+    return disagreements(run_config, source, graph, keys)

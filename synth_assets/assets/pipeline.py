@@ -46,7 +46,7 @@ from synth_assets.core.curate.review import (
     latest_decisions,
     with_status,
 )
-from synth_assets.core.generators.generation import SamplingPlan, attach_log, run_generation
+from synth_assets.core.generators.generation import CandidatePlan, attach_log, run_generation
 from synth_assets.core.generators.llama_backend import packaged_token_counter
 from synth_assets.core.markdown import markdown_table
 from synth_assets.core.training.frontier import at_chosen_levels
@@ -62,12 +62,14 @@ from synth_assets.core.verify.verification import (
     VerifiedSetSettings,
     revise_failures,
     verify_candidates,
+    verify_reasoning_gym,
 )
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
 
-class RawCandidatesConfig(SamplingPlan, dg.Config):
-    """The core's SamplingPlan: samples per task, temperatures, seed and prompt settings."""
+class RawCandidatesConfig(CandidatePlan, dg.Config):
+    """The core's CandidatePlan: samples per task, more where none was right, temperatures, seed
+    and prompt settings."""
 
 
 @generational_asset(group_name="synth")
@@ -93,7 +95,16 @@ def raw_candidates(
             f"with {gen.name} ({gen.model})"
         )
         t0 = time.perf_counter()
-        df = run_generation(task_pool, gen, plan, generation, log=context.log.info, log_every_s=plan.progress_every_s)
+        df = run_generation(
+            task_pool,
+            gen,
+            plan,
+            generation,
+            log=context.log.info,
+            log_every_s=plan.progress_every_s,
+            is_right=scorer_says_right,
+            resample=plan.resample_unsolved,
+        )
     wall = time.perf_counter() - t0
     by_gen = generator_accounting(df)
     cost = df["cost_usd"].sum() if df["cost_usd"].null_count() < df.height else None
@@ -126,6 +137,14 @@ def raw_candidates(
             candidates_by_family=counts(df, "family"),
         ),
     )
+
+
+def scorer_says_right(row: dict) -> bool | None:
+    """A sample's cheap verdict for resampling: reasoning-gym's scorer at verified_set's default
+    threshold; None for every other verifier (code waits for the sandbox)."""
+    if row["verifier"] != "reasoning_gym":
+        return None
+    return verify_reasoning_gym(row, VerifiedSetSettings.model_fields["pass_threshold"].default).verdict == "pass"
 
 
 def generator_accounting(df: pl.DataFrame) -> dict[str, dict]:

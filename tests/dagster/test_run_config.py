@@ -89,3 +89,36 @@ def test_a_prompt_form_set_on_some_assets_only_is_one_line_naming_the_rest():
     ]
     everywhere = {"ops": {name: {"config": {"form": "rationale"}} for name in PROMPT_TAKERS}}
     assert check(everywhere, "run.yaml", graph, keys) == []
+
+
+def _all_keys():
+    graph = defs.resolve_asset_graph()
+    return graph, [k for k in graph.get_all_asset_keys() if graph.get(k).is_executable]
+
+
+def test_a_level_the_pool_trains_at_without_held_out_items_is_one_line_before_anything_runs():
+    graph, keys = _all_keys()
+    config = {"ops": {"heldout_reasoning": {"config": {"families": ["chain_sum@1"], "levels_above": 1}}}}
+    assert check(config, "run.yaml", graph, keys) == [
+        "run.yaml: ops.heldout_reasoning.config.families: no held-out items at chain_sum@3, basic_arithmetic@1, "
+        "basic_arithmetic@2, basic_arithmetic@3, products@1, products@2, products@3, where task_pool "
+        "(reasoning_gym_families ['chain_sum@1', 'basic_arithmetic@1', 'products@1', 'projectile_design'], "
+        "levels_above 2) can train; held-out families are ['chain_sum@1'] with levels_above 1: give "
+        "heldout_reasoning the task pool's families and levels_above"
+    ]
+
+
+def test_an_unsteered_frontier_trains_only_at_the_levels_as_written():
+    graph, keys = _all_keys()
+    heldout = {"families": ["chain_sum@1", "basic_arithmetic@1", "products@1"], "levels_above": 0}
+    unsteered = {"heldout_reasoning": {"config": heldout}, "capability_frontier": {"config": {"steer": False}}}
+    steered = {"heldout_reasoning": {"config": heldout}}
+    assert (len(check({"ops": unsteered}, "r", graph, keys)), len(check({"ops": steered}, "r", graph, keys))) == (0, 1)
+
+
+def test_the_smoke_profile_judges_every_level_its_task_pool_trains_at():
+    from synth_assets.profiles import PROFILES
+    from synth_assets.run_config import disagreements
+
+    graph, keys = _all_keys()
+    assert disagreements(PROFILES["smoke"], "smoke", graph, keys) == []

@@ -281,17 +281,33 @@ class SamplingPlan(PromptSettings):
         return self
 
 
+class CandidatePlan(SamplingPlan):
+    """The generation's sampling (raw_candidates): the plan, and more samples where none was right."""
+
+    resample_unsolved: int = Field(
+        default=6,
+        ge=0,
+        description="more samples for each task none of whose first samples_per_task is right by its own cheap "
+        "check (reasoning-gym's scorer; code is not run here): without them the tasks a model rarely solves "
+        "never reach the training mix (0 = off)",
+    )
+
+
 def _sample_seed(base: int, generation: int, task_id: str, index: int) -> int:
     h = hashlib.sha256(f"{base}/{generation}/{task_id}/{index}".encode()).hexdigest()
     return int(h[:8], 16)
 
 
-def plan_requests(tasks: pl.DataFrame, plan: SamplingPlan, generation: int) -> list[tuple[dict, SampleRequest]]:
-    """Requests ordered so samples of one prompt run back to back (llama.cpp reuses the KV cache)."""
+def plan_requests(
+    tasks: pl.DataFrame, plan: SamplingPlan, generation: int, indices: range | None = None
+) -> list[tuple[dict, SampleRequest]]:
+    """Requests ordered so samples of one prompt run back to back (llama.cpp reuses the KV cache).
+    ``indices``: the sample indices of each task (default: the first ``samples_per_task``); each
+    index has its own seed, so a task's later samples are new draws."""
     out = []
     for task in tasks.iter_rows(named=True):
         prompt, template, max_tokens, stop = build_prompt(task, plan.prompts)
-        for i in range(plan.samples_per_task):
+        for i in indices if indices is not None else range(plan.samples_per_task):
             temperature = plan.temperatures[i % len(plan.temperatures)]
             out.append(
                 (
@@ -323,14 +339,58 @@ def run_generation(
     generation: int,
     log: Callable[[str], None] = lambda _m: None,
     log_every_s: float = 15.0,
+    is_right: Callable[[dict], bool | None] | None = None,
+    resample: int = 0,
 ) -> pl.DataFrame:
-    """Sample every task; one row per sample with full provenance."""
+    """Sample every task; one row per sample with full provenance.
+
+    With ``is_right`` (a sample row -> right, wrong, or None where no cheap check exists) and
+    ``resample`` (CandidatePlan.resample_unsolved), each task none of whose first samples is right
+    gets that many more.
+    Sampling the same number per task trains on the tasks the model already solves: in the
+    three-family default run (2026-12-07) round 2's chain_sum@1 rows held 11 of 136 with a negative
+    answer, and the candidate's greedy score on subtraction fell while addition's rose (DART-Math,
+    Tong et al. 2024: rejection sampling is biased toward easy queries; more trials for the hard
+    ones). The verdict stays verified_set's: this check only decides where to sample more."""
     planned = plan_requests(tasks, plan, generation)
     if not planned:
         raise SynthConfigError(
             "raw_candidates: the task pool is empty; configure task_pool "
             "(reasoning_gym_families, tasks_per_family, humaneval_tasks or user_task_files)"
         )
+    rows = _sample(planned, generator, generation, log, log_every_s)
+    if is_right is not None and resample:
+        unsolved = unsolved_tasks(rows, is_right)
+        if unsolved:
+            more = range(plan.samples_per_task, plan.samples_per_task + resample)
+            again = plan_requests(tasks.filter(pl.col("task_id").is_in(unsolved)), plan, generation, more)
+            log(
+                f"{len(unsolved)} tasks with no right answer in {plan.samples_per_task} samples: "
+                f"{resample} more samples each (resample_unsolved)"
+            )
+            rows += _sample(again, generator, generation, log, log_every_s)
+    from synth_assets.core.tasks.sources import conform
+
+    return conform(rows, CANDIDATE_SCHEMA)
+
+
+def unsolved_tasks(rows: list[dict], is_right: Callable[[dict], bool | None]) -> list[str]:
+    """The tasks, in order, whose every sample is checked and wrong (a task with a sample the
+    check cannot judge is left alone: code is judged in the sandbox, later)."""
+    verdicts: dict[str, list[bool | None]] = {}
+    for row in rows:
+        verdicts.setdefault(row["task_id"], []).append(is_right(row))
+    return [t for t, v in verdicts.items() if None not in v and not any(v)]
+
+
+def _sample(
+    planned: list[tuple[dict, SampleRequest]],
+    generator: TextGenerator,
+    generation: int,
+    log: Callable[[str], None],
+    log_every_s: float,
+) -> list[dict]:
+    """The generator's samples of ``planned``, one provenance row each, with progress lines."""
     rows, started, last_log = [], time.monotonic(), time.monotonic()
     requests = [r for _t, r in planned]
     for n, ((task, planned_req), sample) in enumerate(zip(planned, generator.generate(requests), strict=True), start=1):
@@ -379,9 +439,7 @@ def run_generation(
             elapsed = time.monotonic() - started
             log(f"generated {n}/{len(planned)} samples in {elapsed:.0f}s ({60 * n / max(elapsed, 1e-9):.1f}/min)")
             last_log = time.monotonic()
-    from synth_assets.core.tasks.sources import conform
-
-    return conform(rows, CANDIDATE_SCHEMA)
+    return rows
 
 
 def attach_log(generator: TextGenerator, log: Callable[[str], None]) -> None:
