@@ -60,3 +60,16 @@ def test_without_the_check_every_task_gets_its_samples_once():
     tasks = _tasks()
     rows = run_generation(tasks, OracleGeneratorDouble({}, ()), PLAN, 1, resample=3)
     assert rows.height == 8
+
+
+def test_imported_candidates_are_not_resampled(tmp_path):
+    import polars as pl
+
+    from synth_assets.core.generators.import_backend import ImportedGenerator
+
+    tasks = _tasks()
+    path = tmp_path / "elsewhere.jsonl"
+    ids = tasks["task_id"].to_list()
+    pl.DataFrame({"task_id": [t for t in ids for _ in range(2)], "completion": ["wrong"] * 8}).write_ndjson(path)
+    rows = run_generation(tasks, ImportedGenerator([str(path)]), PLAN, 1, is_right=real_scorer, resample=3)
+    assert rows.height == 8

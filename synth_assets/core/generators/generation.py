@@ -359,6 +359,11 @@ def run_generation(
             "(reasoning_gym_families, tasks_per_family, humaneval_tasks or user_task_files)"
         )
     rows = _sample(planned, generator, generation, log, log_every_s)
+    # a generator answering from files (or a mixture with one) cannot draw more samples
+    members = [generator, *(m.generator for m in getattr(generator, "members", []))]
+    if resample and any(getattr(g, "samples_fixed", False) for g in members):
+        log("resample_unsolved: not for imported candidates (the files hold every sample there is)")
+        resample = 0
     if is_right is not None and resample:
         unsolved = unsolved_tasks(rows, is_right)
         if unsolved:

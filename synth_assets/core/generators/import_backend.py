@@ -103,6 +103,8 @@ class ImportedGenerator:
     """Answers requests from imported files instead of a model."""
 
     name = "import"
+    # the files hold what they hold: no more samples can be drawn for a task none of whose was right
+    samples_fixed = True
 
     def __init__(self, paths: Sequence[str], terms: str | None = None) -> None:
         if not paths:
