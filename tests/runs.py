@@ -73,8 +73,11 @@ def materialize_raw(
     instance: dg.DagsterInstance,
     samples: int = 2,
     pool: TaskPoolConfig = POOL,
+    resample: int = 0,
 ) -> dg.ExecuteInProcessResult:
-    """``task_pool`` and ``raw_candidates`` of the next generation with ``generator``."""
+    """``task_pool`` and ``raw_candidates`` of the next generation with ``generator``: ``samples``
+    a task, and no resampling unless asked (a sample count fixed in advance; resampling has its
+    own tests, tests/core/test_resampling.py)."""
     wh = WarehouseResource(path=db_path)
     return materialize_generation(
         [task_pool, capability_frontier, raw_candidates, *synthesized_tasks.to_source_assets()],
@@ -86,5 +89,10 @@ def materialize_raw(
             "generator": generator,
             "humaneval_split": HumanEvalSplitResource(),
         },
-        run_config=dg.RunConfig({"task_pool": pool, "raw_candidates": RawCandidatesConfig(samples_per_task=samples)}),
+        run_config=dg.RunConfig(
+            {
+                "task_pool": pool,
+                "raw_candidates": RawCandidatesConfig(samples_per_task=samples, resample_unsolved=resample),
+            }
+        ),
     )

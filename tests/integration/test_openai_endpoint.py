@@ -184,7 +184,8 @@ def test_a_run_killed_with_sigkill_resumes_without_requesting_a_completed_sample
                         "include_synthesized": False,
                     }
                 },
-                "raw_candidates": {"config": {"samples_per_task": 2}},
+                # no resampling: the generation's 32 samples are fixed in advance
+                "raw_candidates": {"config": {"samples_per_task": 2, "resample_unsolved": 0}},
             }
         }
     )

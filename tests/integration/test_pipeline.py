@@ -50,6 +50,16 @@ SMALL = {
 }
 
 
+def resampled_tasks(wh: Warehouse, generation: int, samples: int) -> int:
+    """The reasoning-gym tasks none of whose first ``samples`` passed verification: each got
+    raw_candidates.resample_unsolved (6) more samples."""
+    first = wh.read("verified_set", generation=generation).filter(
+        (pl.col("sample_index") < samples) & (pl.col("verifier") == "reasoning_gym")
+    )
+    solved = first.group_by("task_id").agg((pl.col("verdict") == "pass").any().alias("solved"))
+    return solved.filter(~pl.col("solved")).height
+
+
 def run(resources, instance, generation=None, **overrides):
     return materialize_generation(
         GENERATION_ASSETS + GENERATION_CHECKS,
@@ -77,7 +87,13 @@ def test_two_generations_end_to_end(resources, instance, db_path):
         }
         pool = wh.read("raw_candidates", generation=g)["task_id"].n_unique()  # configured tasks + synthesized ones
         assert pool >= 10 + 2
-        assert n["raw_candidates"] == 3 * pool == n["verified_set"] == n["filtered_set"] + n["filter_drops"]
+        # 3 samples a task, and 6 more (resample_unsolved) for each reasoning-gym task none of whose 3 passed
+        assert (
+            n["raw_candidates"]
+            == 3 * pool + 6 * resampled_tasks(wh, g, 3)
+            == n["verified_set"]
+            == n["filtered_set"] + n["filter_drops"]
+        )
         ids = set(wh.read("raw_candidates", generation=g)["candidate_id"])
         kept_or_dropped = set(wh.read("filtered_set", generation=g)["candidate_id"]) | set(
             wh.read("filter_drops", generation=g)["candidate_id"]
@@ -289,7 +305,7 @@ def test_synth_run_materializes_a_generation_into_the_instance(tmp_path):
     wh = Warehouse(str(tmp_path / "w.duckdb"))
     pool = wh.read("task_pool")  # 3 configured tasks plus any synthesized task the gates accepted
     assert pool.filter(pl.col("source") != "synthesized").height == 3
-    assert wh.read("raw_candidates", generation=1).height == pool.height
+    assert wh.read("raw_candidates", generation=1).height == pool.height + 6 * resampled_tasks(wh, 1, 1)
     bad = subprocess.run(
         [str(synth), "--db", str(tmp_path / "missing.duckdb"), "summary"],
         env=env,
