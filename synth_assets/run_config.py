@@ -152,17 +152,21 @@ def heldout_gaps(run_config: dict, source: str, classes: dict[str, type[BaseMode
     ]
 
 
+def _disagreements(run_config: dict, source: str, classes: dict[str, type[BaseModel] | None]) -> list[str]:
+    return prompt_disagreements(run_config, source, classes) + heldout_gaps(run_config, source, classes)
+
+
 def disagreements(run_config: dict, source: str, graph: dg.AssetGraph, keys: Iterable[dg.AssetKey]) -> list[str]:
     """Settings of the selected assets that are each sound but do not fit together (prompt formats,
     held-out levels): checked on the config a run gets, a profile's included."""
-    classes = config_classes(graph, keys)
-    return prompt_disagreements(run_config, source, classes) + heldout_gaps(run_config, source, classes)
+    return _disagreements(run_config, source, config_classes(graph, keys))
 
 
 def check(run_config: dict, source: str, graph: dg.AssetGraph, keys: Iterable[dg.AssetKey]) -> list[str]:
     """The problems of a run config for the selected assets of ``graph``."""
     every = {graph.get(k).assets_def.op.name for k in graph.get_all_asset_keys() if graph.get(k).is_executable}
-    found = problems(run_config, source, config_classes(graph, keys), every)
+    classes = config_classes(graph, keys)
+    found = problems(run_config, source, classes, every)
     if found or not isinstance(run_config, dict):
         return found
-    return disagreements(run_config, source, graph, keys)
+    return _disagreements(run_config, source, classes)

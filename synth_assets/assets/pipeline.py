@@ -61,8 +61,8 @@ from synth_assets.core.verify.verification import (
     ReviseSettings,
     VerifiedSetSettings,
     revise_failures,
+    scorer_says_right,
     verify_candidates,
-    verify_reasoning_gym,
 )
 from synth_assets.resources import GeneratorResource, SandboxResource, WarehouseResource
 
@@ -137,14 +137,6 @@ def raw_candidates(
             candidates_by_family=counts(df, "family"),
         ),
     )
-
-
-def scorer_says_right(row: dict) -> bool | None:
-    """A sample's cheap verdict for resampling: reasoning-gym's scorer at verified_set's default
-    threshold; None for every other verifier (code waits for the sandbox)."""
-    if row["verifier"] != "reasoning_gym":
-        return None
-    return verify_reasoning_gym(row, VerifiedSetSettings.model_fields["pass_threshold"].default).verdict == "pass"
 
 
 def generator_accounting(df: pl.DataFrame) -> dict[str, dict]:

@@ -359,12 +359,10 @@ def run_generation(
             "(reasoning_gym_families, tasks_per_family, humaneval_tasks or user_task_files)"
         )
     rows = _sample(planned, generator, generation, log, log_every_s)
-    # a generator answering from files (or a mixture with one) cannot draw more samples
-    members = [generator, *(m.generator for m in getattr(generator, "members", []))]
-    if resample and any(getattr(g, "samples_fixed", False) for g in members):
+    if is_right is not None and resample and any(getattr(g, "samples_fixed", False) for g in backends(generator)):
+        # a generator answering from files (or a mixture with one) cannot draw more samples
         log("resample_unsolved: not for imported candidates (the files hold every sample there is)")
-        resample = 0
-    if is_right is not None and resample:
+    elif is_right is not None and resample:
         unsolved = unsolved_tasks(rows, is_right)
         if unsolved:
             more = range(plan.samples_per_task, plan.samples_per_task + resample)
@@ -447,9 +445,14 @@ def _sample(
     return rows
 
 
+def backends(generator: TextGenerator) -> list[TextGenerator]:
+    """The generator and, for a mixture, each of its members' generators."""
+    return [generator, *(m.generator for m in getattr(generator, "members", []))]
+
+
 def attach_log(generator: TextGenerator, log: Callable[[str], None]) -> None:
     """Route a backend's own messages (cache hits, retries given up) to the run's log."""
-    for g in [generator, *(m.generator for m in getattr(generator, "members", []))]:
+    for g in backends(generator):
         if hasattr(g, "log"):
             g.log = log
 

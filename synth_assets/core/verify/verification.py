@@ -154,6 +154,15 @@ def verify_reasoning_gym(row: dict, pass_threshold: float) -> Verdict:
     )
 
 
+def scorer_says_right(row: dict) -> bool | None:
+    """A sample's cheap verdict, for where raw_candidates samples more (resample_unsolved):
+    reasoning-gym's scorer at verified_set's default threshold; None for every other verifier
+    (code waits for the sandbox). The verdict that counts is still verify_candidates'."""
+    if row["verifier"] != "reasoning_gym":
+        return None
+    return verify_reasoning_gym(row, VerifiedSetSettings.model_fields["pass_threshold"].default).verdict == "pass"
+
+
 # Two readings of math-verify's that the verifier canaries caught (core/verify/canaries.py): a sign set apart
 # by spaces reads as no sign at all ("- 7" as 7, "- \\frac{1}{3}" as 1/3: a wrong answer passed, a right one
 # failed), and LaTeX without delimiters ("\\sqrt{2}", "x^2+2x+1") reads as nothing (every candidate failed).
